@@ -1,0 +1,259 @@
+package emulator
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/clade-dev/clade/catalog"
+	"github.com/clade-dev/clade/internal/wire"
+)
+
+// Message is a Messages API response.
+type Message struct {
+	ID           string  `json:"id"`
+	Type         string  `json:"type"`
+	Role         string  `json:"role"`
+	Model        string  `json:"model"`
+	Content      []any   `json:"content"`
+	StopReason   *string `json:"stop_reason"`
+	StopSequence *string `json:"stop_sequence"`
+	Usage        Usage   `json:"usage"`
+}
+
+// Usage is a response's usage object.
+type Usage struct {
+	InputTokens              int64         `json:"input_tokens"`
+	CacheCreationInputTokens int64         `json:"cache_creation_input_tokens"`
+	CacheReadInputTokens     int64         `json:"cache_read_input_tokens"`
+	CacheCreation            CacheCreation `json:"cache_creation"`
+	OutputTokens             int64         `json:"output_tokens"`
+	ServiceTier              string        `json:"service_tier"`
+}
+
+// CacheCreation splits cache writes by TTL.
+type CacheCreation struct {
+	Ephemeral5m int64 `json:"ephemeral_5m_input_tokens"`
+	Ephemeral1h int64 `json:"ephemeral_1h_input_tokens"`
+}
+
+// prepared is a validated request with its counted input.
+type prepared struct {
+	req   *wire.MessageRequest
+	body  []byte
+	model *catalog.Model
+	class *catalog.Class
+	input inputCount
+}
+
+func (s *Server) parseOptions(version string, countTokens bool) wire.ParseOptions {
+	return wire.ParseOptions{CountTokens: countTokens, AllowSystemRole: version == Version2026}
+}
+
+// prepare parses and validates a Messages body the way the API does, up to the
+// checks that need the model: unknown model, max_tokens above the model's, prompt too long.
+func (s *Server) prepare(body []byte, opt wire.ParseOptions) (*prepared, *wire.Error) {
+	req, err := wire.ParseMessageRequest(body, opt)
+	if err != nil {
+		return nil, err.(*wire.Error)
+	}
+	m, ok := s.cat.Model(req.Model)
+	if !ok || m.Lifecycle == "retired" {
+		return nil, wire.Errorf(wire.NotFound, "model: %s", req.Model)
+	}
+	if !opt.CountTokens && req.MaxTokens > m.MaxTokens {
+		return nil, wire.Errorf(wire.InvalidRequest, "max_tokens: %d > %d, which is the maximum allowed number of output tokens for %s", req.MaxTokens, m.MaxTokens, req.Model)
+	}
+	p := &prepared{req: req, body: body, model: m, class: s.cat.Class(m)}
+	p.input = countInput(m.ID, req)
+	if p.input.total > m.MaxInputTokens {
+		return nil, wire.Errorf(wire.InvalidRequest, "prompt is too long: %d tokens > %d maximum", p.input.total, m.MaxInputTokens)
+	}
+	return p, nil
+}
+
+// itpmCost is what a request charges to the input-tokens-per-minute bucket: uncached
+// input and cache writes, and cache reads only on the classes marked for it.
+func itpmCost(cu cacheUsage, cl *catalog.Class) int64 {
+	n := cu.uncached + cu.write5m + cu.write1h
+	if cl.CacheReadsCountITPM {
+		n += cu.read
+	}
+	return n
+}
+
+func makeUsage(cu cacheUsage, output int64, serviceTier string) Usage {
+	return Usage{
+		InputTokens:              cu.uncached,
+		CacheCreationInputTokens: cu.write5m + cu.write1h,
+		CacheReadInputTokens:     cu.read,
+		CacheCreation:            CacheCreation{Ephemeral5m: cu.write5m, Ephemeral1h: cu.write1h},
+		OutputTokens:             output,
+		ServiceTier:              serviceTier,
+	}
+}
+
+func (g generation) message(model string, u Usage) *Message {
+	sr := g.stopReason
+	return &Message{
+		ID: newID("msg_"), Type: "message", Role: "assistant", Model: model,
+		Content: g.blocks, StopReason: &sr, StopSequence: g.stopSequence, Usage: u,
+	}
+}
+
+// complete produces the response to a prepared request without latency, faults or rate
+// limits: what the batch engine uses. serviceTier is "standard" or "batch".
+func (s *Server) complete(p *prepared, serviceTier string) *Message {
+	cu := s.cache.lookup(p.input, p.class.MinCacheTokens, s.cfg.Now(), true)
+	g := s.generate(p.req, p.body)
+	return g.message(p.req.Model, makeUsage(cu, g.outputTokens, serviceTier))
+}
+
+func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request, c *call) {
+	body, werr := readBody(r, MaxMessageBody)
+	if werr != nil {
+		s.writeError(w, c.requestID, werr)
+		return
+	}
+	p, werr := s.prepare(body, s.parseOptions(c.version, false))
+	if werr != nil {
+		s.writeError(w, c.requestID, werr)
+		return
+	}
+	now := s.cfg.Now()
+	act := s.faults.decide("messages", p.req.Stream, now)
+	if act.drop {
+		dropConnection(w)
+		return
+	}
+	if act.err != nil {
+		s.limits.setHeaders(w.Header(), p.class.Name, now)
+		s.writeError(w, c.requestID, act.err)
+		return
+	}
+
+	cu := s.cache.lookup(p.input, p.class.MinCacheTokens, now, false)
+	adm, refused := s.limits.admit(p.class.Name, itpmCost(cu, p.class), p.req.MaxTokens, s.cfg.OrganizationID, now)
+	if refused != nil {
+		s.limits.setHeaders(w.Header(), p.class.Name, now)
+		w.Header().Set("retry-after", strconv.FormatInt(retryAfterSeconds(refused.retryAfter), 10))
+		s.metrics.observeRateLimited(p.class.Name, refused.limit)
+		s.writeError(w, c.requestID, refused.err)
+		return
+	}
+	cu = s.cache.lookup(p.input, p.class.MinCacheTokens, now, true)
+	g := s.generate(p.req, body)
+	u := makeUsage(cu, g.outputTokens, "standard")
+	s.metrics.observeTokens(p.class.Name, u.InputTokens, u.OutputTokens, u.CacheReadInputTokens, u.CacheCreationInputTokens)
+
+	if p.req.Stream {
+		s.stream(w, r, c, p, g, u, adm, act)
+		return
+	}
+
+	ctx := r.Context()
+	if !s.sleep(ctx, act.delay+s.latency(p.class, g.outputTokens)) {
+		adm.charge(g.outputTokens, s.cfg.Now()) // the tokens were generated all the same
+		adm.finish(s.cfg.Now())
+		return
+	}
+	end := s.cfg.Now()
+	adm.charge(g.outputTokens, end)
+	adm.finish(end)
+	s.limits.setHeaders(w.Header(), p.class.Name, end)
+	b, err := json.Marshal(g.message(p.req.Model, u))
+	if err != nil {
+		s.writeError(w, c.requestID, wire.Errorf(wire.APIError, "Internal server error"))
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(http.StatusOK)
+	w.Write(b)
+}
+
+func (s *Server) handleCountTokens(w http.ResponseWriter, r *http.Request, c *call) {
+	body, werr := readBody(r, MaxMessageBody)
+	if werr != nil {
+		s.writeError(w, c.requestID, werr)
+		return
+	}
+	p, werr := s.prepare(body, s.parseOptions(c.version, true))
+	if werr != nil {
+		s.writeError(w, c.requestID, werr)
+		return
+	}
+	act := s.faults.decide("count_tokens", false, s.cfg.Now())
+	if act.drop {
+		dropConnection(w)
+		return
+	}
+	if act.err != nil {
+		s.writeError(w, c.requestID, act.err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	w.Write([]byte(`{"input_tokens":` + strconv.FormatInt(p.input.total, 10) + "}"))
+}
+
+// latency is the modelled time for a whole response: time to first token plus output
+// at the class's speed, scaled by LatencyScale (0: none).
+func (s *Server) latency(cl *catalog.Class, outputTokens int64) time.Duration {
+	if s.cfg.LatencyScale == 0 {
+		return 0
+	}
+	return time.Duration(s.cfg.LatencyScale * float64(s.ttft(cl)+s.perToken(cl)*time.Duration(outputTokens)))
+}
+
+func (s *Server) ttft(cl *catalog.Class) time.Duration {
+	return time.Duration(cl.Latency.TTFTMillis * float64(time.Millisecond))
+}
+
+func (s *Server) perToken(cl *catalog.Class) time.Duration {
+	if cl.Latency.OutputTokensPerSec <= 0 {
+		return 0
+	}
+	return time.Duration(float64(time.Second) / cl.Latency.OutputTokensPerSec)
+}
+
+// sleep waits d or until ctx ends; it reports whether the full wait passed.
+func (s *Server) sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// dropConnection closes the client's connection without a response.
+func dropConnection(w http.ResponseWriter) {
+	if hj, ok := unwrapHijacker(w); ok {
+		if conn, _, err := hj.Hijack(); err == nil {
+			conn.Close()
+			return
+		}
+	}
+	panic(http.ErrAbortHandler)
+}
+
+func unwrapHijacker(w http.ResponseWriter) (http.Hijacker, bool) {
+	for {
+		if hj, ok := w.(http.Hijacker); ok {
+			return hj, true
+		}
+		u, ok := w.(interface{ Unwrap() http.ResponseWriter })
+		if !ok {
+			return nil, false
+		}
+		w = u.Unwrap()
+	}
+}
