@@ -122,6 +122,7 @@ func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request, c *call)
 		s.writeError(w, c.requestID, werr)
 		return
 	}
+	c.class = p.class.Name
 	now := s.cfg.Now()
 	act := s.faults.decide("messages", p.req.Stream, now)
 	if act.drop {

@@ -68,10 +68,10 @@ func TestMessagesStreamingAccumulates(t *testing.T) {
 		t.Run(sdk, func(t *testing.T) {
 			t.Parallel()
 			var got struct {
-				text              string
-				stop              string
-				in, out           int64
-				events            int
+				text    string
+				stop    string
+				in, out int64
+				events  int
 			}
 			switch sdk {
 			case "v2":

@@ -20,7 +20,7 @@ func (m *metrics) handler(reg *prometheus.Registry) http.Handler {
 }
 
 // observeResponse records one API response.
-func (m *metrics) observeResponse(endpoint string, status int, d time.Duration) {}
+func (m *metrics) observeResponse(endpoint, class string, status int, d time.Duration) {}
 
 // observeError records an error response by type.
 func (m *metrics) observeError(e *wire.Error) {}

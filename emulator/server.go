@@ -61,6 +61,12 @@ type Config struct {
 	// may enforce a per-minute limit over shorter windows; 1 (default) allows a full
 	// minute's burst, 1/60 enforces per second.
 	BurstFraction float64
+	// BatchItemErrorRate is the fraction of valid batch requests that end errored with
+	// a retryable api_error or overloaded_error instead of succeeding. Default 0.
+	BatchItemErrorRate float64
+	// BaseURL, when set, is the absolute base of results_url (e.g. https://emu.example);
+	// otherwise it is built from the request's Host.
+	BaseURL string
 	// Output shapes generated output lengths.
 	Output OutputModel
 	// Faults injects errors from the start; see SetFaults for changing them later.
@@ -222,7 +228,9 @@ type call struct {
 	requestID string
 	version   string
 	endpoint  string
-	start     time.Time
+	// class is the model class the request named, once known ("" before).
+	class string
+	start time.Time
 }
 
 // apiHandler wraps an API endpoint: request id, auth, version, metrics.
@@ -233,7 +241,7 @@ func (s *Server) apiHandler(h func(http.ResponseWriter, *http.Request, *call)) h
 		w.Header().Set("anthropic-organization-id", s.cfg.OrganizationID)
 		rec := &statusRecorder{ResponseWriter: w}
 		defer func() {
-			s.metrics.observeResponse(c.endpoint, rec.status(), s.cfg.Now().Sub(c.start))
+			s.metrics.observeResponse(c.endpoint, c.class, rec.status(), s.cfg.Now().Sub(c.start))
 		}()
 		if err := s.authenticate(r); err != nil {
 			s.writeError(rec, c.requestID, err)
