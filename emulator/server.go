@@ -176,6 +176,7 @@ func New(cfg Config) (*Server, error) {
 	s.limits = newLimiter(cfg.Catalog, tier, cfg.BurstFraction, cfg.LegacyOTPM)
 	s.cache = newPromptCache()
 	s.metrics = newMetrics(cfg.Registry)
+	s.metrics.watch(cfg.Registry, cfg.Catalog, s.limits, cfg.Now)
 	s.faults = newFaultState(cfg.Faults, cfg.Seed)
 	s.batches = newBatchEngine(s)
 	s.routes()
@@ -213,14 +214,13 @@ func (s *Server) routes() {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Known paths with a wrong method get the API's 405-as-404 treatment; unknown
 	// paths a not_found_error envelope.
-	h, pattern := s.mux.Handler(r)
-	if pattern == "" {
+	if _, pattern := s.mux.Handler(r); pattern == "" {
 		rid := s.newRequestID()
 		w.Header().Set("request-id", rid)
 		s.writeError(w, rid, wire.Errorf(wire.NotFound, "Not found"))
 		return
 	}
-	h.ServeHTTP(w, r)
+	s.mux.ServeHTTP(w, r)
 }
 
 // call is the per-request context the API handlers share.
@@ -241,7 +241,9 @@ func (s *Server) apiHandler(h func(http.ResponseWriter, *http.Request, *call)) h
 		w.Header().Set("anthropic-organization-id", s.cfg.OrganizationID)
 		rec := &statusRecorder{ResponseWriter: w}
 		defer func() {
-			s.metrics.observeResponse(c.endpoint, c.class, rec.status(), s.cfg.Now().Sub(c.start))
+			d := s.cfg.Now().Sub(c.start)
+			s.metrics.observeResponse(c.endpoint, c.class, rec.status(), d)
+			s.logRequest(r.Context(), c, rec.status(), d)
 		}()
 		if err := s.authenticate(r); err != nil {
 			s.writeError(rec, c.requestID, err)
