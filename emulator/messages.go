@@ -131,6 +131,7 @@ func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request, c *call)
 	}
 	if act.err != nil {
 		s.limits.setHeaders(w.Header(), p.class.Name, now)
+		act.setHeaders(w.Header())
 		s.writeError(w, c.requestID, act.err)
 		return
 	}
@@ -150,6 +151,7 @@ func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request, c *call)
 	s.metrics.observeTokens(p.class.Name, u.InputTokens, u.OutputTokens, u.CacheReadInputTokens, u.CacheCreationInputTokens)
 
 	if p.req.Stream {
+		act.place(g.outputTokens)
 		s.stream(w, r, c, p, g, u, adm, act)
 		return
 	}
@@ -186,13 +188,7 @@ func (s *Server) handleCountTokens(w http.ResponseWriter, r *http.Request, c *ca
 		s.writeError(w, c.requestID, werr)
 		return
 	}
-	act := s.faults.decide("count_tokens", false, s.cfg.Now())
-	if act.drop {
-		dropConnection(w)
-		return
-	}
-	if act.err != nil {
-		s.writeError(w, c.requestID, act.err)
+	if s.injectFault(w, r, c) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")

@@ -53,6 +53,9 @@ func modelInfo(m *catalog.Model) ModelInfo {
 }
 
 func (s *Server) handleModelList(w http.ResponseWriter, r *http.Request, c *call) {
+	if s.injectFault(w, r, c) {
+		return
+	}
 	ids := s.cat.ModelIDs()
 	page, werr := paginate(r, ids)
 	if werr != nil {
@@ -69,6 +72,9 @@ func (s *Server) handleModelList(w http.ResponseWriter, r *http.Request, c *call
 }
 
 func (s *Server) handleModelGet(w http.ResponseWriter, r *http.Request, c *call) {
+	if s.injectFault(w, r, c) {
+		return
+	}
 	id := r.PathValue("id")
 	m, ok := s.cat.Model(id)
 	if !ok {
