@@ -32,8 +32,9 @@ type AIMDConfig struct {
 	Initial int
 	// Increase is the additive step, in calls, per round of successes: each success
 	// adds Increase/limit, as TCP congestion avoidance does. The limit grows only while
-	// it is in use (a success with in-flight calls at the limit), so an idle controller
-	// does not drift to Max and then take several 529s to come down. Default 1.
+	// it is in use (a success with exactly the limit in flight), so a controller whose
+	// calls are held back by the token buckets does not drift to Max and then take
+	// several 529s to come down. Default 1.
 	Increase float64
 	// Decrease multiplies the limit on an overload, in (0, 1). Only one decrease
 	// applies per round: a 529 for a call started before the last decrease answers
@@ -147,11 +148,13 @@ func (a *AIMD) Acquire(ctx context.Context) error {
 func (a *AIMD) Release(o Outcome, started, now time.Time) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	full := a.inFlight >= a.slots()
+	// The limit is in use when exactly that many calls are in flight; more means
+	// calls started under a higher limit are still draining after a decrease.
+	inUse := a.inFlight == a.slots()
 	a.inFlight--
 	switch o {
 	case Success:
-		if full {
+		if inUse {
 			a.limit = math.Min(float64(a.cfg.Max), a.limit+a.cfg.Increase/a.limit)
 		}
 	case Overload:
