@@ -1,0 +1,290 @@
+package intake
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+
+	"github.com/clade-dev/clade/internal/wire"
+)
+
+// MaxLineBytes is the default longest line a Reader accepts: 256 MiB, the Message
+// Batches request body limit. A longer line is a Problem, read past without being
+// held in memory.
+const MaxLineBytes = 256 << 20
+
+// Request is one valid input line.
+type Request struct {
+	// Line is the 1-based line number in the input file.
+	Line     int
+	CustomID string
+	// Params is the line's params object, byte for byte as the user wrote it.
+	Params json.RawMessage
+	// Model and MaxTokens are read from Params.
+	Model     string
+	MaxTokens int64
+	// EstInputTokens is a rough input token count (see EstimateInputTokens), used
+	// to reserve rate-limit budget before the call; the response's usage is the
+	// real figure.
+	EstInputTokens int64
+}
+
+// Problem is an input line that was rejected, and why. Field is the JSON path of
+// the offending field ("params.max_tokens"), or empty when the line as a whole is
+// bad (not JSON, too long).
+type Problem struct {
+	Line     int
+	CustomID string // when the line had a valid one
+	Field    string
+	Reason   string
+}
+
+// Format returns the problem as "file:line: field: reason", the form printed to
+// users; the field part is left out when Field is empty.
+func (p Problem) Format(file string) string {
+	if p.Field == "" {
+		return fmt.Sprintf("%s:%d: %s", file, p.Line, p.Reason)
+	}
+	return fmt.Sprintf("%s:%d: %s: %s", file, p.Line, p.Field, p.Reason)
+}
+
+// Error returns the problem as "line N: field: reason".
+func (p *Problem) Error() string {
+	if p.Field == "" {
+		return fmt.Sprintf("line %d: %s", p.Line, p.Reason)
+	}
+	return fmt.Sprintf("line %d: %s: %s", p.Line, p.Field, p.Reason)
+}
+
+// Options tune a Reader. The zero value reads a file from its start.
+type Options struct {
+	// FirstLine is the number given to the first line read, for a reader that
+	// resumes mid-file at a line boundary. Defaults to 1.
+	FirstLine int
+	// MaxLineBytes is the longest line accepted, without its newline. Defaults to
+	// MaxLineBytes (256 MiB).
+	MaxLineBytes int
+}
+
+// Reader streams Requests and Problems from JSONL input. It holds one line at a
+// time. It is not safe for concurrent use.
+type Reader struct {
+	br      *bufio.Reader
+	max     int
+	line    int   // number of the last line read
+	offset  int64 // bytes consumed, through the last line's newline
+	buf     []byte
+	atStart bool
+}
+
+// NewReader returns a Reader over r.
+func NewReader(r io.Reader, opt Options) *Reader {
+	if opt.FirstLine < 1 {
+		opt.FirstLine = 1
+	}
+	if opt.MaxLineBytes <= 0 {
+		opt.MaxLineBytes = MaxLineBytes
+	}
+	return &Reader{
+		br:      bufio.NewReaderSize(r, 64<<10),
+		max:     opt.MaxLineBytes,
+		line:    opt.FirstLine - 1,
+		atStart: opt.FirstLine == 1,
+	}
+}
+
+// Line returns the number of the last line read (FirstLine-1 before the first).
+func (r *Reader) Line() int { return r.line }
+
+// Offset returns the number of bytes consumed so far, through the end of the last
+// line returned by Next: where a new Reader would start to resume after it.
+func (r *Reader) Offset() int64 { return r.offset }
+
+// Next returns the next non-blank line, either as a Request or as a Problem
+// (exactly one of them is non-nil), or io.EOF after the last line. Any other error
+// is a read error of the underlying reader; the returned values stay valid after
+// later calls.
+func (r *Reader) Next() (*Request, *Problem, error) {
+	for {
+		b, tooLong, err := r.readLine()
+		if err != nil {
+			return nil, nil, err
+		}
+		if tooLong {
+			return nil, &Problem{Line: r.line, Reason: fmt.Sprintf("line is longer than %d bytes", r.max)}, nil
+		}
+		if len(bytes.TrimSpace(b)) == 0 {
+			continue
+		}
+		req, prob := ParseLine(r.line, b)
+		return req, prob, nil
+	}
+}
+
+// readLine reads one line without its line ending. The slice is valid until the
+// next call. It returns io.EOF only when no byte is left.
+func (r *Reader) readLine() (line []byte, tooLong bool, err error) {
+	r.buf = r.buf[:0]
+	if cap(r.buf) > 4<<20 {
+		r.buf = nil // do not keep one huge line's buffer for the rest of the file
+	}
+	n := 0
+	direct := false // line is a slice of bufio's buffer, not copied
+	for {
+		chunk, err := r.br.ReadSlice('\n')
+		n += len(chunk)
+		r.offset += int64(len(chunk))
+		switch {
+		case tooLong:
+		case len(r.buf)+len(chunk) > r.max+2: // +2: the "\r\n" that is not part of the line
+			tooLong, r.buf, direct = true, r.buf[:0], false
+		case err == nil && len(r.buf) == 0:
+			line, direct = chunk, true
+		default:
+			r.buf = append(r.buf, chunk...)
+		}
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if err != nil && err != io.EOF {
+			return nil, false, err
+		}
+		if err == io.EOF && n == 0 {
+			return nil, false, io.EOF
+		}
+		break
+	}
+	r.line++
+	if !direct {
+		line = r.buf
+	}
+	line = bytes.TrimSuffix(line, []byte{'\n'})
+	line = bytes.TrimSuffix(line, []byte{'\r'})
+	tooLong = tooLong || len(line) > r.max
+	if r.atStart {
+		r.atStart = false
+		line = bytes.TrimPrefix(line, []byte("\xef\xbb\xbf")) // UTF-8 byte order mark
+	}
+	if tooLong {
+		return nil, true, nil
+	}
+	return line, false, nil
+}
+
+// ParseLine validates one input line (without its newline) numbered n, and returns
+// either a Request or a Problem. The Request's Params does not alias b.
+func ParseLine(n int, b []byte) (*Request, *Problem) {
+	bad := func(id, field, format string, args ...any) (*Request, *Problem) {
+		return nil, &Problem{Line: n, CustomID: id, Field: field, Reason: fmt.Sprintf(format, args...)}
+	}
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(b, &top); err != nil || top == nil {
+		var syn *json.SyntaxError
+		if errors.As(err, &syn) {
+			return bad("", "", "invalid JSON: %s (at byte %d)", syn.Error(), syn.Offset)
+		}
+		return bad("", "", "must be a JSON object, not %s", jsonKind(b))
+	}
+
+	raw, ok := top["custom_id"]
+	if !ok {
+		return bad("", "custom_id", "required")
+	}
+	var id string
+	if err := json.Unmarshal(raw, &id); err != nil || isNull(raw) {
+		return bad("", "custom_id", "must be a string, not %s", jsonKind(raw))
+	}
+	if !wire.ValidCustomID(id) {
+		return bad("", "custom_id", "must match ^[a-zA-Z0-9_-]{1,64}$, got %s", quoteShort(id))
+	}
+	for k := range top {
+		if k != "custom_id" && k != "params" {
+			return bad(id, k, "unknown field (a line holds only custom_id and params)")
+		}
+	}
+
+	rawParams, ok := top["params"]
+	if !ok {
+		return bad(id, "params", "required")
+	}
+	var params map[string]json.RawMessage
+	if err := json.Unmarshal(rawParams, &params); err != nil || params == nil {
+		return bad(id, "params", "must be a JSON object, not %s", jsonKind(rawParams))
+	}
+
+	req := &Request{Line: n, CustomID: id, Params: rawParams}
+	raw, ok = params["model"]
+	if !ok {
+		return bad(id, "params.model", "required")
+	}
+	if err := json.Unmarshal(raw, &req.Model); err != nil || isNull(raw) {
+		return bad(id, "params.model", "must be a string, not %s", jsonKind(raw))
+	}
+	if req.Model == "" {
+		return bad(id, "params.model", "must not be empty")
+	}
+
+	raw, ok = params["max_tokens"]
+	if !ok {
+		return bad(id, "params.max_tokens", "required")
+	}
+	if err := json.Unmarshal(raw, &req.MaxTokens); err != nil || isNull(raw) || req.MaxTokens < 1 {
+		return bad(id, "params.max_tokens", "must be a positive integer")
+	}
+
+	raw, ok = params["messages"]
+	if !ok {
+		return bad(id, "params.messages", "required")
+	}
+	var msgs []json.RawMessage
+	if err := json.Unmarshal(raw, &msgs); err != nil || isNull(raw) {
+		return bad(id, "params.messages", "must be an array, not %s", jsonKind(raw))
+	}
+	if len(msgs) == 0 {
+		return bad(id, "params.messages", "must not be empty")
+	}
+
+	if raw, ok = params["stream"]; ok && !isNull(raw) && string(bytes.TrimSpace(raw)) != "false" {
+		return bad(id, "params.stream", "not supported in input files (results are not streamed); remove it")
+	}
+
+	req.EstInputTokens = estimate(params, msgs)
+	return req, nil
+}
+
+// isNull reports whether raw is the JSON literal null.
+func isNull(raw json.RawMessage) bool { return string(bytes.TrimSpace(raw)) == "null" }
+
+// jsonKind names the kind of JSON value raw holds, for messages.
+func jsonKind(raw []byte) string {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
+		return "nothing"
+	}
+	switch raw[0] {
+	case '{':
+		return "an object"
+	case '[':
+		return "an array"
+	case '"':
+		return "a string"
+	case 't', 'f':
+		return "a boolean"
+	case 'n':
+		return "null"
+	default:
+		return "a number"
+	}
+}
+
+// quoteShort quotes s for a message, cut to 70 bytes.
+func quoteShort(s string) string {
+	if len(s) > 70 {
+		return strconv.Quote(s[:70]) + "…"
+	}
+	return strconv.Quote(s)
+}
