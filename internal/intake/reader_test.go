@@ -132,7 +132,7 @@ func TestParseLineKeepsParamsBytes(t *testing.T) {
 
 func TestReaderLines(t *testing.T) {
 	t.Parallel()
-	long := strings.Repeat("a", 200<<10) // far over bufio.Scanner's 64 KiB
+	long := strings.Repeat("a", 200<<10)                       // far over bufio.Scanner's 64 KiB
 	input := "\xef\xbb\xbf" + line("a", goodParams) + "\r\n" + // BOM and CRLF
 		"\n" + // blank line: skipped, but counted
 		"   \t\n" +
