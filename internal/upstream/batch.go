@@ -208,7 +208,7 @@ func (c *Client) Results(ctx context.Context, id string) (*ResultsReader, error)
 	}
 	rr := NewResultsReader(resp.Body)
 	rr.closer = resp.Body
-	rr.RequestID = resp.Header.Get(wire.HeaderRequestID)
+	rr.RequestID = c.cfg.APIKey.scrubString(resp.Header.Get(wire.HeaderRequestID))
 	// A read that fails mid-download is a transport failure (download again), or the
 	// caller's ctx ending.
 	rr.wrapErr = func(err error) error {

@@ -158,7 +158,7 @@ func (c *Client) roundTrip(ctx context.Context, op, method, path string, body io
 		return nil, c.transportError(ctx, callCtx, op, nil, wrote, idempotent, err)
 	}
 	defer resp.Body.Close()
-	rl := wire.ParseRateLimitHeadersAt(resp.Header, c.now())
+	rl := c.parseHeaders(resp.Header)
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		b, rerr := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 		if rerr != nil && len(b) == 0 {
@@ -225,11 +225,19 @@ func (c *Client) transportError(ctx, callCtx context.Context, op string, resp *h
 	}
 	if resp != nil {
 		te.Status = resp.StatusCode
-		te.RequestID = resp.Header.Get(wire.HeaderRequestID)
+		te.RequestID = c.cfg.APIKey.scrubString(resp.Header.Get(wire.HeaderRequestID))
 		te.ShouldRetry = wire.ParseShouldRetry(resp.Header.Get(wire.HeaderShouldRetry))
 	}
 	c.log.DebugContext(ctx, "upstream call failed", "op", op, "status", te.Status, "request_id", te.RequestID, "timeout", te.Timeout)
 	return te
+}
+
+// parseHeaders reads a response's rate-limit headers; a request id that echoes the
+// key (a broken proxy) is scrubbed.
+func (c *Client) parseHeaders(h http.Header) wire.RateLimitHeaders {
+	rl := wire.ParseRateLimitHeadersAt(h, c.now())
+	rl.RequestID = c.cfg.APIKey.scrubString(rl.RequestID)
+	return rl
 }
 
 func (c *Client) logCall(ctx context.Context, op string, status int, requestID string, d time.Duration) {

@@ -248,6 +248,7 @@ func userSpendLimit(msg string) bool {
 // maxErrorBody bytes of it) is body. key is scrubbed from everything kept.
 func newAPIError(status int, h http.Header, body []byte, key Secret, now time.Time) *APIError {
 	rl := wire.ParseRateLimitHeadersAt(h, now)
+	rl.RequestID = key.scrubString(rl.RequestID)
 	e := &APIError{
 		Status:        status,
 		RequestID:     rl.RequestID,
@@ -271,7 +272,7 @@ func newAPIError(status int, h http.Header, body []byte, key Secret, now time.Ti
 		e.Message = env.Error.Message
 		e.ErrorCode = errorCode(env.Error.Details)
 		if e.RequestID == "" && env.RequestID != nil {
-			e.RequestID = *env.RequestID
+			e.RequestID = *env.RequestID // from the scrubbed body
 		}
 		e.Body = body
 		return e

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/clade-dev/clade/internal/wire"
 )
 
 // Result types of a batch result line.
@@ -202,6 +204,10 @@ func parseResult(line []byte) (Result, error) {
 	}
 	if res.CustomID == "" {
 		return Result{}, errNoCustomID
+	}
+	if !wire.ValidCustomID(res.CustomID) {
+		// clade only submits valid ids, so this line cannot be one of ours.
+		return Result{}, fmt.Errorf("custom_id %q does not match ^[a-zA-Z0-9_-]{1,64}$", truncate(res.CustomID, 80))
 	}
 	if res.Type == "" {
 		return Result{}, errNoResultTyp
