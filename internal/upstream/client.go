@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptrace"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -91,6 +92,11 @@ func (c *Client) Messages(ctx context.Context, params []byte) (*Response, error)
 		StopReason string `json:"stop_reason"`
 		Usage      *Usage `json:"usage"`
 	}
+	if r.stream {
+		// The caller asked for "stream": true; the tokens are spent, and resending
+		// the same params would do it again.
+		return nil, fmt.Errorf("upstream: %s: %w", op, ErrStreaming)
+	}
 	if err := json.Unmarshal(r.body, &m); err != nil || m.Type != "message" || m.Usage == nil {
 		if err == nil {
 			err = fmt.Errorf("response is not a message (type %q, usage present %v)", truncate(m.Type, 40), m.Usage != nil)
@@ -132,6 +138,10 @@ func (c *Client) CountTokens(ctx context.Context, params []byte) (*TokenCount, e
 	return &TokenCount{InputTokens: *v.InputTokens, RequestID: r.rl.RequestID, RateLimit: r.rl}, nil
 }
 
+// ErrStreaming is returned (wrapped; Classify: Final) when Messages params ask for
+// "stream": true: Messages reads whole JSON responses only.
+var ErrStreaming = errors.New("streaming responses are not supported: remove \"stream\": true")
+
 // errCallTimeout is the cause of a ctx ended by Config.RequestTimeout.
 var errCallTimeout = errors.New("request timeout")
 
@@ -142,6 +152,7 @@ type result struct {
 	status int
 	body   []byte
 	rl     wire.RateLimitHeaders
+	stream bool // the response was text/event-stream
 }
 
 // roundTrip makes one call and reads the whole 2xx body (bounded by MaxResponseBytes);
@@ -178,7 +189,8 @@ func (c *Client) roundTrip(ctx context.Context, op, method, path string, body io
 			TooLarge: true, Err: fmt.Errorf("body exceeds %d bytes", limit)}
 	}
 	c.logCall(ctx, op, resp.StatusCode, rl.RequestID, c.now().Sub(start))
-	return &result{status: resp.StatusCode, body: b, rl: rl}, nil
+	stream := strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
+	return &result{status: resp.StatusCode, body: b, rl: rl, stream: stream}, nil
 }
 
 // send builds and sends one request. wrote reports whether the request headers were
