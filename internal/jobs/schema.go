@@ -1,0 +1,124 @@
+package jobs
+
+// clade's own tables, next to River's (river_job, river_leader, ...). Names carry a
+// clade_ prefix so they cannot clash with an application's tables in a shared
+// Postgres database. Times are microseconds since the Unix epoch (BIGINT) so both
+// backends read and write them the same way. Bytes the user or the API wrote
+// (params, result lines) are stored as BLOB/BYTEA, never re-encoded.
+//
+// Each migration is a list of statements; a migration is applied in one
+// transaction and recorded in clade_migration.
+
+var sqliteMigrations = [][]string{
+	{
+		`CREATE TABLE clade_run (
+			id               INTEGER PRIMARY KEY AUTOINCREMENT,
+			name             TEXT    NOT NULL UNIQUE,
+			input_path       TEXT    NOT NULL,
+			input_size       INTEGER NOT NULL,
+			input_sha256     TEXT    NOT NULL,
+			created_at       INTEGER NOT NULL,
+			options          BLOB,
+			import_offset    INTEGER NOT NULL DEFAULT 0,
+			import_line      INTEGER NOT NULL DEFAULT 0,
+			imported_at      INTEGER,
+			requests         INTEGER NOT NULL DEFAULT 0,
+			problems         INTEGER NOT NULL DEFAULT 0
+		)`,
+		`CREATE TABLE clade_request (
+			id               INTEGER PRIMARY KEY AUTOINCREMENT,
+			run_id           INTEGER NOT NULL REFERENCES clade_run (id),
+			custom_id        TEXT    NOT NULL,
+			line             INTEGER NOT NULL,
+			model            TEXT    NOT NULL,
+			max_tokens       INTEGER NOT NULL,
+			est_input_tokens INTEGER NOT NULL,
+			params           BLOB    NOT NULL,
+			UNIQUE (run_id, custom_id)
+		)`,
+		`CREATE INDEX clade_request_run_line ON clade_request (run_id, line)`,
+		`CREATE TABLE clade_result (
+			request_id         INTEGER PRIMARY KEY REFERENCES clade_request (id),
+			run_id             INTEGER NOT NULL,
+			custom_id          TEXT    NOT NULL,
+			line               INTEGER NOT NULL,
+			type               TEXT    NOT NULL,
+			result_line        BLOB    NOT NULL,
+			input_tokens       INTEGER NOT NULL DEFAULT 0,
+			output_tokens      INTEGER NOT NULL DEFAULT 0,
+			cache_write_5m_tokens INTEGER NOT NULL DEFAULT 0,
+			cache_write_1h_tokens INTEGER NOT NULL DEFAULT 0,
+			cache_read_tokens  INTEGER NOT NULL DEFAULT 0,
+			cost_usd           REAL    NOT NULL DEFAULT 0,
+			attempt            INTEGER NOT NULL DEFAULT 0,
+			finished_at        INTEGER NOT NULL
+		)`,
+		`CREATE INDEX clade_result_run_line ON clade_result (run_id, line)`,
+		`CREATE TABLE clade_problem (
+			id        INTEGER PRIMARY KEY AUTOINCREMENT,
+			run_id    INTEGER NOT NULL REFERENCES clade_run (id),
+			line      INTEGER NOT NULL,
+			custom_id TEXT    NOT NULL,
+			field     TEXT    NOT NULL,
+			reason    TEXT    NOT NULL
+		)`,
+		`CREATE INDEX clade_problem_run_line ON clade_problem (run_id, line)`,
+	},
+}
+
+var postgresMigrations = [][]string{
+	{
+		`CREATE TABLE clade_run (
+			id               BIGSERIAL PRIMARY KEY,
+			name             TEXT    NOT NULL UNIQUE,
+			input_path       TEXT    NOT NULL,
+			input_size       BIGINT  NOT NULL,
+			input_sha256     TEXT    NOT NULL,
+			created_at       BIGINT  NOT NULL,
+			options          BYTEA,
+			import_offset    BIGINT  NOT NULL DEFAULT 0,
+			import_line      BIGINT  NOT NULL DEFAULT 0,
+			imported_at      BIGINT,
+			requests         BIGINT  NOT NULL DEFAULT 0,
+			problems         BIGINT  NOT NULL DEFAULT 0
+		)`,
+		`CREATE TABLE clade_request (
+			id               BIGSERIAL PRIMARY KEY,
+			run_id           BIGINT  NOT NULL REFERENCES clade_run (id),
+			custom_id        TEXT    NOT NULL,
+			line             BIGINT  NOT NULL,
+			model            TEXT    NOT NULL,
+			max_tokens       BIGINT  NOT NULL,
+			est_input_tokens BIGINT  NOT NULL,
+			params           BYTEA   NOT NULL,
+			UNIQUE (run_id, custom_id)
+		)`,
+		`CREATE INDEX clade_request_run_line ON clade_request (run_id, line)`,
+		`CREATE TABLE clade_result (
+			request_id         BIGINT  PRIMARY KEY REFERENCES clade_request (id),
+			run_id             BIGINT  NOT NULL,
+			custom_id          TEXT    NOT NULL,
+			line               BIGINT  NOT NULL,
+			type               TEXT    NOT NULL,
+			result_line        BYTEA   NOT NULL,
+			input_tokens       BIGINT  NOT NULL DEFAULT 0,
+			output_tokens      BIGINT  NOT NULL DEFAULT 0,
+			cache_write_5m_tokens BIGINT NOT NULL DEFAULT 0,
+			cache_write_1h_tokens BIGINT NOT NULL DEFAULT 0,
+			cache_read_tokens  BIGINT  NOT NULL DEFAULT 0,
+			cost_usd           DOUBLE PRECISION NOT NULL DEFAULT 0,
+			attempt            BIGINT  NOT NULL DEFAULT 0,
+			finished_at        BIGINT  NOT NULL
+		)`,
+		`CREATE INDEX clade_result_run_line ON clade_result (run_id, line)`,
+		`CREATE TABLE clade_problem (
+			id        BIGSERIAL PRIMARY KEY,
+			run_id    BIGINT  NOT NULL REFERENCES clade_run (id),
+			line      BIGINT  NOT NULL,
+			custom_id TEXT    NOT NULL,
+			field     TEXT    NOT NULL,
+			reason    TEXT    NOT NULL
+		)`,
+		`CREATE INDEX clade_problem_run_line ON clade_problem (run_id, line)`,
+	},
+}
