@@ -28,8 +28,8 @@ const (
 )
 
 type sqliteBackend struct {
-	db   *sql.DB // one connection: all writes, and River
-	ro   *sql.DB // read-only pool for long reads
+	db   *sql.DB                // one connection: all writes, and River
+	ro   *sql.DB                // read-only pool for long reads
 	ins  *river.Client[*sql.Tx] // insert-only
 	path string
 }
