@@ -30,15 +30,17 @@ type AIMDConfig struct {
 	// Initial is the limit to start from, in [Min, Max]. Default Max: 529s are rare, and
 	// starting low would slow every run's first minutes.
 	Initial int
-	// Increase is the additive step, in calls, per round of successes: each success
-	// adds Increase/limit, as TCP congestion avoidance does. The limit grows only while
-	// it is in use (a success with exactly the limit in flight), so a controller whose
-	// calls are held back by the token buckets does not drift to Max and then take
-	// several 529s to come down. Default 1.
+	// Increase is added to the limit on each success while the limit is in use (at
+	// least half of it in flight). Per success rather than per round of successes (as
+	// TCP does) so that the limit recovers from a burst of 529s within a few round trips
+	// even at hundreds of calls in flight; the in-use condition keeps a controller whose
+	// calls are held back by the token buckets from drifting to Max, where the next
+	// 529s would take several rounds to bite. Default 1.
 	Increase float64
 	// Decrease multiplies the limit on an overload, in (0, 1). Only one decrease
-	// applies per round: a 529 for a call started before the last decrease answers
-	// a load that decrease already addressed. Default 0.5.
+	// applies per round: the outcome of a call started before the last decrease (a
+	// 529 answering a load that decrease already addressed, or a success) does not
+	// move the limit. Default 0.5.
 	Decrease float64
 }
 
@@ -148,14 +150,12 @@ func (a *AIMD) Acquire(ctx context.Context) error {
 func (a *AIMD) Release(o Outcome, started, now time.Time) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	// The limit is in use when exactly that many calls are in flight; more means
-	// calls started under a higher limit are still draining after a decrease.
-	inUse := a.inFlight == a.slots()
+	inUse := 2*a.inFlight >= a.slots()
 	a.inFlight--
 	switch o {
 	case Success:
-		if inUse {
-			a.limit = math.Min(float64(a.cfg.Max), a.limit+a.cfg.Increase/a.limit)
+		if inUse && !started.Before(a.lastDecrease) {
+			a.limit = math.Min(float64(a.cfg.Max), a.limit+a.cfg.Increase)
 		}
 	case Overload:
 		if !started.Before(a.lastDecrease) {

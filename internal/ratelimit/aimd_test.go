@@ -25,22 +25,32 @@ func TestAIMDLimit(t *testing.T) {
 		want  float64
 	}{
 		{
-			name:  "success at the limit grows by 1/limit",
-			cfg:   ratelimit.AIMDConfig{Min: 1, Max: 10, Initial: 4},
-			steps: []step{{hold: 4, outcome: ratelimit.Success}},
-			want:  4.25,
+			name:  "success in use grows by Increase",
+			cfg:   ratelimit.AIMDConfig{Min: 1, Max: 10, Initial: 4, Increase: 2},
+			steps: []step{{hold: 2, outcome: ratelimit.Success}},
+			want:  6,
 		},
 		{
-			name:  "a round of successes at the limit grows by Increase",
-			cfg:   ratelimit.AIMDConfig{Min: 1, Max: 10, Initial: 2, Increase: 1},
+			name:  "each success in use adds Increase",
+			cfg:   ratelimit.AIMDConfig{Min: 1, Max: 10, Initial: 2},
 			steps: []step{{hold: 2, outcome: ratelimit.Success}, {hold: 2, outcome: ratelimit.Success}, {hold: 2, outcome: ratelimit.Success}},
-			want:  2 + 0.5 + 1/2.5 + 1/2.9,
+			want:  5,
 		},
 		{
-			name:  "success below the limit does not grow it",
-			cfg:   ratelimit.AIMDConfig{Min: 1, Max: 10, Initial: 4},
+			name:  "success with under half in flight does not grow it",
+			cfg:   ratelimit.AIMDConfig{Min: 1, Max: 10, Initial: 8},
 			steps: []step{{hold: 3, outcome: ratelimit.Success}},
-			want:  4,
+			want:  8,
+		},
+		{
+			name: "success of a call started before the last decrease does not grow it",
+			cfg:  ratelimit.AIMDConfig{Min: 1, Max: 64, Initial: 8},
+			steps: []step{
+				{hold: 8, outcome: ratelimit.Overload, at: time.Second},
+				{outcome: ratelimit.Success, at: 2 * time.Second},
+				{outcome: ratelimit.Success, started: time.Second, at: 2 * time.Second},
+			},
+			want: 5,
 		},
 		{
 			name:  "ceiling",

@@ -338,7 +338,7 @@ func TestOverloadShrinksConcurrency(t *testing.T) {
 		{"first 529 halves", func() error { return rs[0].OverloadedAt(nil, t1) }, 4},
 		{"529 of a call started before the decrease", func() error { return rs[1].OverloadedAt(nil, t1) }, 4},
 		{"429 is not overload", func() error { return rs[2].RateLimitedAt(nil, t1) }, 4},
-		{"success while older calls drain does not grow it", func() error { return rs[3].CommitAt(ratelimit.Usage{}, nil, t1) }, 4},
+		{"success of a call started before the decrease does not grow it", func() error { return rs[3].CommitAt(ratelimit.Usage{}, nil, t1) }, 4},
 	}
 	for _, s := range steps {
 		if err := s.finish(); err != nil {
