@@ -1,0 +1,138 @@
+// Package cli is clade's command line: one cobra command per subcommand, each in its
+// own file. It is the only package that picks a log handler, builds a Prometheus
+// registry or turns an error into an exit code; everything else takes them as inputs.
+//
+// User errors are printed as two lines on stderr, "Error: what happened" and
+// "Try: what to run", and exit with ExitUsage; failures after a good start exit with
+// ExitFailure.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"runtime/debug"
+	"strings"
+
+	"github.com/spf13/cobra"
+)
+
+// Exit codes of the clade binary.
+const (
+	ExitOK             = 0 // success
+	ExitFailure        = 1 // the command started but failed
+	ExitUsage          = 2 // bad flags, arguments or configuration
+	ExitFailedRequests = 3 // the command finished, but some requests failed
+)
+
+// Version is the clade version printed by --version. Release builds set it with
+// -ldflags "-X github.com/clade-dev/clade/internal/cli.Version=v1.2.3"; otherwise the
+// module version from the build info is used, or "dev".
+var Version = ""
+
+func version() string {
+	if Version != "" {
+		return Version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
+
+// cliError is an error with the exit code it maps to and a hint on what to run next.
+type cliError struct {
+	code int
+	err  error
+	try  string
+}
+
+func (e *cliError) Error() string { return e.err.Error() }
+func (e *cliError) Unwrap() error { return e.err }
+
+// usageErr is a user error (exit 2): a flag, argument or configuration is wrong.
+func usageErr(try string, format string, args ...any) error {
+	return &cliError{code: ExitUsage, err: fmt.Errorf(format, args...), try: try}
+}
+
+// failure is an error after a good start (exit 1).
+func failure(try string, err error) error {
+	return &cliError{code: ExitFailure, err: err, try: try}
+}
+
+// globalFlags are the flags every subcommand has.
+type globalFlags struct {
+	logFormat string
+	logLevel  string
+}
+
+// Run runs the clade command line with args (without the program name) and returns
+// the process exit code. It blocks until the command ends; cancelling ctx (SIGINT or
+// SIGTERM in main) asks long-running commands to shut down gracefully.
+func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	root := newRoot(stdin, stdout, stderr)
+	root.SetArgs(args)
+	cmd, err := root.ExecuteContextC(ctx)
+	if err == nil {
+		return ExitOK
+	}
+	if cmd == nil {
+		cmd = root
+	}
+	var ce *cliError
+	if !errors.As(err, &ce) {
+		// cobra's own errors: unknown command, unexpected arguments.
+		ce = &cliError{code: ExitUsage, err: err, try: cmd.CommandPath() + " --help"}
+	}
+	msg := strings.TrimSpace(ce.err.Error())
+	fmt.Fprintf(stderr, "Error: %s\n", msg)
+	if ce.try != "" {
+		fmt.Fprintf(stderr, "Try: %s\n", ce.try)
+	}
+	return ce.code
+}
+
+func newRoot(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
+	g := &globalFlags{}
+	root := &cobra.Command{
+		Use:   "clade",
+		Short: "Push large workloads through the Anthropic Claude API",
+		Long: `clade pushes large workloads through the Anthropic Claude API as fast and as
+cheaply as the account allows, without 429 storms, lost requests or surprise bills.`,
+		Version:           version(),
+		SilenceErrors:     true,
+		SilenceUsage:      true,
+		CompletionOptions: cobra.CompletionOptions{HiddenDefaultCmd: true},
+	}
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetVersionTemplate("clade {{.Version}}\n")
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return &cliError{code: ExitUsage, err: err, try: c.CommandPath() + " --help"}
+	})
+	pf := root.PersistentFlags()
+	pf.StringVar(&g.logFormat, "log-format", "text", "log format on stderr: text or json")
+	pf.StringVar(&g.logLevel, "log-level", "info", "least severe log level shown: debug, info, warn or error\n(debug adds one line per API request)")
+	root.AddCommand(newEmulateCmd(g))
+	return root
+}
+
+// logger builds the logger the flags ask for, writing to w.
+func (g *globalFlags) logger(cmd *cobra.Command, w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(g.logLevel)); err != nil {
+		return nil, usageErr(cmd.CommandPath()+" --log-level info", "--log-level %q: want debug, info, warn or error", g.logLevel)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch g.logFormat {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	default:
+		return nil, usageErr(cmd.CommandPath()+" --log-format json", "--log-format %q: want text or json", g.logFormat)
+	}
+}
