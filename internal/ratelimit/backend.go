@@ -21,19 +21,29 @@ var ErrUnknownClass = errors.New("unknown model class")
 // (package ratelimittest), which every backend passes.
 //
 // Backends keep no per-reservation state: a reservation is the Cost the caller took,
-// and Adjust gives back or takes more. Calls in flight are the caller's to count.
+// and Settle replaces it by what the call used. Calls in flight are the caller's to
+// count; the backend keeps only their total held output (see Settle).
 type Backend interface {
 	// Init creates class with full buckets shaped by spec. If class exists it is left
 	// as it is (another limiter sharing the backend may have created it).
 	Init(ctx context.Context, class string, spec Spec, now time.Time) error
 	// Reserve takes c from class's buckets if every bucket holds c plus its headroom
-	// and the class is not paused, and returns 0. Otherwise it takes nothing and returns
-	// how long until it would fit (the pause included), never 0.
+	// and the class is not paused, and returns 0; c's output tokens are then held
+	// until Settle. Otherwise it takes nothing and returns how long until it would fit
+	// (the pause included), never 0.
 	Reserve(ctx context.Context, class string, c Cost, now time.Time) (time.Duration, error)
-	// Adjust takes delta from class's buckets: positive fields charge more (the call
-	// used more than reserved; a level may go below zero and is paid back by refill),
-	// negative fields refund (a level never rises above capacity).
-	Adjust(ctx context.Context, class string, delta Cost, now time.Time) error
+	// Settle replaces a reservation by what the call used: each bucket is charged
+	// actual − reserved (a level may go below zero, paid back by refill) and the
+	// reservation's held output is released. Settle(reserved, Cost{}) refunds a call
+	// that was never charged; Settle(reserved, reserved) keeps the charge.
+	//
+	// Held output: the server charges output tokens as they are generated, after
+	// admission, so while calls are in flight its level is the local level plus the
+	// held output, and it cannot store refill above capacity. The output bucket
+	// therefore refills (and takes refunds) only up to capacity − held; otherwise a
+	// burst of calls reserved against a full bucket would be credited refill that the
+	// full server bucket never got.
+	Settle(ctx context.Context, class string, reserved, actual Cost, now time.Time) error
 	// Sync applies what a response reported at now (see Report).
 	Sync(ctx context.Context, class string, r Report, now time.Time) error
 	// Pause refuses class until until; an earlier until than the current pause's
@@ -129,6 +139,8 @@ type BucketState struct {
 	Limit    int64   // per minute
 	Capacity float64 // Limit × burst
 	Level    float64 // tokens available; negative while paying back over-use
+	// Held is output reserved by calls in flight (output bucket only; see Settle).
+	Held float64
 }
 
 // Dimension indexes the three buckets of a class.
@@ -140,13 +152,14 @@ const (
 )
 
 // bucket is one continuously refilling token bucket: it gains limit/60 per second up
-// to capacity. Reserve needs level ≥ need + floor (capped at capacity, so a call larger
-// than the bucket is admitted when the bucket is full).
+// to capacity − held. Reserve needs level ≥ need + floor (capped at capacity, so a call
+// larger than the bucket is admitted when the bucket is full).
 type bucket struct {
 	limit    int64
 	capacity float64
 	floor    float64 // headroom × capacity
 	level    float64
+	held     float64 // reserved output of calls in flight (output bucket only)
 	last     time.Time
 }
 
@@ -161,10 +174,15 @@ func (b *bucket) perSecond() float64 { return float64(b.limit) / 60 }
 // different order than they took the lock) adds nothing.
 func (b *bucket) refill(now time.Time) {
 	if now.After(b.last) {
-		b.level = math.Min(b.capacity, b.level+now.Sub(b.last).Seconds()*b.perSecond())
+		if top := b.top(); b.level < top {
+			b.level = math.Min(top, b.level+now.Sub(b.last).Seconds()*b.perSecond())
+		}
 		b.last = now
 	}
 }
+
+// top is the most the level may reach: capacity less the held output.
+func (b *bucket) top() float64 { return b.capacity - b.held }
 
 // levelAt is the level refill would give at now, without changing b.
 func (b *bucket) levelAt(now time.Time) float64 {
@@ -190,7 +208,7 @@ func (b *bucket) setLimit(limit int64, burst, headroom float64) {
 }
 
 func (b *bucket) state() BucketState {
-	return BucketState{Limit: b.limit, Capacity: b.capacity, Level: b.level}
+	return BucketState{Limit: b.limit, Capacity: b.capacity, Level: b.level, Held: b.held}
 }
 
 // secondsCeil converts seconds to a Duration rounded up to the microsecond, and at least

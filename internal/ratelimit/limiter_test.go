@@ -173,15 +173,18 @@ func TestReserveAt(t *testing.T) {
 			t.Parallel()
 			l := newLimiter(t, ratelimit.Config{Headroom: tt.headroom})
 			for i := 0; i < tt.n; i++ {
-				mustReserve(t, l, "sonnet-5", tt.first, t0)
+				r := mustReserve(t, l, "sonnet-5", tt.first, t0)
+				if err := r.CommitAt(ratelimit.Usage{InputTokens: tt.first.InputTokens, OutputTokens: tt.first.OutputTokens}, nil, t0); err != nil {
+					t.Fatal(err)
+				}
 			}
 			r, w, err := l.ReserveAt("sonnet-5", tt.then, t0)
 			if err != nil || r.OK() || w < tt.wantWait || w > tt.wantWait+time.Millisecond {
 				t.Fatalf("ReserveAt(%+v) = ok %v, wait %v, err %v; want wait %v", tt.then, r.OK(), w, err, tt.wantWait)
 			}
 			mustReserve(t, l, "sonnet-5", tt.then, t0.Add(w))
-			if got := classState(t, l, "sonnet-5", t0.Add(w)).InFlight.Requests; got != int64(tt.n+1) {
-				t.Errorf("InFlight.Requests = %d, want %d", got, tt.n+1)
+			if got := classState(t, l, "sonnet-5", t0.Add(w)).InFlight.Requests; got != 1 {
+				t.Errorf("InFlight.Requests = %d, want 1", got)
 			}
 		})
 	}
@@ -481,9 +484,12 @@ func TestSnapshot(t *testing.T) {
 	if so.Concurrency.InFlight != 1 || so.Concurrency.Limit != 16 || so.Concurrency.Max != 16 {
 		t.Errorf("sonnet Concurrency = %+v, want 1 in flight, limit 16", so.Concurrency)
 	}
-	// One second refilled 1 request, 100 input, 10 output.
-	if got, want := lv(so), [3]float64{60, 4900, 310}; !sameLevels(got, want) {
+	// One second refilled 1 request and 100 input; output is held at capacity − 300.
+	if got, want := lv(so), [3]float64{60, 4900, 300}; !sameLevels(got, want) {
 		t.Errorf("sonnet levels = %v, want %v", got, want)
+	}
+	if so.OutputTokens.Held != 300 {
+		t.Errorf("sonnet output held = %v, want 300", so.OutputTokens.Held)
 	}
 	r.CancelAt(t0)
 }

@@ -88,25 +88,26 @@ func (m *Memory) Reserve(_ context.Context, class string, cost Cost, now time.Ti
 	for i := range c.b {
 		c.b[i].level -= need[i]
 	}
+	c.b[dimOutput].held += need[dimOutput]
 	return 0, nil
 }
 
-// Adjust implements Backend.
-func (m *Memory) Adjust(_ context.Context, class string, delta Cost, now time.Time) error {
+// Settle implements Backend.
+func (m *Memory) Settle(_ context.Context, class string, reserved, actual Cost, now time.Time) error {
 	c, err := m.get(class)
 	if err != nil {
 		return err
 	}
-	d := delta.dims()
+	res, act := reserved.dims(), actual.dims()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for i := range c.b {
 		b := &c.b[i]
 		b.refill(now)
-		b.level -= d[i]
-		if d[i] < 0 && b.level > b.capacity {
-			b.level = b.capacity
+		if i == dimOutput {
+			b.held = max(0, b.held-res[i])
 		}
+		b.level = min(b.level-(act[i]-res[i]), b.top())
 	}
 	return nil
 }

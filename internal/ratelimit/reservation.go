@@ -55,17 +55,12 @@ func (r *Reservation) CommitAt(u Usage, h *wire.RateLimitHeaders, now time.Time)
 		return nil
 	}
 	actual := Cost{Requests: 1, InputTokens: c.inputCost(u), OutputTokens: u.OutputTokens}
-	delta := actual.Sub(r.cost)
 	var err error
-	if !delta.IsZero() {
-		if err = l.be.Adjust(context.Background(), c.name, delta, now); err != nil {
-			err = fmt.Errorf("commit %s: %w", c.name, err)
-		}
+	if e := l.be.Settle(context.Background(), c.name, r.cost, actual, now); e != nil {
+		err = fmt.Errorf("commit %s: %w", c.name, e)
 	}
 	r.finish(Success, now)
-	if delta.InputTokens < 0 || delta.OutputTokens < 0 {
-		c.wake()
-	}
+	c.wake() // a refund, or released held output, may let the next call in
 	if h != nil {
 		err = errors.Join(err, l.resync(c, h, now))
 	}
@@ -142,8 +137,13 @@ func (r *Reservation) FailAt(h *wire.RateLimitHeaders, now time.Time) error {
 	if l == nil {
 		return nil
 	}
+	var err error
+	if e := l.be.Settle(context.Background(), c.name, r.cost, r.cost, now); e != nil {
+		err = fmt.Errorf("settle %s: %w", c.name, e)
+	}
 	r.finish(Neutral, now)
-	return l.resync(c, h, now)
+	c.wake() // released held output
+	return errors.Join(err, l.resync(c, h, now))
 }
 
 // refund gives back the whole reservation, finishes r with o and resyncs with h.
@@ -153,7 +153,7 @@ func (r *Reservation) refund(o Outcome, h *wire.RateLimitHeaders, now time.Time)
 		return nil
 	}
 	var err error
-	if e := l.be.Adjust(context.Background(), c.name, Cost{}.Sub(r.cost), now); e != nil {
+	if e := l.be.Settle(context.Background(), c.name, r.cost, Cost{}, now); e != nil {
 		err = fmt.Errorf("refund %s: %w", c.name, e)
 	}
 	r.finish(o, now)

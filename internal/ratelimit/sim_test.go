@@ -28,13 +28,14 @@ import (
 // traffic run in about a second. Requests go through Server.ServeHTTP directly (a
 // socket would not be durably blocking in a bubble).
 //
-// Utilization is measured after the first two minutes, once the full buckets the run
+// Utilization is measured after the first minute, once the full buckets the run
 // starts with are spent: what the server charged to the binding limit in the window,
 // over the limit's refill in the window. That is the sustainable rate; a client cannot
 // beat 1.0 over a long run.
 
 type simCase struct {
 	name            string
+	short           bool // run under -short too
 	rpm, itpm, otpm int64
 	inputTokens     [2]int64 // uniform range of a request's input tokens
 	estimateErr     float64  // the input estimate is off by up to ± this fraction
@@ -43,6 +44,9 @@ type simCase struct {
 	binding         string   // "requests", "input" or "output"
 	workers         int
 	auto            bool // limiter learns the limits, starting from tier-1
+	limiters        int  // limiters (processes) sharing the organisation; default 1
+	sharedBackend   bool // the limiters share one backend (as with Redis); else each has its own
+	max429          float64
 	faults          emulator.Faults
 }
 
@@ -62,34 +66,46 @@ func (r simResult) rate429() float64 {
 const (
 	simModel    = "claude-sonnet-5"
 	simClass    = "sonnet-5"
-	simDuration = 6 * time.Minute
-	simWarmup   = 2 * time.Minute
+	simDuration = 4 * time.Minute
+	simWarmup   = time.Minute
 )
 
 func TestSimulationAgainstEmulator(t *testing.T) {
 	t.Parallel()
 	cases := []simCase{
-		{name: "rpm bound", rpm: 600, itpm: 10_000_000, otpm: 10_000_000, inputTokens: [2]int64{200, 800},
+		{name: "rpm bound", short: true, rpm: 300, itpm: 10_000_000, otpm: 10_000_000, inputTokens: [2]int64{200, 800},
 			estimateErr: 0.1, outMedian: 100, expectOut: 100, binding: "requests", workers: 64},
-		{name: "itpm bound", rpm: 10_000, itpm: 600_000, otpm: 10_000_000, inputTokens: [2]int64{1000, 3000},
+		{name: "itpm bound", short: true, rpm: 10_000, itpm: 300_000, otpm: 10_000_000, inputTokens: [2]int64{1000, 3000},
 			estimateErr: 0.1, outMedian: 100, expectOut: 100, binding: "input", workers: 64},
 		// Output is log-normal with median 300: its mean is 13 % higher, so the
 		// expected output the limiter reserves falls short on average.
-		{name: "otpm bound", rpm: 10_000, itpm: 10_000_000, otpm: 30_000, inputTokens: [2]int64{200, 800},
+		{name: "otpm bound", short: true, rpm: 10_000, itpm: 10_000_000, otpm: 40_000, inputTokens: [2]int64{200, 800},
 			estimateErr: 0.1, outMedian: 300, expectOut: 300, binding: "output", workers: 64},
-		{name: "auto from tier-1", rpm: 600, itpm: 400_000, otpm: 10_000_000, inputTokens: [2]int64{200, 800},
+		{name: "auto from tier-1", rpm: 300, itpm: 400_000, otpm: 10_000_000, inputTokens: [2]int64{200, 800},
 			estimateErr: 0.1, outMedian: 100, expectOut: 100, binding: "requests", workers: 64, auto: true},
-		{name: "itpm bound, estimates 25% off", rpm: 10_000, itpm: 600_000, otpm: 10_000_000, inputTokens: [2]int64{1000, 3000},
+		{name: "itpm bound, estimates 25% off", rpm: 10_000, itpm: 300_000, otpm: 10_000_000, inputTokens: [2]int64{1000, 3000},
 			estimateErr: 0.25, outMedian: 100, expectOut: 100, binding: "input", workers: 64},
-		{name: "rpm bound with 529 bursts", rpm: 600, itpm: 10_000_000, otpm: 10_000_000, inputTokens: [2]int64{200, 800},
+		{name: "rpm bound with 529 bursts", rpm: 300, itpm: 10_000_000, otpm: 10_000_000, inputTokens: [2]int64{200, 800},
 			estimateErr: 0.1, outMedian: 100, expectOut: 100, binding: "requests", workers: 64,
 			faults: emulator.Faults{BurstEvery: time.Minute, BurstFor: 5 * time.Second}},
-		{name: "rpm bound with 1% 529s", rpm: 600, itpm: 10_000_000, otpm: 10_000_000, inputTokens: [2]int64{200, 800},
+		{name: "rpm bound with 1% 529s", rpm: 300, itpm: 10_000_000, otpm: 10_000_000, inputTokens: [2]int64{200, 800},
 			estimateErr: 0.1, outMedian: 100, expectOut: 100, binding: "requests", workers: 64,
 			faults: emulator.Faults{Overloaded: 0.01}},
+		// Two processes share the organisation. With one backend (what Redis gives
+		// `clade serve`) they share the budget exactly.
+		{name: "itpm bound, two limiters, one backend", rpm: 10_000, itpm: 300_000, otpm: 10_000_000, inputTokens: [2]int64{1000, 3000},
+			estimateErr: 0.1, outMedian: 100, expectOut: 100, binding: "input", workers: 64, limiters: 2, sharedBackend: true},
+		// With a backend each, each sees the other only through the headers of its own
+		// responses, and the other's use between two of them can exceed the headroom:
+		// the known limit of resync alone (a few % of 429s, still full utilization).
+		{name: "itpm bound, two limiters, two backends", rpm: 10_000, itpm: 300_000, otpm: 10_000_000, inputTokens: [2]int64{1000, 3000},
+			estimateErr: 0.1, outMedian: 100, expectOut: 100, binding: "input", workers: 64, limiters: 2, max429: 0.06},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			if testing.Short() && !tc.short {
+				t.Skip("-short: only the rpm, itpm and otpm cases")
+			}
 			t.Parallel()
 			var res simResult
 			synctest.Test(t, func(t *testing.T) { res = runSim(t, tc) })
@@ -101,8 +117,12 @@ func TestSimulationAgainstEmulator(t *testing.T) {
 			if u := res.utilization(); u < 0.97 || u > 1.03 {
 				t.Errorf("utilization of the %s limit = %.4f, want in [0.97, 1.03]", tc.binding, u)
 			}
-			if r := res.rate429(); r > 0.005 {
-				t.Errorf("429 rate = %.4f (%d of %d), want ≤ 0.005", r, res.rateLimited, res.ok+res.rateLimited)
+			max429 := 0.005
+			if tc.max429 > 0 {
+				max429 = tc.max429
+			}
+			if r := res.rate429(); r > max429 {
+				t.Errorf("429 rate = %.4f (%d of %d), want ≤ %v", r, res.rateLimited, res.ok+res.rateLimited, max429)
 			}
 			if res.other != 0 {
 				t.Errorf("%d responses were neither 200, 429 nor 529", res.other)
@@ -155,9 +175,15 @@ func runSim(t *testing.T, tc simCase) simResult {
 	if tc.auto {
 		cfg.Tier, cfg.StartTier = ratelimit.TierAuto, "tier-1"
 	}
-	lim, err := ratelimit.New(cfg)
-	if err != nil {
-		t.Fatalf("ratelimit.New: %v", err)
+	lims := make([]*ratelimit.Limiter, max(tc.limiters, 1))
+	if tc.sharedBackend {
+		cfg.Backend = ratelimit.NewMemory()
+	}
+	for i := range lims {
+		cfg.Rand = rand.New(rand.NewPCG(1, uint64(i)))
+		if lims[i], err = ratelimit.New(cfg); err != nil {
+			t.Fatalf("ratelimit.New: %v", err)
+		}
 	}
 
 	start := time.Now()
@@ -176,6 +202,7 @@ func runSim(t *testing.T, tc simCase) simResult {
 		go func() {
 			defer wg.Done()
 			rng := rand.New(rand.NewPCG(uint64(w), 7))
+			lim := lims[w%len(lims)]
 			for seq := 0; ; seq++ {
 				tokens := tc.inputTokens[0] + rng.Int64N(tc.inputTokens[1]-tc.inputTokens[0]+1)
 				est := int64(float64(tokens) * (1 - tc.estimateErr + 2*tc.estimateErr*rng.Float64()))
@@ -233,13 +260,17 @@ func runSim(t *testing.T, tc simCase) simResult {
 	wg.Wait()
 	limit := map[string]int64{"requests": tc.rpm, "input": tc.itpm, "output": tc.otpm}[tc.binding]
 	res.limit = float64(limit) / 60 * (simDuration - simWarmup).Seconds()
-	s, err := lim.Snapshot(context.Background())
-	if err != nil || len(s.Classes) != 1 {
-		t.Fatalf("Snapshot = %+v, %v", s, err)
-	}
-	res.final = s.Classes[0]
-	if s.InFlight != 0 || res.final.InFlight != (ratelimit.Cost{}) {
-		t.Errorf("after the run: %d slots in use, in flight %+v; want none", s.InFlight, res.final.InFlight)
+	for i, lim := range lims {
+		s, err := lim.Snapshot(context.Background())
+		if err != nil || len(s.Classes) != 1 {
+			t.Fatalf("Snapshot = %+v, %v", s, err)
+		}
+		if i == 0 {
+			res.final = s.Classes[0]
+		}
+		if c := s.Classes[0]; s.InFlight != 0 || c.InFlight != (ratelimit.Cost{}) || c.OutputTokens.Held != 0 {
+			t.Errorf("after the run: %d slots in use, in flight %+v, held %v; want none", s.InFlight, c.InFlight, c.OutputTokens.Held)
+		}
 	}
 	return res
 }

@@ -48,7 +48,8 @@ func Run(t *testing.T, newBackend func(t *testing.T) ratelimit.Backend) {
 		{"CostAboveCapacity", testCostAboveCapacity},
 		{"RefillCapsAtCapacity", testRefillCapsAtCapacity},
 		{"EarlierNowAddsNothing", testEarlierNowAddsNothing},
-		{"AdjustChargesAndRefunds", testAdjustChargesAndRefunds},
+		{"Settle", testSettle},
+		{"HeldOutputCapsRefill", testHeldOutputCapsRefill},
 		{"Pause", testPause},
 		{"SyncLowersNeverRaises", testSyncLowersNeverRaises},
 		{"SyncIgnoresStaleRemaining", testSyncIgnoresStaleRemaining},
@@ -124,7 +125,7 @@ func near(got, want time.Duration) bool {
 func testUnknownClass(t *testing.T, b ratelimit.Backend) {
 	checks := map[string]error{}
 	_, checks["Reserve"] = b.Reserve(ctx, "nope", ratelimit.Cost{Requests: 1}, T0)
-	checks["Adjust"] = b.Adjust(ctx, "nope", ratelimit.Cost{Requests: 1}, T0)
+	checks["Settle"] = b.Settle(ctx, "nope", ratelimit.Cost{Requests: 1}, ratelimit.Cost{}, T0)
 	checks["Sync"] = b.Sync(ctx, "nope", ratelimit.Report{}, T0)
 	checks["Pause"] = b.Pause(ctx, "nope", T0)
 	_, checks["State"] = b.State(ctx, "nope", T0)
@@ -180,8 +181,9 @@ func testReserveTakesCost(t *testing.T, b ratelimit.Backend) {
 	mustAdmit(t, b, ratelimit.Cost{Requests: 1, InputTokens: 2500, OutputTokens: 200}, T0)
 	mustAdmit(t, b, ratelimit.Cost{Requests: 1, InputTokens: 500}, T0)
 	checkLevels(t, "after two reservations", state(t, b, T0), [3]float64{58, 3000, 400})
-	// Two seconds refill 2 requests, 200 input and 20 output tokens.
-	checkLevels(t, "two seconds later", state(t, b, at(2*time.Second)), [3]float64{60, 3200, 420})
+	// Two seconds refill 2 requests and 200 input tokens; output stays at capacity
+	// less the 200 held.
+	checkLevels(t, "two seconds later", state(t, b, at(2*time.Second)), [3]float64{60, 3200, 400})
 }
 
 func testReserveRefusesWithWait(t *testing.T, b ratelimit.Backend) {
@@ -202,6 +204,9 @@ func testReserveRefusesWithWait(t *testing.T, b ratelimit.Backend) {
 			initClass(t, b, cls, spec)
 			if w, err := b.Reserve(ctx, cls, tt.drain, T0); w != 0 || err != nil {
 				t.Fatalf("Reserve(drain %+v) = %v, %v, want admitted", tt.drain, w, err)
+			}
+			if err := b.Settle(ctx, cls, tt.drain, tt.drain, T0); err != nil { // the call used it all
+				t.Fatal(err)
 			}
 			before, _ := b.State(ctx, cls, T0)
 			w, err := b.Reserve(ctx, cls, tt.try, T0)
@@ -259,7 +264,11 @@ func testCostAboveCapacity(t *testing.T, b ratelimit.Backend) {
 
 func testRefillCapsAtCapacity(t *testing.T, b ratelimit.Backend) {
 	initClass(t, b, class, spec)
-	mustAdmit(t, b, ratelimit.Cost{Requests: 30, InputTokens: 3000, OutputTokens: 300}, T0)
+	c := ratelimit.Cost{Requests: 30, InputTokens: 3000, OutputTokens: 300}
+	mustAdmit(t, b, c, T0)
+	if err := b.Settle(ctx, class, c, c, T0); err != nil {
+		t.Fatal(err)
+	}
 	checkLevels(t, "an hour later", state(t, b, at(time.Hour)), [3]float64{60, 6000, 600})
 	mustAdmit(t, b, ratelimit.Cost{Requests: 60}, at(time.Hour))
 	if w := reserve(t, b, ratelimit.Cost{Requests: 1}, at(time.Hour)); w == 0 {
@@ -277,23 +286,60 @@ func testEarlierNowAddsNothing(t *testing.T, b ratelimit.Backend) {
 	checkLevels(t, "after an earlier now", state(t, b, at(2*time.Second)), [3]float64{0, 6000, 600})
 }
 
-func testAdjustChargesAndRefunds(t *testing.T, b ratelimit.Backend) {
-	initClass(t, b, class, spec)
-	mustAdmit(t, b, ratelimit.Cost{Requests: 1, InputTokens: 1000, OutputTokens: 100}, T0)
-	steps := []struct {
-		delta ratelimit.Cost
-		want  [3]float64
+func testSettle(t *testing.T, b ratelimit.Backend) {
+	reserved := ratelimit.Cost{Requests: 1, InputTokens: 1000, OutputTokens: 100}
+	tests := []struct {
+		name   string
+		actual ratelimit.Cost
+		at     time.Duration
+		want   [3]float64
 	}{
-		{ratelimit.Cost{InputTokens: 400, OutputTokens: 650}, [3]float64{59, 4600, -150}},  // used more: debt allowed
-		{ratelimit.Cost{InputTokens: -300, OutputTokens: -50}, [3]float64{59, 4900, -100}}, // refund
-		{ratelimit.Cost{Requests: -1, InputTokens: -5000}, [3]float64{60, 6000, -100}},     // refund capped at capacity
+		{"used more: debt allowed", ratelimit.Cost{Requests: 1, InputTokens: 1400, OutputTokens: 750}, 0, [3]float64{59, 4600, -150}},
+		{"used less: refund", ratelimit.Cost{Requests: 1, InputTokens: 700, OutputTokens: 40}, 0, [3]float64{59, 5300, 560}},
+		{"never charged: full refund", ratelimit.Cost{}, 0, [3]float64{60, 6000, 600}},
+		{"keep the charge", reserved, 0, [3]float64{59, 5000, 500}},
+		{"refund capped at capacity", ratelimit.Cost{}, time.Hour, [3]float64{60, 6000, 600}},
 	}
-	for _, s := range steps {
-		if err := b.Adjust(ctx, class, s.delta, T0); err != nil {
-			t.Fatalf("Adjust(%+v) = %v", s.delta, err)
-		}
-		checkLevels(t, "after Adjust", state(t, b, T0), s.want)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cls := "c-" + tt.name
+			initClass(t, b, cls, spec)
+			if w, err := b.Reserve(ctx, cls, reserved, T0); w != 0 || err != nil {
+				t.Fatalf("Reserve(%+v) = %v, %v, want admitted", reserved, w, err)
+			}
+			s, _ := b.State(ctx, cls, T0)
+			if s.OutputTokens.Held != 100 {
+				t.Errorf("after Reserve, output held = %v, want 100", s.OutputTokens.Held)
+			}
+			if err := b.Settle(ctx, cls, reserved, tt.actual, at(tt.at)); err != nil {
+				t.Fatalf("Settle(%+v, %+v) = %v", reserved, tt.actual, err)
+			}
+			s, _ = b.State(ctx, cls, at(tt.at))
+			checkLevels(t, "after Settle", s, tt.want)
+			if s.OutputTokens.Held != 0 {
+				t.Errorf("after Settle, output held = %v, want 0", s.OutputTokens.Held)
+			}
+		})
 	}
+}
+
+// testHeldOutputCapsRefill: the server charges output as generated, so while a call
+// is in flight its bucket (the local level plus the held output) is full and stores no
+// refill; the local level must not either.
+func testHeldOutputCapsRefill(t *testing.T, b ratelimit.Backend) {
+	initClass(t, b, class, spec)
+	r := ratelimit.Cost{Requests: 1, OutputTokens: 500}
+	mustAdmit(t, b, r, T0)
+	s := state(t, b, at(time.Minute))
+	if s.OutputTokens.Level != 100 || s.OutputTokens.Held != 500 {
+		t.Fatalf("a minute into a call holding 500: output %+v, want level 100 (capacity − held), held 500", s.OutputTokens)
+	}
+	// The call generated 500: the server's 600 becomes 100, and so does the local level.
+	if err := b.Settle(ctx, class, r, r, at(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	checkLevels(t, "after Settle", state(t, b, at(time.Minute)), [3]float64{60, 6000, 100})
+	checkLevels(t, "10s later", state(t, b, at(time.Minute+10*time.Second)), [3]float64{60, 6000, 200})
 }
 
 func testPause(t *testing.T, b ratelimit.Backend) {
@@ -428,7 +474,8 @@ func testConcurrentReserve(t *testing.T, b ratelimit.Backend) {
 					admitted.Add(1)
 				}
 				if i%4 == 0 {
-					b.Adjust(ctx, class, ratelimit.Cost{InputTokens: 1}, T0)
+					c := ratelimit.Cost{InputTokens: 1}
+					b.Settle(ctx, class, c, c, T0)
 				}
 			}
 		}()
