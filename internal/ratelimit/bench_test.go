@@ -1,0 +1,128 @@
+package ratelimit_test
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/clade-dev/clade/internal/ratelimit"
+	"github.com/clade-dev/clade/internal/wire"
+)
+
+// benchLimiter has limits that never bind, so every iteration is the admitted path.
+func benchLimiter(b *testing.B, now func() time.Time) *ratelimit.Limiter {
+	b.Helper()
+	l, err := ratelimit.New(ratelimit.Config{Tier: "unlimited", MaxConcurrency: 1 << 20, Now: now})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return l
+}
+
+var (
+	benchNeed  = ratelimit.Need{InputTokens: 1000, OutputTokens: 200}
+	benchUsage = ratelimit.Usage{InputTokens: 900, CacheReadInputTokens: 300, OutputTokens: 250}
+)
+
+// BenchmarkReserveCommit is the hot path of every call: ReserveAt, then CommitAt with
+// the usage, no headers.
+func BenchmarkReserveCommit(b *testing.B) {
+	l := benchLimiter(b, nil)
+	now := t0
+	b.ReportAllocs()
+	for b.Loop() {
+		now = now.Add(time.Microsecond)
+		r, wait, err := l.ReserveAt("sonnet-5", benchNeed, now)
+		if err != nil || wait != 0 {
+			b.Fatalf("ReserveAt = %v, %v", wait, err)
+		}
+		if err := r.CommitAt(benchUsage, nil, now); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkReserveCommitResync adds the resync with the response's headers.
+func BenchmarkReserveCommitResync(b *testing.B) {
+	l := benchLimiter(b, nil)
+	h := &wire.RateLimitHeaders{
+		Requests:     wire.LimitState{Valid: true, Limit: 1_000_000_000, Remaining: 999_999_000},
+		InputTokens:  wire.LimitState{Valid: true, Limit: 1_000_000_000_000, Remaining: 999_999_000_000},
+		OutputTokens: wire.LimitState{Valid: true, Limit: 1_000_000_000_000, Remaining: 999_999_000_000},
+	}
+	now := t0
+	b.ReportAllocs()
+	for b.Loop() {
+		now = now.Add(time.Microsecond)
+		r, wait, err := l.ReserveAt("sonnet-5", benchNeed, now)
+		if err != nil || wait != 0 {
+			b.Fatalf("ReserveAt = %v, %v", wait, err)
+		}
+		if err := r.CommitAt(benchUsage, h, now); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkWaitCommit is the blocking form on its fast path (it fits at once), with
+// the real clock.
+func BenchmarkWaitCommit(b *testing.B) {
+	l := benchLimiter(b, time.Now)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		r, err := l.Wait(ctx, "sonnet-5", benchNeed)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := r.Commit(benchUsage, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkReserveCommitParallel runs the hot path from GOMAXPROCS goroutines on one
+// class: they contend on the class's bucket lock, AIMD lock and counters.
+func BenchmarkReserveCommitParallel(b *testing.B) {
+	l := benchLimiter(b, nil)
+	var clock atomic.Int64
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			now := t0.Add(time.Duration(clock.Add(1)) * time.Microsecond)
+			r, wait, err := l.ReserveAt("sonnet-5", benchNeed, now)
+			if err != nil || wait != 0 {
+				b.Errorf("ReserveAt = %v, %v", wait, err)
+				return
+			}
+			if err := r.CommitAt(benchUsage, nil, now); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkReserveCommitParallelClasses spreads the goroutines over four classes.
+func BenchmarkReserveCommitParallelClasses(b *testing.B) {
+	l := benchLimiter(b, nil)
+	classes := []string{"sonnet-5", "haiku-4-5", "opus-4", "fable-5"}
+	var clock, worker atomic.Int64
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		class := classes[int(worker.Add(1))%len(classes)]
+		for pb.Next() {
+			now := t0.Add(time.Duration(clock.Add(1)) * time.Microsecond)
+			r, wait, err := l.ReserveAt(class, benchNeed, now)
+			if err != nil || wait != 0 {
+				b.Errorf("ReserveAt = %v, %v", wait, err)
+				return
+			}
+			if err := r.CommitAt(benchUsage, nil, now); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
