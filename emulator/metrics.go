@@ -263,8 +263,12 @@ func (m *metrics) observeTokens(class string, input, output, cacheRead, cacheWri
 	}
 	ch.in.Add(float64(input))
 	ch.out.Add(float64(output))
-	ch.cacheRead.Add(float64(cacheRead))
-	ch.cacheWrite.Add(float64(cacheWrite))
+	if cacheRead != 0 {
+		ch.cacheRead.Add(float64(cacheRead))
+	}
+	if cacheWrite != 0 {
+		ch.cacheWrite.Add(float64(cacheWrite))
+	}
 }
 
 // observeRateLimited records a 429 from the buckets for a class and the limit that
