@@ -64,14 +64,6 @@ func (c Cost) dims() [numDims]float64 {
 	return [numDims]float64{float64(c.Requests), float64(c.InputTokens), float64(c.OutputTokens)}
 }
 
-// Sub returns c − o, field by field.
-func (c Cost) Sub(o Cost) Cost {
-	return Cost{c.Requests - o.Requests, c.InputTokens - o.InputTokens, c.OutputTokens - o.OutputTokens}
-}
-
-// IsZero reports whether every field is zero.
-func (c Cost) IsZero() bool { return c == Cost{} }
-
 // Limits are one class's limits per minute.
 type Limits struct {
 	RPM  int64 // requests per minute
@@ -143,7 +135,7 @@ type BucketState struct {
 	Held float64
 }
 
-// Dimension indexes the three buckets of a class.
+// Indexes of a class's three buckets.
 const (
 	dimRequests = iota
 	dimInput

@@ -11,42 +11,50 @@
 //
 //   - Reserve (or Wait, which blocks) takes 1 request, the estimated input tokens and
 //     the expected output tokens before a call. It admits the call only if every bucket
-//     would keep Headroom × capacity after it and the class is not paused; otherwise it
-//     says how long until it would fit. Wait queues the callers of a class in FIFO order
-//     and sleeps, never polls.
-//   - Commit replaces the reservation with the response's usage: input plus cache
-//     writes (plus cache reads on the classes marked CacheReadsCountITPM) and the
-//     generated output, refunding or charging the difference. Cancel refunds a call
-//     that was never sent; RateLimited and Overloaded refund refused calls; Fail keeps
-//     the charge of a call whose fate is unknown.
-//   - Every response's anthropic-ratelimit-* headers resync the buckets (Resync).
+//     keeps Headroom × capacity after it and the class is not paused; otherwise it says
+//     how long until the call would fit. Wait queues the callers of a class in FIFO
+//     order; the first sleeps until the call fits or a refund arrives, never polls.
+//   - The finishing methods settle the reservation. Commit replaces it by the response's
+//     usage — input plus cache writes (plus cache reads on the classes marked
+//     CacheReadsCountITPM) and the generated output — refunding or charging the
+//     difference. Cancel refunds a call never sent; RateLimited and Overloaded refund
+//     refused calls; Fail keeps the charge of a call whose fate is unknown.
+//   - Every response's anthropic-ratelimit-* headers resync the buckets.
 //   - A 429 pauses its class until retry-after plus jitter. A 529 is overload, not
-//     quota: it leaves the buckets alone and shrinks the class's concurrency limit,
-//     an AIMD controller. MaxConcurrency caps calls in flight across classes.
+//     quota: it leaves the buckets alone and shrinks the class's concurrency limit
+//     (AIMD). MaxConcurrency caps calls in flight across classes.
 //
-// Reserving the expected output matters: the server counts output as it is generated,
-// so while calls are in flight it sees more room than there is. Holding the expected
-// output locally keeps that room from being handed out twice, and Headroom (2 % of a
-// bucket by default) absorbs what estimates miss. Headroom is a floor on the level, not
-// a cut in the refill rate, so a saturated limiter still admits at the full rate; in
-// the emulator simulation (sim_test.go) this sustains ≥ 0.97 of the binding limit with
-// no 429s.
+// The server counts output tokens as they are generated, so while calls are in flight
+// it sees more room than there is. Reserving the expected output keeps that room from
+// being handed out twice; the reserved output stays held until the call settles, and
+// the output bucket refills only up to capacity less what is held, as the server's
+// full bucket stores no refill while it has not charged that output yet (without this,
+// a run's first burst is credited refill the server never gave, and 429s follow).
+// Headroom (2 % of each bucket by default) absorbs what estimates miss. It is a floor
+// on the level, not a cut in the refill rate: a saturated limiter still admits at the
+// full rate, and the headroom costs one-time 2 % of a minute's budget.
+//
+// Against the emulator (sim_test.go: the emulator's own buckets, token counting,
+// output and latency models, minutes of traffic in a testing/synctest bubble) this
+// sustains 0.99–1.00 of whichever limit binds, with no 429s, also with input estimates
+// 25 % off, output above its expectation, and limits learned from the headers.
 //
 // Every method that depends on the time has a form that takes it (ReserveAt,
 // CommitAt, …), as golang.org/x/time/rate does, so that tests never sleep.
 //
 // # What is authoritative
 //
-// The server is authoritative for the limits and for any consumption the limiter
-// cannot see (other processes, other keys of the organisation). Local accounting is
+// The server is authoritative for the limits and for any use the limiter cannot see
+// (other processes, other keys of the organisation). Local accounting is
 // authoritative for this limiter's own calls in flight, which the server's counts lag.
-// Resync therefore reconciles by taking, per bucket, the minimum of the local level
-// and the reported remaining plus its rounding (500 tokens, since token counts are
-// rounded to the nearest 1,000; 1 request). It never raises a level and never
-// subtracts calls in flight from the report, so nothing is counted twice; a report
-// older than the last one applied (responses handled out of order) lowers nothing.
-// Commit before Resync for the same response (the Reservation methods do), because the
-// report already includes that call's actual usage.
+// Resync therefore reconciles per bucket by taking the minimum of the local level and
+// the reported remaining plus its rounding (500 tokens, as token counts are rounded to
+// the nearest 1,000; 1 request). It never raises a level and never subtracts calls in
+// flight from the report, so nothing is counted twice; a report older than the last
+// one applied (responses handled out of order) lowers nothing. Commit settles a call
+// before resyncing with its own response, whose remaining already includes the call.
+// The one double count left is transient and errs on the safe side: the input
+// estimate error of other calls in flight, visible in the report before they commit.
 //
 // Limits: with a named Tier, the catalog's numbers apply and headers may only lower
 // them (a workspace limit). With TierAuto, a class starts from the cautious StartTier
@@ -57,23 +65,29 @@
 //
 // Bucket state lives behind the Backend interface: Memory in process (the default),
 // and a shared backend (Redis, for `clade serve` on several machines) to come. Every
-// backend must pass the conformance suite in package ratelimittest. Calls in flight
-// and concurrency limits stay local to each Limiter.
+// backend must pass the conformance suite in package ratelimittest. Calls in flight,
+// pauses' jitter and the concurrency limits are local to each Limiter. Limiters that
+// share an organisation should share a backend: with one backend each, a limiter sees
+// the others only through its own responses' headers, and their use between two of
+// those can exceed the headroom (a few % of 429s in the simulation, still at full
+// utilization).
 //
 // # Failure behaviour
 //
-//   - Estimates are wrong: Commit corrects the buckets when the call ends; until then
-//     Headroom absorbs the error. A level may go below zero (more was used than
+//   - Estimates are wrong: settling corrects the buckets when the call ends; until then
+//     the headroom absorbs the error. A level may go below zero (more was used than
 //     reserved) and is paid back by refill before anything else is admitted.
-//   - A call is never finished (a bug): its reservation stays charged and its
-//     concurrency slot stays taken; Snapshot shows it in InFlight.
+//   - A call is never finished (a bug): its reservation stays charged, its output
+//     held and its concurrency slot taken; Snapshot shows it in InFlight.
 //   - The local model drifts from the server: the next response's headers pull the
-//     levels down; a 429 pauses the class, and its headers pull the levels down.
-//   - Spend cap (429 without retry-after): RateLimited refunds and does not pause;
+//     levels down; a 429 pauses the class and its headers pull the levels down.
+//   - Spend cap (a 429 without retry-after): RateLimited refunds and does not pause;
 //     the caller must stop, since no retry succeeds before the month ends.
+//   - Overload: 529s shrink concurrency, at most once per round of calls; the retry
+//     delay after a 529 is the caller's (package upstream), as it is the SDKs'.
 //   - Backend errors (a shared backend unreachable) are returned wrapped from Reserve,
 //     Wait and the finishing methods; concurrency slots are released regardless. What
 //     to do then (fail closed, or fall back to a local Memory) is the caller's policy.
 //   - Clocks: a now earlier than one a bucket has already seen adds no refill, so
-//     out-of-order readings are harmless.
+//     readings taken out of order are harmless.
 package ratelimit

@@ -46,9 +46,13 @@ func (r *Reservation) Commit(u Usage, h *wire.RateLimitHeaders) error {
 }
 
 // CommitAt finishes a call that succeeded: it charges the actual usage in place of the
-// reservation (the difference is refunded or charged), then resyncs with the
-// response's headers h (nil if none). Committing before resyncing keeps the call from
-// being counted twice: the server's remaining already includes its actual usage.
+// reservation (the difference is refunded or charged, and the held output released),
+// then resyncs with the response's headers h (nil if none), taken as observed at now.
+// Committing before resyncing keeps the call from being counted twice: the server's
+// remaining already includes its actual usage.
+//
+// A stream's headers arrive before its output: resync them on arrival with
+// Limiter.ResyncAt, and pass nil here, since the buckets have refilled since.
 func (r *Reservation) CommitAt(u Usage, h *wire.RateLimitHeaders, now time.Time) error {
 	l, c := r.l, r.c
 	if l == nil {

@@ -1,0 +1,52 @@
+package ratelimit_test
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/clade-dev/clade/internal/ratelimit"
+	"github.com/clade-dev/clade/internal/wire"
+)
+
+// callAPI stands in for the upstream call: it returns the status, the usage and the
+// parsed rate-limit headers of the response.
+func callAPI(context.Context) (int, ratelimit.Usage, *wire.RateLimitHeaders) {
+	return 200, ratelimit.Usage{InputTokens: 1180, OutputTokens: 240}, &wire.RateLimitHeaders{}
+}
+
+// A worker's loop: wait for room, send, then finish the reservation according to the
+// outcome.
+func Example() {
+	lim, err := ratelimit.New(ratelimit.Config{Tier: "start"})
+	if err != nil {
+		panic(err)
+	}
+	ctx := context.Background()
+	class, _ := lim.ClassOf("claude-sonnet-5")
+
+	r, err := lim.Wait(ctx, class, ratelimit.Need{InputTokens: 1200, OutputTokens: 300})
+	if err != nil {
+		panic(err) // ctx ended
+	}
+	defer r.Cancel() // no-op once finished; refunds if we return early
+
+	status, usage, h := callAPI(ctx)
+	switch status {
+	case 200:
+		err = r.Commit(usage, h)
+	case 429:
+		err = r.RateLimited(h) // pauses the class; no retry-after: the spend cap, stop
+	case 529:
+		err = r.Overloaded(h) // shrinks the class's concurrency; back off, retry
+	default:
+		err = r.Fail(h)
+	}
+	if err != nil {
+		panic(err)
+	}
+
+	s, _ := lim.Snapshot(ctx)
+	c := s.Classes[0]
+	fmt.Printf("%s: %d RPM, in flight %d\n", c.Class, c.Requests.Limit, c.InFlight.Requests)
+	// Output: sonnet-5: 1000 RPM, in flight 0
+}
