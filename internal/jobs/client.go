@@ -86,6 +86,11 @@ type ClientConfig struct {
 	// result row is written and the job marked completed; an error rolls both
 	// back. It exists for crash tests.
 	BeforeCommit func(ctx context.Context, job *Job) error
+	// AfterCommit, when set, is called after a transaction that wrote a result
+	// commits (not for a job whose request already had one), e.g. to append the
+	// line to an output file. A crash between the commit and this call loses
+	// nothing: the store has the result.
+	AfterCommit func(job *Job, res Result)
 	// TestOnly skips River's start-up jitter; for tests.
 	TestOnly bool
 }
@@ -203,7 +208,7 @@ func (w *worker) Work(ctx context.Context, rj *river.Job[requestArgs]) error {
 
 	res, err := w.call(ctx, job)
 	if err == nil {
-		return w.c.s.Complete(ctx, job, res)
+		return w.complete(ctx, job, res)
 	}
 	var snooze *river.JobSnoozeError
 	// A cancelled context is shutdown (or a cancel from elsewhere): pass the error
@@ -217,7 +222,19 @@ func (w *worker) Work(ctx context.Context, rj *river.Job[requestArgs]) error {
 	if errors.As(err, &withEnvelope) {
 		envelope = withEnvelope.ErrorEnvelope()
 	}
-	return w.c.s.Complete(ctx, job, Result{Type: Errored, Error: envelope})
+	return w.complete(ctx, job, Result{Type: Errored, Error: envelope})
+}
+
+// complete writes the result with the job's completion, then calls AfterCommit.
+func (w *worker) complete(ctx context.Context, job *Job, res Result) error {
+	inserted, err := w.c.s.complete(ctx, job, res)
+	if err != nil {
+		return err
+	}
+	if inserted && w.c.cfg.AfterCommit != nil {
+		w.c.cfg.AfterCommit(job, res)
+	}
+	return nil
 }
 
 // call runs the WorkFunc, turning a panic into an error.

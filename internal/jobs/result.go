@@ -120,24 +120,34 @@ const completeTimeout = 30 * time.Second
 // returns, so a WorkFunc seldom needs to. If the request already has a result
 // (a rescued job that ran twice), the job is completed and the first result kept.
 func (s *Store) Complete(ctx context.Context, job *Job, res Result) error {
+	_, err := s.complete(ctx, job, res)
+	return err
+}
+
+// complete is Complete, also reporting whether this call wrote the result (false
+// when the request already had one).
+func (s *Store) complete(ctx context.Context, job *Job, res Result) (inserted bool, err error) {
 	line, err := res.ResultLine(job.Request.CustomID)
 	if err != nil {
-		return err
+		return false, err
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), completeTimeout)
 	defer cancel()
-	return s.inTx(ctx, func(tx txn) error {
+	err = s.inTx(ctx, func(tx txn) error {
+		inserted = false
 		u := res.Usage
-		if _, err := tx.exec(ctx, `INSERT INTO clade_result (request_id, run_id, custom_id, line, type, result_line,
+		n, err := tx.exec(ctx, `INSERT INTO clade_result (request_id, run_id, custom_id, line, type, result_line,
 				input_tokens, output_tokens, cache_write_5m_tokens, cache_write_1h_tokens, cache_read_tokens,
 				cost_usd, attempt, finished_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
 			ON CONFLICT (request_id) DO NOTHING`,
 			job.Request.ID, job.Request.RunID, job.Request.CustomID, job.Request.Line, string(res.Type), line,
 			u.InputTokens, u.OutputTokens, u.CacheWrite5mTokens, u.CacheWrite1hTokens, u.CacheReadTokens,
-			res.CostUSD, job.Attempt, s.now().UnixMicro()); err != nil {
+			res.CostUSD, job.Attempt, s.now().UnixMicro())
+		if err != nil {
 			return fmt.Errorf("write result of %s: %w", job.Request.CustomID, err)
 		}
+		inserted = n > 0
 		if job.rj == nil {
 			return errors.New("complete: job was not given by a Client")
 		}
@@ -152,4 +162,5 @@ func (s *Store) Complete(ctx context.Context, job *Job, res Result) error {
 		}
 		return nil
 	})
+	return inserted && err == nil, err
 }

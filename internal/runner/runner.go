@@ -1,0 +1,355 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/clade-dev/clade/catalog"
+	"github.com/clade-dev/clade/internal/intake"
+	"github.com/clade-dev/clade/internal/jobs"
+	"github.com/clade-dev/clade/internal/ratelimit"
+	"github.com/clade-dev/clade/internal/upstream"
+)
+
+// ErrStopped is returned by Run when the API refused every request until a person
+// acts (a spend cap, a bad key, billing): the run stopped cleanly and can resume.
+var ErrStopped = errors.New("run stopped by the API")
+
+// ErrStrict is returned by Run when the input had bad lines and Config.Strict is set.
+var ErrStrict = errors.New("input has bad lines")
+
+// Config configures a Run. Store, Client and Input are required.
+type Config struct {
+	// Store holds the run. Run does not close it.
+	Store *jobs.Store
+	// Client sends the requests.
+	Client *upstream.Client
+	// Catalog supplies model classes and prices. Default catalog.Default().
+	Catalog *catalog.Catalog
+	// Input is the JSONL file; Output, when set, the results file written as results
+	// arrive (rebuilt from the store at start, so a resumed run writes each result once).
+	Input  string
+	Output string
+	// Ordered writes the output in input order at the end instead of as results arrive.
+	Ordered bool
+	// Force re-imports a changed input (its earlier results are dropped).
+	Force bool
+	// Strict aborts before any request when the input has a bad line.
+	Strict bool
+	// Options is stored with a new run (the CLI's flags), opaque.
+	Options json.RawMessage
+	// Tier is the catalog tier whose limits apply, or "auto" (learn from headers).
+	// Default "auto".
+	Tier string
+	// MaxConcurrency caps requests in flight. Default 256.
+	MaxConcurrency int
+	// MaxAttempts is how many times a request is tried in all before it is errored.
+	// Default 10.
+	MaxAttempts int
+	// Routing picks models; nil keeps each line's model (aliases resolved).
+	Routing *Routing
+	// CountTokens asks the API's count_tokens for exact input counts.
+	CountTokens bool
+	// Budget, when positive, stops the run before its cost in USD exceeds it.
+	Budget float64
+	// Progress receives the live display and the summary; nil for none.
+	Progress io.Writer
+	// ProgressEvery is the display period. Default 1 s.
+	ProgressEvery time.Duration
+	// Registry, when set, receives the run's Prometheus metrics.
+	Registry prometheus.Registerer
+	// Logger receives structured logs. Default: discard.
+	Logger *slog.Logger
+	// Abort, when closed, cancels requests in flight (the second Ctrl-C); they return
+	// to the queue. Cancelling Run's ctx only drains.
+	Abort <-chan struct{}
+	// Limiter, when set, is used instead of one built from Tier (tests, gateways).
+	Limiter *ratelimit.Limiter
+	// BeforeCommit is passed to the jobs client (crash tests).
+	BeforeCommit func(ctx context.Context, job *jobs.Job) error
+}
+
+// Summary is what a run did.
+type Summary struct {
+	RunID     int64
+	Requests  int64 // valid requests in the input
+	Problems  int64 // bad lines skipped
+	Succeeded int64
+	Errored   int64
+	Pending   int64 // not finished (drained, aborted or stopped)
+	// Sent, RateLimited, Overloaded and Retried count HTTP calls of this process.
+	Sent, RateLimited, Overloaded, Retried int64
+	InputTokens, OutputTokens              int64
+	CostUSD                                float64
+	BatchCostUSD                           float64 // the same usage at batch prices
+	Elapsed                                time.Duration
+	Stopped                                string // why the API stopped the run, if it did
+}
+
+// Run imports cfg.Input (or resumes it) and works every pending request. It returns
+// when every request has a result, when ctx is cancelled (after draining), or when
+// the API stops the run (ErrStopped).
+func Run(ctx context.Context, cfg Config) (*Summary, error) {
+	r, err := newRun(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return r.run(ctx)
+}
+
+type run struct {
+	cfg     Config
+	cat     *catalog.Catalog
+	log     *slog.Logger
+	lim     *ratelimit.Limiter
+	est     *estimator
+	backoff upstream.Backoff
+	budget  *upstream.Budget
+	out     *outputFile
+	m       *metrics
+	runID   int64
+	start   time.Time
+
+	// stop is closed (once) when the API stops the run or the budget is reached.
+	stop     chan struct{}
+	stopOnce sync.Once
+	stopWhy  atomic.Value // string
+
+	// counters for the display and summary
+	sent, rateLimited, overloaded, retried atomic.Int64
+	succeeded, errored                     atomic.Int64
+	inTok, outTok                          atomic.Int64
+	costMicros, batchMicros                atomic.Int64
+	heldMicros                             atomic.Int64 // worst-case cost of requests in flight (Budget)
+}
+
+func newRun(cfg Config) (*run, error) {
+	if cfg.Store == nil || cfg.Client == nil || cfg.Input == "" {
+		return nil, errors.New("runner: Store, Client and Input are required")
+	}
+	if cfg.Catalog == nil {
+		cfg.Catalog = catalog.Default()
+	}
+	if cfg.Tier == "" {
+		cfg.Tier = ratelimit.TierAuto
+	}
+	if cfg.MaxConcurrency <= 0 {
+		cfg.MaxConcurrency = 256
+	}
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = jobs.DefaultMaxAttempts
+	}
+	if cfg.ProgressEvery <= 0 {
+		cfg.ProgressEvery = time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Routing != nil {
+		if err := cfg.Routing.Validate(cfg.Catalog); err != nil {
+			return nil, err
+		}
+	}
+	lim := cfg.Limiter
+	if lim == nil {
+		var err error
+		lim, err = ratelimit.New(ratelimit.Config{Catalog: cfg.Catalog, Tier: cfg.Tier, MaxConcurrency: cfg.MaxConcurrency})
+		if err != nil {
+			return nil, fmt.Errorf("limiter: %w", err)
+		}
+	}
+	return &run{
+		cfg:     cfg,
+		cat:     cfg.Catalog,
+		log:     cfg.Logger,
+		lim:     lim,
+		est:     newEstimator(),
+		backoff: upstream.Backoff{MaxAttempts: cfg.MaxAttempts},
+		budget:  upstream.NewBudget(upstream.BudgetConfig{Ratio: 0.2}),
+		m:       newMetrics(cfg.Registry),
+		stop:    make(chan struct{}),
+	}, nil
+}
+
+func (r *run) halt(why string) {
+	r.stopOnce.Do(func() {
+		r.stopWhy.Store(why)
+		close(r.stop)
+	})
+}
+
+func (r *run) run(ctx context.Context) (*Summary, error) {
+	r.start = time.Now()
+	var problems []intake.Problem
+	runRec, stats, err := r.cfg.Store.Import(ctx, jobs.ImportOptions{
+		Path: r.cfg.Input, Options: r.cfg.Options, Force: r.cfg.Force, MaxAttempts: r.cfg.MaxAttempts,
+		OnProblem: func(p intake.Problem) {
+			if len(problems) < 1000 {
+				problems = append(problems, p)
+			}
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	r.runID = runRec.ID
+	r.log.Info("input imported", "run_id", runRec.ID, "requests", runRec.Requests, "problems", runRec.Problems,
+		"resumed", stats.Resumed, "unchanged", stats.NoOp)
+	if r.cfg.Progress != nil && len(problems) > 0 {
+		for _, p := range problems {
+			fmt.Fprintf(r.cfg.Progress, "skipped %s\n", problemText(r.cfg.Input, p))
+		}
+		if runRec.Problems > int64(len(problems)) {
+			fmt.Fprintf(r.cfg.Progress, "… %d bad lines in all; `clade status` lists them\n", runRec.Problems)
+		}
+	}
+	if r.cfg.Strict && runRec.Problems > 0 {
+		return r.summary(ctx), fmt.Errorf("%w: %d bad lines (see `clade status`)", ErrStrict, runRec.Problems)
+	}
+
+	if r.cfg.Output != "" {
+		out, err := openOutput(ctx, r.cfg.Store, r.runID, r.cfg.Output, r.cfg.Ordered)
+		if err != nil {
+			return nil, err
+		}
+		r.out = out
+		defer out.close()
+	}
+	st, err := r.cfg.Store.Status(ctx, r.runID)
+	if err != nil {
+		return nil, err
+	}
+	r.succeeded.Store(st.Results[jobs.Succeeded])
+	r.errored.Store(st.Results[jobs.Errored])
+	r.costMicros.Store(int64(st.CostUSD * 1e6))
+
+	if st.Pending > 0 {
+		if err := r.work(ctx, st.Pending); err != nil {
+			return r.summary(context.WithoutCancel(ctx)), err
+		}
+	}
+	sum := r.summary(context.WithoutCancel(ctx))
+	if r.out != nil && r.cfg.Ordered && sum.Pending == 0 {
+		if err := r.out.exportOrdered(context.WithoutCancel(ctx), r.cfg.Store, r.runID); err != nil {
+			return sum, err
+		}
+	}
+	if why, _ := r.stopWhy.Load().(string); why != "" {
+		return sum, fmt.Errorf("%w: %s", ErrStopped, why)
+	}
+	return sum, nil
+}
+
+// work runs the River client until every pending request is finished, the run is
+// drained (ctx) or stopped.
+func (r *run) work(ctx context.Context, pending int64) error {
+	// Release jobs left "running" by a crashed process (single-process stores).
+	if _, err := r.cfg.Store.ReleaseRunning(ctx); err != nil {
+		return fmt.Errorf("release stuck jobs: %w", err)
+	}
+	client, err := jobs.NewClient(r.cfg.Store, r.do, jobs.ClientConfig{
+		MaxWorkers:   r.cfg.MaxConcurrency,
+		BeforeCommit: r.cfg.BeforeCommit,
+		RetryDelay:   func(attempt int) time.Duration { return r.backoff.Delay(attempt, nil) },
+		AfterCommit:  r.committed,
+	})
+	if err != nil {
+		return err
+	}
+	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	if err := client.Start(workCtx); err != nil {
+		return fmt.Errorf("start workers: %w", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- r.cfg.Store.Wait(workCtx, r.runID, 100*time.Millisecond) }()
+
+	var prog *progress
+	if r.cfg.Progress != nil {
+		prog = newProgress(r, pending)
+		go prog.loop(workCtx, r.cfg.ProgressEvery)
+	}
+
+	var waitErr error
+	drained := false
+	select {
+	case waitErr = <-done:
+	case <-ctx.Done():
+		drained = true
+	case <-r.stop:
+	}
+	// Drain: stop fetching, let running jobs finish — unless aborted.
+	stopCtx, cancelStop := context.WithCancel(context.Background())
+	defer cancelStop()
+	stopped := make(chan error, 1)
+	go func() { stopped <- client.Stop(stopCtx) }()
+	abort := r.cfg.Abort
+	select {
+	case err = <-stopped:
+	case <-abort:
+		cancelStop()
+		err = client.StopAndCancel(context.Background())
+		<-stopped
+	}
+	cancelWork()
+	if prog != nil {
+		prog.final()
+	}
+	if err != nil && !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("stop workers: %w", err)
+	}
+	if waitErr != nil && !drained && !errors.Is(waitErr, context.Canceled) {
+		return waitErr
+	}
+	return nil
+}
+
+// committed runs after a result's transaction commits.
+func (r *run) committed(job *jobs.Job, res jobs.Result) {
+	switch res.Type {
+	case jobs.Succeeded:
+		r.succeeded.Add(1)
+	case jobs.Errored:
+		r.errored.Add(1)
+	}
+	r.m.results.WithLabelValues(string(res.Type)).Inc()
+	r.out.appendResult(job, res)
+}
+
+func (r *run) summary(ctx context.Context) *Summary {
+	s := &Summary{
+		RunID: r.runID, Sent: r.sent.Load(), RateLimited: r.rateLimited.Load(),
+		Overloaded: r.overloaded.Load(), Retried: r.retried.Load(), Elapsed: time.Since(r.start),
+	}
+	if why, _ := r.stopWhy.Load().(string); why != "" {
+		s.Stopped = why
+	}
+	st, err := r.cfg.Store.Status(ctx, r.runID)
+	if err != nil {
+		return s
+	}
+	s.Requests, s.Problems, s.Pending = st.Requests, st.Problems, st.Pending
+	s.Succeeded, s.Errored = st.Results[jobs.Succeeded], st.Results[jobs.Errored]
+	s.InputTokens = st.Usage.InputTokens + st.Usage.CacheWrite5mTokens + st.Usage.CacheWrite1hTokens + st.Usage.CacheReadTokens
+	s.OutputTokens = st.Usage.OutputTokens
+	s.CostUSD = st.CostUSD
+	s.BatchCostUSD = st.CostUSD * r.cat.Pricing.Batch
+	return s
+}
+
+// problemText names the file, line and field of a bad input line.
+func problemText(file string, p intake.Problem) string {
+	if p.Field == "" {
+		return fmt.Sprintf("%s:%d: %s", file, p.Line, p.Reason)
+	}
+	return fmt.Sprintf("%s:%d: %s: %s", file, p.Line, p.Field, p.Reason)
+}

@@ -1,0 +1,187 @@
+package runner_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/clade-dev/clade/emulator"
+	"github.com/clade-dev/clade/internal/jobs"
+	"github.com/clade-dev/clade/internal/runner"
+	"github.com/clade-dev/clade/internal/upstream"
+)
+
+const testKey = "sk-ant-runner-test-0123456789abcdef"
+
+// writeInput writes n good request lines plus the given extra lines.
+func writeInput(t *testing.T, dir string, n int, extra ...string) string {
+	t.Helper()
+	var b bytes.Buffer
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&b, `{"custom_id":"req-%05d","params":{"model":"claude-haiku-4-5","max_tokens":64,"messages":[{"role":"user","content":"question %d"}]}}`+"\n", i, i)
+	}
+	for _, l := range extra {
+		b.WriteString(l + "\n")
+	}
+	path := filepath.Join(dir, "input.jsonl")
+	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// readResults returns custom_id → result type from a results file, failing on a
+// duplicate id.
+func readResults(t *testing.T, path string) map[string]string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	out := map[string]string{}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 64<<20)
+	for sc.Scan() {
+		var line struct {
+			CustomID string `json:"custom_id"`
+			Result   struct {
+				Type string `json:"type"`
+			} `json:"result"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
+			t.Fatalf("results line %q: %v", sc.Text(), err)
+		}
+		if _, dup := out[line.CustomID]; dup {
+			t.Fatalf("custom_id %s appears twice in %s", line.CustomID, path)
+		}
+		out[line.CustomID] = line.Result.Type
+	}
+	return out
+}
+
+func setup(t *testing.T, cfg emulator.Config) (*upstream.Client, *jobs.Store, string) {
+	t.Helper()
+	em := emulator.StartTB(t, cfg)
+	client, err := upstream.New(upstream.Config{BaseURL: em.URL, APIKey: upstream.NewSecret(testKey)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	st, err := jobs.Open(context.Background(), filepath.Join(dir, "run.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return client, st, dir
+}
+
+func TestRunEndToEndWithBadLines(t *testing.T) {
+	t.Parallel()
+	client, st, dir := setup(t, emulator.Config{Tier: "tier-4"})
+	input := writeInput(t, dir, 300,
+		`{"custom_id":"bad id!","params":{"model":"claude-haiku-4-5","max_tokens":5,"messages":[]}}`,
+		`{"custom_id":"req-00001","params":{"model":"claude-haiku-4-5","max_tokens":5,"messages":[{"role":"user","content":"dup"}]}}`,
+		`not json`,
+		`{"custom_id":"nomax","params":{"model":"claude-haiku-4-5","messages":[{"role":"user","content":"x"}]}}`,
+		`{"custom_id":"unknown-model","params":{"model":"claude-nope","max_tokens":5,"messages":[{"role":"user","content":"x"}]}}`,
+	)
+	out := filepath.Join(dir, "results.jsonl")
+	var progress bytes.Buffer
+	sum, err := runner.Run(context.Background(), runner.Config{
+		Store: st, Client: client, Input: input, Output: out, Tier: "tier-4", Progress: &progress,
+	})
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	got := readResults(t, out)
+	if len(got) != 301 {
+		t.Fatalf("results for %d custom_ids, want 301 (300 good + the unknown model)", len(got))
+	}
+	for i := 0; i < 300; i++ {
+		if typ := got[fmt.Sprintf("req-%05d", i)]; typ != "succeeded" {
+			t.Errorf("req-%05d: %q, want succeeded", i, typ)
+		}
+	}
+	if got["unknown-model"] != "errored" {
+		t.Errorf("unknown-model: %q, want errored (the API's 404 is final)", got["unknown-model"])
+	}
+	if sum.Problems != 4 || sum.Succeeded != 300 || sum.Errored != 1 || sum.Pending != 0 {
+		t.Errorf("summary = %+v, want 4 problems, 300 succeeded, 1 errored, 0 pending", sum)
+	}
+	for _, want := range []string{":301:", ":302:", ":303:", ":304:"} {
+		if !strings.Contains(progress.String(), want) {
+			t.Errorf("progress output lacks the bad line %s:\n%s", want, progress.String())
+		}
+	}
+	if sum.CostUSD <= 0 || sum.BatchCostUSD != sum.CostUSD*0.5 {
+		t.Errorf("cost %v, batch %v: want positive and half", sum.CostUSD, sum.BatchCostUSD)
+	}
+
+	// Running it again sends nothing and rewrites the same results.
+	sum2, err := runner.Run(context.Background(), runner.Config{Store: st, Client: client, Input: input, Output: out, Tier: "tier-4"})
+	if err != nil {
+		t.Fatalf("second Run: %v", err)
+	}
+	if sum2.Sent != 0 {
+		t.Errorf("resumed finished run sent %d requests, want 0", sum2.Sent)
+	}
+	if again := readResults(t, out); len(again) != 301 {
+		t.Errorf("after resume %d results, want 301", len(again))
+	}
+}
+
+func TestRunStrictAbortsBeforeAnyRequest(t *testing.T) {
+	t.Parallel()
+	client, st, dir := setup(t, emulator.Config{Tier: "tier-4"})
+	input := writeInput(t, dir, 10, `{"custom_id":"x"}`)
+	sum, err := runner.Run(context.Background(), runner.Config{Store: st, Client: client, Input: input, Strict: true})
+	if err == nil || !strings.Contains(err.Error(), "bad lines") {
+		t.Fatalf("Run strict: %v, want ErrStrict", err)
+	}
+	if sum == nil || sum.Sent != 0 {
+		t.Errorf("strict run sent requests: %+v", sum)
+	}
+}
+
+func TestRunSpendCapStopsAndResumes(t *testing.T) {
+	t.Parallel()
+	faults, err := emulator.ParseFaults("spend_cap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	em := emulator.StartTB(t, emulator.Config{Tier: "tier-4", Faults: faults})
+	client, _ := upstream.New(upstream.Config{BaseURL: em.URL, APIKey: upstream.NewSecret(testKey)})
+	dir := t.TempDir()
+	st, err := jobs.Open(context.Background(), filepath.Join(dir, "run.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	input := writeInput(t, dir, 50)
+	out := filepath.Join(dir, "results.jsonl")
+	sum, err := runner.Run(context.Background(), runner.Config{Store: st, Client: client, Input: input, Output: out})
+	if err == nil || !strings.Contains(err.Error(), "enforced_spend_limit_reached") {
+		t.Fatalf("Run under a spend cap: %v, want ErrStopped naming the spend cap", err)
+	}
+	if sum.Pending != 50 || sum.Errored != 0 {
+		t.Errorf("after the stop: %+v, want all 50 pending, none errored", sum)
+	}
+	// The cap lifts (next month): the same command finishes the run.
+	if err := em.Server.SetFaults(emulator.Faults{}); err != nil {
+		t.Fatal(err)
+	}
+	sum, err = runner.Run(context.Background(), runner.Config{Store: st, Client: client, Input: input, Output: out})
+	if err != nil {
+		t.Fatalf("resumed Run: %v", err)
+	}
+	if got := readResults(t, out); len(got) != 50 || sum.Succeeded != 50 {
+		t.Errorf("after resume %d results, summary %+v; want 50 succeeded", len(got), sum)
+	}
+}

@@ -1,0 +1,257 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/clade-dev/clade/catalog"
+	"github.com/clade-dev/clade/internal/jobs"
+	"github.com/clade-dev/clade/internal/ratelimit"
+	"github.com/clade-dev/clade/internal/upstream"
+	"github.com/clade-dev/clade/internal/wire"
+)
+
+// do is the jobs.WorkFunc: one request, tried until it has a result or must wait.
+func (r *run) do(ctx context.Context, job *jobs.Job) (jobs.Result, error) {
+	req := job.Request
+	select {
+	case <-r.stop:
+		return jobs.Result{}, jobs.Snooze(2 * time.Second)
+	default:
+	}
+	model, params, err := r.route(req)
+	if err != nil {
+		return errored(wire.InvalidRequest, err.Error()), nil
+	}
+	estIn := req.EstInputTokens
+	if r.cfg.CountTokens {
+		if n, err := r.countTokens(ctx, params); err == nil {
+			estIn = n
+		}
+	}
+	if r.cfg.Budget > 0 {
+		// Stop before the budget could be exceeded: count this request at its
+		// estimate, with its whole max_tokens as output.
+		next := r.cat.Cost(model, catalog.Usage{InputTokens: r.est.input(model.ID, estIn), OutputTokens: req.MaxTokens}, false)
+		held := int64(next * 1e6)
+		if float64(r.costMicros.Load()+r.heldMicros.Add(held))/1e6 > r.cfg.Budget {
+			r.heldMicros.Add(-held)
+			r.halt(fmt.Sprintf("the budget of $%.2f would be exceeded", r.cfg.Budget))
+			return jobs.Result{}, jobs.Snooze(2 * time.Second)
+		}
+		defer r.heldMicros.Add(-held)
+	}
+	overloads := 0 // 529s in a row, for the fallback model
+	failures := 0  // failed attempts that count toward MaxAttempts (not 429 waits)
+	var lastErr error
+	r.budget.Request()
+	for calls := 0; ; calls++ {
+		if failures > 0 || calls > 0 {
+			if failures >= r.cfg.MaxAttempts || calls >= 10*r.cfg.MaxAttempts {
+				return errorResult(lastErr), nil
+			}
+			r.retried.Add(1)
+		}
+		cls := r.cat.Classes[model.Class]
+		need := ratelimit.Need{
+			InputTokens:  r.est.input(model.ID, estIn),
+			OutputTokens: r.est.output(model.ID, req.MaxTokens),
+		}
+		res, err := r.lim.Wait(ctx, cls.Name, need)
+		if err != nil {
+			return jobs.Result{}, err // ctx ended: back to the queue
+		}
+		r.sent.Add(1)
+		resp, err := r.cfg.Client.Messages(ctx, params)
+		if err == nil {
+			u := ratelimit.Usage{
+				InputTokens: resp.Usage.InputTokens, CacheCreationInputTokens: resp.Usage.CacheCreationInputTokens,
+				CacheReadInputTokens: resp.Usage.CacheReadInputTokens, OutputTokens: resp.Usage.OutputTokens,
+			}
+			if cerr := res.Commit(u, &resp.RateLimit); cerr != nil {
+				r.log.Warn("limiter commit", "err", cerr)
+			}
+			r.est.observe(model.ID, req.EstInputTokens, u.InputTokens+u.CacheCreationInputTokens+u.CacheReadInputTokens, u.OutputTokens)
+			return r.succeeded1(model, resp), nil
+		}
+		lastErr = err
+		var ae *upstream.APIError
+		errors.As(err, &ae)
+		var hdr *wire.RateLimitHeaders
+		if ae != nil {
+			hdr = &ae.RateLimit
+		}
+		switch upstream.Classify(err) {
+		case upstream.Canceled:
+			res.Cancel()
+			return jobs.Result{}, err
+		case upstream.RateLimited:
+			r.rateLimited.Add(1)
+			r.m.rateLimited.Inc()
+			res.RateLimited(hdr) // pauses the class until retry-after (+ jitter)
+		case upstream.Overloaded:
+			failures++
+			r.overloaded.Add(1)
+			r.m.overloaded.Inc()
+			res.Overloaded(hdr)
+			overloads++
+			if fb := r.fallback(overloads); fb != nil && fb.ID != model.ID {
+				p, perr := wire.SetTopLevelString(params, "model", fb.ID)
+				if perr == nil {
+					r.log.Info("fallback model", "custom_id", req.CustomID, "from", model.ID, "to", fb.ID)
+					model, params = fb, p
+				}
+			}
+			if !r.retryWait(ctx, failures, err) {
+				return jobs.Result{}, fmt.Errorf("retry budget spent or drained: %w", err)
+			}
+		case upstream.Retry:
+			failures++
+			res.Fail(hdr)
+			if !r.retryWait(ctx, failures, err) {
+				return jobs.Result{}, fmt.Errorf("retry budget spent or drained: %w", err)
+			}
+		case upstream.Stop:
+			res.RateLimited(hdr)
+			r.halt(stopReason(err))
+			return jobs.Result{}, jobs.Snooze(2 * time.Second)
+		default: // Final
+			res.Cancel()
+			return errorResult(err), nil
+		}
+	}
+}
+
+// retryWait sleeps before retry number failures, within the retry budget. It
+// reports false when the budget is spent or ctx ended; the job then goes back to
+// River, which retries it later.
+func (r *run) retryWait(ctx context.Context, failures int, err error) bool {
+	if failures >= r.cfg.MaxAttempts {
+		return true // the loop turns it into an errored result
+	}
+	if !r.budget.Allow() {
+		return false
+	}
+	return sleep(ctx, r.backoff.Delay(failures, err))
+}
+
+// route returns the model a request uses and its params with that model set.
+func (r *run) route(req jobs.Request) (*catalog.Model, []byte, error) {
+	name := r.cfg.Routing.pick(req.CustomID, req.Model, req.EstInputTokens)
+	m, err := r.cat.Resolve(name)
+	if err != nil {
+		return nil, nil, fmt.Errorf("model: %v", err)
+	}
+	params := []byte(req.Params)
+	if m.ID != req.Model {
+		if params, err = wire.SetTopLevelString(params, "model", m.ID); err != nil {
+			return nil, nil, fmt.Errorf("params: %v", err)
+		}
+	}
+	return m, params, nil
+}
+
+func (r *run) fallback(overloads int) *catalog.Model {
+	rt := r.cfg.Routing
+	if rt == nil || rt.Fallback == "" {
+		return nil
+	}
+	after := rt.FallbackAfter
+	if after <= 0 {
+		after = 3
+	}
+	if overloads < after {
+		return nil
+	}
+	m, err := r.cat.Resolve(rt.Fallback)
+	if err != nil {
+		return nil
+	}
+	return m
+}
+
+// countTokens asks count_tokens for params' exact input tokens. Fields count_tokens
+// does not take are left out of the body it gets.
+func (r *run) countTokens(ctx context.Context, params []byte) (int64, error) {
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(params, &top); err != nil {
+		return 0, err
+	}
+	for _, k := range []string{"max_tokens", "stream", "temperature", "top_p", "top_k", "stop_sequences", "metadata", "service_tier", "container", "inference_geo"} {
+		delete(top, k)
+	}
+	body, err := json.Marshal(top)
+	if err != nil {
+		return 0, err
+	}
+	tc, err := r.cfg.Client.CountTokens(ctx, body)
+	if err != nil {
+		return 0, err
+	}
+	return tc.InputTokens, nil
+}
+
+func (r *run) succeeded1(m *catalog.Model, resp *upstream.Response) jobs.Result {
+	cu := catalog.Usage{
+		InputTokens:        resp.Usage.InputTokens,
+		OutputTokens:       resp.Usage.OutputTokens,
+		CacheWrite5mTokens: resp.Usage.CacheCreation.Ephemeral5m,
+		CacheWrite1hTokens: resp.Usage.CacheCreation.Ephemeral1h,
+		CacheReadTokens:    resp.Usage.CacheReadInputTokens,
+	}
+	if cu.CacheWrite5mTokens+cu.CacheWrite1hTokens == 0 && resp.Usage.CacheCreationInputTokens > 0 {
+		cu.CacheWrite5mTokens = resp.Usage.CacheCreationInputTokens
+	}
+	cost := r.cat.Cost(m, cu, false)
+	r.inTok.Add(cu.InputTokens + cu.CacheWrite5mTokens + cu.CacheWrite1hTokens + cu.CacheReadTokens)
+	r.outTok.Add(cu.OutputTokens)
+	r.costMicros.Add(int64(cost * 1e6))
+	r.m.tokens.WithLabelValues("input").Add(float64(cu.InputTokens + cu.CacheWrite5mTokens + cu.CacheWrite1hTokens + cu.CacheReadTokens))
+	r.m.tokens.WithLabelValues("output").Add(float64(cu.OutputTokens))
+	r.m.cost.Add(cost)
+	return jobs.Result{Type: jobs.Succeeded, Message: resp.Body, Usage: cu, CostUSD: cost}
+}
+
+func errored(errType, msg string) jobs.Result {
+	return jobs.Result{Type: jobs.Errored, Error: jobs.ErrorEnvelope(errType, msg, "")}
+}
+
+// errorResult turns a final error into an errored result with the API's envelope.
+func errorResult(err error) jobs.Result {
+	var ae *upstream.APIError
+	if errors.As(err, &ae) && len(ae.Body) > 0 {
+		return jobs.Result{Type: jobs.Errored, Error: ae.Body}
+	}
+	if err == nil {
+		return errored(wire.APIError, "request failed")
+	}
+	return errored(wire.APIError, err.Error())
+}
+
+func stopReason(err error) string {
+	var ae *upstream.APIError
+	if errors.As(err, &ae) {
+		if ae.ErrorCode != "" {
+			return fmt.Sprintf("%d %s (%s): %s", ae.Status, ae.Type, ae.ErrorCode, ae.Message)
+		}
+		return fmt.Sprintf("%d %s: %s", ae.Status, ae.Type, ae.Message)
+	}
+	return err.Error()
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
