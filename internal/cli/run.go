@@ -1,0 +1,315 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+
+	"github.com/clade-dev/clade/catalog"
+	"github.com/clade-dev/clade/emulator"
+	"github.com/clade-dev/clade/internal/jobs"
+	"github.com/clade-dev/clade/internal/runner"
+	"github.com/clade-dev/clade/internal/upstream"
+)
+
+// runFlags are the flags of `clade run`.
+type runFlags struct {
+	output        string
+	db            string
+	tier          string
+	catalogPath   string
+	model         string
+	routing       string
+	fallback      string
+	fallbackAfter int
+	concurrency   int
+	maxAttempts   int
+	countTokens   bool
+	budget        float64
+	strict        bool
+	force         bool
+	ordered       bool
+	metricsAddr   string
+	baseURL       string
+	emulate       string
+	quiet         bool
+}
+
+func newRunCmd(g *globalFlags) *cobra.Command {
+	f := &runFlags{}
+	cmd := &cobra.Command{
+		Use:   "run INPUT.jsonl",
+		Short: "Drive a JSONL workload through the Messages API at the account's full rate",
+		Long: `Run every request of INPUT.jsonl (the Message Batches line format:
+{"custom_id": "...", "params": {...}}) through the Messages API as fast as the
+account's rate limits allow, and write one result line per custom_id (the Message
+Batches results format) to --output.
+
+The run is durable: its requests and results live in a store (SQLite by default,
+next to the output; or --db postgres://...). Kill it and run the same command again:
+it resumes, and finished requests are not sent again. A changed input under the same
+store is refused unless --force.
+
+Bad lines are reported with their line number and skipped (--strict aborts instead).
+The first Ctrl-C drains (requests in flight finish), the second aborts (they return to
+the queue); both leave a store that resumes.
+
+The key comes from ANTHROPIC_API_KEY and the API from ANTHROPIC_BASE_URL (default
+https://api.anthropic.com). --emulate TIER runs against an in-process emulator instead.`,
+		Example: `  clade run prompts.jsonl -o results.jsonl
+  clade run prompts.jsonl -o results.jsonl --tier tier-2 --model haiku --budget 20
+  clade run prompts.jsonl -o results.jsonl --emulate tier-1     # no key, no network`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runRun(cmd, g, f, args[0])
+		},
+	}
+	fl := cmd.Flags()
+	fl.SortFlags = false
+	fl.StringVarP(&f.output, "output", "o", "", "results `FILE` (JSONL, one line per custom_id); default: INPUT.results.jsonl")
+	fl.StringVar(&f.db, "db", "", "store: a SQLite `PATH` or a postgres:// URL; default: OUTPUT.clade.db next to the output")
+	fl.StringVar(&f.tier, "tier", "auto", "limits to pace by: a catalog tier ("+strings.Join(catalog.Default().TierNames(), ", ")+")\nor auto (start cautious, adopt the limits the response headers report)")
+	fl.StringVar(&f.catalogPath, "catalog", "", "YAML `PATH` laid over the embedded catalog of models, tiers and prices")
+	fl.StringVar(&f.model, "model", "", "use this model for every request: an API id or an alias (haiku, sonnet, opus)")
+	fl.StringVar(&f.routing, "routing", "", "YAML `FILE` of model routing rules (see docs/run.md)")
+	fl.StringVar(&f.fallback, "fallback-model", "", "switch a request to this model after --fallback-after 529s in a row (opt-in)")
+	fl.IntVar(&f.fallbackAfter, "fallback-after", 3, "529s in a row before a request moves to --fallback-model")
+	fl.IntVar(&f.concurrency, "concurrency", 256, "most requests in flight at once")
+	fl.IntVar(&f.maxAttempts, "max-attempts", jobs.DefaultMaxAttempts, "attempts per request before it is written as errored (429 waits do not count)")
+	fl.BoolVar(&f.countTokens, "count-tokens", false, "ask the API's count_tokens for exact input counts instead of estimating")
+	fl.Float64Var(&f.budget, "budget", 0, "stop before the run's cost would exceed `USD` (0: no budget)")
+	fl.BoolVar(&f.strict, "strict", false, "abort before any request if the input has a bad line")
+	fl.BoolVar(&f.force, "force", false, "re-import an input that changed since the store was made (drops its results)")
+	fl.BoolVar(&f.ordered, "ordered", false, "write the output in input order when the run ends, instead of as results arrive")
+	fl.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on `HOST:PORT` (e.g. 127.0.0.1:9090)")
+	fl.StringVar(&f.baseURL, "base-url", "", "API base `URL` (default: ANTHROPIC_BASE_URL, else https://api.anthropic.com)")
+	fl.StringVar(&f.emulate, "emulate", "", "run against an in-process emulator at this `TIER` (no key or network needed)")
+	fl.BoolVarP(&f.quiet, "quiet", "q", false, "no live progress; only the summary")
+	return cmd
+}
+
+// defaultOutput is INPUT.results.jsonl beside the input.
+func defaultOutput(input string) string {
+	return strings.TrimSuffix(input, filepath.Ext(input)) + ".results.jsonl"
+}
+
+func runRun(cmd *cobra.Command, g *globalFlags, f *runFlags, input string) error {
+	stderr := cmd.ErrOrStderr()
+	log, err := g.logger(cmd, stderr)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(input); err != nil {
+		return usageErr("clade run PATH/TO/input.jsonl", "input %s: %v", input, err)
+	}
+	cat, err := catalog.Load(f.catalogPath)
+	if err != nil {
+		return usageErr("clade run --catalog PATH (see docs/catalog.md)", "%v", err)
+	}
+	if f.tier != "auto" {
+		if _, err := cat.Tier(f.tier); err != nil {
+			return usageErr("clade run --tier auto", "--tier: %v", err)
+		}
+	}
+	routing := &runner.Routing{Override: f.model, Fallback: f.fallback, FallbackAfter: f.fallbackAfter}
+	if f.routing != "" {
+		rt, err := runner.LoadRouting(f.routing, cat)
+		if err != nil {
+			return usageErr("clade run --routing FILE (see docs/run.md)", "%v", err)
+		}
+		if f.model != "" {
+			rt.Override = f.model
+		}
+		if f.fallback != "" {
+			rt.Fallback, rt.FallbackAfter = f.fallback, f.fallbackAfter
+		}
+		routing = rt
+	}
+	if err := routing.Validate(cat); err != nil {
+		return usageErr("clade run --model haiku", "%v", err)
+	}
+	if f.output == "" {
+		f.output = defaultOutput(input)
+	}
+	if f.db == "" {
+		f.db = f.output + ".clade.db"
+	}
+
+	ctx := cmd.Context()
+	client, closeEmu, err := upstreamClient(ctx, f.baseURL, f.emulate, cat, log)
+	if err != nil {
+		return err
+	}
+	defer closeEmu()
+
+	store, err := jobs.Open(ctx, f.db, jobs.WithLogger(log))
+	if err != nil {
+		return failure("check --db (a writable path, or a reachable postgres:// URL)", fmt.Errorf("open store %s: %w", redactDSN(f.db), err))
+	}
+	defer store.Close()
+
+	var reg *prometheus.Registry
+	if f.metricsAddr != "" {
+		reg = prometheus.NewRegistry()
+		stop, addr, err := serveMetrics(f.metricsAddr, reg)
+		if err != nil {
+			return usageErr("clade run --metrics-addr 127.0.0.1:9090", "--metrics-addr: %v", err)
+		}
+		defer stop()
+		fmt.Fprintf(stderr, "metrics on http://%s/metrics\n", addr)
+	}
+
+	opts, _ := json.Marshal(map[string]any{"tier": f.tier, "model": f.model, "output": f.output})
+	var progress io.Writer = stderr
+	if f.quiet {
+		progress = nil
+	}
+	abort := secondSignal(ctx)
+	var registerer prometheus.Registerer
+	if reg != nil {
+		registerer = reg
+	}
+	sum, err := runner.Run(ctx, runner.Config{
+		Store: store, Client: client, Catalog: cat, Input: input, Output: f.output,
+		Ordered: f.ordered, Force: f.force, Strict: f.strict, Options: opts, Tier: f.tier,
+		MaxConcurrency: f.concurrency, MaxAttempts: f.maxAttempts, Routing: routing,
+		CountTokens: f.countTokens, Budget: f.budget, Progress: progress, Registry: registerer,
+		Logger: log, Abort: abort,
+	})
+	if sum != nil {
+		printSummary(stderr, sum, f.output, f.db)
+	}
+	switch {
+	case errors.Is(err, jobs.ErrInputChanged):
+		return usageErr(fmt.Sprintf("clade run %s --force (drops its earlier results), or use another --db", input), "%s changed since the store %s was made", input, redactDSN(f.db))
+	case errors.Is(err, runner.ErrStrict):
+		return usageErr("fix the lines listed above, or run without --strict to skip them", "%v", err)
+	case errors.Is(err, runner.ErrStopped):
+		return failure("raise the limit (or wait for it to reset), then run the same command again to resume", err)
+	case err != nil:
+		return failure("run the same command again to resume; add --log-level debug for details", err)
+	}
+	if ctx.Err() != nil && sum != nil && sum.Pending > 0 {
+		fmt.Fprintf(stderr, "interrupted: %d requests pending; run the same command again to resume\n", sum.Pending)
+		return &cliError{code: ExitFailure, err: errors.New("interrupted"), try: "run the same command again to resume"}
+	}
+	if sum != nil && sum.Errored > 0 {
+		return &cliError{code: ExitFailedRequests, err: fmt.Errorf("%d requests ended errored (their error envelopes are in %s)", sum.Errored, f.output),
+			try: "clade status --db " + redactDSN(f.db)}
+	}
+	return nil
+}
+
+// upstreamClient returns the API client: an in-process emulator when emulateTier is
+// set, else the API named by baseURL or ANTHROPIC_BASE_URL with ANTHROPIC_API_KEY.
+func upstreamClient(ctx context.Context, baseURL, emulateTier string, cat *catalog.Catalog, log interface{ Info(string, ...any) }) (*upstream.Client, func(), error) {
+	if emulateTier != "" {
+		if _, err := cat.Tier(emulateTier); err != nil {
+			return nil, nil, usageErr("clade run --emulate tier-2", "--emulate: %v", err)
+		}
+		em, err := emulator.Start(emulator.Config{Catalog: cat, Tier: emulateTier, LatencyScale: 1})
+		if err != nil {
+			return nil, nil, failure("", fmt.Errorf("start emulator: %w", err))
+		}
+		log.Info("emulator started", "url", em.URL, "tier", emulateTier)
+		c, err := upstream.New(upstream.Config{BaseURL: em.URL, APIKey: upstream.NewSecret("sk-ant-emulated")})
+		if err != nil {
+			em.Close()
+			return nil, nil, failure("", err)
+		}
+		return c, func() { em.Close() }, nil
+	}
+	key := os.Getenv("ANTHROPIC_API_KEY")
+	if key == "" {
+		return nil, nil, usageErr("export ANTHROPIC_API_KEY=sk-ant-..., or add --emulate tier-2 to try it on the built-in emulator",
+			"ANTHROPIC_API_KEY is not set")
+	}
+	if baseURL == "" {
+		baseURL = os.Getenv("ANTHROPIC_BASE_URL")
+	}
+	c, err := upstream.New(upstream.Config{BaseURL: baseURL, APIKey: upstream.NewSecret(key)})
+	if err != nil {
+		return nil, nil, usageErr("check --base-url / ANTHROPIC_BASE_URL", "%v", err)
+	}
+	return c, func() {}, nil
+}
+
+// secondSignal returns a channel closed on the second SIGINT or SIGTERM (the first
+// one cancels the command's context, which drains).
+func secondSignal(ctx context.Context) <-chan struct{} {
+	abort := make(chan struct{})
+	ch := make(chan os.Signal, 2)
+	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		defer signal.Stop(ch)
+		n := 0
+		for {
+			select {
+			case <-ch:
+				n++
+				if n == 2 {
+					close(abort)
+					return
+				}
+			case <-ctx.Done():
+				if n == 0 {
+					// Cancelled without a signal of ours (tests): wait for one more.
+					n = 1
+				}
+			}
+		}
+	}()
+	return abort
+}
+
+func serveMetrics(addr string, reg *prometheus.Registry) (func(), string, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, "", err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	return func() { srv.Close() }, ln.Addr().String(), nil
+}
+
+func printSummary(w io.Writer, s *runner.Summary, output, db string) {
+	fmt.Fprintf(w, "\n%d requests: %d succeeded, %d errored, %d pending; %d bad lines skipped\n",
+		s.Requests, s.Succeeded, s.Errored, s.Pending, s.Problems)
+	fmt.Fprintf(w, "sent %d calls in %s (%d rate-limited, %d overloaded, %d retries)\n",
+		s.Sent, s.Elapsed.Round(time.Millisecond), s.RateLimited, s.Overloaded, s.Retried)
+	fmt.Fprintf(w, "tokens: %d input, %d output; cost $%.4f (through batches: $%.4f)\n",
+		s.InputTokens, s.OutputTokens, s.CostUSD, s.BatchCostUSD)
+	if s.Stopped != "" {
+		fmt.Fprintf(w, "stopped: %s\n", s.Stopped)
+	}
+	fmt.Fprintf(w, "results: %s\nstore:   %s\n", output, redactDSN(db))
+}
+
+// redactDSN hides a password in a postgres URL.
+func redactDSN(dsn string) string {
+	if i := strings.Index(dsn, "://"); i >= 0 {
+		if j := strings.Index(dsn[i+3:], "@"); j >= 0 {
+			cred := dsn[i+3 : i+3+j]
+			if k := strings.Index(cred, ":"); k >= 0 {
+				return dsn[:i+3] + cred[:k] + ":***" + dsn[i+3+j:]
+			}
+		}
+	}
+	return dsn
+}
