@@ -247,3 +247,27 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestMetricsSharedRegistry: two emulators on one registry both start, and their
+// responses add up in one set of series.
+func TestMetricsSharedRegistry(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	a := start(t, emulator.Config{Tier: "unlimited", Registry: reg})
+	b := start(t, emulator.Config{Tier: "unlimited", Registry: reg})
+	for _, em := range []*emulator.Running{a, b} {
+		c := clientV2(em.URL)
+		if _, err := c.Models.List(context.Background(), anthropic.ModelListParams{}); err != nil {
+			t.Fatalf("Models.List error: %v", err)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		body, fams := scrape(t, a.URL)
+		if got := value(fams, "clade_emulator_responses_total", "endpoint", "models", "code", "200"); got == 2 {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("models 200 responses = %v, want 2 from both emulators:\n%s", got, body)
+		}
+	}
+}
