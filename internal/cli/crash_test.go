@@ -1,0 +1,157 @@
+package cli_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/clade-dev/clade/emulator"
+	"github.com/clade-dev/clade/internal/cli"
+)
+
+// The test binary doubles as the clade binary: with CLADE_TEST_AS_CLADE=1 it runs the
+// command line and exits, so crash tests can kill a real child process.
+func TestMain(m *testing.M) {
+	if os.Getenv("CLADE_TEST_AS_CLADE") == "1" {
+		os.Exit(cli.Run(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+// cladeCmd returns a child clade process with the given args and API key.
+func cladeCmd(key string, args ...string) *exec.Cmd {
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), "CLADE_TEST_AS_CLADE=1", "ANTHROPIC_API_KEY="+key, "ANTHROPIC_BASE_URL=")
+	return cmd
+}
+
+func writeWorkload(t *testing.T, path string, n int, bad ...string) {
+	t.Helper()
+	var b bytes.Buffer
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&b, `{"custom_id":"job-%05d","params":{"model":"haiku","max_tokens":48,"messages":[{"role":"user","content":"item %d"}]}}`+"\n", i, i)
+	}
+	for _, l := range bad {
+		b.WriteString(l + "\n")
+	}
+	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// countResults maps custom_id to how many lines it has in the results file.
+func countResults(t *testing.T, path string) map[string]int {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatalf("open results: %v", err)
+	}
+	defer f.Close()
+	seen := map[string]int{}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 64<<20)
+	for sc.Scan() {
+		var l struct {
+			CustomID string `json:"custom_id"`
+			Result   struct {
+				Type string `json:"type"`
+			} `json:"result"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			t.Fatalf("bad results line %q: %v", sc.Text(), err)
+		}
+		if l.Result.Type != "succeeded" {
+			t.Errorf("%s: %s, want succeeded", l.CustomID, l.Result.Type)
+		}
+		seen[l.CustomID]++
+	}
+	return seen
+}
+
+func TestRunSurvivesSIGKILL(t *testing.T) {
+	if testing.Short() {
+		t.Skip("crash test: skipped with -short")
+	}
+	t.Parallel()
+	const n = 1500
+	key := "sk-ant-crash-" + strings.Repeat("k", 24)
+	em := emulator.StartTB(t, emulator.Config{Tier: "tier-4", LatencyScale: 0.1, APIKeys: []string{key}})
+	dir := t.TempDir()
+	input := filepath.Join(dir, "in.jsonl")
+	writeWorkload(t, input, n, `{"custom_id":"bad id","params":{}}`)
+	out := filepath.Join(dir, "out.jsonl")
+	args := []string{"run", input, "-o", out, "--base-url", em.URL, "--tier", "tier-4", "--concurrency", "64", "--log-level", "debug"}
+	var logs bytes.Buffer
+
+	rng := rand.New(rand.NewPCG(1, 2))
+	kills := 0
+	for i := 0; i < 25 && kills < 10; i++ {
+		cmd := cladeCmd(key, args...)
+		cmd.Stdout, cmd.Stderr = &logs, &logs
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case <-done: // finished before the kill: nothing left to crash
+			i = 25
+		case <-time.After(time.Duration(150+rng.IntN(700)) * time.Millisecond):
+			cmd.Process.Signal(syscall.SIGKILL)
+			<-done
+			kills++
+		}
+	}
+	// Resume to the end.
+	cmd := cladeCmd(key, args...)
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("final run: %v\n%s", err, tail(logs.String(), 3000))
+	}
+	if kills < 10 {
+		t.Logf("only %d kills landed before the run finished", kills)
+	}
+	seen := countResults(t, out)
+	for i := 0; i < n; i++ {
+		id := fmt.Sprintf("job-%05d", i)
+		if seen[id] != 1 {
+			t.Errorf("%s appears %d times in the output, want exactly once", id, seen[id])
+		}
+	}
+	if len(seen) != n {
+		t.Errorf("output has %d custom_ids, want %d", len(seen), n)
+	}
+	t.Logf("%d SIGKILLs, then a resume: %d results", kills, len(seen))
+
+	// The key is in no log line, store file or output file.
+	if strings.Contains(logs.String(), key) {
+		t.Errorf("the API key appears in the logs")
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "*"))
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		if bytes.Contains(b, []byte(key)) {
+			t.Errorf("the API key appears in %s", filepath.Base(f))
+		}
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
