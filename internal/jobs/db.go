@@ -55,8 +55,9 @@ type txn interface {
 	// insertRequests inserts reqs, skipping custom_ids already present in the run;
 	// ids[i] is the new row's id, or 0 for a skipped duplicate.
 	insertRequests(ctx context.Context, runID int64, reqs []*intake.Request) (ids []int64, err error)
-	// insertJobs enqueues River jobs in this transaction (bulk path).
-	insertJobs(ctx context.Context, params []river.InsertManyParams) error
+	// insertJobs enqueues one River job for each non-zero request id, in this
+	// transaction.
+	insertJobs(ctx context.Context, runID int64, ids []int64, maxAttempts int) error
 	// completeJob marks a running River job completed in this transaction.
 	completeJob(ctx context.Context, job *river.Job[requestArgs]) error
 	commit(ctx context.Context) error

@@ -15,8 +15,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/riverqueue/river"
-
 	"github.com/clade-dev/clade/internal/intake"
 )
 
@@ -204,7 +202,7 @@ func (s *Store) importFrom(ctx context.Context, run *Run, opt ImportOptions, fp 
 		return err
 	}
 	rd := intake.NewReader(in, intake.Options{FirstLine: int(line) + 1})
-	b := &importBatch{runID: run.ID, opts: &river.InsertOpts{MaxAttempts: opt.MaxAttempts}}
+	b := &importBatch{runID: run.ID, maxAttempts: opt.MaxAttempts}
 	committed := offset
 	flush := func() error {
 		newOffset := offset + rd.Offset()
@@ -254,13 +252,12 @@ func (s *Store) importFrom(ctx context.Context, run *Run, opt ImportOptions, fp 
 }
 
 type importBatch struct {
-	runID int64
-	opts  *river.InsertOpts
-	reqs  []*intake.Request
-	probs []intake.Problem
-	bytes int
-	// reused between batches
-	params []river.InsertManyParams
+	runID       int64
+	maxAttempts int
+	reqs        []*intake.Request
+	probs       []intake.Problem
+	bytes       int
+	enqueued    int64 // requests enqueued by the last flush
 }
 
 // flushBatch stores one batch of lines and moves the run's import position from
@@ -277,10 +274,10 @@ func (s *Store) flushBatch(ctx context.Context, b *importBatch, oldOffset, newOf
 				return fmt.Errorf("insert requests: %w", err)
 			}
 		}
-		b.params = b.params[:0]
+		b.enqueued = 0
 		for i, id := range ids {
 			if id != 0 {
-				b.params = append(b.params, river.InsertManyParams{Args: requestArgs{Run: b.runID, Request: id}, InsertOpts: b.opts})
+				b.enqueued++
 				continue
 			}
 			r := b.reqs[i]
@@ -298,15 +295,15 @@ func (s *Store) flushBatch(ctx context.Context, b *importBatch, oldOffset, newOf
 				return fmt.Errorf("insert problem: %w", err)
 			}
 		}
-		if len(b.params) > 0 {
-			if err := tx.insertJobs(ctx, b.params); err != nil {
+		if b.enqueued > 0 {
+			if err := tx.insertJobs(ctx, b.runID, ids, b.maxAttempts); err != nil {
 				return fmt.Errorf("enqueue jobs: %w", err)
 			}
 		}
 		n, err := tx.exec(ctx, `UPDATE clade_run SET import_offset = $3, import_line = $4,
 				requests = requests + $5, problems = problems + $6
 			WHERE id = $1 AND import_offset = $2`,
-			b.runID, oldOffset, newOffset, line, int64(len(b.params)), int64(len(probs)))
+			b.runID, oldOffset, newOffset, line, b.enqueued, int64(len(probs)))
 		if err != nil {
 			return err
 		}
@@ -318,7 +315,7 @@ func (s *Store) flushBatch(ctx context.Context, b *importBatch, oldOffset, newOf
 	if err != nil {
 		return err
 	}
-	st.Requests += int64(len(b.params))
+	st.Requests += b.enqueued
 	st.Problems += int64(len(probs))
 	st.Duplicates += dups
 	if onProblem != nil {

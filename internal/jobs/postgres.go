@@ -173,7 +173,18 @@ func (t *postgresTx) insertRequests(ctx context.Context, runID int64, reqs []*in
 	return out, rs.Err()
 }
 
-func (t *postgresTx) insertJobs(ctx context.Context, params []river.InsertManyParams) error {
+// insertJobs uses River's InsertManyFastTx (COPY FROM).
+func (t *postgresTx) insertJobs(ctx context.Context, runID int64, ids []int64, maxAttempts int) error {
+	opts := &river.InsertOpts{MaxAttempts: maxAttempts}
+	params := make([]river.InsertManyParams, 0, len(ids))
+	for _, id := range ids {
+		if id != 0 {
+			params = append(params, river.InsertManyParams{Args: requestArgs{Run: runID, Request: id}, InsertOpts: opts})
+		}
+	}
+	if len(params) == 0 {
+		return nil
+	}
 	_, err := t.b.ins.InsertManyFastTx(ctx, t.tx, params)
 	return err
 }

@@ -354,7 +354,7 @@ func testResultTypes(t *testing.T, b Backend) {
 func testExport(t *testing.T, b Backend) {
 	ctx := testContext(t)
 	s := Open(t, ctx, b.NewDSN(t))
-	const n = 300
+	const n = 120
 	run, _ := Import(t, ctx, s, jobs.ImportOptions{Path: WriteInput(t, n), BatchLines: 64})
 	StartClient(t, ctx, s, Echo, jobs.ClientConfig{MaxWorkers: 8})
 	Wait(t, ctx, s, run.ID)

@@ -1,0 +1,88 @@
+package jobs_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/clade-dev/clade/internal/jobs"
+	"github.com/clade-dev/clade/internal/jobs/jobstest"
+)
+
+// benchBackends are the backends to benchmark; Postgres is skipped with a message
+// when CLADE_TEST_POSTGRES_URL is not set.
+func benchBackends(b *testing.B, fn func(b *testing.B, be jobstest.Backend)) {
+	all := []jobstest.Backend{jobstest.SQLite()}
+	if pg, ok := jobstest.Postgres(); ok {
+		all = append(all, pg)
+	}
+	for _, be := range all {
+		b.Run(be.Name, func(b *testing.B) { fn(b, be) })
+	}
+	if len(all) == 1 {
+		b.Run("postgres", func(b *testing.B) { b.Skipf("%s is not set", jobstest.PostgresEnv) })
+	}
+}
+
+// BenchmarkImport imports a 20,000-line file per op into a new run: rows/s
+// counts stored requests, each with its River job.
+func BenchmarkImport(b *testing.B) {
+	benchBackends(b, func(b *testing.B, be jobstest.Backend) {
+		const lines = 20000
+		ctx := context.Background()
+		s := jobstest.Open(b, ctx, be.NewDSN(b))
+		path := jobstest.WriteInput(b, lines)
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			i++
+			if _, _, err := s.Import(ctx, jobs.ImportOptions{Path: path, Name: fmt.Sprintf("run-%d", i)}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(lines*i)/b.Elapsed().Seconds(), "rows/s")
+	})
+}
+
+// BenchmarkStoreComplete measures job completions per second: each op imports
+// 2,000 requests (untimed), then times a client with 50 workers and an instant
+// WorkFunc until every request has its result (result row + JobCompleteTx in one
+// transaction each).
+func BenchmarkStoreComplete(b *testing.B) {
+	benchBackends(b, func(b *testing.B, be jobstest.Backend) {
+		const round = 2000
+		ctx := context.Background()
+		s := jobstest.Open(b, ctx, be.NewDSN(b))
+		path := jobstest.WriteInput(b, round)
+		var worked time.Duration
+		i := 0
+		for b.Loop() {
+			b.StopTimer()
+			i++
+			run, _, err := s.Import(ctx, jobs.ImportOptions{Path: path, Name: fmt.Sprintf("run-%d", i)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			c, err := jobs.NewClient(s, jobstest.Echo, jobs.ClientConfig{MaxWorkers: 50, TestOnly: true})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+			start := time.Now()
+			if err := c.Start(ctx); err != nil {
+				b.Fatal(err)
+			}
+			if err := s.Wait(ctx, run.ID, 5*time.Millisecond); err != nil {
+				b.Fatal(err)
+			}
+			worked += time.Since(start)
+			b.StopTimer()
+			if err := c.Stop(ctx); err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+		}
+		b.ReportMetric(float64(round*i)/worked.Seconds(), "completions/s")
+	})
+}
