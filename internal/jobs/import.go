@@ -335,12 +335,12 @@ const runColumns = `id, name, input_path, input_size, input_sha256, created_at, 
 
 // RunByName returns the run named name, or ErrNoRun.
 func (s *Store) RunByName(ctx context.Context, name string) (*Run, error) {
-	return s.scanRun(s.b.queryRow(ctx, `SELECT `+runColumns+` FROM clade_run WHERE name = $1`, name))
+	return s.scanRun(s.b.reader().queryRow(ctx, `SELECT `+runColumns+` FROM clade_run WHERE name = $1`, name))
 }
 
 // RunByID returns the run with the id, or ErrNoRun.
 func (s *Store) RunByID(ctx context.Context, id int64) (*Run, error) {
-	return s.scanRun(s.b.queryRow(ctx, `SELECT `+runColumns+` FROM clade_run WHERE id = $1`, id))
+	return s.scanRun(s.b.reader().queryRow(ctx, `SELECT `+runColumns+` FROM clade_run WHERE id = $1`, id))
 }
 
 // Runs lists the runs of the store, oldest first.
