@@ -22,9 +22,10 @@ package emulator
 // outcome byte per request (plus the exact error for the few that fail), so no batch
 // ever waits for validation and ended_at is exactly when processing was over.
 //
-// Memory. A request costs its custom_id, its raw params and one byte; responses are
-// generated again, deterministically, each time the results are downloaded. Results
-// and params are dropped once the batch is archived.
+// Memory. A request costs its custom_id, its raw params and one byte (about 200 bytes
+// for a typical short prompt: 250,000 requests take ~50 MB); responses are generated
+// again, deterministically, each time the results are downloaded. Params are dropped
+// the first time an archived batch is looked at.
 
 import (
 	"hash/fnv"
@@ -572,8 +573,11 @@ func (s *Server) resultsBase(r *http.Request) string {
 	return "http://" + host
 }
 
-// admitRPM takes one request from the batch RPM bucket (every batch endpoint counts,
-// real time) or writes the 429 and reports false.
+// admitBatchRPM takes one request from the batch RPM bucket or writes a 429
+// rate_limit_error with retry-after and reports false. Every call to a batch endpoint
+// counts, whatever its outcome (404s and 400s too): the limit is applied before the
+// request is looked at. The bucket refills continuously in real time, like the
+// Messages buckets, with capacity RPM × Config.BurstFraction.
 func (s *Server) admitBatchRPM(w http.ResponseWriter, c *call) bool {
 	e := s.batches
 	if e.rpm == nil {

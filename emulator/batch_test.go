@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"maps"
 	"net"
 	"net/http"
@@ -876,4 +877,63 @@ func resultTypes(res map[string]sdkResult) map[string]string {
 		out[id] = r.Type
 	}
 	return out
+}
+
+// endedLog passes the batch_id of every "batch ended" log record to ch.
+type endedLog struct{ ch chan string }
+
+func (h endedLog) Enabled(context.Context, slog.Level) bool { return true }
+func (h endedLog) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == "batch ended" {
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Key == "batch_id" {
+				h.ch <- a.Value.String()
+			}
+			return true
+		})
+	}
+	return nil
+}
+func (h endedLog) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h endedLog) WithGroup(string) slog.Handler      { return h }
+
+// TestBatchEndsWithoutPolling: the engine's goroutine ends batches on its own, and a
+// clock jump through the control endpoint wakes it at once.
+func TestBatchEndsWithoutPolling(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		cfg  emulator.Config
+		jump string // advance via POST /_emulator/clock after create
+	}{
+		{"fast clock", emulator.Config{ClockSpeed: 1000}, ""},
+		{"clock jump", emulator.Config{BatchProcessingRate: perHour(1)}, "2h"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ended := make(chan string, 10)
+			tt.cfg.Logger = slog.New(endedLog{ended})
+			em := start(t, tt.cfg)
+			b, err := sdkFor(em.URL, "v2").create(context.Background(), []batchReq{{ID: "x", Model: haiku, MaxTokens: 5, Text: "a"}})
+			if err != nil {
+				t.Fatalf("create: %v", err)
+			}
+			if tt.jump != "" {
+				resp, err := http.Post(em.URL+"/_emulator/clock", "application/json", strings.NewReader(`{"advance":"`+tt.jump+`"}`))
+				if err != nil || resp.StatusCode != 200 {
+					t.Fatalf("advance the clock: %v %v", resp, err)
+				}
+				resp.Body.Close()
+			}
+			select {
+			case id := <-ended:
+				if id != b.ID {
+					t.Errorf("ended batch %s, want %s", id, b.ID)
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatalf("batch %s did not end within 20 s without polling", b.ID)
+			}
+		})
+	}
 }
