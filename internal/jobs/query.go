@@ -3,6 +3,8 @@ package jobs
 import (
 	"bufio"
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -97,47 +99,65 @@ func (s *Store) Unfinished(ctx context.Context, runID int64) (int64, error) {
 	return n, err
 }
 
-// pendingCount returns the run's requests without a result.
-func (s *Store) pendingCount(ctx context.Context, runID int64) (pending int64, imported bool, err error) {
-	run, err := s.RunByID(ctx, runID)
-	if err != nil {
-		return 0, false, err
+// firstPending returns the line of the first request at or after line fromLine
+// that has no result, or 0 when there is none.
+func (s *Store) firstPending(ctx context.Context, runID int64, fromLine int) (int, error) {
+	var line int
+	err := s.b.reader().queryRow(ctx, `SELECT r.line FROM clade_request r
+		WHERE r.run_id = $1 AND r.line >= $2
+			AND NOT EXISTS (SELECT 1 FROM clade_result x WHERE x.request_id = r.id)
+		ORDER BY r.line LIMIT 1`, runID, fromLine).Scan(&line)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
 	}
-	var done int64
-	if err := s.b.reader().queryRow(ctx, `SELECT count(*) FROM clade_result WHERE run_id = $1`, runID).Scan(&done); err != nil {
-		return 0, false, err
-	}
-	return run.Requests - done, run.Imported, nil
+	return line, err
 }
 
 // Wait blocks until every request of the run has a result (nil), ctx ends, or no
 // job is left to run while requests still lack a result (an error). It checks
 // every poll (default 250 ms).
+//
+// Each check costs what the run advanced since the last one: it looks for the
+// first request without a result from where the previous check stopped, so a
+// million-request run is not counted on every poll. Only when that request has
+// not moved for stallAfter does it count the run's unfinished River jobs, to tell
+// a slow request from one whose job is gone.
 func (s *Store) Wait(ctx context.Context, runID int64, poll time.Duration) error {
 	if poll <= 0 {
 		poll = 250 * time.Millisecond
 	}
+	const stallAfter = 5 * time.Second
 	t := time.NewTicker(poll)
 	defer t.Stop()
-	for i := 0; ; i++ {
-		pending, imported, err := s.pendingCount(ctx, runID)
+	cursor, moved := 0, time.Now()
+	for {
+		run, err := s.RunByID(ctx, runID)
 		if err != nil {
 			return err
 		}
-		if imported && pending == 0 {
-			return nil
+		line, err := s.firstPending(ctx, runID, cursor)
+		if err != nil {
+			return err
 		}
-		if imported && i%8 == 7 {
+		switch {
+		case line == 0 && run.Imported:
+			return nil
+		case line == 0:
+			// Everything imported so far has a result; the import goes on.
+		case line != cursor:
+			cursor, moved = line, time.Now()
+		case run.Imported && time.Since(moved) >= stallAfter:
 			n, err := s.Unfinished(ctx, runID)
 			if err != nil {
 				return err
 			}
 			if n == 0 {
-				if pending, _, err = s.pendingCount(ctx, runID); err != nil || pending == 0 {
+				if line, err = s.firstPending(ctx, runID, cursor); err != nil || line == 0 {
 					return err
 				}
-				return fmt.Errorf("wait for run %d: %d requests have no result and no job left to run", runID, pending)
+				return fmt.Errorf("wait for run %d: the request on line %d has no result and no job left to run", runID, line)
 			}
+			moved = time.Now()
 		}
 		select {
 		case <-ctx.Done():
