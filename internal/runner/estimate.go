@@ -20,8 +20,11 @@ type modelStats struct {
 // ewmaWeight is the weight of a new observation once warmed up.
 const ewmaWeight = 0.05
 
-// defaultOutput is the output expected before any observation, capped by max_tokens.
-const defaultOutput = 256
+// calibrated is how many responses of a model are observed before its output
+// estimate replaces max_tokens. Until then each request reserves its whole max_tokens:
+// an early over-reservation is refunded at commit, while an under-reservation lets
+// the first burst overshoot the output-tokens-per-minute limit.
+const calibrated = 8
 
 func newEstimator() *estimator { return &estimator{models: make(map[string]*modelStats)} }
 
@@ -41,11 +44,10 @@ func (e *estimator) output(model string, maxTokens int64) int64 {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	ms := e.models[model]
-	exp := float64(defaultOutput)
-	if ms != nil && ms.n > 0 {
-		exp = ms.outMean
+	if ms == nil || ms.n < calibrated {
+		return maxTokens
 	}
-	return min(maxTokens, int64(exp+0.5))
+	return min(maxTokens, int64(ms.outMean+0.5))
 }
 
 // observe records a response: est was the intake estimate, input the actual total

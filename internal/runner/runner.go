@@ -119,6 +119,11 @@ type run struct {
 	runID   int64
 	start   time.Time
 
+	// draining is closed when the run drains: requests not yet sent go back to the
+	// queue instead of waiting for admission or a retry.
+	draining  chan struct{}
+	drainOnce sync.Once
+
 	// stop is closed (once) when the API stops the run or the budget is reached.
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -168,15 +173,16 @@ func newRun(cfg Config) (*run, error) {
 		}
 	}
 	return &run{
-		cfg:     cfg,
-		cat:     cfg.Catalog,
-		log:     cfg.Logger,
-		lim:     lim,
-		est:     newEstimator(),
-		backoff: upstream.Backoff{MaxAttempts: cfg.MaxAttempts},
-		budget:  upstream.NewBudget(upstream.BudgetConfig{Ratio: 0.2}),
-		m:       newMetrics(cfg.Registry),
-		stop:    make(chan struct{}),
+		cfg:      cfg,
+		cat:      cfg.Catalog,
+		log:      cfg.Logger,
+		lim:      lim,
+		est:      newEstimator(),
+		backoff:  upstream.Backoff{MaxAttempts: cfg.MaxAttempts},
+		budget:   upstream.NewBudget(upstream.BudgetConfig{Ratio: 0.2}),
+		m:        newMetrics(cfg.Registry),
+		stop:     make(chan struct{}),
+		draining: make(chan struct{}),
 	}, nil
 }
 
@@ -287,7 +293,9 @@ func (r *run) work(ctx context.Context, pending int64) error {
 		drained = true
 	case <-r.stop:
 	}
-	// Drain: stop fetching, let running jobs finish — unless aborted.
+	// Drain: stop fetching, let requests in flight finish (those waiting for admission
+	// or a retry go back to the queue) — unless aborted.
+	r.drainOnce.Do(func() { close(r.draining) })
 	stopCtx, cancelStop := context.WithCancel(context.Background())
 	defer cancelStop()
 	stopped := make(chan error, 1)

@@ -15,8 +15,28 @@ import (
 )
 
 // do is the jobs.WorkFunc: one request, tried until it has a result or must wait.
-func (r *run) do(ctx context.Context, job *jobs.Job) (jobs.Result, error) {
+func (r *run) do(jobCtx context.Context, job *jobs.Job) (jobs.Result, error) {
 	req := job.Request
+	// ctx also ends when the run drains: a request that has not been sent yet goes
+	// back to the queue (Snooze does not count the attempt); one in flight finishes.
+	ctx, cancel := context.WithCancel(jobCtx)
+	defer cancel()
+	go func() {
+		select {
+		case <-r.draining:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	requeue := func(err error) (jobs.Result, error) {
+		if jobCtx.Err() != nil {
+			return jobs.Result{}, jobCtx.Err() // shutdown: River puts the job back
+		}
+		if ctx.Err() != nil {
+			return jobs.Result{}, jobs.Snooze(0) // drained
+		}
+		return jobs.Result{}, err
+	}
 	select {
 	case <-r.stop:
 		return jobs.Result{}, jobs.Snooze(2 * time.Second)
@@ -62,10 +82,12 @@ func (r *run) do(ctx context.Context, job *jobs.Job) (jobs.Result, error) {
 		}
 		res, err := r.lim.Wait(ctx, cls.Name, need)
 		if err != nil {
-			return jobs.Result{}, err // ctx ended: back to the queue
+			return requeue(err) // drained or shut down: back to the queue
 		}
 		r.sent.Add(1)
-		resp, err := r.cfg.Client.Messages(ctx, params)
+		// Once sent, a request finishes even when the run drains; only an abort
+		// (the job's own context) cuts it.
+		resp, err := r.cfg.Client.Messages(jobCtx, params)
 		if err == nil {
 			u := ratelimit.Usage{
 				InputTokens: resp.Usage.InputTokens, CacheCreationInputTokens: resp.Usage.CacheCreationInputTokens,
@@ -87,7 +109,7 @@ func (r *run) do(ctx context.Context, job *jobs.Job) (jobs.Result, error) {
 		switch upstream.Classify(err) {
 		case upstream.Canceled:
 			res.Cancel()
-			return jobs.Result{}, err
+			return requeue(err)
 		case upstream.RateLimited:
 			r.rateLimited.Add(1)
 			r.m.rateLimited.Inc()
@@ -106,13 +128,13 @@ func (r *run) do(ctx context.Context, job *jobs.Job) (jobs.Result, error) {
 				}
 			}
 			if !r.retryWait(ctx, failures, err) {
-				return jobs.Result{}, fmt.Errorf("retry budget spent or drained: %w", err)
+				return requeue(fmt.Errorf("retry budget spent: %w", err))
 			}
 		case upstream.Retry:
 			failures++
 			res.Fail(hdr)
 			if !r.retryWait(ctx, failures, err) {
-				return jobs.Result{}, fmt.Errorf("retry budget spent or drained: %w", err)
+				return requeue(fmt.Errorf("retry budget spent: %w", err))
 			}
 		case upstream.Stop:
 			res.RateLimited(hdr)
