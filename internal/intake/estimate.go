@@ -1,9 +1,6 @@
 package intake
 
-import (
-	"bytes"
-	"encoding/json"
-)
+import "encoding/json"
 
 // Token estimate. No Claude tokenizer exists offline, so the estimate follows the
 // emulator's counting rule (see emulator/tokens.go), read cheaply from the raw JSON:
@@ -28,42 +25,42 @@ const (
 // EstimateInputTokens returns the estimated input tokens of a Messages params
 // object, or 0 when params is not an object.
 func EstimateInputTokens(params json.RawMessage) int64 {
-	var p map[string]json.RawMessage
-	if json.Unmarshal(params, &p) != nil {
+	if !json.Valid(params) {
 		return 0
 	}
-	var msgs []json.RawMessage
-	_ = json.Unmarshal(p["messages"], &msgs)
-	return estimate(p, msgs)
+	params = trimSpace(params)
+	if params[0] != '{' {
+		return 0
+	}
+	var p paramFields
+	p.read(params)
+	return p.estimate()
 }
 
-func estimate(p map[string]json.RawMessage, msgs []json.RawMessage) int64 {
+func (p *paramFields) estimate() int64 {
 	n := int64(estPerRequest)
-	for _, m := range msgs {
-		var msg struct {
-			Content json.RawMessage `json:"content"`
-		}
-		_ = json.Unmarshal(m, &msg)
-		n += estPerMessage + contentTokens(msg.Content)
-	}
-	if sys, ok := p["system"]; ok && !isNull(sys) {
-		n += estPerSystem + contentTokens(sys)
-	}
-	if raw, ok := p["tools"]; ok {
-		var tools []json.RawMessage
-		if json.Unmarshal(raw, &tools) == nil && len(tools) > 0 {
-			n += estForTools
-			for _, t := range tools {
-				n += byteTokens(len(t))
+	elements(p.messages, func(m []byte) {
+		n += estPerMessage
+		var content []byte
+		members(m, func(k, v []byte) {
+			if keyIs(k, "content") {
+				content = v
 			}
-		}
+		})
+		n += contentTokens(content)
+	})
+	if p.system != nil && !isNull(p.system) {
+		n += estPerSystem + contentTokens(p.system)
+	}
+	if len(p.tools) > 0 && p.tools[0] == '[' && count(p.tools) > 0 {
+		n += estForTools
+		elements(p.tools, func(t []byte) { n += byteTokens(len(t)) })
 	}
 	return n
 }
 
 // contentTokens estimates a content value: a string, or an array of blocks.
-func contentTokens(raw json.RawMessage) int64 {
-	raw = bytes.TrimSpace(raw)
+func contentTokens(raw []byte) int64 {
 	if len(raw) == 0 {
 		return 0
 	}
@@ -71,39 +68,40 @@ func contentTokens(raw json.RawMessage) int64 {
 	case '"':
 		return byteTokens(len(raw) - 2)
 	case '[':
-		var blocks []json.RawMessage
-		if json.Unmarshal(raw, &blocks) != nil {
-			return byteTokens(len(raw))
-		}
 		var n int64
-		for _, b := range blocks {
-			n += blockTokens(b)
-		}
+		elements(raw, func(b []byte) { n += blockTokens(b) })
 		return n
 	default:
 		return byteTokens(len(raw))
 	}
 }
 
-func blockTokens(raw json.RawMessage) int64 {
-	var b struct {
-		Type    string          `json:"type"`
-		Text    json.RawMessage `json:"text"`
-		Input   json.RawMessage `json:"input"`
-		Content json.RawMessage `json:"content"`
-	}
-	if json.Unmarshal(raw, &b) != nil {
+func blockTokens(raw []byte) int64 {
+	if len(raw) == 0 || raw[0] != '{' {
 		return byteTokens(len(raw))
 	}
-	switch b.Type {
-	case "text":
-		return byteTokens(len(b.Text) - 2)
-	case "image", "document":
+	var typ, text, input, content []byte
+	members(raw, func(k, v []byte) {
+		switch {
+		case keyIs(k, "type"):
+			typ = v
+		case keyIs(k, "text"):
+			text = v
+		case keyIs(k, "input"):
+			input = v
+		case keyIs(k, "content"):
+			content = v
+		}
+	})
+	switch {
+	case stringIs(typ, "text"):
+		return byteTokens(len(text) - 2)
+	case stringIs(typ, "image"), stringIs(typ, "document"):
 		return estPerMedia
-	case "tool_use":
-		return byteTokens(len(b.Input))
-	case "tool_result":
-		return contentTokens(b.Content)
+	case stringIs(typ, "tool_use"):
+		return byteTokens(len(input))
+	case stringIs(typ, "tool_result"):
+		return contentTokens(content)
 	default:
 		return byteTokens(len(raw))
 	}

@@ -181,79 +181,131 @@ func ParseLine(n int, b []byte) (*Request, *Problem) {
 	bad := func(id, field, format string, args ...any) (*Request, *Problem) {
 		return nil, &Problem{Line: n, CustomID: id, Field: field, Reason: fmt.Sprintf(format, args...)}
 	}
-	var top map[string]json.RawMessage
-	if err := json.Unmarshal(b, &top); err != nil || top == nil {
+	if !json.Valid(b) {
 		var syn *json.SyntaxError
-		if errors.As(err, &syn) {
+		if err := json.Unmarshal(b, new(json.RawMessage)); errors.As(err, &syn) {
 			return bad("", "", "invalid JSON: %s (at byte %d)", syn.Error(), syn.Offset)
 		}
+		return bad("", "", "invalid JSON")
+	}
+	b = trimSpace(b)
+	if b[0] != '{' {
 		return bad("", "", "must be a JSON object, not %s", jsonKind(b))
 	}
 
-	raw, ok := top["custom_id"]
-	if !ok {
+	// Members are taken in order; a repeated key's last value counts, as in
+	// encoding/json and the API.
+	var rawID, rawParams, unknown []byte
+	members(b, func(k, v []byte) {
+		switch {
+		case keyIs(k, "custom_id"):
+			rawID = v
+		case keyIs(k, "params"):
+			rawParams = v
+		case unknown == nil:
+			unknown = k
+		}
+	})
+	if rawID == nil {
 		return bad("", "custom_id", "required")
 	}
-	var id string
-	if err := json.Unmarshal(raw, &id); err != nil || isNull(raw) {
-		return bad("", "custom_id", "must be a string, not %s", jsonKind(raw))
+	id, ok := unquote(rawID)
+	if !ok {
+		return bad("", "custom_id", "must be a string, not %s", jsonKind(rawID))
 	}
 	if !wire.ValidCustomID(id) {
 		return bad("", "custom_id", "must match ^[a-zA-Z0-9_-]{1,64}$, got %s", quoteShort(id))
 	}
-	for k := range top {
-		if k != "custom_id" && k != "params" {
-			return bad(id, k, "unknown field (a line holds only custom_id and params)")
-		}
+	if unknown != nil {
+		name, _ := unquote(unknown)
+		return bad(id, name, "unknown field (a line holds only custom_id and params)")
 	}
-
-	rawParams, ok := top["params"]
-	if !ok {
+	if rawParams == nil {
 		return bad(id, "params", "required")
 	}
-	var params map[string]json.RawMessage
-	if err := json.Unmarshal(rawParams, &params); err != nil || params == nil {
+	if rawParams[0] != '{' {
 		return bad(id, "params", "must be a JSON object, not %s", jsonKind(rawParams))
 	}
 
-	req := &Request{Line: n, CustomID: id, Params: rawParams}
-	raw, ok = params["model"]
-	if !ok {
+	var p paramFields
+	p.read(rawParams)
+	req := &Request{Line: n, CustomID: id}
+	if p.model == nil {
 		return bad(id, "params.model", "required")
 	}
-	if err := json.Unmarshal(raw, &req.Model); err != nil || isNull(raw) {
-		return bad(id, "params.model", "must be a string, not %s", jsonKind(raw))
+	if req.Model, ok = unquote(p.model); !ok {
+		return bad(id, "params.model", "must be a string, not %s", jsonKind(p.model))
 	}
 	if req.Model == "" {
 		return bad(id, "params.model", "must not be empty")
 	}
-
-	raw, ok = params["max_tokens"]
-	if !ok {
+	if p.maxTokens == nil {
 		return bad(id, "params.max_tokens", "required")
 	}
-	if err := json.Unmarshal(raw, &req.MaxTokens); err != nil || isNull(raw) || req.MaxTokens < 1 {
+	mt, err := strconv.ParseInt(string(p.maxTokens), 10, 64)
+	if err != nil || mt < 1 {
 		return bad(id, "params.max_tokens", "must be a positive integer")
 	}
-
-	raw, ok = params["messages"]
-	if !ok {
+	req.MaxTokens = mt
+	if p.messages == nil {
 		return bad(id, "params.messages", "required")
 	}
-	var msgs []json.RawMessage
-	if err := json.Unmarshal(raw, &msgs); err != nil || isNull(raw) {
-		return bad(id, "params.messages", "must be an array, not %s", jsonKind(raw))
+	if p.messages[0] != '[' {
+		return bad(id, "params.messages", "must be an array, not %s", jsonKind(p.messages))
 	}
-	if len(msgs) == 0 {
+	if count(p.messages) == 0 {
 		return bad(id, "params.messages", "must not be empty")
 	}
-
-	if raw, ok = params["stream"]; ok && !isNull(raw) && string(bytes.TrimSpace(raw)) != "false" {
+	if p.stream != nil && !isNull(p.stream) && string(p.stream) != "false" {
 		return bad(id, "params.stream", "not supported in input files (results are not streamed); remove it")
 	}
-
-	req.EstInputTokens = estimate(params, msgs)
+	req.EstInputTokens = p.estimate()
+	req.Params = bytes.Clone(rawParams)
 	return req, nil
+}
+
+// paramFields are the members of params that intake reads, as raw JSON values
+// (nil when absent).
+type paramFields struct {
+	model, maxTokens, messages, stream, system, tools []byte
+}
+
+func (p *paramFields) read(params []byte) {
+	members(params, func(k, v []byte) {
+		switch {
+		case keyIs(k, "model"):
+			p.model = v
+		case keyIs(k, "max_tokens"):
+			p.maxTokens = v
+		case keyIs(k, "messages"):
+			p.messages = v
+		case keyIs(k, "stream"):
+			p.stream = v
+		case keyIs(k, "system"):
+			p.system = v
+		case keyIs(k, "tools"):
+			p.tools = v
+		}
+	})
+}
+
+// count returns the number of elements of the array raw.
+func count(raw []byte) int {
+	n := 0
+	elements(raw, func([]byte) { n++ })
+	return n
+}
+
+// trimSpace trims JSON whitespace.
+func trimSpace(b []byte) []byte {
+	i, j := 0, len(b)
+	for i < j && isSpace(b[i]) {
+		i++
+	}
+	for j > i && isSpace(b[j-1]) {
+		j--
+	}
+	return b[i:j]
 }
 
 // isNull reports whether raw is the JSON literal null.
