@@ -43,9 +43,16 @@
 //
 // SQLite (modernc.org/sqlite, pure Go): WAL, synchronous=NORMAL, busy_timeout
 // 10 s, BEGIN IMMEDIATE, and one connection for all writes and River (River's
-// SQLite driver requires it); a second, read-only pool serves Export and status
-// so long reads never block workers. River's SQLite driver inserts and
-// completes one row at a time. Postgres (pgx pool, 32 connections unless the DSN
-// sets pool_max_conns): several machines may work one store; a search_path=name
-// DSN parameter selects (and creates) the schema.
+// SQLite driver requires it); a second, read-only pool serves Export, status and
+// request loads, so reads never wait for the writer. Two measured departures
+// from plain River use, both on SQLite only: connections cache prepared
+// statements (River's driver sends every query as text and modernc re-parses it
+// each time; parsing was ~60% of completion CPU), and import enqueues jobs with
+// one INSERT … SELECT from clade_request instead of InsertManyFastTx (46 → 9 µs
+// CPU per job; TestSQLiteJobRow checks the rows are the same).
+//
+// Postgres (pgx pool, 32 connections unless the DSN sets pool_max_conns):
+// several machines may work one store; jobs are enqueued with River's
+// InsertManyFastTx (COPY). A search_path=name DSN parameter selects (and
+// creates) the schema.
 package jobs
