@@ -95,6 +95,15 @@ type ParseOptions struct {
 // *Error values of type invalid_request_error whose message names the field, in the
 // style the API uses ("max_tokens: Field required").
 func ParseMessageRequest(body []byte, opt ParseOptions) (*MessageRequest, error) {
+	if r, ok := parseFast(body, opt); ok {
+		return r, nil
+	}
+	return parseSlow(body, opt)
+}
+
+// parseSlow is ParseMessageRequest for any body: it decodes each field with
+// encoding/json and is the source of every error message (see fastparse.go).
+func parseSlow(body []byte, opt ParseOptions) (*MessageRequest, error) {
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal(body, &top); err != nil || top == nil {
 		return nil, Errorf(InvalidRequest, "There was an error parsing the body of your request: %s", jsonProblem(err))

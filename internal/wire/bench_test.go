@@ -1,0 +1,42 @@
+package wire
+
+import (
+	"strings"
+	"testing"
+)
+
+// BenchmarkParseMessageRequest parses typical bodies: the small request the load
+// generator sends, one with tools, one with block content and an 8 KiB prompt; the reference
+// sub-benchmarks run parseSlow, the encoding/json decoder the fast path falls back to.
+func BenchmarkParseMessageRequest(b *testing.B) {
+	bodies := []struct {
+		name string
+		body string
+	}{
+		{name: "small", body: `{"model":"claude-haiku-4-5","max_tokens":256,"system":"You are terse.","messages":[{"role":"user","content":"Write a haiku about load testing."}]}`},
+		{name: "tools", body: seedBodies[4]},
+		{name: "blocks", body: seedBodies[5]},
+		{name: "8KiB", body: `{"model":"claude-haiku-4-5","max_tokens":64,"messages":[{"role":"user","content":"` + strings.Repeat("Summarise the following text. ", 280) + `"}]}`},
+	}
+	parsers := []struct {
+		name  string
+		parse func([]byte, ParseOptions) (*MessageRequest, error)
+	}{
+		{name: "", parse: ParseMessageRequest},
+		{name: "/reference", parse: parseSlow},
+	}
+	for _, bb := range bodies {
+		for _, p := range parsers {
+			b.Run(bb.name+p.name, func(b *testing.B) {
+				body := []byte(bb.body)
+				b.ReportAllocs()
+				b.SetBytes(int64(len(body)))
+				for b.Loop() {
+					if _, err := p.parse(body, ParseOptions{}); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
