@@ -11,6 +11,7 @@ import (
 // tokens per minute against each limit, 429s and 529s, ETA and cost, once per period.
 type progress struct {
 	r       *run
+	done    chan struct{} // closed when loop returns
 	total   int64 // requests pending when the work started, plus those already done
 	base    int64 // done when the work started
 	samples []sample
@@ -23,10 +24,12 @@ type sample struct {
 
 func newProgress(r *run, pending int64) *progress {
 	done := r.succeeded.Load() + r.errored.Load()
-	return &progress{r: r, total: done + pending, base: done}
+	return &progress{r: r, total: done + pending, base: done, done: make(chan struct{})}
 }
 
+// loop prints a line every period until ctx ends.
 func (p *progress) loop(ctx context.Context, every time.Duration) {
+	defer close(p.done)
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -39,7 +42,11 @@ func (p *progress) loop(ctx context.Context, every time.Duration) {
 	}
 }
 
-func (p *progress) final() { fmt.Fprintln(p.r.cfg.Progress, p.line(time.Now())) }
+// final prints the last line, once loop has returned (its ctx must have ended).
+func (p *progress) final() {
+	<-p.done
+	fmt.Fprintln(p.r.cfg.Progress, p.line(time.Now()))
+}
 
 // rateWindow is how far back the display's rates look.
 const rateWindow = 10 * time.Second
