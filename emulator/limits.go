@@ -184,28 +184,58 @@ func (l *limiter) snapshot(class string, now time.Time) snapshot {
 	return snapshot{req: cb.req, in: cb.in, out: cb.out}
 }
 
-// setHeaders writes every anthropic-ratelimit-* header for a class.
+// rateLimitHeaderKeys are the header map keys setHeaders writes, per limit: -limit,
+// -remaining, -reset. They are set on the map directly, so they are not canonicalised.
+var rateLimitHeaderKeys = [4][3]string{
+	{"Anthropic-Ratelimit-Requests-limit", "Anthropic-Ratelimit-Requests-remaining", "Anthropic-Ratelimit-Requests-reset"},
+	{"Anthropic-Ratelimit-Input-Tokens-limit", "Anthropic-Ratelimit-Input-Tokens-remaining", "Anthropic-Ratelimit-Input-Tokens-reset"},
+	{"Anthropic-Ratelimit-Output-Tokens-limit", "Anthropic-Ratelimit-Output-Tokens-remaining", "Anthropic-Ratelimit-Output-Tokens-reset"},
+	{"Anthropic-Ratelimit-Tokens-limit", "Anthropic-Ratelimit-Tokens-remaining", "Anthropic-Ratelimit-Tokens-reset"},
+}
+
+// setHeaders writes every anthropic-ratelimit-* header for a class. It runs on every
+// response, so the twelve values are formatted into one string and share one slice.
 func (l *limiter) setHeaders(h http.Header, class string, now time.Time) {
 	s := l.snapshot(class, now)
-	set := func(prefix string, limit, remaining float64, reset time.Time, round bool) {
-		r := int64(math.Max(0, math.Floor(remaining)))
-		if round {
-			r = roundThousand(r)
-		}
-		h[prefix+"-limit"] = []string{strconv.FormatInt(int64(limit), 10)}
-		h[prefix+"-remaining"] = []string{strconv.FormatInt(r, 10)}
-		h[prefix+"-reset"] = []string{reset.UTC().Format(time.RFC3339)}
-	}
-	set("Anthropic-Ratelimit-Requests", s.req.limit, s.req.level, s.req.resetAt(now), false)
-	set("Anthropic-Ratelimit-Input-Tokens", s.in.limit, s.in.level, s.in.resetAt(now), true)
-	set("Anthropic-Ratelimit-Output-Tokens", s.out.limit, s.out.level, s.out.resetAt(now), true)
 	// tokens-*: the most restrictive token limit; with no workspace limit, input and
 	// output combined.
 	reset := s.in.resetAt(now)
 	if r := s.out.resetAt(now); r.After(reset) {
 		reset = r
 	}
-	set("Anthropic-Ratelimit-Tokens", s.in.limit+s.out.limit, math.Max(0, s.in.level)+math.Max(0, s.out.level), reset, true)
+	rows := [4]struct {
+		limit, remaining float64
+		reset            time.Time
+		round            bool
+	}{
+		{s.req.limit, s.req.level, s.req.resetAt(now), false},
+		{s.in.limit, s.in.level, s.in.resetAt(now), true},
+		{s.out.limit, s.out.level, s.out.resetAt(now), true},
+		{s.in.limit + s.out.limit, math.Max(0, s.in.level) + math.Max(0, s.out.level), reset, true},
+	}
+	var arr [320]byte
+	b := arr[:0]
+	var ends [12]int
+	for i, row := range rows {
+		r := int64(math.Max(0, math.Floor(row.remaining)))
+		if row.round {
+			r = roundThousand(r)
+		}
+		b = strconv.AppendInt(b, int64(row.limit), 10)
+		ends[3*i] = len(b)
+		b = strconv.AppendInt(b, r, 10)
+		ends[3*i+1] = len(b)
+		b = row.reset.UTC().AppendFormat(b, time.RFC3339)
+		ends[3*i+2] = len(b)
+	}
+	all := string(b)
+	vals := make([]string, len(ends))
+	start := 0
+	for i, end := range ends {
+		vals[i] = all[start:end]
+		start = end
+		h[rateLimitHeaderKeys[i/3][i%3]] = vals[i : i+1 : i+1]
+	}
 }
 
 // roundThousand rounds to the nearest thousand, as the API does for token headers.

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"math/big"
+	mrand "math/rand/v2"
 	"net/http"
 	"strings"
 	"sync"
@@ -299,15 +300,18 @@ func endpointName(r *http.Request) string {
 const base62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 // newID returns prefix + "01" + 22 random base62 characters, the shape real ids have.
+// The characters come from math/rand/v2's per-thread generator, ten from each draw: ids
+// must be unique, not secret, and the crypto/rand read was half the cost of each id.
 func newID(prefix string) string {
 	var b [24]byte
 	b[0], b[1] = '0', '1'
-	var rnd [22]byte
-	if _, err := rand.Read(rnd[:]); err != nil {
-		panic(err)
-	}
-	for i, x := range rnd {
-		b[2+i] = base62[int(x)%62]
+	for i := 2; i < len(b); {
+		x := mrand.Uint64()
+		for j := 0; j < 10 && i < len(b); j++ {
+			b[i] = base62[x%62]
+			x /= 62
+			i++
+		}
 	}
 	return prefix + string(b[:])
 }
