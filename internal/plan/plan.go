@@ -169,6 +169,7 @@ type Plan struct {
 	Lines         int64          `json:"lines"`
 	LinesRead     int64          `json:"lines_read"`
 	Sampled       bool           `json:"sampled"`
+	SampleStride  int64          `json:"sample_stride,omitempty"`
 	Output        string         `json:"output_assumption"`
 	Requests      int64          `json:"requests"`
 	BadLines      int64          `json:"bad_lines"`
@@ -227,7 +228,8 @@ func Make(cat *catalog.Catalog, w *Workload, opt Options) (*Plan, error) {
 	}
 	p := &Plan{
 		Input: w.Input, Lines: w.Lines, LinesRead: w.Read, Sampled: w.Sampled,
-		Output: w.Output.String(), BadLines: w.BadLines, Problems: w.Problems,
+		SampleStride: w.Stride,
+		Output:       w.Output.String(), BadLines: w.BadLines, Problems: w.Problems,
 		BatchRatio: cat.Pricing.Batch, DeadlineMin: opt.Deadline.Minutes(),
 		Models: []ModelPlan{}, UnknownModels: []UnknownModel{},
 	}
@@ -237,13 +239,34 @@ func Make(cat *catalog.Catalog, w *Workload, opt Options) (*Plan, error) {
 
 	needs := map[string]*Need{}
 	largest := map[string]*Need{} // the largest single request per class
-	var classes []string
+	var classes, ids []string
+	byID := map[string]*ModelLoad{}
 	for _, ml := range w.Models {
 		m, err := cat.Resolve(ml.Model)
 		if err != nil {
 			p.UnknownModels = append(p.UnknownModels, UnknownModel{Model: ml.Model, Requests: ml.Requests})
 			continue
 		}
+		// Aliases and dated ids name the same model: merge them under its id.
+		if prev, ok := byID[m.ID]; ok {
+			prev.Requests += ml.Requests
+			prev.InputTokens += ml.InputTokens
+			prev.OutputTokens += ml.OutputTokens
+			prev.MaxTokens += ml.MaxTokens
+			prev.LargestInput = max(prev.LargestInput, ml.LargestInput)
+			prev.LargestMaxTokens = max(prev.LargestMaxTokens, ml.LargestMaxTokens)
+			prev.LargestOutput = max(prev.LargestOutput, ml.LargestOutput)
+		} else {
+			c := *ml
+			c.Model = m.ID
+			byID[m.ID] = &c
+			ids = append(ids, m.ID)
+		}
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		ml := byID[id]
+		m, _ := cat.Model(id)
 		p.Requests += ml.Requests
 		u := catalog.Usage{InputTokens: ml.InputTokens, OutputTokens: ml.OutputTokens}
 		mp := ModelPlan{

@@ -24,7 +24,7 @@ func WriteText(w io.Writer, p *Plan) error {
 
 	read := fmt.Sprintf("%s lines", group(p.Lines))
 	if p.Sampled {
-		read = fmt.Sprintf("%s lines, %s sampled (every k-th line; totals scaled, so estimates)", group(p.Lines), group(p.LinesRead))
+		read = fmt.Sprintf("%s lines, %s sampled (one at random in each run of %d; totals scaled, so estimates)", group(p.Lines), group(p.LinesRead), p.SampleStride)
 	}
 	pr("plan for %s: %s, %s requests, %s bad\n", p.Input, read, group(p.Requests), group(p.BadLines))
 	pr("assumed output: %s (change with --output-ratio or --output-tokens)\n", p.Output)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"math/rand/v2"
 	"os"
 	"sort"
 
@@ -47,7 +48,7 @@ func (a OutputAssumption) Expected(maxTokens int64) int64 {
 // String describes the assumption for the report.
 func (a OutputAssumption) String() string {
 	if a.Tokens > 0 {
-		return fmt.Sprintf("%d tokens per request (at most its max_tokens)", a.Tokens)
+		return fmt.Sprintf("%d tokens per request, at most its max_tokens", a.Tokens)
 	}
 	r := a.Ratio
 	if r <= 0 {
@@ -82,7 +83,9 @@ type Workload struct {
 	Lines   int64
 	Read    int64
 	Sampled bool
-	Output  OutputAssumption
+	// Stride is k when Sampled: one line was parsed in each run of k.
+	Stride int64
+	Output OutputAssumption
 	// Models holds one entry per model, sorted by model id.
 	Models []*ModelLoad
 	// BadLines is the number of bad lines (scaled up when Sampled); Problems the
@@ -93,9 +96,10 @@ type Workload struct {
 
 // ScanOptions tune Scan.
 type ScanOptions struct {
-	// Sample, when positive, parses about this many lines, every k-th non-blank line
-	// with k = ceil(lines / Sample) after a quick count of the file's newlines, and
-	// scales the totals by lines / lines parsed. Zero parses every line.
+	// Sample, when positive, parses about this many lines: after a quick count of the
+	// file's newlines, one line at a random (seeded) position in each run of
+	// k = ceil(lines / Sample) non-blank lines; the totals are scaled by lines / lines
+	// parsed. Zero parses every line.
 	Sample int64
 	// Output is the expected output assumption.
 	Output OutputAssumption
@@ -137,13 +141,20 @@ func Scan(path string, opt ScanOptions) (*Workload, error) {
 		return nil, fmt.Errorf("rewind %s: %w", path, err)
 	}
 	k := max(1, (lines+opt.Sample-1)/opt.Sample)
-	w.Sampled = k > 1
+	w.Sampled, w.Stride = k > 1, k
 	s := &lineScanner{br: bufio.NewReaderSize(f, 64<<10)}
-	var nonBlank int64
+	// One line at a random position in each run of k non-blank lines (systematic
+	// sampling with a random offset per run, so a pattern that repeats every k lines
+	// cannot alias). The generator is seeded, so a plan is reproducible.
+	rnd := rand.New(rand.NewPCG(1, 2))
+	var nonBlank, pick int64
 	for {
-		// Decide before reading whether this non-blank line is parsed: lines are
-		// numbered among the non-blank ones, so blank runs do not skew the sample.
-		keep := nonBlank%k == 0
+		if nonBlank%k == 0 && nonBlank >= pick {
+			pick = nonBlank + rnd.Int64N(k)
+		}
+		// Decided before reading: lines are counted among the non-blank ones, so
+		// blank runs do not skew the sample.
+		keep := nonBlank == pick
 		line, n, blank, err := s.next(keep)
 		if errors.Is(err, io.EOF) {
 			break
