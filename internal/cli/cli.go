@@ -13,8 +13,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"os/signal"
 	"runtime/debug"
 	"strings"
+	"syscall"
 
 	"github.com/spf13/cobra"
 )
@@ -66,6 +69,14 @@ func failure(try string, err error) error {
 type globalFlags struct {
 	logFormat string
 	logLevel  string
+}
+
+// Main is the clade binary: Run with a context that SIGINT or SIGTERM cancels (the
+// first signal asks long-running commands to drain; `clade run` aborts on a second).
+func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return Run(ctx, args, stdin, stdout, stderr)
 }
 
 // Run runs the clade command line with args (without the program name) and returns

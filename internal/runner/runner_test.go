@@ -185,3 +185,22 @@ func TestRunSpendCapStopsAndResumes(t *testing.T) {
 		t.Errorf("after resume %d results, summary %+v; want 50 succeeded", len(got), sum)
 	}
 }
+
+func TestRunModelOverrideAndCountTokens(t *testing.T) {
+	t.Parallel()
+	client, st, dir := setup(t, emulator.Config{Tier: "tier-4"})
+	input := writeInput(t, dir, 20)
+	out := filepath.Join(dir, "results.jsonl")
+	sum, err := runner.Run(context.Background(), runner.Config{Store: st, Client: client, Input: input, Output: out,
+		Routing: &runner.Routing{Override: "sonnet"}, CountTokens: true})
+	if err != nil || sum.Succeeded != 20 {
+		t.Fatalf("Run: %v, %+v", err, sum)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(b), `"model":"claude-sonnet-5"`); n != 20 {
+		t.Errorf("%d results answered by claude-sonnet-5, want all 20 (--model sonnet)", n)
+	}
+}
