@@ -206,10 +206,12 @@ func (t *sqliteTx) insertJobs(ctx context.Context, runID int64, ids []int64, max
 	}
 	// ids are this transaction's inserts: AUTOINCREMENT ids only grow and the
 	// write lock is ours, so every row of the run in [lo, hi] is one of them.
+	// "+run_id" keeps SQLite on the rowid range: through the (run_id, …)
+	// indexes it would scan the whole run for every batch (quadratic import).
 	_, err := t.exec(ctx, `INSERT INTO river_job (args, created_at, kind, max_attempts, priority, queue, scheduled_at, state)
 		SELECT jsonb_object('run', run_id, 'req', id), datetime('now', 'subsec'), '`+JobKind+`', $4, 1, '`+river.QueueDefault+`',
 			datetime('now', 'subsec'), 'available'
-		FROM clade_request WHERE run_id = $1 AND id BETWEEN $2 AND $3 ORDER BY id`, runID, lo, hi, maxAttempts)
+		FROM clade_request WHERE id BETWEEN $2 AND $3 AND +run_id = $1 ORDER BY id`, runID, lo, hi, maxAttempts)
 	return err
 }
 

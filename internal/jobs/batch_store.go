@@ -1,0 +1,320 @@
+package jobs
+
+// The store side of batch dispatch (package batch): which requests went in which
+// Message Batch, and the results written from batch results files.
+//
+// clade_batch has one row per batch clade meant to create. The row is written, with
+// its clade_batch_item rows (one per request), before the create call, in state
+// "intent"; the API's batch id is recorded right after the call returns (state
+// "created"); the row becomes "done" once every result line of the batch has been
+// read into clade_result. A request is pending for batch dispatch when it has no
+// result and is in no intent or created batch, so the requests of a batch whose
+// lines were expired, canceled or retryably errored become pending again when the
+// batch is done, and are resubmitted.
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/clade-dev/clade/catalog"
+)
+
+// BatchState is the state of a clade_batch row.
+type BatchState string
+
+// Batch row states.
+const (
+	// BatchIntent: recorded before the create call; the batch may or may not exist.
+	BatchIntent BatchState = "intent"
+	// BatchCreated: the API's batch id is known; results not read yet.
+	BatchCreated BatchState = "created"
+	// BatchDone: every result line of the batch was read into the store.
+	BatchDone BatchState = "done"
+)
+
+// BatchRecord is one clade_batch row.
+type BatchRecord struct {
+	Row     int64 // clade_batch.id
+	RunID   int64
+	BatchID string // the API's id; "" for an intent
+	State   BatchState
+	// Requests and BodyBytes are the size of the create call.
+	Requests  int64
+	BodyBytes int64
+	// Fingerprint is the hex SHA-256 of the batch's custom_ids, sorted, one per line.
+	Fingerprint string
+	// AttemptedAt is when the intent was recorded (our clock); CreatedAt is the API's
+	// created_at (zero for an intent).
+	AttemptedAt time.Time
+	CreatedAt   time.Time
+}
+
+// BatchItem is one request of a batch.
+type BatchItem struct {
+	RequestID int64
+	CustomID  string
+	Line      int
+	Model     string
+	// Attempt is 1 for the request's first batch, 2 for its second, ...
+	Attempt int
+}
+
+// BatchResult is a final result of a batch item, to be written to clade_result.
+type BatchResult struct {
+	Item BatchItem
+	Type ResultType
+	// Line is the result line as the API sent it (no newline).
+	Line    []byte
+	Usage   catalog.Usage
+	CostUSD float64
+}
+
+// PrepareBatches creates the batch tables if they do not exist. Call it before any
+// other batch method.
+func (s *Store) PrepareBatches(ctx context.Context) error {
+	unlock, err := s.b.migrateLock(ctx)
+	if err != nil {
+		return fmt.Errorf("prepare batch tables: %w", err)
+	}
+	defer unlock()
+	id, big := "INTEGER PRIMARY KEY AUTOINCREMENT", "INTEGER"
+	if s.b.kind() == "postgres" {
+		id, big = "BIGSERIAL PRIMARY KEY", "BIGINT"
+	}
+	for _, q := range []string{
+		`CREATE TABLE IF NOT EXISTS clade_batch (
+			id           ` + id + `,
+			run_id       ` + big + ` NOT NULL,
+			batch_id     TEXT UNIQUE,
+			state        TEXT NOT NULL,
+			requests     ` + big + ` NOT NULL,
+			body_bytes   ` + big + ` NOT NULL,
+			fingerprint  TEXT NOT NULL,
+			attempted_at ` + big + ` NOT NULL,
+			created_at   ` + big + `,
+			ended_at     ` + big + `
+		)`,
+		`CREATE INDEX IF NOT EXISTS clade_batch_run_state ON clade_batch (run_id, state)`,
+		`CREATE TABLE IF NOT EXISTS clade_batch_item (
+			batch_row  ` + big + ` NOT NULL,
+			request_id ` + big + ` NOT NULL,
+			attempt    ` + big + ` NOT NULL,
+			PRIMARY KEY (batch_row, request_id)
+		)`,
+		`CREATE INDEX IF NOT EXISTS clade_batch_item_request ON clade_batch_item (request_id)`,
+	} {
+		if _, err := s.b.exec(ctx, q); err != nil {
+			return fmt.Errorf("prepare batch tables: %w", err)
+		}
+	}
+	return nil
+}
+
+// DropRequestJobs deletes the run's River jobs that have not finished, so that no
+// realtime worker sends a request that batch dispatch owns. It returns how many.
+func (s *Store) DropRequestJobs(ctx context.Context, runID int64) (int64, error) {
+	return s.b.exec(ctx, `DELETE FROM river_job WHERE kind = '`+JobKind+`' AND state IN `+unfinishedStates+`
+		AND `+s.b.runOfJob()+` = $1`, runID)
+}
+
+// BatchPending returns up to limit requests of the run after line afterLine that
+// have no result and are in no open (intent or created) batch, in line order.
+func (s *Store) BatchPending(ctx context.Context, runID int64, afterLine, limit int) ([]Request, error) {
+	rs, err := s.b.query(ctx, `SELECT r.id, r.run_id, r.custom_id, r.line, r.model, r.max_tokens, r.est_input_tokens, r.params
+		FROM clade_request r
+		WHERE r.run_id = $1 AND r.line > $2
+			AND NOT EXISTS (SELECT 1 FROM clade_result x WHERE x.request_id = r.id)
+			AND NOT EXISTS (SELECT 1 FROM clade_batch_item i JOIN clade_batch b ON b.id = i.batch_row
+				WHERE i.request_id = r.id AND b.state <> 'done')
+		ORDER BY r.line LIMIT $3`, runID, afterLine, limit)
+	if err != nil {
+		return nil, fmt.Errorf("batch pending: %w", err)
+	}
+	defer rs.Close()
+	var out []Request
+	for rs.Next() {
+		var r Request
+		var params []byte
+		if err := rs.Scan(&r.ID, &r.RunID, &r.CustomID, &r.Line, &r.Model, &r.MaxTokens, &r.EstInputTokens, &params); err != nil {
+			return nil, err
+		}
+		r.Params = params
+		out = append(out, r)
+	}
+	return out, rs.Err()
+}
+
+// RecordBatchIntent records, in one transaction, a batch about to be created and its
+// requests, each with its attempt number (1 + the batches it was in before).
+func (s *Store) RecordBatchIntent(ctx context.Context, runID int64, requestIDs []int64, bodyBytes int64, fingerprint string) (*BatchRecord, error) {
+	rec := &BatchRecord{RunID: runID, State: BatchIntent, Requests: int64(len(requestIDs)), BodyBytes: bodyBytes,
+		Fingerprint: fingerprint, AttemptedAt: s.now().UTC()}
+	err := s.inTx(ctx, func(tx txn) error {
+		if err := tx.queryRow(ctx, `INSERT INTO clade_batch (run_id, state, requests, body_bytes, fingerprint, attempted_at)
+			VALUES ($1, $2, $3, $4, $5, $6) RETURNING id`,
+			runID, string(BatchIntent), rec.Requests, bodyBytes, fingerprint, rec.AttemptedAt.UnixMicro()).Scan(&rec.Row); err != nil {
+			return err
+		}
+		for _, id := range requestIDs {
+			if _, err := tx.exec(ctx, `INSERT INTO clade_batch_item (batch_row, request_id, attempt)
+				VALUES ($1, $2, 1 + (SELECT count(*) FROM clade_batch_item WHERE request_id = $2))`, rec.Row, id); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("record batch intent: %w", err)
+	}
+	return rec, nil
+}
+
+// RecordBatchCreated records the API's id of an intent.
+func (s *Store) RecordBatchCreated(ctx context.Context, row int64, batchID string, createdAt time.Time) error {
+	n, err := s.b.exec(ctx, `UPDATE clade_batch SET batch_id = $2, state = $3, created_at = $4 WHERE id = $1 AND state = $5`,
+		row, batchID, string(BatchCreated), createdAt.UnixMicro(), string(BatchIntent))
+	if err != nil {
+		return fmt.Errorf("record batch %s: %w", batchID, err)
+	}
+	if n != 1 {
+		return fmt.Errorf("record batch %s: intent %d is not open", batchID, row)
+	}
+	return nil
+}
+
+// DropBatchIntent deletes an intent whose batch was not created: its requests are
+// pending again.
+func (s *Store) DropBatchIntent(ctx context.Context, row int64) error {
+	return s.inTx(ctx, func(tx txn) error {
+		n, err := tx.exec(ctx, `DELETE FROM clade_batch WHERE id = $1 AND state = $2`, row, string(BatchIntent))
+		if err != nil {
+			return err
+		}
+		if n != 1 {
+			return fmt.Errorf("drop batch intent %d: not an intent", row)
+		}
+		_, err = tx.exec(ctx, `DELETE FROM clade_batch_item WHERE batch_row = $1`, row)
+		return err
+	})
+}
+
+// FinishBatch marks a created batch done: its results are all in the store.
+func (s *Store) FinishBatch(ctx context.Context, row int64, endedAt time.Time) error {
+	_, err := s.b.exec(ctx, `UPDATE clade_batch SET state = $2, ended_at = $3 WHERE id = $1`,
+		row, string(BatchDone), endedAt.UnixMicro())
+	return err
+}
+
+const batchColumns = `id, run_id, batch_id, state, requests, body_bytes, fingerprint, attempted_at, created_at`
+
+// Batches returns the run's batch rows in the given states (all when none), oldest
+// first. A runID of 0 means every run.
+func (s *Store) Batches(ctx context.Context, runID int64, states ...BatchState) ([]BatchRecord, error) {
+	q := `SELECT ` + batchColumns + ` FROM clade_batch WHERE ($1 = 0 OR run_id = $1)`
+	args := []any{runID}
+	if len(states) > 0 {
+		ph := make([]string, len(states))
+		for i, st := range states {
+			args = append(args, string(st))
+			ph[i] = fmt.Sprintf("$%d", i+2)
+		}
+		q += ` AND state IN (` + strings.Join(ph, ", ") + `)`
+	}
+	rs, err := s.b.query(ctx, q+` ORDER BY id`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("batches: %w", err)
+	}
+	defer rs.Close()
+	var out []BatchRecord
+	for rs.Next() {
+		var b BatchRecord
+		var batchID sql.NullString
+		var state string
+		var attempted int64
+		var created sql.NullInt64
+		if err := rs.Scan(&b.Row, &b.RunID, &batchID, &state, &b.Requests, &b.BodyBytes, &b.Fingerprint, &attempted, &created); err != nil {
+			return nil, err
+		}
+		b.BatchID, b.State = batchID.String, BatchState(state)
+		b.AttemptedAt = time.UnixMicro(attempted).UTC()
+		if created.Valid {
+			b.CreatedAt = time.UnixMicro(created.Int64).UTC()
+		}
+		out = append(out, b)
+	}
+	return out, rs.Err()
+}
+
+// BatchIDKnown reports whether a batch id is recorded in the store (any run).
+func (s *Store) BatchIDKnown(ctx context.Context, batchID string) (bool, error) {
+	var n int64
+	err := s.b.queryRow(ctx, `SELECT count(*) FROM clade_batch WHERE batch_id = $1`, batchID).Scan(&n)
+	return n > 0, err
+}
+
+// OpenBatchRequests returns how many requests of the run are in intent or created
+// batches: the run's share of the tier's processing queue.
+func (s *Store) OpenBatchRequests(ctx context.Context, runID int64) (int64, error) {
+	var n int64
+	err := s.b.queryRow(ctx, `SELECT coalesce(sum(requests), 0) FROM clade_batch WHERE run_id = $1 AND state <> 'done'`, runID).Scan(&n)
+	return n, err
+}
+
+// BatchItems returns the requests of a batch row.
+func (s *Store) BatchItems(ctx context.Context, row int64) ([]BatchItem, error) {
+	rs, err := s.b.query(ctx, `SELECT r.id, r.custom_id, r.line, r.model, i.attempt
+		FROM clade_batch_item i JOIN clade_request r ON r.id = i.request_id
+		WHERE i.batch_row = $1`, row)
+	if err != nil {
+		return nil, fmt.Errorf("batch items: %w", err)
+	}
+	defer rs.Close()
+	var out []BatchItem
+	for rs.Next() {
+		var it BatchItem
+		if err := rs.Scan(&it.RequestID, &it.CustomID, &it.Line, &it.Model, &it.Attempt); err != nil {
+			return nil, err
+		}
+		out = append(out, it)
+	}
+	return out, rs.Err()
+}
+
+// WriteBatchResults writes final results in one transaction. A request that already
+// has a result keeps it (a batch whose results are read again after a crash), so
+// each request ends with exactly one result. It returns the results it wrote.
+func (s *Store) WriteBatchResults(ctx context.Context, runID int64, results []BatchResult) ([]BatchResult, error) {
+	var wrote []BatchResult
+	err := s.inTx(ctx, func(tx txn) error {
+		wrote = wrote[:0]
+		now := s.now().UnixMicro()
+		for _, r := range results {
+			if !r.Type.Valid() {
+				return fmt.Errorf("result of %s: unknown type %q", r.Item.CustomID, r.Type)
+			}
+			u := r.Usage
+			n, err := tx.exec(ctx, `INSERT INTO clade_result (request_id, run_id, custom_id, line, type, result_line,
+					input_tokens, output_tokens, cache_write_5m_tokens, cache_write_1h_tokens, cache_read_tokens,
+					cost_usd, attempt, finished_at)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+				ON CONFLICT (request_id) DO NOTHING`,
+				r.Item.RequestID, runID, r.Item.CustomID, r.Item.Line, string(r.Type), r.Line,
+				u.InputTokens, u.OutputTokens, u.CacheWrite5mTokens, u.CacheWrite1hTokens, u.CacheReadTokens,
+				r.CostUSD, r.Item.Attempt, now)
+			if err != nil {
+				return fmt.Errorf("write result of %s: %w", r.Item.CustomID, err)
+			}
+			if n > 0 {
+				wrote = append(wrote, r)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return wrote, nil
+}
