@@ -464,8 +464,9 @@ func (s *Server) handleFaultsGet(w http.ResponseWriter, r *http.Request) {
 }
 
 // handleFaultsPut replaces the faults: PUT /_emulator/faults with a JSON Faults object
-// or a --faults spec (see ParseFaults). It answers with the faults now in force, or
-// 400 {"error": "..."} naming the bad field and changing nothing.
+// or a --faults spec (see ParseFaults); an empty body or "none" clears them. It answers
+// with the faults now in force, or 400 {"error": "..."} naming the bad field and
+// changing nothing.
 func (s *Server) handleFaultsPut(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxFaultsBody))
 	if err != nil {

@@ -402,7 +402,7 @@ func TestFaultBurstWindow(t *testing.T) {
 		for i := range n {
 			status, _, body := faultPost(t, em.URL, "/v1/messages", helloBody)
 			if status != st.status {
-				t.Errorf("at +%v request %d: status = %d (%s), want %d", st.at, i, status, body, st.status)
+				t.Errorf("at +%v request %d: status = %d (%.80s), want %d", st.at, i, status, body, st.status)
 			}
 		}
 	}
@@ -436,10 +436,11 @@ func TestFaultEndpoints(t *testing.T) {
 		endpoints []string
 		want      map[string]int // endpoint -> status
 	}{
-		{name: "default", endpoints: nil, want: map[string]int{"messages": 529, "count_tokens": 200, "models": 200}},
-		{name: "count_tokens only", endpoints: []string{"count_tokens"}, want: map[string]int{"messages": 200, "count_tokens": 529, "models": 200}},
-		{name: "models", endpoints: []string{"messages", "models"}, want: map[string]int{"messages": 529, "count_tokens": 200, "models": 529}},
-		{name: "all", endpoints: []string{"all"}, want: map[string]int{"messages": 529, "count_tokens": 529, "models": 529}},
+		{name: "default", endpoints: nil, want: map[string]int{"messages": 529, "count_tokens": 200, "models": 200, "batches": 200}},
+		{name: "count_tokens only", endpoints: []string{"count_tokens"}, want: map[string]int{"messages": 200, "count_tokens": 529, "models": 200, "batches": 200}},
+		{name: "models", endpoints: []string{"messages", "models"}, want: map[string]int{"messages": 529, "count_tokens": 200, "models": 529, "batches": 200}},
+		{name: "batches", endpoints: []string{"batches"}, want: map[string]int{"messages": 200, "count_tokens": 200, "models": 200, "batches": 529}},
+		{name: "all", endpoints: []string{"all"}, want: map[string]int{"messages": 529, "count_tokens": 529, "models": 529, "batches": 529}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -449,14 +450,19 @@ func TestFaultEndpoints(t *testing.T) {
 			got["messages"], _, _ = faultPost(t, em.URL, "/v1/messages", helloBody)
 			got["count_tokens"], _, _ = faultPost(t, em.URL, "/v1/messages/count_tokens", `{"model":"claude-haiku-4-5","messages":[{"role":"user","content":"hi"}]}`)
 			cl := clientV2(em.URL)
-			_, err := cl.Models.List(context.Background(), anthropic.ModelListParams{})
-			got["models"] = 200
-			var apiErr *anthropic.Error
-			if errors.As(err, &apiErr) {
-				got["models"] = apiErr.StatusCode
-			} else if err != nil {
-				t.Fatalf("Models.List error: %v", err)
+			sdkStatus := func(what string, err error) int {
+				var apiErr *anthropic.Error
+				if errors.As(err, &apiErr) {
+					return apiErr.StatusCode
+				} else if err != nil {
+					t.Fatalf("%s error: %v", what, err)
+				}
+				return 200
 			}
+			_, err := cl.Models.List(context.Background(), anthropic.ModelListParams{})
+			got["models"] = sdkStatus("Models.List", err)
+			_, err = cl.Messages.Batches.List(context.Background(), anthropic.MessageBatchListParams{})
+			got["batches"] = sdkStatus("Batches.List", err)
 			for ep, want := range tt.want {
 				if got[ep] != want {
 					t.Errorf("%s status = %d, want %d", ep, got[ep], want)
