@@ -1,0 +1,376 @@
+package batch
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/clade-dev/clade/catalog"
+	"github.com/clade-dev/clade/internal/intake"
+	"github.com/clade-dev/clade/internal/jobs"
+	"github.com/clade-dev/clade/internal/upstream"
+)
+
+// ErrStrict is returned by Run when the input had bad lines and Config.Strict is set.
+var ErrStrict = errors.New("input has bad lines")
+
+// Defaults.
+const (
+	DefaultTier            = "start"
+	DefaultMaxRounds       = 5
+	DefaultPollMin         = 5 * time.Second
+	DefaultPollMax         = time.Minute
+	DefaultReconcileWindow = 10 * time.Minute
+	// pendingPage is how many pending requests one store query returns.
+	pendingPage = 1000
+	// resultFlush is how many result lines one store transaction writes.
+	resultFlush = 500
+)
+
+// Clock is the time source of the dispatcher: tests inject one.
+type Clock interface {
+	Now() time.Time
+	After(d time.Duration) <-chan time.Time
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time                         { return time.Now() }
+func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+// Config configures Run. Store, Client and Input are required.
+type Config struct {
+	// Store holds the run. Run does not close it.
+	Store *jobs.Store
+	// Client calls the Message Batches API.
+	Client *upstream.Client
+	// Catalog supplies tiers and prices. Default catalog.Default().
+	Catalog *catalog.Catalog
+	// Input is the JSONL file; Output, when set, the results file (rebuilt from the
+	// store at start, then appended to as results are written).
+	Input  string
+	Output string
+	// Force re-imports a changed input; Strict aborts when the input has a bad line.
+	Force, Strict bool
+	// Options is stored with a new run, opaque.
+	Options json.RawMessage
+	// Tier names the catalog tier whose batch limits apply. Default DefaultTier.
+	Tier string
+	// MaxRequests caps the requests of one batch. Default: the tier's max_requests
+	// (100,000).
+	MaxRequests int
+	// MaxBytes caps the create body in bytes. Default upstream.MaxBatchCreateBytes
+	// (256 MB).
+	MaxBytes int
+	// QueueLimit caps this run's requests in open batches. Default: the tier's queue.
+	QueueLimit int64
+	// RPM caps batch-endpoint calls per minute. Default: 90% of the tier's batch rpm.
+	RPM float64
+	// MaxRounds is how many batches a request may go in before an expired, canceled
+	// or retryably errored line is its final result. Default DefaultMaxRounds (5).
+	MaxRounds int
+	// PollMin and PollMax bound the wait between two polls of a running batch; it
+	// doubles from PollMin to PollMax. Defaults 5 s and 1 min.
+	PollMin, PollMax time.Duration
+	// ReconcileWindow is the clock skew allowed when matching an unrecorded intent
+	// against the API's batches: batches created from the intent's time less this
+	// are candidates. Default 10 min.
+	ReconcileWindow time.Duration
+	// Clock is the time source. Default: the real clock.
+	Clock Clock
+	// Progress receives one line per batch event; nil for none.
+	Progress io.Writer
+	// Logger receives structured logs. Default: discard.
+	Logger *slog.Logger
+	// AfterCreate, when set, runs after a create call returns and before its id is
+	// recorded; an error stops Run there, as a crash would (crash tests).
+	AfterCreate func(b *upstream.Batch) error
+}
+
+// Summary is what a batch run did.
+type Summary struct {
+	RunID     int64
+	Requests  int64 // valid requests in the input
+	Problems  int64 // bad lines skipped
+	Succeeded int64
+	Errored   int64
+	Expired   int64 // final after MaxRounds
+	Canceled  int64 // final after MaxRounds
+	Pending   int64
+	// Batches counts batches this process created (or adopted); Resubmitted the
+	// result lines that sent their request to a later batch.
+	Batches, Resubmitted int64
+	InputTokens          int64
+	OutputTokens         int64
+	CostUSD              float64 // at batch prices
+	Elapsed              time.Duration
+}
+
+func (c *Config) withDefaults() (Config, error) {
+	out := *c
+	if out.Store == nil || out.Client == nil || out.Input == "" {
+		return out, errors.New("batch: Store, Client and Input are required")
+	}
+	if out.Catalog == nil {
+		out.Catalog = catalog.Default()
+	}
+	if out.Tier == "" {
+		out.Tier = DefaultTier
+	}
+	tier, err := out.Catalog.Tier(out.Tier)
+	if err != nil {
+		return out, fmt.Errorf("batch: %w", err)
+	}
+	bl := catalog.BatchLimits{RPM: 50, Queue: 100_000, MaxRequests: 100_000}
+	if tier.Batch != nil {
+		bl = *tier.Batch
+	}
+	if out.MaxRequests <= 0 {
+		out.MaxRequests = int(bl.MaxRequests)
+	}
+	if out.MaxBytes <= 0 {
+		out.MaxBytes = upstream.MaxBatchCreateBytes
+	}
+	if out.QueueLimit <= 0 {
+		out.QueueLimit = bl.Queue
+	}
+	if out.RPM <= 0 {
+		out.RPM = 0.9 * float64(bl.RPM)
+	}
+	if out.MaxRounds <= 0 {
+		out.MaxRounds = DefaultMaxRounds
+	}
+	if out.PollMin <= 0 {
+		out.PollMin = DefaultPollMin
+	}
+	if out.PollMax < out.PollMin {
+		out.PollMax = max(DefaultPollMax, out.PollMin)
+	}
+	if out.ReconcileWindow <= 0 {
+		out.ReconcileWindow = DefaultReconcileWindow
+	}
+	if out.Clock == nil {
+		out.Clock = realClock{}
+	}
+	if out.Logger == nil {
+		out.Logger = slog.New(slog.DiscardHandler)
+	}
+	return out, nil
+}
+
+// Run imports cfg.Input (or resumes its run) and works every pending request through
+// Message Batches. It returns when every request has a result, or when ctx ends: the
+// batches in flight stay recorded and the next Run picks them up.
+func Run(ctx context.Context, cfg Config) (*Summary, error) {
+	c, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	d := &dispatcher{cfg: c, log: c.Logger, start: c.Clock.Now(), polls: map[int64]*pollState{}}
+	burst := max(1, int(c.RPM/60))
+	d.lim = rate.NewLimiter(rate.Limit(c.RPM/60), burst)
+	return d.run(ctx)
+}
+
+type dispatcher struct {
+	cfg   Config
+	log   *slog.Logger
+	lim   *rate.Limiter
+	out   *outputFile
+	runID int64
+	start time.Time
+	polls map[int64]*pollState // by clade_batch row
+	// fillAfter holds fill back after a 429 or a failed create.
+	fillAfter time.Time
+	failures  int
+
+	batches, resubmitted int64
+}
+
+type pollState struct {
+	next     time.Time
+	interval time.Duration
+}
+
+func (d *dispatcher) run(ctx context.Context) (*Summary, error) {
+	st := d.cfg.Store
+	var problems []intake.Problem
+	runRec, _, err := st.Import(ctx, jobs.ImportOptions{
+		Path: d.cfg.Input, Options: d.cfg.Options, Force: d.cfg.Force,
+		OnProblem: func(p intake.Problem) {
+			if len(problems) < 1000 {
+				problems = append(problems, p)
+			}
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	d.runID = runRec.ID
+	if d.cfg.Progress != nil {
+		for _, p := range problems {
+			fmt.Fprintf(d.cfg.Progress, "skipped %s:%d: %s: %s\n", d.cfg.Input, p.Line, p.Field, p.Reason)
+		}
+	}
+	if d.cfg.Strict && runRec.Problems > 0 {
+		return d.summary(ctx), fmt.Errorf("%w: %d bad lines (see `clade status`)", ErrStrict, runRec.Problems)
+	}
+	if err := st.PrepareBatches(ctx); err != nil {
+		return nil, err
+	}
+	if _, err := st.DropRequestJobs(ctx, d.runID); err != nil {
+		return nil, fmt.Errorf("drop realtime jobs: %w", err)
+	}
+	if d.cfg.Output != "" {
+		out, err := openOutput(ctx, st, d.runID, d.cfg.Output)
+		if err != nil {
+			return nil, err
+		}
+		d.out = out
+		defer out.close()
+	}
+	if err := d.reconcileAll(ctx); err != nil {
+		return d.summary(context.WithoutCancel(ctx)), err
+	}
+	err = d.loop(ctx)
+	sum := d.summary(context.WithoutCancel(ctx))
+	if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		return sum, nil // interrupted: the batches in flight stay recorded
+	}
+	return sum, err
+}
+
+// loop polls, ingests and fills until no request is pending and no batch is open.
+func (d *dispatcher) loop(ctx context.Context) error {
+	st := d.cfg.Store
+	for {
+		open, err := st.Batches(ctx, d.runID, jobs.BatchCreated)
+		if err != nil {
+			return err
+		}
+		now := d.cfg.Clock.Now()
+		for _, b := range open {
+			ps := d.polls[b.Row]
+			if ps == nil {
+				ps = &pollState{next: now, interval: d.cfg.PollMin}
+				d.polls[b.Row] = ps
+			}
+			if now.Before(ps.next) {
+				continue
+			}
+			ended, err := d.poll(ctx, b)
+			if err != nil {
+				return err
+			}
+			now = d.cfg.Clock.Now()
+			if ended {
+				delete(d.polls, b.Row)
+				continue
+			}
+			ps.next = now.Add(ps.interval)
+			ps.interval = min(2*ps.interval, d.cfg.PollMax)
+		}
+		if !now.Before(d.fillAfter) {
+			if err := d.fill(ctx); err != nil {
+				return err
+			}
+		}
+		openN, err := st.OpenBatchRequests(ctx, d.runID)
+		if err != nil {
+			return err
+		}
+		if openN == 0 {
+			left, err := st.BatchPending(ctx, d.runID, 0, 1)
+			if err != nil {
+				return err
+			}
+			if len(left) == 0 {
+				return nil
+			}
+		}
+		// Sleep until the next poll or fill.
+		wake := d.fillAfter
+		if openN > 0 && len(d.polls) == 0 {
+			wake = now // a batch was just created: poll it now (its state is set above next round)
+		}
+		for _, ps := range d.polls {
+			if wake.IsZero() || ps.next.Before(wake) {
+				wake = ps.next
+			}
+		}
+		if wait := wake.Sub(d.cfg.Clock.Now()); wait > 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-d.cfg.Clock.After(wait):
+			}
+		} else if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+}
+
+// pace waits for the batch RPM limiter.
+func (d *dispatcher) pace(ctx context.Context) error {
+	now := d.cfg.Clock.Now()
+	r := d.lim.ReserveN(now, 1)
+	if !r.OK() {
+		return errors.New("batch rpm limiter: burst too small")
+	}
+	if wait := r.DelayFrom(now); wait > 0 {
+		select {
+		case <-ctx.Done():
+			r.CancelAt(now)
+			return ctx.Err()
+		case <-d.cfg.Clock.After(wait):
+		}
+	}
+	return nil
+}
+
+// poll retrieves one batch and ingests it if it has ended.
+func (d *dispatcher) poll(ctx context.Context, b jobs.BatchRecord) (ended bool, err error) {
+	if err := d.pace(ctx); err != nil {
+		return false, err
+	}
+	got, err := d.cfg.Client.GetBatch(ctx, b.BatchID)
+	if err != nil {
+		if upstream.Classify(err).Retryable() {
+			d.log.Warn("poll batch failed; will retry", "batch_id", b.BatchID, "err", err)
+			return false, nil
+		}
+		return false, fmt.Errorf("poll batch %s: %w", b.BatchID, err)
+	}
+	if got.ProcessingStatus != upstream.BatchEnded {
+		return false, nil
+	}
+	if err := d.ingest(ctx, b, got); err != nil {
+		if ctx.Err() == nil && upstream.Classify(err).Retryable() {
+			d.log.Warn("read batch results failed; will read again", "batch_id", b.BatchID, "err", err)
+			return false, nil
+		}
+		return false, err
+	}
+	return true, nil
+}
+
+func (d *dispatcher) summary(ctx context.Context) *Summary {
+	s := &Summary{RunID: d.runID, Batches: d.batches, Resubmitted: d.resubmitted, Elapsed: d.cfg.Clock.Now().Sub(d.start)}
+	st, err := d.cfg.Store.Status(ctx, d.runID)
+	if err != nil {
+		return s
+	}
+	s.Requests, s.Problems, s.Pending = st.Requests, st.Problems, st.Pending
+	s.Succeeded, s.Errored = st.Results[jobs.Succeeded], st.Results[jobs.Errored]
+	s.Expired, s.Canceled = st.Results[jobs.Expired], st.Results[jobs.Canceled]
+	s.InputTokens = st.Usage.InputTokens + st.Usage.CacheWrite5mTokens + st.Usage.CacheWrite1hTokens + st.Usage.CacheReadTokens
+	s.OutputTokens = st.Usage.OutputTokens
+	s.CostUSD = st.CostUSD
+	return s
+}

@@ -1,0 +1,380 @@
+package batch_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/clade-dev/clade/emulator"
+	"github.com/clade-dev/clade/internal/batch"
+	"github.com/clade-dev/clade/internal/jobs"
+	"github.com/clade-dev/clade/internal/upstream"
+)
+
+const testKey = "sk-ant-batch-test-0123456789abcdef"
+
+// writeInput writes n good request lines plus the given extra lines.
+func writeInput(t *testing.T, dir string, n int, extra ...string) string {
+	t.Helper()
+	var b bytes.Buffer
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&b, `{"custom_id":"req-%05d","params":{"model":"claude-haiku-4-5","max_tokens":64,"messages":[{"role":"user","content":"question %d"}]}}`+"\n", i, i)
+	}
+	for _, l := range extra {
+		b.WriteString(l + "\n")
+	}
+	path := filepath.Join(dir, "input.jsonl")
+	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+type line struct {
+	Type    string
+	ErrType string
+}
+
+// readResults returns custom_id → result from a results file, failing on a
+// duplicate id.
+func readResults(t *testing.T, path string) map[string]line {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	out := map[string]line{}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 64<<20)
+	for sc.Scan() {
+		var l struct {
+			CustomID string `json:"custom_id"`
+			Result   struct {
+				Type  string `json:"type"`
+				Error struct {
+					Error struct {
+						Type string `json:"type"`
+					} `json:"error"`
+				} `json:"error"`
+			} `json:"result"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			t.Fatalf("results line %q: %v", sc.Text(), err)
+		}
+		if _, dup := out[l.CustomID]; dup {
+			t.Fatalf("custom_id %s appears twice in %s", l.CustomID, path)
+		}
+		out[l.CustomID] = line{l.Result.Type, l.Result.Error.Error.Type}
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// templateDB is an empty, migrated store: copying it saves each test River's
+// migrations (about 2 s under -race).
+var templateDB []byte
+
+func TestMain(m *testing.M) {
+	os.Exit(func() int {
+		dir, err := os.MkdirTemp("", "clade-batch-test")
+		if err != nil {
+			panic(err)
+		}
+		defer os.RemoveAll(dir)
+		path := filepath.Join(dir, "template.db")
+		st, err := jobs.Open(context.Background(), path)
+		if err != nil {
+			panic(err)
+		}
+		if err := st.PrepareBatches(context.Background()); err != nil {
+			panic(err)
+		}
+		if err := st.Close(); err != nil {
+			panic(err)
+		}
+		if templateDB, err = os.ReadFile(path); err != nil {
+			panic(err)
+		}
+		return m.Run()
+	}())
+}
+
+type env struct {
+	em     *emulator.Running
+	client *upstream.Client
+	store  *jobs.Store
+	dir    string
+}
+
+func setup(t *testing.T, cfg emulator.Config) *env {
+	t.Helper()
+	if cfg.Tier == "" {
+		cfg.Tier = "tier-4"
+	}
+	em := emulator.StartTB(t, cfg)
+	client, err := upstream.New(upstream.Config{BaseURL: em.URL, APIKey: upstream.NewSecret(testKey)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	db := filepath.Join(dir, "run.db")
+	if err := os.WriteFile(db, templateDB, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	st, err := jobs.Open(context.Background(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return &env{em: em, client: client, store: st, dir: dir}
+}
+
+// config is a batch.Config on a fast poll.
+func (e *env) config(input string, maxRequests int) batch.Config {
+	return batch.Config{
+		Store: e.store, Client: e.client, Input: input, Output: filepath.Join(e.dir, "results.jsonl"),
+		Tier: "tier-4", MaxRequests: maxRequests, RPM: 3000,
+		PollMin: 5 * time.Millisecond, PollMax: 40 * time.Millisecond,
+	}
+}
+
+// apiBatches lists every batch the emulator holds.
+func (e *env) apiBatches(t *testing.T) []upstream.Batch {
+	t.Helper()
+	var out []upstream.Batch
+	after := ""
+	for {
+		page, err := e.client.ListBatches(context.Background(), after, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, page.Data...)
+		if !page.HasMore {
+			return out
+		}
+		after = page.LastID
+	}
+}
+
+func requestsIn(bs []upstream.Batch) int64 {
+	var n int64
+	for _, b := range bs {
+		c := b.RequestCounts
+		n += c.Processing + c.Succeeded + c.Errored + c.Canceled + c.Expired
+	}
+	return n
+}
+
+func run(t *testing.T, cfg batch.Config) *batch.Summary {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	sum, err := batch.Run(ctx, cfg)
+	if err != nil {
+		t.Fatalf("Run() error = %v", err)
+	}
+	return sum
+}
+
+func wantAll(t *testing.T, path string, n int, typ string) map[string]line {
+	t.Helper()
+	res := readResults(t, path)
+	if len(res) != n {
+		t.Fatalf("results file has %d custom_ids, want %d", len(res), n)
+	}
+	for i := 0; i < n; i++ {
+		id := fmt.Sprintf("req-%05d", i)
+		if got := res[id].Type; got != typ {
+			t.Errorf("result of %s = %q, want %q", id, got, typ)
+		}
+	}
+	return res
+}
+
+func TestRunSplitsIntoBatches(t *testing.T) {
+	t.Parallel()
+	e := setup(t, emulator.Config{ClockSpeed: 1000})
+	const n = 300
+	cfg := e.config(writeInput(t, e.dir, n), 100)
+	sum := run(t, cfg)
+	if sum.Succeeded != n || sum.Pending != 0 || sum.Errored != 0 {
+		t.Errorf("Run() = %d succeeded, %d errored, %d pending; want %d, 0, 0", sum.Succeeded, sum.Errored, sum.Pending, n)
+	}
+	if sum.CostUSD <= 0 || sum.OutputTokens <= 0 {
+		t.Errorf("Run() cost = $%v, output tokens %d; want both > 0", sum.CostUSD, sum.OutputTokens)
+	}
+	wantAll(t, cfg.Output, n, "succeeded")
+	bs := e.apiBatches(t)
+	if len(bs) != 3 || requestsIn(bs) != n {
+		t.Errorf("emulator holds %d batches of %d requests in all, want 3 of %d", len(bs), requestsIn(bs), n)
+	}
+
+	// Running again finds nothing to do and creates no batch.
+	sum = run(t, cfg)
+	if sum.Batches != 0 || sum.Succeeded != n {
+		t.Errorf("second Run() = %d batches, %d succeeded; want 0, %d", sum.Batches, sum.Succeeded, n)
+	}
+	wantAll(t, cfg.Output, n, "succeeded")
+}
+
+func TestRunSplitsByBytes(t *testing.T) {
+	t.Parallel()
+	e := setup(t, emulator.Config{ClockSpeed: 1000})
+	const n = 40
+	cfg := e.config(writeInput(t, e.dir, n), 0)
+	// One line's item is ~140 bytes: at most ~7 requests per batch.
+	cfg.MaxBytes = 1000
+	run(t, cfg)
+	wantAll(t, cfg.Output, n, "succeeded")
+	bs := e.apiBatches(t)
+	if len(bs) < 6 || requestsIn(bs) != n {
+		t.Errorf("emulator holds %d batches of %d requests, want ≥ 6 of %d", len(bs), requestsIn(bs), n)
+	}
+}
+
+func TestInvalidParamsNotResubmitted(t *testing.T) {
+	t.Parallel()
+	e := setup(t, emulator.Config{ClockSpeed: 1000})
+	const n = 100
+	var bad []string
+	for i := 0; i < 5; i++ {
+		bad = append(bad, fmt.Sprintf(`{"custom_id":"bad-%d","params":{"model":"claude-haiku-4-5","max_tokens":1000000,"messages":[{"role":"user","content":"x"}]}}`, i))
+	}
+	cfg := e.config(writeInput(t, e.dir, n, bad...), 60)
+	sum := run(t, cfg)
+	if sum.Succeeded != n || sum.Errored != 5 || sum.Resubmitted != 0 {
+		t.Errorf("Run() = %d succeeded, %d errored, %d resubmitted; want %d, 5, 0", sum.Succeeded, sum.Errored, sum.Resubmitted, n)
+	}
+	res := readResults(t, cfg.Output)
+	for i := 0; i < 5; i++ {
+		if got := res[fmt.Sprintf("bad-%d", i)]; got != (line{"errored", "invalid_request_error"}) {
+			t.Errorf("result of bad-%d = %+v, want errored invalid_request_error", i, got)
+		}
+	}
+	if bs := e.apiBatches(t); len(bs) != 2 || requestsIn(bs) != n+5 {
+		t.Errorf("emulator holds %d batches of %d requests, want 2 of %d", len(bs), requestsIn(bs), n+5)
+	}
+}
+
+func TestExpiredRequestsResubmitted(t *testing.T) {
+	t.Parallel()
+	// About 43 requests are processed per emulated day; the test moves the
+	// emulator's clock a day ahead every 30 ms, so each batch expires with part of
+	// its requests unprocessed, even one that has the queue to itself.
+	e := setup(t, emulator.Config{ClockSpeed: 1000, BatchProcessingRate: 0.0005})
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(30 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				e.em.Server.Clock().Advance(24 * time.Hour)
+			}
+		}
+	}()
+	defer func() { close(stop); <-done }()
+	const n = 120
+	cfg := e.config(writeInput(t, e.dir, n), 50)
+	cfg.MaxRounds = 40
+	sum := run(t, cfg)
+	if sum.Resubmitted == 0 {
+		t.Errorf("Run() resubmitted 0 requests, want the expired ones")
+	}
+	if sum.Succeeded != n || sum.Expired != 0 {
+		t.Errorf("Run() = %d succeeded, %d expired; want %d, 0", sum.Succeeded, sum.Expired, n)
+	}
+	wantAll(t, cfg.Output, n, "succeeded")
+	if bs := e.apiBatches(t); len(bs) <= 3 {
+		t.Errorf("emulator holds %d batches, want more than 3 (resubmissions)", len(bs))
+	}
+}
+
+func TestResumeAfterCrashBeforeRecordingID(t *testing.T) {
+	t.Parallel()
+	e := setup(t, emulator.Config{ClockSpeed: 1000})
+	const n = 150
+	cfg := e.config(writeInput(t, e.dir, n), 50)
+	crash := errors.New("crash after create")
+	calls := 0
+	cfg.AfterCreate = func(*upstream.Batch) error {
+		if calls++; calls == 2 {
+			return crash
+		}
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := batch.Run(ctx, cfg); !errors.Is(err, crash) {
+		t.Fatalf("Run() with a crash on the second create: error = %v, want %v", err, crash)
+	}
+	if bs := e.apiBatches(t); len(bs) != 2 {
+		t.Fatalf("after the crash the emulator holds %d batches, want 2", len(bs))
+	}
+
+	cfg.AfterCreate = nil
+	sum := run(t, cfg)
+	if sum.Succeeded != n {
+		t.Errorf("resumed Run() = %d succeeded, want %d", sum.Succeeded, n)
+	}
+	wantAll(t, cfg.Output, n, "succeeded")
+	// The batch created before the crash was adopted, not sent again.
+	if bs := e.apiBatches(t); len(bs) != 3 || requestsIn(bs) != n {
+		t.Errorf("emulator holds %d batches of %d requests, want 3 of %d", len(bs), requestsIn(bs), n)
+	}
+}
+
+func TestResumeDropsIntentThatWasNotCreated(t *testing.T) {
+	t.Parallel()
+	e := setup(t, emulator.Config{ClockSpeed: 1000})
+	const n = 50
+	cfg := e.config(writeInput(t, e.dir, n), 0)
+	ctx := context.Background()
+	// A process recorded an intent and died before its create call.
+	run, _, err := e.store.Import(ctx, jobs.ImportOptions{Path: cfg.Input})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.store.PrepareBatches(ctx); err != nil {
+		t.Fatal(err)
+	}
+	reqs, err := e.store.BatchPending(ctx, run.ID, 0, 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []int64
+	for _, r := range reqs {
+		ids = append(ids, r.ID)
+	}
+	if _, err := e.store.RecordBatchIntent(ctx, run.ID, ids, 1, "x"); err != nil {
+		t.Fatal(err)
+	}
+	sum, err := batch.Run(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Succeeded != n {
+		t.Errorf("Run() = %d succeeded, want %d", sum.Succeeded, n)
+	}
+	wantAll(t, cfg.Output, n, "succeeded")
+	if bs := e.apiBatches(t); len(bs) != 1 || requestsIn(bs) != n {
+		t.Errorf("emulator holds %d batches of %d requests, want 1 of %d", len(bs), requestsIn(bs), n)
+	}
+	left, err := e.store.Batches(ctx, run.ID, jobs.BatchIntent)
+	if err != nil || len(left) != 0 {
+		t.Errorf("Batches(intent) = %v, %v; want none", left, err)
+	}
+}

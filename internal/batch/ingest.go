@@ -1,0 +1,160 @@
+package batch
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+
+	"github.com/clade-dev/clade/catalog"
+	"github.com/clade-dev/clade/internal/jobs"
+	"github.com/clade-dev/clade/internal/upstream"
+)
+
+// retryableErrors are the errored result types whose request is sent again in a
+// later batch as it is (anthropic-api.md 4.4: other errors need the request fixed).
+var retryableErrors = map[string]bool{"api_error": true, "overloaded_error": true}
+
+// ingest reads an ended batch's results into the store and marks the batch done.
+// It may run again for the same batch after a crash or a failed download: a request
+// keeps its first result.
+func (d *dispatcher) ingest(ctx context.Context, rec jobs.BatchRecord, b *upstream.Batch) error {
+	st := d.cfg.Store
+	items, err := st.BatchItems(ctx, rec.Row)
+	if err != nil {
+		return err
+	}
+	byID := make(map[string]jobs.BatchItem, len(items))
+	for _, it := range items {
+		byID[it.CustomID] = it
+	}
+	if err := d.pace(ctx); err != nil {
+		return err
+	}
+	rr, err := d.cfg.Client.Results(ctx, b.ID)
+	var ae *upstream.APIError
+	if errors.As(err, &ae) && ae.Status == http.StatusNotFound && !b.ArchivedAt.IsZero() {
+		// Results are kept 29 days after created_at: every request of the batch
+		// without a result is pending again.
+		d.log.Warn("batch results archived; its requests are sent again", "batch_id", b.ID, "requests", len(items))
+		if err := st.FinishBatch(ctx, rec.Row, b.EndedAt); err != nil {
+			return err
+		}
+		d.resubmitted += int64(len(items))
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("results of batch %s: %w", b.ID, err)
+	}
+	defer rr.Close()
+	var buf []jobs.BatchResult
+	var final, again, unknown int64
+	flush := func() error {
+		if len(buf) == 0 {
+			return nil
+		}
+		wrote, err := st.WriteBatchResults(ctx, d.runID, buf)
+		if err != nil {
+			return err
+		}
+		d.out.append(wrote)
+		buf = buf[:0]
+		return nil
+	}
+	for rr.Next() {
+		r := rr.Result()
+		it, ok := byID[r.CustomID]
+		if !ok {
+			unknown++
+			continue
+		}
+		delete(byID, r.CustomID) // a repeated line counts once
+		typ, isFinal := d.classify(r, it)
+		if !isFinal {
+			again++
+			continue
+		}
+		final++
+		res := jobs.BatchResult{Item: it, Type: typ, Line: slices.Clone(r.Line)}
+		if typ == jobs.Succeeded {
+			res.Usage, res.CostUSD = d.cost(it, r.Line)
+		}
+		buf = append(buf, res)
+		if len(buf) >= resultFlush {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	if err := rr.Err(); err != nil {
+		return fmt.Errorf("results of batch %s: %w", b.ID, err)
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	// Requests with no line at all are pending again, as if expired.
+	again += int64(len(byID))
+	if unknown > 0 {
+		d.log.Warn("batch results name requests not in the batch; ignored", "batch_id", b.ID, "lines", unknown)
+	}
+	if err := st.FinishBatch(ctx, rec.Row, b.EndedAt); err != nil {
+		return err
+	}
+	d.resubmitted += again
+	d.log.Info("batch ended", "batch_id", b.ID, "final", final, "resubmit", again)
+	d.progress("batch %s ended: %d results, %d to resubmit", b.ID, final, again)
+	return nil
+}
+
+// classify says what a result line makes of its request: a final result of type
+// typ, or (false) a resubmission.
+func (d *dispatcher) classify(r upstream.Result, it jobs.BatchItem) (typ jobs.ResultType, final bool) {
+	lastRound := it.Attempt >= d.cfg.MaxRounds
+	switch r.Type {
+	case upstream.ResultSucceeded:
+		return jobs.Succeeded, true
+	case upstream.ResultErrored:
+		return jobs.Errored, !retryableErrors[r.ErrorType] || lastRound
+	case upstream.ResultExpired:
+		return jobs.Expired, lastRound
+	case upstream.ResultCanceled:
+		return jobs.Canceled, lastRound
+	}
+	// A result type newer than this code: send the request again, then keep the line.
+	return jobs.Errored, lastRound
+}
+
+// cost reads a succeeded line's usage and prices it at batch rates.
+func (d *dispatcher) cost(it jobs.BatchItem, line []byte) (catalog.Usage, float64) {
+	var v struct {
+		Result struct {
+			Message struct {
+				Model string         `json:"model"`
+				Usage upstream.Usage `json:"usage"`
+			} `json:"message"`
+		} `json:"result"`
+	}
+	if err := json.Unmarshal(line, &v); err != nil {
+		return catalog.Usage{}, 0
+	}
+	u := v.Result.Message.Usage
+	cu := catalog.Usage{
+		InputTokens:        u.InputTokens,
+		OutputTokens:       u.OutputTokens,
+		CacheWrite5mTokens: u.CacheCreation.Ephemeral5m,
+		CacheWrite1hTokens: u.CacheCreation.Ephemeral1h,
+		CacheReadTokens:    u.CacheReadInputTokens,
+	}
+	if cu.CacheWrite5mTokens+cu.CacheWrite1hTokens == 0 && u.CacheCreationInputTokens > 0 {
+		cu.CacheWrite5mTokens = u.CacheCreationInputTokens
+	}
+	m, err := d.cfg.Catalog.Resolve(it.Model)
+	if err != nil {
+		if m, err = d.cfg.Catalog.Resolve(v.Result.Message.Model); err != nil {
+			return cu, 0
+		}
+	}
+	return cu, d.cfg.Catalog.Cost(m, cu, true)
+}
