@@ -75,6 +75,11 @@ type Faults struct {
 	// RampRetryAfter is the retry-after of a ramp 429, sent in whole seconds (rounded
 	// up). Default 10s; at most 1h.
 	RampRetryAfter time.Duration `json:"ramp_retry_after,omitempty"`
+	// Error and ErrorRate answer that fraction of requests with any API error type
+	// (billing_error, permission_error, conflict_error, ...), with the status the API
+	// uses for it, so clients can be tested against every error type.
+	Error     string  `json:"error,omitempty"`
+	ErrorRate float64 `json:"error_rate,omitempty"`
 	// Endpoints names the endpoints faults apply to: "messages", "count_tokens",
 	// "batches", "models", or "all". Default: messages only.
 	Endpoints []string `json:"endpoints,omitempty"`
@@ -116,7 +121,7 @@ func endpointBit(name string) uint8 {
 // enabled reports whether f injects anything at all.
 func (f Faults) enabled() bool {
 	return f.Overloaded > 0 || f.BurstFor > 0 || f.StreamError > 0 || f.ServerError > 0 ||
-		f.Timeout > 0 || f.Drop > 0 || f.Slow > 0 || f.SpendCap || f.Ramp > 0
+		f.Timeout > 0 || f.Drop > 0 || f.Slow > 0 || f.SpendCap || f.Ramp > 0 || f.ErrorRate > 0
 }
 
 // validate checks every field; the error names the field as it is spelled in JSON.
@@ -127,14 +132,18 @@ func (f Faults) validate() error {
 	}{
 		{"overloaded", f.Overloaded}, {"ramp", f.Ramp}, {"server_error", f.ServerError},
 		{"timeout", f.Timeout}, {"drop", f.Drop}, {"stream_error", f.StreamError}, {"slow", f.Slow},
+		{"error_rate", f.ErrorRate},
 	}
 	for _, r := range rates {
 		if !(r.v >= 0 && r.v <= 1) { // also rejects NaN
 			return fmt.Errorf("faults: %s = %v, want a probability in [0, 1]", r.name, r.v)
 		}
 	}
-	if sum := f.Overloaded + f.Ramp + f.ServerError + f.Timeout + f.Drop + f.StreamError; sum > 1+1e-9 {
-		return fmt.Errorf("faults: overloaded + ramp + server_error + timeout + drop + stream_error = %v, want at most 1 (a request gets at most one of them)", sum)
+	if f.ErrorRate > 0 && !faultErrorTypes[f.Error] {
+		return fmt.Errorf("faults: error = %q, want an API error type such as billing_error, permission_error or conflict_error", f.Error)
+	}
+	if sum := f.Overloaded + f.Ramp + f.ServerError + f.Timeout + f.Drop + f.StreamError + f.ErrorRate; sum > 1+1e-9 {
+		return fmt.Errorf("faults: overloaded + ramp + server_error + timeout + drop + stream_error + error_rate = %v, want at most 1 (a request gets at most one of them)", sum)
 	}
 	switch {
 	case f.BurstEvery < 0:
@@ -180,6 +189,8 @@ type faultsJSON struct {
 	SpendCapAfter  int64    `json:"spend_cap_after,omitempty"`
 	Ramp           float64  `json:"ramp,omitempty"`
 	RampRetryAfter string   `json:"ramp_retry_after,omitempty"`
+	Error          string   `json:"error,omitempty"`
+	ErrorRate      float64  `json:"error_rate,omitempty"`
 	Endpoints      []string `json:"endpoints,omitempty"`
 }
 
@@ -197,6 +208,7 @@ func (f Faults) MarshalJSON() ([]byte, error) {
 		StreamError: f.StreamError, ServerError: f.ServerError, Timeout: f.Timeout, Drop: f.Drop,
 		Slow: f.Slow, SlowDelay: durationString(f.SlowDelay), SpendCap: f.SpendCap, SpendCapAfter: f.SpendCapAfter,
 		Ramp: f.Ramp, RampRetryAfter: durationString(f.RampRetryAfter), Endpoints: f.Endpoints,
+		Error: f.Error, ErrorRate: f.ErrorRate,
 	})
 }
 
@@ -213,6 +225,7 @@ func (f *Faults) UnmarshalJSON(data []byte) error {
 		Overloaded: j.Overloaded, StreamError: j.StreamError, ServerError: j.ServerError,
 		Timeout: j.Timeout, Drop: j.Drop, Slow: j.Slow, SpendCap: j.SpendCap,
 		SpendCapAfter: j.SpendCapAfter, Ramp: j.Ramp, Endpoints: j.Endpoints,
+		Error: j.Error, ErrorRate: j.ErrorRate,
 	}
 	for _, d := range []struct {
 		name string
@@ -283,10 +296,10 @@ type faultPlan struct {
 	f         Faults
 	endpoints uint8
 	// Cumulative thresholds of the single exclusive draw.
-	cOverloaded, cRamp, cServer, cTimeout, cDrop, cStream float64
-	slowDelay, rampRetry                                  time.Duration
-	seq                                                   atomic.Uint64 // requests decided so far
-	anchor                                                atomic.Int64  // UnixNano of the first request; noAnchor before
+	cOverloaded, cRamp, cServer, cTimeout, cDrop, cStream, cError float64
+	slowDelay, rampRetry                                          time.Duration
+	seq                                                           atomic.Uint64 // requests decided so far
+	anchor                                                        atomic.Int64  // UnixNano of the first request; noAnchor before
 }
 
 const noAnchor = math.MinInt64
@@ -321,6 +334,7 @@ func (s *faultState) set(f Faults) {
 	p.cTimeout = p.cServer + f.Timeout
 	p.cDrop = p.cTimeout + f.Drop
 	p.cStream = p.cDrop + f.StreamError
+	p.cError = p.cStream + f.ErrorRate
 	if p.slowDelay == 0 {
 		p.slowDelay = defaultSlowDelay
 	}
@@ -397,11 +411,38 @@ func (s *faultState) decide(endpoint string, stream bool, now time.Time) faultAc
 		if stream {
 			a.streamErr, a.streamAt = overloadedError(), at
 		}
+	case u < p.cError:
+		return faultAction{err: typedError(f.Error)}
 	}
 	if slow < f.Slow {
 		a.delay = p.slowDelay
 	}
 	return a
+}
+
+// faultErrorTypes are the error types the error fault can send.
+var faultErrorTypes = map[string]bool{
+	wire.InvalidRequest: true, wire.Authentication: true, wire.Billing: true, wire.Permission: true,
+	wire.NotFound: true, wire.Conflict: true, wire.RequestTooLarge: true, wire.RateLimit: true,
+	wire.APIError: true, wire.Timeout: true, wire.Overloaded: true,
+}
+
+// typedError is the error fault: an error of type t with a message like the API's.
+func typedError(t string) *wire.Error {
+	msg := map[string]string{
+		wire.InvalidRequest:  "Injected invalid request.",
+		wire.Authentication:  "invalid x-api-key",
+		wire.Billing:         "Your credit balance is too low to access the Anthropic API. Please go to Plans & Billing to upgrade or purchase credits.",
+		wire.Permission:      "Your API key does not have permission to use the specified resource.",
+		wire.NotFound:        "The requested resource could not be found.",
+		wire.Conflict:        "The request conflicts with the current state of the resource. Resolve the conflict, then retry.",
+		wire.RequestTooLarge: "Request exceeds the maximum allowed number of bytes.",
+		wire.RateLimit:       "Number of request tokens has exceeded your per-minute rate limit.",
+		wire.APIError:        "Internal server error",
+		wire.Timeout:         "Request timed out",
+		wire.Overloaded:      "Overloaded",
+	}[t]
+	return wire.Errorf(t, "%s", msg)
 }
 
 func overloadedError() *wire.Error { return wire.Errorf(wire.Overloaded, "Overloaded") }

@@ -21,6 +21,7 @@ import (
 //	         | "slow=" RATE [":" DURATION]       added delay, default 2s
 //	         | "ramp=" RATE [":" DURATION]       429 ramp_limit_exceeded with retry-after, default 10s
 //	         | "spend_cap" ["=" COUNT]           429 enforced_spend_limit_reached after COUNT requests (default 0)
+//	         | "error=" TYPE ":" RATE            any API error type with its status (billing_error, permission_error, conflict_error, ...)
 //	         | "endpoints=" NAME *("+" NAME)     messages (default), count_tokens, batches, models, all
 //	RATE     = a probability such as 0.05, or a percentage such as 5%
 //	DURATION = a Go duration such as 500ms, 2s or 1m30s
@@ -83,6 +84,14 @@ func ParseFaults(spec string) (Faults, error) {
 			f.Slow, f.SlowDelay, err = parseRateDelay(val, maxSlowDelay)
 		case "ramp":
 			f.Ramp, f.RampRetryAfter, err = parseRateDelay(val, maxRampRetryAfter)
+		case "error":
+			typ, rate, ok := strings.Cut(val, ":")
+			if !ok {
+				err = fmt.Errorf("want error=TYPE:RATE, e.g. error=billing_error:0.1")
+				break
+			}
+			f.Error = typ
+			f.ErrorRate, err = parseRate(rate)
 		case "burst":
 			f.BurstEvery, f.BurstFor, err = parseBurst(val)
 		case "spend_cap":
