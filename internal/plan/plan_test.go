@@ -376,3 +376,37 @@ func TestPlanMakeMergesAliases(t *testing.T) {
 		t.Errorf("Make models = %+v, want one claude-haiku-4-5 with 3 requests", p.Models)
 	}
 }
+
+// TestPlanNeverFitsAndSpendCap checks the flags for a request larger than a bucket and
+// a cost over a named tier's monthly cap.
+func TestPlanNeverFitsAndSpendCap(t *testing.T) {
+	t.Parallel()
+	// One sonnet-4-6 request of ~60,000 input tokens: over tier-1's 30,000 ITPM.
+	w := scanString(t, t.TempDir(), line("big", "claude-sonnet-4-6", 100, 240_000), plan.ScanOptions{})
+	p, err := plan.Make(catalog.Default(), w, plan.Options{Tiers: []string{"tier-1", "tier-2"}, Deadline: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p.Tiers[0].TooLarge || p.Tiers[1].TooLarge {
+		t.Errorf("TooLarge = %v, %v; want tier-1 only", p.Tiers[0].TooLarge, p.Tiers[1].TooLarge)
+	}
+	if p.Recommendation.Tier != "tier-2" {
+		t.Errorf("Recommendation = %+v, want realtime on tier-2 (tier-1 never fits)", p.Recommendation)
+	}
+
+	// A cost over Start's monthly cap, with a catalog whose cap is a cent.
+	cat, err := catalog.Overlay(catalog.Default(), []byte("tiers:\n  start:\n    spend_cap_usd: 0.01\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err = plan.Make(cat, w, plan.Options{Tiers: []string{"start", "build"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p.Tiers[0].OverSpendCap || p.Tiers[1].OverSpendCap {
+		t.Errorf("OverSpendCap = %v, %v; want start only (cost $%g)", p.Tiers[0].OverSpendCap, p.Tiers[1].OverSpendCap, p.CostUSD)
+	}
+	if p.Tiers[0].NextTier != "build" || p.Tiers[0].NextSpendCapUSD != cat.Tiers["build"].SpendCapUSD {
+		t.Errorf("start next = %s $%g, want build at its cap", p.Tiers[0].NextTier, p.Tiers[0].NextSpendCapUSD)
+	}
+}
