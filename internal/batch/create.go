@@ -14,6 +14,7 @@ import (
 
 	"github.com/clade-dev/clade/internal/jobs"
 	"github.com/clade-dev/clade/internal/upstream"
+	"github.com/clade-dev/clade/internal/wire"
 )
 
 // body is a create body under construction:
@@ -105,6 +106,7 @@ func (d *dispatcher) fill(ctx context.Context) error {
 				}
 			}
 			req := &page[0]
+			d.resolveModel(req)
 			if !b.add(req, d.cfg.MaxBytes) {
 				if len(b.ids) > 0 {
 					break // it starts the next batch
@@ -126,6 +128,18 @@ func (d *dispatcher) fill(ctx context.Context) error {
 		open += int64(len(b.ids))
 	}
 	return nil
+}
+
+// resolveModel sets a catalog alias (haiku, sonnet, ...) in req's params to its
+// model id, as clade run does. A model the catalog does not know is sent as it is.
+func (d *dispatcher) resolveModel(req *jobs.Request) {
+	m, err := d.cfg.Catalog.Resolve(req.Model)
+	if err != nil || m.ID == req.Model {
+		return
+	}
+	if p, err := wire.SetTopLevelString(req.Params, "model", m.ID); err == nil {
+		req.Params = p
+	}
 }
 
 // tooLarge writes the final errored result of a request that fits in no batch.
@@ -196,7 +210,7 @@ func (d *dispatcher) create(ctx context.Context, b *body) (bool, error) {
 	d.batches++
 	now := d.cfg.Clock.Now()
 	d.polls[rec.Row] = &pollState{next: now.Add(d.cfg.PollMin), interval: d.cfg.PollMin}
-	d.log.Info("batch created", "batch_id", got.ID, "requests", rec.Requests, "bytes", rec.BodyBytes)
+	d.log.Debug("batch created", "batch_id", got.ID, "requests", rec.Requests, "bytes", rec.BodyBytes)
 	d.progress("batch %s created: %d requests, %d bytes", got.ID, rec.Requests, rec.BodyBytes)
 	return true, nil
 }

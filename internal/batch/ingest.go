@@ -103,7 +103,7 @@ func (d *dispatcher) ingest(ctx context.Context, rec jobs.BatchRecord, b *upstre
 		return err
 	}
 	d.resubmitted += again
-	d.log.Info("batch ended", "batch_id", b.ID, "final", final, "resubmit", again)
+	d.log.Debug("batch ended", "batch_id", b.ID, "final", final, "resubmit", again)
 	d.progress("batch %s ended: %d results, %d to resubmit", b.ID, final, again)
 	return nil
 }
