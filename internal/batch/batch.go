@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -340,6 +341,16 @@ func (d *dispatcher) poll(ctx context.Context, b jobs.BatchRecord) (ended bool, 
 		return false, err
 	}
 	got, err := d.cfg.Client.GetBatch(ctx, b.BatchID)
+	var ae *upstream.APIError
+	if errors.As(err, &ae) && ae.Status == http.StatusNotFound {
+		// Deleted outside clade: its requests without a result are pending again.
+		d.log.Warn("batch not found; its requests are sent again", "batch_id", b.BatchID, "requests", b.Requests)
+		if err := d.cfg.Store.FinishBatch(ctx, b.Row, d.cfg.Clock.Now()); err != nil {
+			return false, err
+		}
+		d.resubmitted += b.Requests
+		return true, nil
+	}
 	if err != nil {
 		if upstream.Classify(err).Retryable() {
 			d.log.Warn("poll batch failed; will retry", "batch_id", b.BatchID, "err", err)

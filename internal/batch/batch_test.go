@@ -303,6 +303,28 @@ func TestExpiredRequestsResubmitted(t *testing.T) {
 	}
 }
 
+func TestCanceledRequestsResubmitted(t *testing.T) {
+	t.Parallel()
+	// One request per emulated second (1,000 a real second): the first batch is
+	// canceled before it is processed.
+	e := setup(t, emulator.Config{ClockSpeed: 1000, BatchProcessingRate: 1})
+	const n = 100
+	cfg := e.config(writeInput(t, e.dir, n), 50)
+	calls := 0
+	cfg.AfterCreate = func(b *upstream.Batch) error {
+		if calls++; calls == 1 {
+			_, err := e.client.CancelBatch(context.Background(), b.ID)
+			return err
+		}
+		return nil
+	}
+	sum := run(t, cfg)
+	if sum.Resubmitted == 0 || sum.Succeeded != n || sum.Canceled != 0 {
+		t.Errorf("Run() = %d resubmitted, %d succeeded, %d canceled; want > 0, %d, 0", sum.Resubmitted, sum.Succeeded, sum.Canceled, n)
+	}
+	wantAll(t, cfg.Output, n, "succeeded")
+}
+
 func TestResumeAfterCrashBeforeRecordingID(t *testing.T) {
 	t.Parallel()
 	e := setup(t, emulator.Config{ClockSpeed: 1000})
