@@ -1,13 +1,21 @@
 package cli_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"fmt"
+	"math/rand/v2"
 	"path/filepath"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
+	"time"
 
+	"github.com/clade-dev/clade/emulator"
 	"github.com/clade-dev/clade/internal/cli"
+	"github.com/clade-dev/clade/internal/upstream"
 )
 
 func TestBatchEmulated(t *testing.T) {
@@ -61,4 +69,100 @@ func TestBatchUsageErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestBatchSurvivesSIGKILL kills `clade batch` while its batches are in flight
+// (some kills land between a create call and the store recording its id), then
+// resumes it: every custom_id ends with exactly one result, and the emulator holds
+// no batch beyond one per request (no batch was created twice).
+func TestBatchSurvivesSIGKILL(t *testing.T) {
+	if testing.Short() {
+		t.Skip("crash test: skipped with -short")
+	}
+	t.Parallel()
+	const n = 600
+	key := "sk-ant-crash-" + strings.Repeat("b", 24)
+	// 0.4 requests per emulated second at 1,000×: 600 requests take 1.5 s.
+	em := emulator.StartTB(t, emulator.Config{Tier: "tier-4", APIKeys: []string{key}, ClockSpeed: 1000, BatchProcessingRate: 0.4})
+	dir := t.TempDir()
+	input, out := filepath.Join(dir, "in.jsonl"), filepath.Join(dir, "out.jsonl")
+	writeWorkload(t, input, n)
+	args := []string{"batch", input, "-o", out, "--base-url", em.URL, "--tier", "tier-4", "--max-requests", "25", "--poll", "10ms"}
+	var mu sync.Mutex
+	var logs bytes.Buffer
+
+	rng := rand.New(rand.NewPCG(3, 4))
+	kills := 0
+	for i := 0; i < 8 && kills < 4; i++ {
+		cmd := cladeCmd(key, args...)
+		stderr, err := cmd.StderrPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		created := make(chan struct{})
+		scanned := make(chan struct{})
+		go func() {
+			defer close(scanned)
+			once := sync.Once{}
+			sc := bufio.NewScanner(stderr)
+			for sc.Scan() {
+				mu.Lock()
+				logs.WriteString(sc.Text() + "\n")
+				mu.Unlock()
+				if strings.Contains(sc.Text(), " created: ") {
+					once.Do(func() { close(created) })
+				}
+			}
+		}()
+		done := make(chan error, 1)
+		go func() { <-scanned; done <- cmd.Wait() }()
+		select {
+		case <-done: // finished before a kill
+			i = 8
+			continue
+		case <-created:
+		}
+		time.Sleep(time.Duration(rng.IntN(15000)) * time.Microsecond) // a random point among the creates
+		cmd.Process.Signal(syscall.SIGKILL)
+		<-done
+		kills++
+	}
+	cmd := cladeCmd(key, args...)
+	var final bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &final, &final
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("final run: %v\n%s", err, tail(final.String(), 3000))
+	}
+	seen := countResults(t, out)
+	for i := 0; i < n; i++ {
+		if id := fmt.Sprintf("job-%05d", i); seen[id] != 1 {
+			t.Errorf("%s appears %d times in the output, want exactly once", id, seen[id])
+		}
+	}
+	if len(seen) != n {
+		t.Errorf("output has %d custom_ids, want %d", len(seen), n)
+	}
+	client, err := upstream.New(upstream.Config{BaseURL: em.URL, APIKey: upstream.NewSecret(key)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, err := client.ListBatches(context.Background(), "", 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sent int64
+	for _, b := range page.Data {
+		c := b.RequestCounts
+		sent += c.Processing + c.Succeeded + c.Errored + c.Canceled + c.Expired
+	}
+	if sent != n {
+		t.Errorf("the emulator's batches hold %d requests in all, want %d (a batch was created twice)", sent, n)
+	}
+	mu.Lock()
+	adopted := strings.Count(logs.String(), " adopted: ")
+	mu.Unlock()
+	t.Logf("%d SIGKILLs (%d between a create and its record), then a resume: %d results in %d batches", kills, adopted, len(seen), len(page.Data))
 }
