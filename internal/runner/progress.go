@@ -12,8 +12,8 @@ import (
 type progress struct {
 	r       *run
 	done    chan struct{} // closed when loop returns
-	total   int64 // requests pending when the work started, plus those already done
-	base    int64 // done when the work started
+	total   int64         // requests pending when the work started, plus those already done
+	base    int64         // done when the work started
 	samples []sample
 }
 
