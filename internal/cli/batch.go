@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -217,4 +218,36 @@ the canceled requests again (up to --max-rounds batches per request).`,
 	cmd.Flags().StringVar(&db, "db", "", "store: a SQLite `PATH` or a postgres:// URL")
 	cmd.Flags().StringVar(&baseURL, "base-url", "", "API base `URL` (default: ANTHROPIC_BASE_URL, else https://api.anthropic.com)")
 	return cmd
+}
+
+// batchStatusLine describes a run's Message Batches for clade status ("" when the
+// run has none): how many are done, and the ids of those in flight.
+func batchStatusLine(ctx context.Context, st *jobs.Store, runID int64) string {
+	if err := st.PrepareBatches(ctx); err != nil {
+		return ""
+	}
+	bs, err := st.Batches(ctx, runID)
+	if err != nil || len(bs) == 0 {
+		return ""
+	}
+	done := 0
+	var open []string
+	for _, b := range bs {
+		switch b.State {
+		case jobs.BatchDone:
+			done++
+		case jobs.BatchCreated:
+			open = append(open, b.BatchID)
+		case jobs.BatchIntent:
+			open = append(open, "(unconfirmed create)")
+		}
+	}
+	line := fmt.Sprintf("  batches: %d done, %d in flight", done, len(open))
+	if len(open) > 5 {
+		open = append(open[:5], "…")
+	}
+	if len(open) > 0 {
+		line += ": " + strings.Join(open, ", ")
+	}
+	return line
 }

@@ -43,6 +43,13 @@ func TestBatchEmulated(t *testing.T) {
 			t.Errorf("summary lacks %q:\n%s", want, stderr.String())
 		}
 	}
+	stdout.Reset()
+	if code := cli.Run(context.Background(), []string{"status", out}, strings.NewReader(""), &stdout, &stderr); code != cli.ExitOK {
+		t.Fatalf("clade status = exit %d, want 0", code)
+	}
+	if want := "batches: 3 done, 0 in flight"; !strings.Contains(stdout.String(), want) {
+		t.Errorf("clade status lacks %q:\n%s", want, stdout.String())
+	}
 }
 
 func TestBatchUsageErrors(t *testing.T) {

@@ -68,10 +68,13 @@ RESULTS.jsonl.clade.db unless --db was used).`,
 				u := s.Usage
 				fmt.Fprintf(w, "  tokens: input %d, cache writes %d, cache reads %d, output %d; cost $%.4f\n",
 					u.InputTokens, u.CacheWrite5mTokens+u.CacheWrite1hTokens, u.CacheReadTokens, u.OutputTokens, s.CostUSD)
+				if line := batchStatusLine(ctx, st, r.ID); line != "" {
+					fmt.Fprintln(w, line)
+				}
 				n := 0
 				err = st.Problems(ctx, r.ID, func(p intake.Problem) error {
 					if n < maxProblems {
-						fmt.Fprintf(w, "  bad line %s\n", problemLine(r.InputPath, p))
+						fmt.Fprintf(w, "  bad line %s\n", p.Format(r.InputPath))
 					}
 					n++
 					return nil
@@ -89,13 +92,6 @@ RESULTS.jsonl.clade.db unless --db was used).`,
 	cmd.Flags().StringVar(&db, "db", "", "the store: a SQLite `PATH` or a postgres:// URL")
 	cmd.Flags().IntVar(&maxProblems, "problems", 20, "most bad input lines to list per run")
 	return cmd
-}
-
-func problemLine(file string, p intake.Problem) string {
-	if p.Field == "" {
-		return fmt.Sprintf("%s:%d: %s", file, p.Line, p.Reason)
-	}
-	return fmt.Sprintf("%s:%d: %s: %s", file, p.Line, p.Field, p.Reason)
 }
 
 func isURL(s string) bool {
