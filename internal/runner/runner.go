@@ -212,7 +212,7 @@ func (r *run) run(ctx context.Context) (*Summary, error) {
 		"resumed", stats.Resumed, "unchanged", stats.NoOp)
 	if r.cfg.Progress != nil && len(problems) > 0 {
 		for _, p := range problems {
-			fmt.Fprintf(r.cfg.Progress, "skipped %s\n", problemText(r.cfg.Input, p))
+			fmt.Fprintf(r.cfg.Progress, "skipped %s\n", p.Format(r.cfg.Input))
 		}
 		if runRec.Problems > int64(len(problems)) {
 			fmt.Fprintf(r.cfg.Progress, "… %d bad lines in all; `clade status` lists them\n", runRec.Problems)
@@ -352,12 +352,4 @@ func (r *run) summary(ctx context.Context) *Summary {
 	s.CostUSD = st.CostUSD
 	s.BatchCostUSD = st.CostUSD * r.cat.Pricing.Batch
 	return s
-}
-
-// problemText names the file, line and field of a bad input line.
-func problemText(file string, p intake.Problem) string {
-	if p.Field == "" {
-		return fmt.Sprintf("%s:%d: %s", file, p.Line, p.Reason)
-	}
-	return fmt.Sprintf("%s:%d: %s: %s", file, p.Line, p.Field, p.Reason)
 }
