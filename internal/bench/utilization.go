@@ -22,6 +22,7 @@ import (
 	"github.com/clade-dev/clade/catalog"
 	"github.com/clade-dev/clade/emulator"
 	"github.com/clade-dev/clade/internal/jobs"
+	"github.com/clade-dev/clade/internal/ratelimit"
 	"github.com/clade-dev/clade/internal/runner"
 	"github.com/clade-dev/clade/internal/upstream"
 )
@@ -56,6 +57,9 @@ type UtilizationConfig struct {
 	FixedWorkers int
 	// LatencyScale is the emulator's. Default 1.
 	LatencyScale float64
+	// Burst is the buckets' capacity as a fraction of one minute's limit, for both the
+	// emulator and clade's limiter. Default 1 (the API's documented buckets).
+	Burst float64
 	// Dir holds the workload and the store. Default: a temporary directory.
 	Dir string
 }
@@ -152,8 +156,11 @@ func MeasureUtilization(ctx context.Context, cfg UtilizationConfig) (*Utilizatio
 		return nil, err
 	}
 	lim := tier.ClassLimits(model.Class)
+	if cfg.Burst == 0 {
+		cfg.Burst = 1
+	}
 	em, err := emulator.Start(emulator.Config{
-		Catalog: cfg.Catalog, Tier: cfg.Tier, LatencyScale: cfg.LatencyScale, Seed: 1,
+		Catalog: cfg.Catalog, Tier: cfg.Tier, LatencyScale: cfg.LatencyScale, Seed: 1, BurstFraction: cfg.Burst,
 		Output: emulator.OutputModel{MedianTokens: float64(cfg.Shape.OutputMedian), Sigma: 0.3},
 	})
 	if err != nil {
@@ -194,7 +201,11 @@ func MeasureUtilization(ctx context.Context, cfg UtilizationConfig) (*Utilizatio
 			return nil, err
 		}
 		defer st.Close()
-		_, err = runner.Run(runCtx, runner.Config{Store: st, Client: client, Catalog: cfg.Catalog, Input: input, Tier: cfg.Tier})
+		lim, err := ratelimit.New(ratelimit.Config{Catalog: cfg.Catalog, Tier: cfg.Tier, Burst: cfg.Burst})
+		if err != nil {
+			return nil, err
+		}
+		_, err = runner.Run(runCtx, runner.Config{Store: st, Client: client, Catalog: cfg.Catalog, Input: input, Tier: cfg.Tier, Limiter: lim})
 		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
 			return nil, err
 		}

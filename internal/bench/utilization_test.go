@@ -13,16 +13,17 @@ func TestMeasureUtilizationSmall(t *testing.T) {
 		t.Skip("runs for 8 s")
 	}
 	t.Parallel()
-	// A tier whose limits bind within seconds: 120 RPM, so the buckets' one-minute
-	// burst is 120 requests. Warm-up spends it; the window measures the sustained rate.
-	cat, err := catalog.Overlay(catalog.Default(), []byte("tiers:\n  quick:\n    batch: {rpm: 100, queue: 1000, max_requests: 1000}\n    limits:\n      default: {rpm: 120, itpm: 100000000, otpm: 100000000}\n"))
+	// A tier whose limits bind within seconds: 300 RPM with buckets of one second's
+	// worth (5 requests), so a one-second warm-up spends the burst and the window
+	// measures the sustained 5 requests a second.
+	cat, err := catalog.Overlay(catalog.Default(), []byte("tiers:\n  quick:\n    batch: {rpm: 100, queue: 1000, max_requests: 1000}\n    limits:\n      default: {rpm: 300, itpm: 100000000, otpm: 100000000}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	shape := Shape{Name: "tiny", InputTokens: 10, OutputMedian: 5, MaxTokens: 16}
 	u, err := MeasureUtilization(context.Background(), UtilizationConfig{
-		Catalog: cat, Tier: "quick", Shape: shape, Warmup: 3 * time.Second, Window: 5 * time.Second,
-		Client: "clade", LatencyScale: 0.01,
+		Catalog: cat, Tier: "quick", Shape: shape, Warmup: time.Second, Window: 6 * time.Second,
+		Client: "clade", LatencyScale: 0.01, Burst: 1.0 / 60,
 	})
 	if err != nil {
 		t.Fatalf("MeasureUtilization: %v", err)
@@ -30,13 +31,16 @@ func TestMeasureUtilizationSmall(t *testing.T) {
 	if u.Binding != "rpm" {
 		t.Errorf("binding = %s, want rpm", u.Binding)
 	}
-	// The burst (120) exceeds what 3 s of warm-up can send only if the client is
-	// slow; either way the sustained rate must not exceed the limit by much, and a
-	// working limiter keeps 429s away.
-	if u.RPM < 0.7 || u.RPM > 1.3 {
-		t.Errorf("RPM utilization = %.3f, want within [0.7, 1.3]: about one request per 0.5 s", u.RPM)
+	// About 30 requests in the window: the sustained rate must reach a good part of
+	// the limit even under -race on a busy machine, and must not exceed it.
+	if u.RPM < 0.5 || u.RPM > 1.1 {
+		t.Errorf("RPM utilization = %.3f, want within [0.5, 1.1]", u.RPM)
 	}
-	if u.RateLimited != 0 {
-		t.Errorf("%d of %d calls got 429, want none", u.RateLimited, u.Sent)
+	// With one-second buckets, a request delayed on its way (a loaded machine) can
+	// arrive after the server's bucket filled up and stopped refilling, so a few 429s
+	// are possible here that one-minute buckets would absorb; many would mean the
+	// limiter is not pacing.
+	if u.Sent == 0 || float64(u.RateLimited) > 0.2*float64(u.Sent) {
+		t.Errorf("%d of %d calls got 429, want at most 20 %%", u.RateLimited, u.Sent)
 	}
 }
