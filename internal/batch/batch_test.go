@@ -204,8 +204,8 @@ func wantAll(t *testing.T, path string, n int, typ string) map[string]line {
 func TestRunSplitsIntoBatches(t *testing.T) {
 	t.Parallel()
 	e := setup(t, emulator.Config{ClockSpeed: 1000})
-	const n = 300
-	cfg := e.config(writeInput(t, e.dir, n), 100)
+	const n = 200
+	cfg := e.config(writeInput(t, e.dir, n), 70)
 	sum := run(t, cfg)
 	if sum.Succeeded != n || sum.Pending != 0 || sum.Errored != 0 {
 		t.Errorf("Run() = %d succeeded, %d errored, %d pending; want %d, 0, 0", sum.Succeeded, sum.Errored, sum.Pending, n)
@@ -305,11 +305,11 @@ func TestExpiredRequestsResubmitted(t *testing.T) {
 
 func TestCanceledRequestsResubmitted(t *testing.T) {
 	t.Parallel()
-	// One request per emulated second (1,000 a real second): the first batch is
-	// canceled before it is processed.
-	e := setup(t, emulator.Config{ClockSpeed: 1000, BatchProcessingRate: 1})
-	const n = 100
-	cfg := e.config(writeInput(t, e.dir, n), 50)
+	// 0.1 request per emulated second (100 a real second): the first batch takes
+	// 300 ms to process and is canceled at once.
+	e := setup(t, emulator.Config{ClockSpeed: 1000, BatchProcessingRate: 0.1})
+	const n = 60
+	cfg := e.config(writeInput(t, e.dir, n), 30)
 	calls := 0
 	cfg.AfterCreate = func(b *upstream.Batch) error {
 		if calls++; calls == 1 {
