@@ -228,6 +228,7 @@ func TestParseFastTakesCommonShapes(t *testing.T) {
 		{body: seedBodies[7], opt: ParseOptions{CountTokens: true}},
 		{body: " {\n \"model\" : \"m\" ,\t\"max_tokens\" : 5 , \"messages\" : [ { \"role\" : \"user\" , \"content\" : [ ] } ] }\n"},
 		{body: `{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"日本語 \u00e9"}],"stop_sequences":[],"tools":[]}`},
+		{body: `{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"say \"hi\\\" \\\\"}],"stop_sequences":["\\","\""],"metadata":{"k\"":"\\"}}`},
 	}
 	for _, tc := range tests {
 		fast, ok := parseFast([]byte(tc.body), tc.opt)

@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"bytes"
 	"encoding/json"
 	"strconv"
 	"unicode/utf8"
@@ -54,7 +55,7 @@ func (s *scanner) nextKey() (key []byte, more bool) {
 		return nil, false
 	}
 	start := s.i + 1
-	end, esc, _ := s.stringEnd()
+	end, esc := s.stringEnd()
 	s.ws()
 	s.i++ // ':'
 	if esc {
@@ -78,24 +79,23 @@ func (s *scanner) nextElem() bool {
 }
 
 // stringEnd moves past the string at the cursor and returns the index after its
-// closing quote, whether it has escapes and whether it has bytes outside ASCII.
-func (s *scanner) stringEnd() (end int, esc, high bool) {
-	i := s.i + 1
+// closing quote and whether the string has escapes. A quote ends the string unless an
+// odd run of backslashes precedes it (valid JSON pairs every backslash with the
+// character after it).
+func (s *scanner) stringEnd() (end int, esc bool) {
+	start := s.i + 1
+	i := start
 	for {
-		c := s.b[i]
-		switch {
-		case c == '"':
-			s.i = i + 1
-			return s.i, esc, high
-		case c == '\\':
-			esc = true
-			i += 2
-		default:
-			if c >= utf8.RuneSelf {
-				high = true
-			}
-			i++
+		q := i + bytes.IndexByte(s.b[i:], '"')
+		k := q
+		for k > i && s.b[k-1] == '\\' {
+			k--
 		}
+		if (q-k)%2 == 0 {
+			s.i = q + 1
+			return s.i, bytes.IndexByte(s.b[start:q], '\\') >= 0
+		}
+		i = q + 1
 	}
 }
 
@@ -140,15 +140,8 @@ func decodeString(v []byte) (string, bool) {
 	if len(v) < 2 || v[0] != '"' {
 		return "", false
 	}
-	in := v[1 : len(v)-1]
-	plain := true
-	for _, c := range in {
-		if c == '\\' || c >= utf8.RuneSelf {
-			plain = false
-			break
-		}
-	}
-	if plain || !hasByte(in, '\\') && utf8.Valid(in) {
+	// Without escapes, encoding/json only replaces invalid UTF-8.
+	if in := v[1 : len(v)-1]; bytes.IndexByte(in, '\\') < 0 && utf8.Valid(in) {
 		return string(in), true
 	}
 	var str string
@@ -156,15 +149,6 @@ func decodeString(v []byte) (string, bool) {
 		return "", false
 	}
 	return str, true
-}
-
-func hasByte(b []byte, c byte) bool {
-	for _, x := range b {
-		if x == c {
-			return true
-		}
-	}
-	return false
 }
 
 // decodeInt decodes v when it is a JSON integer that fits an int64, as encoding/json does.
