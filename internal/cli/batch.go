@@ -100,23 +100,12 @@ func runBatch(cmd *cobra.Command, g *globalFlags, f *batchFlags, input string) e
 	if f.maxRequests < 0 || f.maxRounds < 1 || f.poll <= 0 {
 		return usageErr("clade batch --max-requests 100000 --max-rounds 5 --poll 5s", "--max-requests must be ≥ 0, --max-rounds ≥ 1 and --poll > 0")
 	}
-	if f.output == "" {
-		f.output = defaultOutput(input)
-	}
-	if f.db == "" {
-		f.db = f.output + ".clade.db"
-	}
 	ctx := cmd.Context()
-	client, closeEmu, err := upstreamClient(ctx, f.baseURL, f.emulate, cat, log)
+	client, store, closeAll, err := openSession(ctx, input, &f.output, &f.db, f.baseURL, f.emulate, cat, log)
 	if err != nil {
 		return err
 	}
-	defer closeEmu()
-	store, err := jobs.Open(ctx, f.db, jobs.WithLogger(log))
-	if err != nil {
-		return failure("check --db (a writable path, or a reachable postgres:// URL)", fmt.Errorf("open store %s: %w", redactDSN(f.db), err))
-	}
-	defer store.Close()
+	defer closeAll()
 
 	var progress io.Writer = stderr
 	if f.quiet {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -142,25 +143,12 @@ func runRun(cmd *cobra.Command, g *globalFlags, f *runFlags, input string) error
 	if err := routing.Validate(cat); err != nil {
 		return usageErr("clade run --model haiku", "%v", err)
 	}
-	if f.output == "" {
-		f.output = defaultOutput(input)
-	}
-	if f.db == "" {
-		f.db = f.output + ".clade.db"
-	}
-
 	ctx := cmd.Context()
-	client, closeEmu, err := upstreamClient(ctx, f.baseURL, f.emulate, cat, log)
+	client, store, closeAll, err := openSession(ctx, input, &f.output, &f.db, f.baseURL, f.emulate, cat, log)
 	if err != nil {
 		return err
 	}
-	defer closeEmu()
-
-	store, err := jobs.Open(ctx, f.db, jobs.WithLogger(log))
-	if err != nil {
-		return failure("check --db (a writable path, or a reachable postgres:// URL)", fmt.Errorf("open store %s: %w", redactDSN(f.db), err))
-	}
-	defer store.Close()
+	defer closeAll()
 
 	var reg *prometheus.Registry
 	if f.metricsAddr != "" {
@@ -212,6 +200,28 @@ func runRun(cmd *cobra.Command, g *globalFlags, f *runFlags, input string) error
 			try: "clade status --db " + redactDSN(f.db)}
 	}
 	return nil
+}
+
+// openSession resolves the default output (INPUT.results.jsonl) and store
+// (OUTPUT.clade.db), and opens the API client and the store that `run` and `batch`
+// share. closeAll closes both.
+func openSession(ctx context.Context, input string, output, db *string, baseURL, emulate string, cat *catalog.Catalog, log *slog.Logger) (*upstream.Client, *jobs.Store, func(), error) {
+	if *output == "" {
+		*output = defaultOutput(input)
+	}
+	if *db == "" {
+		*db = *output + ".clade.db"
+	}
+	client, closeEmu, err := upstreamClient(ctx, baseURL, emulate, cat, log)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	store, err := jobs.Open(ctx, *db, jobs.WithLogger(log))
+	if err != nil {
+		closeEmu()
+		return nil, nil, nil, failure("check --db (a writable path, or a reachable postgres:// URL)", fmt.Errorf("open store %s: %w", redactDSN(*db), err))
+	}
+	return client, store, func() { store.Close(); closeEmu() }, nil
 }
 
 // upstreamClient returns the API client: an in-process emulator when emulateTier is
