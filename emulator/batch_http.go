@@ -139,14 +139,8 @@ func (s *Server) handleBatchGet(w http.ResponseWriter, r *http.Request, c *call)
 		return
 	}
 	e := s.batches
-	id := r.PathValue("id")
-	e.mu.Lock()
-	now := e.now()
-	e.advance(now)
-	b, ok := e.byID[id]
+	b, now, ok := s.lockBatch(w, r, c)
 	if !ok {
-		e.mu.Unlock()
-		s.writeError(w, c.requestID, notFoundBatch(id))
 		return
 	}
 	v := e.view(b, now, s.resultsBase(r))
@@ -168,16 +162,11 @@ func (s *Server) handleBatchCancel(w http.ResponseWriter, r *http.Request, c *ca
 		return
 	}
 	e := s.batches
-	id := r.PathValue("id")
-	e.mu.Lock()
-	now := e.now()
-	e.advance(now)
-	b, ok := e.byID[id]
+	b, now, ok := s.lockBatch(w, r, c)
 	if !ok {
-		e.mu.Unlock()
-		s.writeError(w, c.requestID, notFoundBatch(id))
 		return
 	}
+	id := b.id
 	switch b.status {
 	case batchEnded:
 		e.mu.Unlock()
@@ -205,15 +194,11 @@ func (s *Server) handleBatchDelete(w http.ResponseWriter, r *http.Request, c *ca
 		return
 	}
 	e := s.batches
-	id := r.PathValue("id")
-	e.mu.Lock()
-	e.advance(e.now())
-	b, ok := e.byID[id]
+	b, _, ok := s.lockBatch(w, r, c)
 	if !ok {
-		e.mu.Unlock()
-		s.writeError(w, c.requestID, notFoundBatch(id))
 		return
 	}
+	id := b.id
 	if b.status != batchEnded {
 		e.mu.Unlock()
 		s.writeError(w, c.requestID, wire.Errorf(wire.InvalidRequest,
@@ -227,4 +212,22 @@ func (s *Server) handleBatchDelete(w http.ResponseWriter, r *http.Request, c *ca
 	e.mu.Unlock()
 	s.log.Info("batch deleted", "batch_id", id)
 	writeJSON(w, http.StatusOK, map[string]string{"id": id, "type": "message_batch_deleted"})
+}
+
+// lockBatch takes the engine's lock, brings the simulation up to now and finds the
+// batch named in the path. When it reports true the lock is held and the caller must
+// release it; otherwise it has answered 404 and released the lock.
+func (s *Server) lockBatch(w http.ResponseWriter, r *http.Request, c *call) (*batch, time.Time, bool) {
+	e := s.batches
+	id := r.PathValue("id")
+	e.mu.Lock()
+	now := e.now()
+	e.advance(now)
+	b, ok := e.byID[id]
+	if !ok {
+		e.mu.Unlock()
+		s.writeError(w, c.requestID, notFoundBatch(id))
+		return nil, now, false
+	}
+	return b, now, true
 }

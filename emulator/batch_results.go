@@ -55,16 +55,11 @@ func (s *Server) handleBatchResults(w http.ResponseWriter, r *http.Request, c *c
 		return
 	}
 	e := s.batches
-	id := r.PathValue("id")
-	e.mu.Lock()
-	now := e.now()
-	e.advance(now)
-	b, ok := e.byID[id]
+	b, now, ok := s.lockBatch(w, r, c)
 	if !ok {
-		e.mu.Unlock()
-		s.writeError(w, c.requestID, notFoundBatch(id))
 		return
 	}
+	id := b.id
 	if b.status != batchEnded {
 		e.mu.Unlock()
 		s.writeError(w, c.requestID, wire.Errorf(wire.InvalidRequest,
