@@ -2,6 +2,7 @@ package emulator
 
 import (
 	"encoding/json"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -157,5 +158,29 @@ func TestCountTokensRule(t *testing.T) {
 	// request 3 + system 2 + 2 + message 4 + text 1 + image 1500
 	if want := int64(3 + 2 + 2 + 4 + 1 + 1500); ic.total != want {
 		t.Errorf("countInput = %d, want %d", ic.total, want)
+	}
+}
+
+// TestRateLimitHeadersThroughHandler checks the headers are in canonical form, so that
+// Header().Get finds them on an httptest recorder, not only over the network.
+func TestRateLimitHeadersThroughHandler(t *testing.T) {
+	t.Parallel()
+	s, err := New(Config{Tier: "tier-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := `{"model":"claude-haiku-4-5","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}`
+	req := httptest.NewRequest("POST", "/v1/messages", strings.NewReader(body))
+	req.Header.Set("x-api-key", "k")
+	req.Header.Set("anthropic-version", Version2023)
+	rec := httptest.NewRecorder()
+	s.ServeHTTP(rec, req)
+	if rec.Code != 200 {
+		t.Fatalf("status %d: %s", rec.Code, rec.Body.String())
+	}
+	for _, h := range []string{"anthropic-ratelimit-requests-limit", "anthropic-ratelimit-input-tokens-remaining", "anthropic-ratelimit-output-tokens-reset", "anthropic-ratelimit-tokens-limit"} {
+		if rec.Header().Get(h) == "" {
+			t.Errorf("Header().Get(%q) is empty", h)
+		}
 	}
 }

@@ -185,12 +185,13 @@ func (l *limiter) snapshot(class string, now time.Time) snapshot {
 }
 
 // rateLimitHeaderKeys are the header map keys setHeaders writes, per limit: -limit,
-// -remaining, -reset. They are set on the map directly, so they are not canonicalised.
+// -remaining, -reset. They are set on the map directly, so they are written in the
+// canonical form that Header.Get looks up.
 var rateLimitHeaderKeys = [4][3]string{
-	{"Anthropic-Ratelimit-Requests-limit", "Anthropic-Ratelimit-Requests-remaining", "Anthropic-Ratelimit-Requests-reset"},
-	{"Anthropic-Ratelimit-Input-Tokens-limit", "Anthropic-Ratelimit-Input-Tokens-remaining", "Anthropic-Ratelimit-Input-Tokens-reset"},
-	{"Anthropic-Ratelimit-Output-Tokens-limit", "Anthropic-Ratelimit-Output-Tokens-remaining", "Anthropic-Ratelimit-Output-Tokens-reset"},
-	{"Anthropic-Ratelimit-Tokens-limit", "Anthropic-Ratelimit-Tokens-remaining", "Anthropic-Ratelimit-Tokens-reset"},
+	{"Anthropic-Ratelimit-Requests-Limit", "Anthropic-Ratelimit-Requests-Remaining", "Anthropic-Ratelimit-Requests-Reset"},
+	{"Anthropic-Ratelimit-Input-Tokens-Limit", "Anthropic-Ratelimit-Input-Tokens-Remaining", "Anthropic-Ratelimit-Input-Tokens-Reset"},
+	{"Anthropic-Ratelimit-Output-Tokens-Limit", "Anthropic-Ratelimit-Output-Tokens-Remaining", "Anthropic-Ratelimit-Output-Tokens-Reset"},
+	{"Anthropic-Ratelimit-Tokens-Limit", "Anthropic-Ratelimit-Tokens-Remaining", "Anthropic-Ratelimit-Tokens-Reset"},
 }
 
 // setHeaders writes every anthropic-ratelimit-* header for a class. It runs on every
