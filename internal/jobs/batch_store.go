@@ -133,18 +133,7 @@ func (s *Store) BatchPending(ctx context.Context, runID int64, afterLine, limit 
 	if err != nil {
 		return nil, fmt.Errorf("batch pending: %w", err)
 	}
-	defer rs.Close()
-	var out []Request
-	for rs.Next() {
-		var r Request
-		var params []byte
-		if err := rs.Scan(&r.ID, &r.RunID, &r.CustomID, &r.Line, &r.Model, &r.MaxTokens, &r.EstInputTokens, &params); err != nil {
-			return nil, err
-		}
-		r.Params = params
-		out = append(out, r)
-	}
-	return out, rs.Err()
+	return scanRequests(rs)
 }
 
 // RecordBatchIntent records, in one transaction, a batch about to be created and its

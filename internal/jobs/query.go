@@ -207,18 +207,7 @@ func (s *Store) Pending(ctx context.Context, runID int64, afterLine, limit int) 
 	if err != nil {
 		return nil, fmt.Errorf("pending: %w", err)
 	}
-	defer rs.Close()
-	var out []Request
-	for rs.Next() {
-		var r Request
-		var params []byte
-		if err := rs.Scan(&r.ID, &r.RunID, &r.CustomID, &r.Line, &r.Model, &r.MaxTokens, &r.EstInputTokens, &params); err != nil {
-			return nil, err
-		}
-		r.Params = params
-		out = append(out, r)
-	}
-	return out, rs.Err()
+	return scanRequests(rs)
 }
 
 // Export writes the run's results as results.jsonl (the Message Batches results
@@ -256,4 +245,21 @@ func (s *Store) Export(ctx context.Context, runID int64, w io.Writer, ordered bo
 		return n, fmt.Errorf("export: %w", err)
 	}
 	return n, nil
+}
+
+// scanRequests reads rows of (id, run_id, custom_id, line, model, max_tokens,
+// est_input_tokens, params) into Requests and closes rs.
+func scanRequests(rs rows) ([]Request, error) {
+	defer rs.Close()
+	var out []Request
+	for rs.Next() {
+		var r Request
+		var params []byte
+		if err := rs.Scan(&r.ID, &r.RunID, &r.CustomID, &r.Line, &r.Model, &r.MaxTokens, &r.EstInputTokens, &params); err != nil {
+			return nil, err
+		}
+		r.Params = params
+		out = append(out, r)
+	}
+	return out, rs.Err()
 }
