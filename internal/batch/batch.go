@@ -76,8 +76,8 @@ type Config struct {
 	// MaxRounds is how many batches a request may go in before an expired, canceled
 	// or retryably errored line is its final result. Default DefaultMaxRounds (5).
 	MaxRounds int
-	// PollMin and PollMax bound the wait between two polls of a running batch; it
-	// doubles from PollMin to PollMax. Defaults 5 s and 1 min.
+	// PollMin and PollMax bound the wait between two polls of a running batch, which
+	// is a tenth of the batch's age. Defaults 5 s and 1 min.
 	PollMin, PollMax time.Duration
 	// ReconcileWindow is the clock skew allowed when matching an unrecorded intent
 	// against the API's batches: batches created from the intent's time less this
@@ -195,8 +195,15 @@ type dispatcher struct {
 }
 
 type pollState struct {
-	next     time.Time
-	interval time.Duration
+	next time.Time
+}
+
+// pollInterval is the wait before the next poll of a batch recorded at attempted:
+// a tenth of its age, within [PollMin, PollMax], so a batch's end is seen at most
+// about 10% of its running time late, and old batches are not polled more than
+// they need.
+func (d *dispatcher) pollInterval(attempted, now time.Time) time.Duration {
+	return min(max(now.Sub(attempted)/10, d.cfg.PollMin), d.cfg.PollMax)
 }
 
 func (d *dispatcher) run(ctx context.Context) (*Summary, error) {
@@ -259,7 +266,7 @@ func (d *dispatcher) loop(ctx context.Context) error {
 		for _, b := range open {
 			ps := d.polls[b.Row]
 			if ps == nil {
-				ps = &pollState{next: now, interval: d.cfg.PollMin}
+				ps = &pollState{next: now}
 				d.polls[b.Row] = ps
 			}
 			if now.Before(ps.next) {
@@ -274,8 +281,7 @@ func (d *dispatcher) loop(ctx context.Context) error {
 				delete(d.polls, b.Row)
 				continue
 			}
-			ps.next = now.Add(ps.interval)
-			ps.interval = min(2*ps.interval, d.cfg.PollMax)
+			ps.next = now.Add(d.pollInterval(b.AttemptedAt, now))
 		}
 		if !now.Before(d.fillAfter) {
 			if err := d.fill(ctx); err != nil {

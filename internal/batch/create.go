@@ -209,7 +209,7 @@ func (d *dispatcher) create(ctx context.Context, b *body) (bool, error) {
 	d.failures = 0
 	d.batches++
 	now := d.cfg.Clock.Now()
-	d.polls[rec.Row] = &pollState{next: now.Add(d.cfg.PollMin), interval: d.cfg.PollMin}
+	d.polls[rec.Row] = &pollState{next: now.Add(d.cfg.PollMin)}
 	d.log.Debug("batch created", "batch_id", got.ID, "requests", rec.Requests, "bytes", rec.BodyBytes)
 	d.progress("batch %s created: %d requests, %d bytes", got.ID, rec.Requests, rec.BodyBytes)
 	return true, nil
