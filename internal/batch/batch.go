@@ -57,6 +57,9 @@ type Config struct {
 	// store at start, then appended to as results are written).
 	Input  string
 	Output string
+	// Out, when set, is the results file to append to instead of opening Output
+	// (the hybrid mode shares one between realtime and batch). Run does not close it.
+	Out *jobs.Output
 	// Force re-imports a changed input; Strict aborts when the input has a bad line.
 	Force, Strict bool
 	// Options is stored with a new run, opaque.
@@ -89,6 +92,14 @@ type Config struct {
 	Progress io.Writer
 	// Logger receives structured logs. Default: discard.
 	Logger *slog.Logger
+	// MayFill, when set, is asked before each new batch is filled; false creates
+	// none (open batches are still polled and read). The hybrid mode stops batch
+	// work this way once realtime takes over.
+	MayFill func() bool
+	// KeepJobs keeps the run's River jobs: a hybrid run's realtime workers own the
+	// requests that have one. By default they are deleted, as batch dispatch owns
+	// every request.
+	KeepJobs bool
 	// AfterCreate, when set, runs after a create call returns and before its id is
 	// recorded; an error stops Run there, as a crash would (crash tests).
 	AfterCreate func(b *upstream.Batch) error
@@ -232,16 +243,20 @@ func (d *dispatcher) run(ctx context.Context) (*Summary, error) {
 	if err := st.PrepareBatches(ctx); err != nil {
 		return nil, err
 	}
-	if _, err := st.DropRequestJobs(ctx, d.runID); err != nil {
-		return nil, fmt.Errorf("drop realtime jobs: %w", err)
+	if !d.cfg.KeepJobs {
+		if _, err := st.DropRequestJobs(ctx, d.runID); err != nil {
+			return nil, fmt.Errorf("drop realtime jobs: %w", err)
+		}
 	}
-	if d.cfg.Output != "" {
-		out, err := openOutput(ctx, st, d.runID, d.cfg.Output)
+	if o := d.cfg.Out; o != nil {
+		d.out = &outputFile{o}
+	} else if d.cfg.Output != "" {
+		o, err := jobs.OpenOutput(ctx, st, d.runID, d.cfg.Output, false)
 		if err != nil {
 			return nil, err
 		}
-		d.out = out
-		defer out.close()
+		d.out = &outputFile{o}
+		defer o.Close()
 	}
 	if err := d.reconcileAll(ctx); err != nil {
 		return d.summary(context.WithoutCancel(ctx)), err
@@ -283,7 +298,7 @@ func (d *dispatcher) loop(ctx context.Context) error {
 			}
 			ps.next = now.Add(d.pollInterval(b.AttemptedAt, now))
 		}
-		if !now.Before(d.fillAfter) {
+		if !now.Before(d.fillAfter) && (d.cfg.MayFill == nil || d.cfg.MayFill()) {
 			if err := d.fill(ctx); err != nil {
 				return err
 			}
@@ -301,8 +316,13 @@ func (d *dispatcher) loop(ctx context.Context) error {
 				return nil
 			}
 		}
-		// Sleep until the next poll or fill.
-		wake := d.fillAfter
+		// Sleep until the next poll, or the end of a fill backoff. Fill creates
+		// batches until the queue is full or nothing is pending, so only a poll (a
+		// batch that ended) or a backoff's end can give it more to do.
+		var wake time.Time
+		if now.Before(d.fillAfter) {
+			wake = d.fillAfter
+		}
 		if openN > 0 && len(d.polls) == 0 {
 			wake = now // a batch was just created: poll it now (its state is set above next round)
 		}
@@ -310,6 +330,11 @@ func (d *dispatcher) loop(ctx context.Context) error {
 			if wake.IsZero() || ps.next.Before(wake) {
 				wake = ps.next
 			}
+		}
+		if wake.IsZero() {
+			// Nothing scheduled: the pending requests are not batch dispatch's to
+			// send (MayFill said no). Look again later.
+			wake = now.Add(d.cfg.PollMin)
 		}
 		if wait := wake.Sub(d.cfg.Clock.Now()); wait > 0 {
 			select {

@@ -196,13 +196,18 @@ func (w *worker) NextRetry(rj *river.Job[requestArgs]) time.Time {
 
 func (w *worker) Work(ctx context.Context, rj *river.Job[requestArgs]) error {
 	job := &Job{ID: rj.ID, Attempt: rj.Attempt, MaxAttempts: rj.MaxAttempts, rj: rj, beforeCommit: w.c.cfg.BeforeCommit}
-	req, err := w.c.s.request(ctx, rj.Args.Request)
+	req, done, err := w.c.s.request(ctx, rj.Args.Request)
 	if errors.Is(err, sql.ErrNoRows) {
 		// The run was re-imported (Force) under this job: nothing to do.
 		return river.JobCancel(fmt.Errorf("request %d no longer exists", rj.Args.Request))
 	}
 	if err != nil {
 		return err
+	}
+	if done {
+		// The request got its result elsewhere (a Message Batch of a hybrid run, or
+		// a rescued job that ran twice): complete the job without sending it.
+		return w.c.s.completeOnly(ctx, job)
 	}
 	job.Request = *req
 
@@ -247,15 +252,17 @@ func (w *worker) call(ctx context.Context, job *Job) (res Result, err error) {
 	return w.c.work(ctx, job)
 }
 
-// request loads a request row.
-func (s *Store) request(ctx context.Context, id int64) (*Request, error) {
+// request loads a request row, and reports whether it already has a result.
+func (s *Store) request(ctx context.Context, id int64) (*Request, bool, error) {
 	var r Request
 	var params []byte
-	err := s.b.reader().queryRow(ctx, `SELECT id, run_id, custom_id, line, model, max_tokens, est_input_tokens, params
-		FROM clade_request WHERE id = $1`, id).Scan(&r.ID, &r.RunID, &r.CustomID, &r.Line, &r.Model, &r.MaxTokens, &r.EstInputTokens, &params)
+	var done bool
+	err := s.b.reader().queryRow(ctx, `SELECT r.id, r.run_id, r.custom_id, r.line, r.model, r.max_tokens, r.est_input_tokens, r.params,
+			EXISTS (SELECT 1 FROM clade_result x WHERE x.request_id = r.id)
+		FROM clade_request r WHERE r.id = $1`, id).Scan(&r.ID, &r.RunID, &r.CustomID, &r.Line, &r.Model, &r.MaxTokens, &r.EstInputTokens, &params, &done)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	r.Params = params
-	return &r, nil
+	return &r, done, nil
 }

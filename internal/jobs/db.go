@@ -38,6 +38,8 @@ type backend interface {
 	kind() string
 	// runOfJob is the SQL expression for the run id in river_job.args.
 	runOfJob() string
+	// requestOfJob is the SQL expression for the request id in river_job.args.
+	requestOfJob() string
 	// greatest is the SQL function that returns the larger of its arguments.
 	greatest() string
 	// migrateRiver applies River's migrations.

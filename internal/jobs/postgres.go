@@ -72,6 +72,9 @@ func openPostgres(ctx context.Context, dsn string) (*postgresBackend, error) {
 
 func (b *postgresBackend) kind() string     { return "postgres" }
 func (b *postgresBackend) runOfJob() string { return "(args->>'run')::bigint" }
+func (b *postgresBackend) requestOfJob() string {
+	return "(args->>'req')::bigint"
+}
 func (b *postgresBackend) greatest() string { return "greatest" }
 func (b *postgresBackend) reader() querier  { return pgQuerier{b.pool} }
 func (b *postgresBackend) close() error     { b.pool.Close(); return nil }

@@ -164,3 +164,19 @@ func (s *Store) complete(ctx context.Context, job *Job, res Result) (inserted bo
 	})
 	return inserted && err == nil, err
 }
+
+// completeOnly marks the job completed without writing a result: its request
+// already has one.
+func (s *Store) completeOnly(ctx context.Context, job *Job) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), completeTimeout)
+	defer cancel()
+	return s.inTx(ctx, func(tx txn) error {
+		if err := tx.completeJob(ctx, job.rj); err != nil {
+			if errors.Is(err, rivertype.ErrNotFound) {
+				return errJobNotRunning
+			}
+			return fmt.Errorf("complete job %d: %w", job.ID, err)
+		}
+		return nil
+	})
+}

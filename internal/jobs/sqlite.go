@@ -83,6 +83,9 @@ func openSQLite(ctx context.Context, path string) (*sqliteBackend, error) {
 
 func (b *sqliteBackend) kind() string     { return "sqlite" }
 func (b *sqliteBackend) runOfJob() string { return "json_extract(args, '$.run')" }
+func (b *sqliteBackend) requestOfJob() string {
+	return "json_extract(args, '$.req')"
+}
 func (b *sqliteBackend) greatest() string { return "max" }
 func (b *sqliteBackend) reader() querier  { return sqlQuerier{b.ro} }
 

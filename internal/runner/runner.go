@@ -39,6 +39,9 @@ type Config struct {
 	// arrive (rebuilt from the store at start, so a resumed run writes each result once).
 	Input  string
 	Output string
+	// Out, when set, is the results file to append to instead of opening Output
+	// (the hybrid mode shares one between realtime and batch). Run does not close it.
+	Out *jobs.Output
 	// Ordered writes the output in input order at the end instead of as results arrive.
 	Ordered bool
 	// Force re-imports a changed input (its earlier results are dropped).
@@ -114,7 +117,7 @@ type run struct {
 	est     *estimator
 	backoff upstream.Backoff
 	budget  *upstream.Budget
-	out     *outputFile
+	out     *jobs.Output
 	m       *metrics
 	runID   int64
 	start   time.Time
@@ -222,13 +225,14 @@ func (r *run) run(ctx context.Context) (*Summary, error) {
 		return r.summary(ctx), fmt.Errorf("%w: %d bad lines (see `clade status`)", ErrStrict, runRec.Problems)
 	}
 
-	if r.cfg.Output != "" {
-		out, err := openOutput(ctx, r.cfg.Store, r.runID, r.cfg.Output, r.cfg.Ordered)
+	r.out = r.cfg.Out
+	if r.out == nil && r.cfg.Output != "" {
+		out, err := jobs.OpenOutput(ctx, r.cfg.Store, r.runID, r.cfg.Output, r.cfg.Ordered)
 		if err != nil {
 			return nil, err
 		}
 		r.out = out
-		defer out.close()
+		defer out.Close()
 	}
 	st, err := r.cfg.Store.Status(ctx, r.runID)
 	if err != nil {
@@ -244,8 +248,8 @@ func (r *run) run(ctx context.Context) (*Summary, error) {
 		}
 	}
 	sum := r.summary(context.WithoutCancel(ctx))
-	if r.out != nil && r.cfg.Ordered && sum.Pending == 0 {
-		if err := r.out.exportOrdered(context.WithoutCancel(ctx), r.cfg.Store, r.runID); err != nil {
+	if r.out != nil && r.cfg.Out == nil && r.cfg.Ordered && sum.Pending == 0 {
+		if err := r.out.ExportOrdered(context.WithoutCancel(ctx), r.cfg.Store, r.runID); err != nil {
 			return sum, err
 		}
 	}
@@ -330,7 +334,7 @@ func (r *run) committed(job *jobs.Job, res jobs.Result) {
 		r.errored.Add(1)
 	}
 	r.m.results.WithLabelValues(string(res.Type)).Inc()
-	r.out.appendResult(job, res)
+	r.out.AppendResult(job.Request.CustomID, res)
 }
 
 func (r *run) summary(ctx context.Context) *Summary {

@@ -1,0 +1,120 @@
+package jobs
+
+// The store side of the hybrid mode (package hybrid): a run whose requests go to
+// Message Batches first and, when a deadline comes close, to realtime workers as
+// well. Batch dispatch owns a request while it has no River job; EnqueueUnfinished
+// hands the rest of the run to realtime; a worker skips a request that a batch
+// finished meanwhile (see worker.Work).
+
+import (
+	"context"
+	"fmt"
+)
+
+// ModelNeed is what the unfinished requests of one model still need.
+type ModelNeed struct {
+	Model       string
+	Requests    int64
+	InputTokens int64 // estimated (clade_request.est_input_tokens)
+	MaxTokens   int64 // sum of max_tokens
+}
+
+// RemainingNeed sums, by model, the requests of the run that have no result.
+// When inBatch is false, requests in an open (intent or created) batch are left
+// out.
+func (s *Store) RemainingNeed(ctx context.Context, runID int64, inBatch bool) ([]ModelNeed, error) {
+	q := `SELECT r.model, count(*), coalesce(sum(r.est_input_tokens), 0), coalesce(sum(r.max_tokens), 0)
+		FROM clade_request r
+		WHERE r.run_id = $1 AND NOT EXISTS (SELECT 1 FROM clade_result x WHERE x.request_id = r.id)`
+	if !inBatch {
+		q += ` AND NOT EXISTS (SELECT 1 FROM clade_batch_item i JOIN clade_batch b ON b.id = i.batch_row
+				WHERE i.request_id = r.id AND b.state <> 'done')`
+	}
+	rs, err := s.b.reader().query(ctx, q+` GROUP BY r.model ORDER BY r.model`, runID)
+	if err != nil {
+		return nil, fmt.Errorf("remaining need: %w", err)
+	}
+	defer rs.Close()
+	var out []ModelNeed
+	for rs.Next() {
+		var n ModelNeed
+		if err := rs.Scan(&n.Model, &n.Requests, &n.InputTokens, &n.MaxTokens); err != nil {
+			return nil, err
+		}
+		out = append(out, n)
+	}
+	return out, rs.Err()
+}
+
+// EnqueueUnfinished gives every request of the run that has no result and no
+// unfinished River job a job, so realtime workers send it, and returns how many.
+// Requests in no open batch come first (input order), then those of open batches,
+// the most recently recorded batch first: the batch least likely to finish soon.
+// River runs jobs of equal priority in insertion order.
+func (s *Store) EnqueueUnfinished(ctx context.Context, runID int64, maxAttempts int) (int64, error) {
+	if maxAttempts <= 0 {
+		maxAttempts = DefaultMaxAttempts
+	}
+	rs, err := s.b.reader().query(ctx, `SELECT r.id,
+			coalesce((SELECT max(i.batch_row) FROM clade_batch_item i JOIN clade_batch b ON b.id = i.batch_row
+				WHERE i.request_id = r.id AND b.state <> 'done'), 0) AS open_batch
+		FROM clade_request r
+		WHERE r.run_id = $1
+			AND NOT EXISTS (SELECT 1 FROM clade_result x WHERE x.request_id = r.id)
+			AND NOT EXISTS (SELECT 1 FROM river_job j WHERE j.kind = '`+JobKind+`' AND j.state IN `+unfinishedStates+`
+				AND `+s.b.runOfJob()+` = $1 AND `+s.b.requestOfJob()+` = r.id)
+		ORDER BY open_batch = 0 DESC, open_batch DESC, r.line`, runID)
+	if err != nil {
+		return 0, fmt.Errorf("enqueue unfinished: %w", err)
+	}
+	var ids []int64
+	for rs.Next() {
+		var id, batch int64
+		if err := rs.Scan(&id, &batch); err != nil {
+			rs.Close()
+			return 0, err
+		}
+		ids = append(ids, id)
+	}
+	rs.Close()
+	if err := rs.Err(); err != nil {
+		return 0, err
+	}
+	const chunk = 1000
+	for i := 0; i < len(ids); i += chunk {
+		part := ids[i:min(i+chunk, len(ids))]
+		if err := s.inTx(ctx, func(tx txn) error { return tx.insertJobs(ctx, runID, part, maxAttempts) }); err != nil {
+			return int64(i), fmt.Errorf("enqueue unfinished: %w", err)
+		}
+	}
+	return int64(len(ids)), nil
+}
+
+// HasJobs reports whether the run has River jobs that may still run: a hybrid run
+// that already moved work to realtime.
+func (s *Store) HasJobs(ctx context.Context, runID int64) (bool, error) {
+	n, err := s.Unfinished(ctx, runID)
+	return n > 0, err
+}
+
+// CoveredBatches returns the run's open (created) batches whose every request
+// already has a result: realtime did their work, so they can be cancelled.
+func (s *Store) CoveredBatches(ctx context.Context, runID int64) ([]BatchRecord, error) {
+	open, err := s.Batches(ctx, runID, BatchCreated)
+	if err != nil {
+		return nil, err
+	}
+	var out []BatchRecord
+	for _, b := range open {
+		var left int64
+		err := s.b.reader().queryRow(ctx, `SELECT count(*) FROM clade_batch_item i
+			WHERE i.batch_row = $1 AND NOT EXISTS (SELECT 1 FROM clade_result x WHERE x.request_id = i.request_id)`, b.Row).Scan(&left)
+		if err != nil {
+			return nil, fmt.Errorf("covered batches: %w", err)
+		}
+		if left == 0 {
+			out = append(out, b)
+		}
+	}
+	return out, nil
+}
