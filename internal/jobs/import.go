@@ -62,8 +62,14 @@ type ImportOptions struct {
 	// Force re-imports a run whose input changed: its requests, jobs, results and
 	// problems are deleted first. No Client may be working the run meanwhile.
 	Force bool
+	// NoJobs records the requests without River jobs: batch mode owns their
+	// dispatch, and enqueuing jobs it would then delete (DropRequestJobs) costs
+	// about as much as storing the requests. A run imported this way has nothing
+	// for a realtime Client to work until its pending requests are enqueued.
+	NoJobs bool
 	// MaxAttempts is how many times a request's job may run before its last error
-	// becomes an errored result. Defaults to DefaultMaxAttempts (10).
+	// becomes an errored result. Defaults to DefaultMaxAttempts (10). Unused with
+	// NoJobs.
 	MaxAttempts int
 	// BatchLines is how many lines each transaction imports. Defaults to
 	// DefaultBatchLines (2,000).
@@ -77,7 +83,7 @@ type ImportOptions struct {
 type ImportStats struct {
 	Lines      int64 // lines read by this call
 	Bytes      int64 // bytes read by this call
-	Requests   int64 // requests stored and enqueued by this call
+	Requests   int64 // requests stored (and enqueued, without NoJobs) by this call
 	Problems   int64 // lines rejected by this call, duplicates included
 	Duplicates int64 // of Problems, duplicate custom_ids
 	Resumed    bool  // the call continued an interrupted import
@@ -87,10 +93,10 @@ type ImportStats struct {
 }
 
 // Import reads the input file into the store as a run, enqueuing one River job per
-// valid request, in transactions of BatchLines lines. It is idempotent: for a run
-// already imported from the same bytes it does nothing, and an import that was
-// interrupted continues after its last committed line. A run whose input changed
-// fails with ErrInputChanged unless opt.Force is set.
+// valid request (none with opt.NoJobs), in transactions of BatchLines lines. It is
+// idempotent: for a run already imported from the same bytes it does nothing, and an
+// import that was interrupted continues after its last committed line. A run whose
+// input changed fails with ErrInputChanged unless opt.Force is set.
 //
 // Duplicate custom_ids are found by the store's unique index (constant memory) and
 // recorded as Problems naming both lines; the first line wins.
@@ -202,7 +208,7 @@ func (s *Store) importFrom(ctx context.Context, run *Run, opt ImportOptions, fp 
 		return err
 	}
 	rd := intake.NewReader(in, intake.Options{FirstLine: int(line) + 1})
-	b := &importBatch{runID: run.ID, maxAttempts: opt.MaxAttempts}
+	b := &importBatch{runID: run.ID, maxAttempts: opt.MaxAttempts, noJobs: opt.NoJobs}
 	committed := offset
 	flush := func() error {
 		newOffset := offset + rd.Offset()
@@ -254,10 +260,11 @@ func (s *Store) importFrom(ctx context.Context, run *Run, opt ImportOptions, fp 
 type importBatch struct {
 	runID       int64
 	maxAttempts int
+	noJobs      bool // store the requests without River jobs
 	reqs        []*intake.Request
 	probs       []intake.Problem
 	bytes       int
-	enqueued    int64 // requests enqueued by the last flush
+	enqueued    int64 // requests stored by the last flush
 }
 
 // flushBatch stores one batch of lines and moves the run's import position from
@@ -295,7 +302,7 @@ func (s *Store) flushBatch(ctx context.Context, b *importBatch, oldOffset, newOf
 				return fmt.Errorf("insert problem: %w", err)
 			}
 		}
-		if b.enqueued > 0 {
+		if b.enqueued > 0 && !b.noJobs {
 			if err := tx.insertJobs(ctx, b.runID, ids, b.maxAttempts); err != nil {
 				return fmt.Errorf("enqueue jobs: %w", err)
 			}
