@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/clade-dev/clade/internal/wire"
 )
@@ -90,8 +91,12 @@ func (s *Server) handleBatchResults(w http.ResponseWriter, r *http.Request, c *c
 	opt := s.parseOptions(snap.version, false)
 	ctx := r.Context()
 	order := rand.New(rand.NewPCG(uint64(s.cfg.Seed), snap.orderSeed)).Perm(len(snap.items))
+	th := newResultsThrottle(s.faults.resultsRate(), s.cfg.Now())
 	for k, i := range order {
 		if k%256 == 0 && ctx.Err() != nil {
+			return
+		}
+		if th != nil && !th.wait(r, w, bw, k, s.cfg.Now) {
 			return
 		}
 		if err := enc.Encode(s.batchResultLine(&snap, i, opt)); err != nil {
@@ -99,6 +104,41 @@ func (s *Server) handleBatchResults(w http.ResponseWriter, r *http.Request, c *c
 		}
 	}
 	bw.Flush()
+}
+
+// resultsThrottle paces a results download to Faults.ResultsRate lines per second.
+type resultsThrottle struct {
+	rate  float64
+	start time.Time
+}
+
+func newResultsThrottle(rate float64, now time.Time) *resultsThrottle {
+	if rate <= 0 {
+		return nil
+	}
+	return &resultsThrottle{rate: rate, start: now}
+}
+
+// wait holds line k back until its time, flushing what was written so the client
+// sees the lines as they are paced. It reports false when the client went away.
+func (t *resultsThrottle) wait(r *http.Request, w http.ResponseWriter, bw *bufio.Writer, k int, now func() time.Time) bool {
+	due := t.start.Add(time.Duration(float64(k) / t.rate * float64(time.Second)))
+	d := due.Sub(now())
+	if d <= 0 {
+		return true
+	}
+	if bw.Flush() != nil {
+		return false
+	}
+	_ = http.NewResponseController(w).Flush()
+	tm := time.NewTimer(d)
+	defer tm.Stop()
+	select {
+	case <-r.Context().Done():
+		return false
+	case <-tm.C:
+		return true
+	}
 }
 
 // batchResultLine builds request i's result line.
@@ -125,7 +165,12 @@ func (s *Server) batchResultLine(snap *resultsSnapshot, i int, opt wire.ParseOpt
 		werr = snap.errs[int32(i)]
 	}
 	if werr == nil {
+		// outFailed (BatchItemErrorRate): a retryable error, overloaded_error for about
+		// half the requests (fixed by the seed and the request), else api_error.
 		werr = wire.Errorf(wire.APIError, "Internal server error")
+		if itemRoll(^s.cfg.Seed, it) < 0.5 {
+			werr = wire.Errorf(wire.Overloaded, "Overloaded")
+		}
 	}
 	env := werr.Envelope(derivedID("req_", snap.idSeed, uint64(i)<<1|1))
 	line.Result = batchResult{Type: "errored", Error: &env}

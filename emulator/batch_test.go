@@ -785,13 +785,18 @@ func TestBatchItemErrorRateIsSeeded(t *testing.T) {
 		if err != nil {
 			t.Fatalf("results: %v", err)
 		}
+		types := map[string]int{}
 		for id, x := range res {
 			switch {
-			case x.Type == "errored" && x.ErrType == "api_error":
+			case x.Type == "errored" && (x.ErrType == "api_error" || x.ErrType == "overloaded_error"):
 				failed = append(failed, id)
+				types[x.ErrType]++
 			case x.Type != "succeeded":
-				t.Errorf("seed %d: %s = %+v, want succeeded or errored api_error", seed, id, x)
+				t.Errorf("seed %d: %s = %+v, want succeeded or errored api_error/overloaded_error", seed, id, x)
 			}
+		}
+		if types["api_error"] == 0 || types["overloaded_error"] == 0 {
+			t.Errorf("seed %d: failed items by error type %v, want both api_error and overloaded_error", seed, types)
 		}
 		if e.Counts[2] != int64(len(failed)) || e.Counts[1] != int64(n-len(failed)) {
 			t.Errorf("seed %d: counts %v, want %d errored and the rest succeeded", seed, e.Counts, len(failed))

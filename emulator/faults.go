@@ -83,6 +83,11 @@ type Faults struct {
 	// Endpoints names the endpoints faults apply to: "messages", "count_tokens",
 	// "batches", "models", or "all". Default: messages only.
 	Endpoints []string `json:"endpoints,omitempty"`
+	// ResultsRate throttles Message Batches results downloads to this many lines per
+	// second of real time (flushed as they go), so a client can be stopped in the
+	// middle of reading a results file. It applies to every download, whatever
+	// Endpoints says. Default 0: no throttle.
+	ResultsRate float64 `json:"results_rate,omitempty"`
 }
 
 // Defaults and bounds of the Faults durations.
@@ -166,6 +171,9 @@ func (f Faults) validate() error {
 	if f.SpendCapAfter < 0 {
 		return fmt.Errorf("faults: spend_cap_after = %d, want 0 or more", f.SpendCapAfter)
 	}
+	if !(f.ResultsRate >= 0) || math.IsInf(f.ResultsRate, 0) {
+		return fmt.Errorf("faults: results_rate = %v, want lines per second, 0 or more", f.ResultsRate)
+	}
 	for _, e := range f.Endpoints {
 		if endpointBit(e) == 0 {
 			return fmt.Errorf("faults: endpoints: unknown endpoint %q, want messages, count_tokens, batches, models or all", e)
@@ -192,6 +200,7 @@ type faultsJSON struct {
 	Error          string   `json:"error,omitempty"`
 	ErrorRate      float64  `json:"error_rate,omitempty"`
 	Endpoints      []string `json:"endpoints,omitempty"`
+	ResultsRate    float64  `json:"results_rate,omitempty"`
 }
 
 func durationString(d time.Duration) string {
@@ -208,7 +217,7 @@ func (f Faults) MarshalJSON() ([]byte, error) {
 		StreamError: f.StreamError, ServerError: f.ServerError, Timeout: f.Timeout, Drop: f.Drop,
 		Slow: f.Slow, SlowDelay: durationString(f.SlowDelay), SpendCap: f.SpendCap, SpendCapAfter: f.SpendCapAfter,
 		Ramp: f.Ramp, RampRetryAfter: durationString(f.RampRetryAfter), Endpoints: f.Endpoints,
-		Error: f.Error, ErrorRate: f.ErrorRate,
+		Error: f.Error, ErrorRate: f.ErrorRate, ResultsRate: f.ResultsRate,
 	})
 }
 
@@ -225,7 +234,7 @@ func (f *Faults) UnmarshalJSON(data []byte) error {
 		Overloaded: j.Overloaded, StreamError: j.StreamError, ServerError: j.ServerError,
 		Timeout: j.Timeout, Drop: j.Drop, Slow: j.Slow, SpendCap: j.SpendCap,
 		SpendCapAfter: j.SpendCapAfter, Ramp: j.Ramp, Endpoints: j.Endpoints,
-		Error: j.Error, ErrorRate: j.ErrorRate,
+		Error: j.Error, ErrorRate: j.ErrorRate, ResultsRate: j.ResultsRate,
 	}
 	for _, d := range []struct {
 		name string
@@ -314,7 +323,7 @@ func newFaultState(f Faults, seed int64) *faultState {
 // spend-cap count) start again.
 func (s *faultState) set(f Faults) {
 	f.Endpoints = slices.Clone(f.Endpoints)
-	if !f.enabled() && len(f.Endpoints) == 0 && f.SlowDelay == 0 && f.RampRetryAfter == 0 && f.BurstEvery == 0 && f.SpendCapAfter == 0 {
+	if !f.enabled() && len(f.Endpoints) == 0 && f.SlowDelay == 0 && f.RampRetryAfter == 0 && f.BurstEvery == 0 && f.SpendCapAfter == 0 && f.ResultsRate == 0 {
 		s.cur.Store(nil) // nothing to inject or report: the fast path
 		return
 	}
@@ -346,6 +355,14 @@ func (s *faultState) set(f Faults) {
 }
 
 // get returns the Faults in force.
+// resultsRate is the ResultsRate in force: lines per second, 0 for no throttle.
+func (s *faultState) resultsRate() float64 {
+	if p := s.cur.Load(); p != nil {
+		return p.f.ResultsRate
+	}
+	return 0
+}
+
 func (s *faultState) get() Faults {
 	p := s.cur.Load()
 	if p == nil {

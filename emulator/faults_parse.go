@@ -28,7 +28,7 @@ import (
 //
 // Spaces around items are ignored and each key may appear once. For example:
 //
-//	overloaded=0.05,burst=30s/5s,stream_error=0.02,server_error=0.01,timeout=0.01,drop=0.01,slow=0.1:2s,spend_cap,endpoints=messages+count_tokens
+//	overloaded=0.05,burst=30s/5s,stream_error=0.02,server_error=0.01,timeout=0.01,drop=0.01,slow=0.1:2s,spend_cap,endpoints=messages+count_tokens,results_rate=1000
 //
 // The result is validated (see Faults); an error names the bad item or field.
 func ParseFaults(spec string) (Faults, error) {
@@ -104,6 +104,11 @@ func ParseFaults(spec string) (Faults, error) {
 			}
 		case "endpoints":
 			f.Endpoints, err = parseEndpoints(val)
+		case "results_rate":
+			f.ResultsRate, err = strconv.ParseFloat(val, 64)
+			if err != nil || !(f.ResultsRate >= 0) {
+				err = fmt.Errorf("want results_rate=LINES, lines per second (e.g. 1000)")
+			}
 		default:
 			err = fmt.Errorf("unknown fault %q", key)
 		}
@@ -119,7 +124,7 @@ func ParseFaults(spec string) (Faults, error) {
 
 func isFaultKey(k string) bool {
 	switch k {
-	case "overloaded", "stream_error", "server_error", "timeout", "drop", "slow", "ramp", "burst", "spend_cap", "endpoints":
+	case "overloaded", "stream_error", "server_error", "timeout", "drop", "slow", "ramp", "burst", "spend_cap", "endpoints", "results_rate":
 		return true
 	}
 	return false
