@@ -96,6 +96,9 @@ type Config struct {
 	// none (open batches are still polled and read). The hybrid mode stops batch
 	// work this way once realtime takes over.
 	MayFill func() bool
+	// Nudge, when it receives, makes every open batch be polled at once (the
+	// hybrid mode, after it cancels batches).
+	Nudge <-chan struct{}
 	// KeepJobs keeps the run's River jobs: a hybrid run's realtime workers own the
 	// requests that have one. By default they are deleted, as batch dispatch owns
 	// every request.
@@ -184,7 +187,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &dispatcher{cfg: c, log: c.Logger, start: c.Clock.Now(), polls: map[int64]*pollState{}}
+	d := &dispatcher{cfg: c, log: c.Logger, start: c.Clock.Now(), polls: map[int64]*pollState{}, canceling: map[int64]bool{}}
 	burst := max(1, int(c.RPM/60))
 	d.lim = rate.NewLimiter(rate.Limit(c.RPM/60), burst)
 	return d.run(ctx)
@@ -198,6 +201,8 @@ type dispatcher struct {
 	runID int64
 	start time.Time
 	polls map[int64]*pollState // by clade_batch row
+	// canceling holds the rows of batches last seen canceling.
+	canceling map[int64]bool
 	// fillAfter holds fill back after a 429 or a failed create.
 	fillAfter time.Time
 	failures  int
@@ -221,7 +226,7 @@ func (d *dispatcher) run(ctx context.Context) (*Summary, error) {
 	st := d.cfg.Store
 	var problems []intake.Problem
 	runRec, _, err := st.Import(ctx, jobs.ImportOptions{
-		Path: d.cfg.Input, Options: d.cfg.Options, Force: d.cfg.Force,
+		Path: d.cfg.Input, Options: d.cfg.Options, Force: d.cfg.Force, NoJobs: true,
 		OnProblem: func(p intake.Problem) {
 			if len(problems) < 1000 {
 				problems = append(problems, p)
@@ -294,9 +299,13 @@ func (d *dispatcher) loop(ctx context.Context) error {
 			now = d.cfg.Clock.Now()
 			if ended {
 				delete(d.polls, b.Row)
+				delete(d.canceling, b.Row)
 				continue
 			}
 			ps.next = now.Add(d.pollInterval(b.AttemptedAt, now))
+			if d.canceling[b.Row] {
+				ps.next = now.Add(d.cfg.PollMin)
+			}
 		}
 		if !now.Before(d.fillAfter) && (d.cfg.MayFill == nil || d.cfg.MayFill()) {
 			if err := d.fill(ctx); err != nil {
@@ -341,6 +350,10 @@ func (d *dispatcher) loop(ctx context.Context) error {
 			case <-ctx.Done():
 				return ctx.Err()
 			case <-d.cfg.Clock.After(wait):
+			case <-d.cfg.Nudge:
+				for _, ps := range d.polls {
+					ps.next = time.Time{}
+				}
 			}
 		} else if err := ctx.Err(); err != nil {
 			return err
@@ -390,6 +403,9 @@ func (d *dispatcher) poll(ctx context.Context, b jobs.BatchRecord) (ended bool, 
 		return false, fmt.Errorf("poll batch %s: %w", b.BatchID, err)
 	}
 	if got.ProcessingStatus != upstream.BatchEnded {
+		if got.ProcessingStatus == upstream.BatchCanceling {
+			d.canceling[b.Row] = true // ends soon: poll it at the shortest interval
+		}
 		return false, nil
 	}
 	if err := d.ingest(ctx, b, got); err != nil {

@@ -23,6 +23,7 @@ import (
 	"github.com/clade-dev/clade/catalog"
 	"github.com/clade-dev/clade/emulator"
 	"github.com/clade-dev/clade/internal/jobs"
+	"github.com/clade-dev/clade/internal/plan"
 	"github.com/clade-dev/clade/internal/runner"
 	"github.com/clade-dev/clade/internal/upstream"
 )
@@ -48,6 +49,12 @@ type runFlags struct {
 	baseURL       string
 	emulate       string
 	quiet         bool
+	// hybrid mode
+	mode           string
+	deadline       string
+	batchMinWindow time.Duration
+	maxBatch       int
+	poll           time.Duration
 }
 
 func newRunCmd(g *globalFlags) *cobra.Command {
@@ -69,10 +76,17 @@ Bad lines are reported with their line number and skipped (--strict aborts inste
 The first Ctrl-C drains (requests in flight finish), the second aborts (they return to
 the queue); both leave a store that resumes.
 
+With --deadline (or --mode auto) the run is hybrid: requests go to Message Batches
+first (half price), and realtime takes over what is left when the deadline comes
+close, so the work finishes in time at the lowest cost. It prints its plan, re-plans
+as batches progress, and cancels batches whose work realtime has done. It needs the
+account's limits to plan: --tier TIER (not auto). See docs/hybrid.md.
+
 The key comes from ANTHROPIC_API_KEY and the API from ANTHROPIC_BASE_URL (default
 https://api.anthropic.com). --emulate TIER runs against an in-process emulator instead.`,
 		Example: `  clade run prompts.jsonl -o results.jsonl
   clade run prompts.jsonl -o results.jsonl --tier tier-2 --model haiku --budget 20
+  clade run prompts.jsonl -o results.jsonl --tier tier-2 --deadline 3h   # batch first, realtime near the deadline
   clade run prompts.jsonl -o results.jsonl --emulate tier-1     # no key, no network`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -100,6 +114,11 @@ https://api.anthropic.com). --emulate TIER runs against an in-process emulator i
 	fl.StringVar(&f.baseURL, "base-url", "", "API base `URL` (default: ANTHROPIC_BASE_URL, else https://api.anthropic.com)")
 	fl.StringVar(&f.emulate, "emulate", "", "run against an in-process emulator at this `TIER` (no key or network needed)")
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "no live progress; only the summary")
+	fl.StringVar(&f.mode, "mode", "realtime", "realtime (the Messages API only), or auto (batches first, realtime near the --deadline)")
+	fl.StringVar(&f.deadline, "deadline", "", "finish by this `TIME`: a duration from now (3h, 90m) or a time (15:30, 2026-11-27T09:00:00Z); implies --mode auto")
+	fl.DurationVar(&f.batchMinWindow, "batch-min-window", 0, "auto mode: with less time than this to the deadline, use no batch")
+	fl.IntVar(&f.maxBatch, "max-batch-requests", 0, "auto mode: most requests in one batch (default: the tier's, 100,000)")
+	fl.DurationVar(&f.poll, "poll", 0, "auto mode: shortest wait between two polls of a batch (default 5s)")
 	return cmd
 }
 
@@ -143,12 +162,40 @@ func runRun(cmd *cobra.Command, g *globalFlags, f *runFlags, input string) error
 	if err := routing.Validate(cat); err != nil {
 		return usageErr("clade run --model haiku", "%v", err)
 	}
+	var deadline time.Time
+	switch {
+	case f.mode != "realtime" && f.mode != "auto":
+		return usageErr("clade run --mode auto --deadline 3h", "--mode %q: want realtime or auto", f.mode)
+	case f.deadline != "":
+		if deadline, err = parseDeadline(f.deadline, time.Now()); err != nil {
+			return usageErr("clade run --deadline 3h (or 15:30, or 2026-11-27T09:00:00Z)", "--deadline: %v", err)
+		}
+		f.mode = "auto"
+	case f.mode == "auto":
+		// No deadline: the batch window. Batches do the work; realtime takes what
+		// is left before it would expire.
+		deadline = time.Now().Add(plan.BatchWindow)
+	}
+	if f.mode == "auto" {
+		if f.emulate != "" && f.tier == "auto" {
+			f.tier = f.emulate
+		}
+		if f.tier == "auto" {
+			return usageErr("clade run --deadline 3h --tier tier-2", "--deadline and --mode auto plan with the account's limits: name its tier with --tier")
+		}
+		if f.countTokens || f.fallback != "" || f.metricsAddr != "" || f.model != "" || f.routing != "" {
+			return usageErr("clade run --deadline 3h --tier tier-2", "--model, --routing, --count-tokens, --fallback-model and --metrics-addr are not available with --deadline or --mode auto yet")
+		}
+	}
 	ctx := cmd.Context()
 	client, store, closeAll, err := openSession(ctx, input, &f.output, &f.db, f.baseURL, f.emulate, cat, log)
 	if err != nil {
 		return err
 	}
 	defer closeAll()
+	if f.mode == "auto" {
+		return runHybrid(cmd, f, input, cat, client, store, routing, deadline, log)
+	}
 
 	var reg *prometheus.Registry
 	if f.metricsAddr != "" {

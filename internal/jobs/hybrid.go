@@ -9,6 +9,7 @@ package jobs
 import (
 	"context"
 	"fmt"
+	"strconv"
 )
 
 // ModelNeed is what the unfinished requests of one model still need.
@@ -46,24 +47,31 @@ func (s *Store) RemainingNeed(ctx context.Context, runID int64, inBatch bool) ([
 	return out, rs.Err()
 }
 
-// EnqueueUnfinished gives every request of the run that has no result and no
-// unfinished River job a job, so realtime workers send it, and returns how many.
-// Requests in no open batch come first (input order), then those of open batches,
-// the most recently recorded batch first: the batch least likely to finish soon.
-// River runs jobs of equal priority in insertion order.
-func (s *Store) EnqueueUnfinished(ctx context.Context, runID int64, maxAttempts int) (int64, error) {
+// EnqueueUnfinished gives a River job, so that realtime workers send it, to every
+// request of the run that has no result and no unfinished job, and is in no open
+// batch or in one of the open batches listed in batchRows (clade_batch ids). It
+// returns how many. Requests in no open batch come first, in input order; then
+// those of the listed batches, the most recently recorded batch first, from its
+// last line back (the API works a batch from its front). River runs jobs of equal
+// priority in insertion order.
+func (s *Store) EnqueueUnfinished(ctx context.Context, runID int64, maxAttempts int, batchRows []int64) (int64, error) {
 	if maxAttempts <= 0 {
 		maxAttempts = DefaultMaxAttempts
 	}
-	rs, err := s.b.reader().query(ctx, `SELECT r.id,
+	in := "0"
+	for _, r := range batchRows {
+		in += "," + strconv.FormatInt(r, 10)
+	}
+	rs, err := s.b.reader().query(ctx, `SELECT id, open_batch FROM (SELECT r.id, r.line,
 			coalesce((SELECT max(i.batch_row) FROM clade_batch_item i JOIN clade_batch b ON b.id = i.batch_row
 				WHERE i.request_id = r.id AND b.state <> 'done'), 0) AS open_batch
 		FROM clade_request r
 		WHERE r.run_id = $1
 			AND NOT EXISTS (SELECT 1 FROM clade_result x WHERE x.request_id = r.id)
 			AND NOT EXISTS (SELECT 1 FROM river_job j WHERE j.kind = '`+JobKind+`' AND j.state IN `+unfinishedStates+`
-				AND `+s.b.runOfJob()+` = $1 AND `+s.b.requestOfJob()+` = r.id)
-		ORDER BY open_batch = 0 DESC, open_batch DESC, r.line`, runID)
+				AND `+s.b.runOfJob()+` = $1 AND `+s.b.requestOfJob()+` = r.id)) q
+		WHERE open_batch IN (`+in+`)
+		ORDER BY open_batch = 0 DESC, open_batch DESC, CASE WHEN open_batch = 0 THEN line ELSE -line END`, runID)
 	if err != nil {
 		return 0, fmt.Errorf("enqueue unfinished: %w", err)
 	}

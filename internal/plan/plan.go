@@ -98,6 +98,26 @@ func Estimate(l catalog.Limits, n Need) (minutes float64, binding string, dims m
 	return dims[binding].Minutes, binding, dims
 }
 
+// Sustained returns the realtime time of need against limits l with an empty
+// bucket, need / limit for the largest dimension, and the limit that binds. It is
+// Estimate without the first minute's burst: what is left of a run that already
+// spent its burst, or a cautious estimate (the hybrid mode's spill time).
+func Sustained(l catalog.Limits, n Need) (minutes float64, binding string) {
+	binding = LimitRPM
+	for _, d := range []struct {
+		name        string
+		need, limit int64
+	}{{LimitRPM, n.Requests, l.RPM}, {LimitITPM, n.InputTokens, l.ITPM}, {LimitOTPM, n.OutputTokens, l.OTPM}} {
+		if d.limit <= 0 {
+			continue
+		}
+		if m := float64(d.need) / float64(d.limit); m > minutes {
+			minutes, binding = m, d.name
+		}
+	}
+	return minutes, binding
+}
+
 // ModelPlan is one model's share of the plan.
 type ModelPlan struct {
 	Model        string  `json:"model"`

@@ -410,3 +410,17 @@ func TestPlanNeverFitsAndSpendCap(t *testing.T) {
 		t.Errorf("start next = %s $%g, want build at its cap", p.Tiers[0].NextTier, p.Tiers[0].NextSpendCapUSD)
 	}
 }
+
+func TestPlanSustained(t *testing.T) {
+	l := catalog.Limits{RPM: 50, ITPM: 50_000, OTPM: 10_000}
+	// 100 requests: 2 min of RPM; 40,000 input tokens: 0.8 min; 30,000 output: 3 min.
+	m, binding := plan.Sustained(l, plan.Need{Requests: 100, InputTokens: 40_000, OutputTokens: 30_000})
+	if m != 3 || binding != plan.LimitOTPM {
+		t.Errorf("Sustained = %v min bound by %s, want 3 min bound by %s", m, binding, plan.LimitOTPM)
+	}
+	// Estimate gives the first minute's burst: one minute less.
+	em, _, _ := plan.Estimate(l, plan.Need{Requests: 100, InputTokens: 40_000, OutputTokens: 30_000})
+	if em != m-1 {
+		t.Errorf("Estimate = %v min, want Sustained − 1 = %v", em, m-1)
+	}
+}

@@ -77,6 +77,10 @@ type Config struct {
 	Abort <-chan struct{}
 	// Limiter, when set, is used instead of one built from Tier (tests, gateways).
 	Limiter *ratelimit.Limiter
+	// Until, when set, keeps the workers running until it is closed, instead of
+	// until every request has a result: the hybrid mode hands requests to realtime
+	// in steps, and closes it when the run is complete.
+	Until <-chan struct{}
 	// BeforeCommit is passed to the jobs client (crash tests).
 	BeforeCommit func(ctx context.Context, job *jobs.Job) error
 }
@@ -281,7 +285,18 @@ func (r *run) work(ctx context.Context, pending int64) error {
 		return fmt.Errorf("start workers: %w", err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- r.cfg.Store.Wait(workCtx, r.runID, 100*time.Millisecond) }()
+	if r.cfg.Until != nil {
+		go func() {
+			select {
+			case <-r.cfg.Until:
+				done <- nil
+			case <-workCtx.Done():
+				done <- workCtx.Err()
+			}
+		}()
+	} else {
+		go func() { done <- r.cfg.Store.Wait(workCtx, r.runID, 100*time.Millisecond) }()
+	}
 
 	var prog *progress
 	if r.cfg.Progress != nil {

@@ -1,0 +1,576 @@
+// Package hybrid runs a workload against a deadline at the lowest cost: requests go
+// to Message Batches (half price) first, and realtime workers take over the rest
+// when the deadline comes close.
+//
+// The rule, re-evaluated every tick as batches progress:
+//
+//	spill when  now ≥ deadline − (Safety × T_rt(remaining) + Slack)
+//
+// where T_rt is the sustained realtime time of the requests without a result at
+// the tier's limits (plan.Sustained: no burst credit, expected output from
+// max_tokens), plus the slowest class's latency. Until then only batches work
+// (the dispatcher of package batch, unchanged). At the spill, no new batch is
+// created, every request without a result gets a River job, and the realtime
+// runner (package runner) works them: first those in no batch, then those of open
+// batches, the most recent batch first, from its last line back (the API works a
+// batch from its front, so the two meet in the middle). A worker skips a request a
+// batch answered meanwhile; a batch whose every request has a result is cancelled.
+// When every request has a result, the batches still open are cancelled.
+//
+// If realtime alone cannot finish in the window, the spill is due at once: the
+// batches are filled first (up to FillGrace), so realtime takes the front and
+// batches the rest, chunk by chunk as the race goes.
+package hybrid
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/clade-dev/clade/catalog"
+	"github.com/clade-dev/clade/internal/batch"
+	"github.com/clade-dev/clade/internal/intake"
+	"github.com/clade-dev/clade/internal/jobs"
+	"github.com/clade-dev/clade/internal/plan"
+	"github.com/clade-dev/clade/internal/runner"
+	"github.com/clade-dev/clade/internal/upstream"
+)
+
+// Defaults.
+const (
+	DefaultSafety = 1.25
+	// endWait is how long a finished run waits for its cancelled batches to end.
+	endWait = time.Minute
+	// maxSlack caps the fixed margin added to the realtime estimate.
+	maxSlack = 5 * time.Minute
+)
+
+// Config configures Run. Store, Client, Input, Tier and Deadline are required.
+type Config struct {
+	Store   *jobs.Store
+	Client  *upstream.Client
+	Catalog *catalog.Catalog
+	// Input and Output as for clade run; the results file is shared by realtime
+	// and batch.
+	Input, Output string
+	// Ordered writes the output in input order when the run ends.
+	Ordered       bool
+	Force, Strict bool
+	Options       json.RawMessage
+	// Tier is the catalog tier whose realtime and batch limits apply. The plan
+	// needs numbers, so "auto" is not allowed.
+	Tier string
+	// Deadline is when every request should have its result.
+	Deadline time.Time
+	// Budget, when positive, stops the run before its cost could exceed it.
+	Budget float64
+	// Safety multiplies the realtime estimate. Default DefaultSafety (1.25).
+	Safety float64
+	// Slack is added to the realtime estimate. Default 5% of the window at start,
+	// at most 5 minutes.
+	Slack time.Duration
+	// MinBatchWindow: with less time than this to the deadline at start, no batch
+	// is used. Default 0: a batch is always tried (it costs nothing for what it does
+	// not process, and cancelling it returns what it did).
+	MinBatchWindow time.Duration
+	// FillGrace is how long a due spill waits for the first batches to be created.
+	// Default 5% of the window, at most 10 s.
+	FillGrace time.Duration
+	// Output assumption of the estimate. Zero: plan.DefaultOutputRatio.
+	OutputAssumption plan.OutputAssumption
+	// Realtime and Batch carry the runner's and the dispatcher's own settings
+	// (concurrency, routing, batch size, polling, ...); the shared fields above
+	// override theirs.
+	Realtime runner.Config
+	Batch    batch.Config
+	// Tick is how often the plan is re-made. Default 1% of the window, within
+	// [200 ms, 5 s].
+	Tick time.Duration
+	// Progress receives the plan, re-plans and both modes' progress; nil for none.
+	Progress io.Writer
+	Logger   *slog.Logger
+}
+
+// Summary is what a hybrid run did.
+type Summary struct {
+	RunID     int64
+	Requests  int64
+	Problems  int64
+	Succeeded int64
+	Errored   int64
+	Pending   int64
+	// Spilled says whether realtime took part, and when.
+	Spilled   bool
+	SpilledAt time.Time
+	// RealtimeSent counts the realtime calls of this process; RealtimeRateLimited
+	// those answered 429.
+	RealtimeSent, RealtimeRateLimited int64
+	// Batches created; BatchesCanceled because realtime had done their work.
+	Batches, BatchesCanceled int64
+	InputTokens              int64
+	OutputTokens             int64
+	CostUSD                  float64
+	Elapsed                  time.Duration
+	Finished                 time.Time
+	// Late is how long after the deadline the last result came (0: in time).
+	Late time.Duration
+	// Stopped says why the run stopped early (budget, API), if it did.
+	Stopped string
+}
+
+// ErrStrict is returned when the input has bad lines and Strict is set.
+var ErrStrict = errors.New("input has bad lines")
+
+// Run imports the input (or resumes its run) and works it to the deadline.
+func Run(ctx context.Context, cfg Config) (*Summary, error) {
+	h, err := newHybrid(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return h.run(ctx)
+}
+
+type hybrid struct {
+	cfg   Config
+	log   *slog.Logger
+	tier  *catalog.Tier
+	start time.Time
+	runID int64
+	out   *jobs.Output
+
+	spilled   atomic.Bool
+	spilledAt time.Time
+	canceled  map[string]bool // batch ids asked to cancel
+	nCanceled int64
+
+	// Realtime: startRealtime starts it (once); until is closed when the run is
+	// complete; takeover holds the batches cancelled for realtime (clade_batch
+	// row → when), lowWater the queue depth under which it takes another.
+	startRealtime func() error
+	until         chan struct{}
+	untilOnce     sync.Once
+	takeover      map[int64]time.Time
+	lowWater      int64
+	// nudge asks the dispatcher to poll its batches now.
+	nudge chan struct{}
+}
+
+func newHybrid(cfg Config) (*hybrid, error) {
+	if cfg.Store == nil || cfg.Client == nil || cfg.Input == "" {
+		return nil, errors.New("hybrid: Store, Client and Input are required")
+	}
+	if cfg.Deadline.IsZero() {
+		return nil, errors.New("hybrid: a deadline is required")
+	}
+	if cfg.Catalog == nil {
+		cfg.Catalog = catalog.Default()
+	}
+	tier, err := cfg.Catalog.Tier(cfg.Tier)
+	if err != nil {
+		return nil, fmt.Errorf("hybrid needs the account's limits to plan: %w", err)
+	}
+	if cfg.Safety <= 0 {
+		cfg.Safety = DefaultSafety
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &hybrid{cfg: cfg, log: cfg.Logger, tier: tier, canceled: map[string]bool{},
+		until: make(chan struct{}), takeover: map[int64]time.Time{}, nudge: make(chan struct{}, 1)}, nil
+}
+
+func (h *hybrid) printf(format string, args ...any) {
+	if h.cfg.Progress != nil {
+		fmt.Fprintf(h.cfg.Progress, format+"\n", args...)
+	}
+}
+
+func (h *hybrid) run(ctx context.Context) (*Summary, error) {
+	h.start = time.Now()
+	st := h.cfg.Store
+	var problems []intake.Problem
+	runRec, _, err := st.Import(ctx, jobs.ImportOptions{
+		Path: h.cfg.Input, Options: h.cfg.Options, Force: h.cfg.Force, NoJobs: true,
+		OnProblem: func(p intake.Problem) {
+			if len(problems) < 1000 {
+				problems = append(problems, p)
+			}
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	h.runID = runRec.ID
+	for _, p := range problems {
+		h.printf("skipped %s", p.Format(h.cfg.Input))
+	}
+	if h.cfg.Strict && runRec.Problems > 0 {
+		return h.summary(ctx, nil), fmt.Errorf("%w: %d bad lines (see `clade status`)", ErrStrict, runRec.Problems)
+	}
+	if err := st.PrepareBatches(ctx); err != nil {
+		return nil, err
+	}
+	if h.cfg.Output != "" {
+		if h.out, err = jobs.OpenOutput(ctx, st, h.runID, h.cfg.Output, h.cfg.Ordered); err != nil {
+			return nil, err
+		}
+		defer h.out.Close()
+	}
+	window := time.Until(h.cfg.Deadline)
+	if h.cfg.Slack <= 0 {
+		h.cfg.Slack = min(max(window/20, 0), maxSlack)
+	}
+	if h.cfg.FillGrace <= 0 {
+		h.cfg.FillGrace = min(max(window/20, 0), 10*time.Second)
+	}
+	if h.cfg.Tick <= 0 {
+		h.cfg.Tick = min(max(window/100, 200*time.Millisecond), 5*time.Second)
+	}
+	// A run that already moved work to realtime (a resumed one) goes on in realtime.
+	if spilled, err := st.HasJobs(ctx, h.runID); err != nil {
+		return nil, err
+	} else if spilled {
+		h.spilled.Store(true)
+		h.spilledAt = time.Now()
+	}
+	noBatch := window < h.cfg.MinBatchWindow
+
+	est, err := h.estimate(ctx)
+	if err != nil {
+		return nil, err
+	}
+	h.printPlan(est, window, noBatch)
+
+	runCtx, cancelRun := context.WithCancel(ctx)
+	defer cancelRun()
+	var wg sync.WaitGroup
+	var batchSum *batch.Summary
+	var batchErr error
+	batchDone := make(chan struct{})
+	if noBatch {
+		close(batchDone)
+	} else {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer close(batchDone)
+			bc := h.cfg.Batch
+			bc.Store, bc.Client, bc.Catalog, bc.Input, bc.Output = st, h.cfg.Client, h.cfg.Catalog, h.cfg.Input, ""
+			bc.Out, bc.Force, bc.Strict, bc.Options, bc.Tier = h.out, false, false, h.cfg.Options, h.cfg.Tier
+			bc.KeepJobs, bc.Nudge = true, h.nudge
+			bc.MayFill = func() bool { return !h.spilled.Load() }
+			bc.Progress, bc.Logger = h.cfg.Progress, h.log
+			batchSum, batchErr = batch.Run(runCtx, bc)
+		}()
+	}
+
+	var rtSum *runner.Summary
+	var rtErr error
+	rtDone := make(chan struct{})
+	h.startRealtime = func() error {
+		h.lowWater = h.realtimeLead(est)
+		if _, err := h.handOver(ctx); err != nil {
+			return err
+		}
+		rc := h.cfg.Realtime
+		rc.Store, rc.Client, rc.Catalog, rc.Input, rc.Output = st, h.cfg.Client, h.cfg.Catalog, h.cfg.Input, ""
+		rc.Out, rc.Options, rc.Tier, rc.Ordered = h.out, h.cfg.Options, h.cfg.Tier, false
+		rc.Until = h.until
+		if h.cfg.Budget > 0 {
+			// Requests in open batches may still be billed, at batch price: hold
+			// their worst case back from what realtime may spend.
+			held, err := h.batchHeld(ctx)
+			if err != nil {
+				return err
+			}
+			rc.Budget = max(h.cfg.Budget-held, 1e-9) // 1e-9: spend nothing
+		}
+		rc.Logger = h.log
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer close(rtDone)
+			rtSum, rtErr = runner.Run(runCtx, rc)
+		}()
+		return nil
+	}
+	if h.spilled.Load() {
+		if err := h.startRealtime(); err != nil {
+			return h.summary(ctx, nil), err
+		}
+	}
+
+	err = h.watch(ctx, est, batchDone, rtDone)
+	h.finish()
+	cancelRun()
+	wg.Wait()
+	sum := h.summary(context.WithoutCancel(ctx), batchSum)
+	if rtSum != nil {
+		sum.Stopped, sum.RealtimeSent, sum.RealtimeRateLimited = rtSum.Stopped, rtSum.Sent, rtSum.RateLimited
+	}
+	if err == nil {
+		err = errors.Join(ignoreCanceled(batchErr), ignoreCanceled(rtErr))
+	}
+	if err == nil && h.out != nil && h.cfg.Ordered && sum.Pending == 0 {
+		err = h.out.ExportOrdered(context.WithoutCancel(ctx), st, h.runID)
+	}
+	return sum, err
+}
+
+func ignoreCanceled(err error) error {
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// finish lets the realtime workers stop (once).
+func (h *hybrid) finish() { h.untilOnce.Do(func() { close(h.until) }) }
+
+// watch re-plans every tick until every request has a result (and the batches
+// left are cancelled and read), ctx ends, or a part fails.
+func (h *hybrid) watch(ctx context.Context, first estimate, batchDone, rtDone <-chan struct{}) error {
+	t := time.NewTicker(h.cfg.Tick)
+	defer t.Stop()
+	lastPrint := time.Now()
+	spillAt := h.spillTime(first)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-batchDone:
+			batchDone = nil
+			if h.spilled.Load() {
+				continue // realtime goes on
+			}
+			// Batches finished everything (or the dispatcher failed).
+			if left, err := h.unfinished(ctx); err != nil || left == 0 {
+				return err
+			}
+			h.spill("batch dispatch stopped with work left")
+			if err := h.startRealtime(); err != nil {
+				return err
+			}
+		case <-rtDone:
+			// Realtime stopped (its budget, the API) before the run was complete.
+			return h.endBatches(ctx, batchDone)
+		case <-t.C:
+		}
+		if h.spilled.Load() {
+			left, err := h.unfinished(ctx)
+			if err != nil {
+				return err
+			}
+			if left == 0 {
+				return h.endBatches(ctx, batchDone)
+			}
+			if err := h.cancelOpen(ctx, true); err != nil {
+				h.log.Warn("cancel covered batches", "err", err)
+			}
+			if _, err := h.handOver(ctx); err != nil {
+				return err
+			}
+			continue
+		}
+		est, err := h.estimate(ctx)
+		if err != nil {
+			return err
+		}
+		spillAt = h.spillTime(est)
+		now := time.Now()
+		if time.Since(lastPrint) >= 30*time.Second || now.Sub(lastPrint) >= time.Until(spillAt)/2 && time.Since(lastPrint) >= 5*time.Second {
+			lastPrint = now
+			h.printf("re-plan: %d requests left (%d in batches); realtime would need %s; %s",
+				est.requests, est.inBatch, round(est.realtime), h.spillPhrase(spillAt))
+		}
+		if now.Before(spillAt) {
+			continue
+		}
+		if est.requests-est.inBatch > 0 && now.Sub(h.start) < h.cfg.FillGrace {
+			continue // let the first batches be created before realtime takes the rest
+		}
+		h.spill(fmt.Sprintf("%d requests left, realtime needs about %s, the deadline is in %s",
+			est.requests, round(est.realtime), round(time.Until(h.cfg.Deadline))))
+		if err := h.startRealtime(); err != nil {
+			return err
+		}
+	}
+}
+
+// endBatches cancels the batches still open (the run no longer needs them) and
+// waits a while for the dispatcher to read what they did.
+func (h *hybrid) endBatches(ctx context.Context, batchDone <-chan struct{}) error {
+	h.finish()
+	if err := h.cancelOpen(ctx, false); err != nil {
+		h.log.Warn("cancel batches", "err", err)
+	}
+	if batchDone == nil {
+		return nil
+	}
+	select {
+	case <-batchDone:
+	case <-ctx.Done():
+	case <-time.After(endWait):
+		h.printf("batches still canceling after %s; the next run of this command reads them", endWait)
+	}
+	return nil
+}
+
+// handOver gives realtime its next requests. Requests in no open batch are
+// enqueued at once. Open batches are taken over one at a time, the most recent
+// first, while realtime's queue holds less than lowWater requests: the batch is
+// cancelled first, so that what it already did comes back as results (a running
+// batch shows none), and its requests are enqueued once it has ended and been
+// read, or takeoverWait after the cancel if it has not. It returns how many
+// requests it enqueued.
+func (h *hybrid) handOver(ctx context.Context) (int64, error) {
+	st := h.cfg.Store
+	queued, err := st.Unfinished(ctx, h.runID)
+	if err != nil {
+		return 0, err
+	}
+	now := time.Now()
+	var ready []int64
+	var taking int64
+	for row, at := range h.takeover {
+		if now.Sub(at) >= h.takeoverWait() {
+			ready = append(ready, row)
+		}
+	}
+	open, err := st.Batches(ctx, h.runID, jobs.BatchCreated)
+	if err != nil {
+		return 0, err
+	}
+	for _, b := range open {
+		if _, ok := h.takeover[b.Row]; ok {
+			taking += b.Requests
+		}
+	}
+	slices.SortFunc(open, func(a, b jobs.BatchRecord) int { return cmp.Compare(b.Row, a.Row) })
+	nudge := false
+	for _, b := range open {
+		if queued+taking >= h.lowWater {
+			break
+		}
+		if _, ok := h.takeover[b.Row]; ok || h.canceled[b.BatchID] {
+			continue
+		}
+		if _, err := h.cfg.Client.CancelBatch(ctx, b.BatchID); err != nil {
+			h.log.Warn("cancel batch for realtime", "batch_id", b.BatchID, "err", err)
+			continue
+		}
+		h.canceled[b.BatchID] = true
+		h.nCanceled++
+		h.takeover[b.Row] = now
+		taking += b.Requests
+		nudge = true
+		h.printf("batch %s canceled: realtime takes over its unprocessed requests", b.BatchID)
+	}
+	if nudge {
+		select {
+		case h.nudge <- struct{}{}:
+		default:
+		}
+	}
+	n, err := st.EnqueueUnfinished(ctx, h.runID, h.cfg.Realtime.MaxAttempts, ready)
+	if n > 0 {
+		h.log.Info("requests handed to realtime", "requests", n)
+	}
+	return n, err
+}
+
+// takeoverWait is how long realtime waits for a cancelled batch to end before it
+// sends the batch's requests anyway: a tenth of the time left, within [1 s, 30 s].
+// A batch that ends sooner is handed over as soon as it has been read.
+func (h *hybrid) takeoverWait() time.Duration {
+	return min(30*time.Second, max(time.Until(h.cfg.Deadline)/10, time.Second))
+}
+
+// realtimeLead is how many requests realtime's queue should hold ahead of it: 30 s
+// of work at the rate the estimate implies, and at least its concurrency.
+func (h *hybrid) realtimeLead(e estimate) int64 {
+	conc := int64(h.cfg.Realtime.MaxConcurrency)
+	if conc <= 0 {
+		conc = 256
+	}
+	if e.realtime <= 0 {
+		return max(e.requests, conc)
+	}
+	perSec := float64(e.requests) / e.realtime.Seconds()
+	return max(int64(perSec*30), conc)
+}
+
+func (h *hybrid) spill(why string) {
+	h.spilled.Store(true)
+	h.spilledAt = time.Now()
+	h.printf("spill to realtime: %s", why)
+}
+
+// cancelOpen cancels the run's open batches: with coveredOnly, those whose every
+// request already has a result; else all of them (the run is over).
+func (h *hybrid) cancelOpen(ctx context.Context, coveredOnly bool) error {
+	st := h.cfg.Store
+	var bs []jobs.BatchRecord
+	var err error
+	if coveredOnly {
+		bs, err = st.CoveredBatches(ctx, h.runID)
+	} else {
+		bs, err = st.Batches(ctx, h.runID, jobs.BatchCreated)
+	}
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, b := range bs {
+		if h.canceled[b.BatchID] {
+			continue
+		}
+		if _, err := h.cfg.Client.CancelBatch(ctx, b.BatchID); err != nil {
+			errs = append(errs, fmt.Errorf("cancel batch %s: %w", b.BatchID, err))
+			continue
+		}
+		h.canceled[b.BatchID] = true
+		h.nCanceled++
+		h.printf("batch %s canceled: realtime did its remaining work", b.BatchID)
+	}
+	return errors.Join(errs...)
+}
+
+// unfinished counts the run's requests without a result.
+func (h *hybrid) unfinished(ctx context.Context) (int64, error) {
+	st, err := h.cfg.Store.Status(ctx, h.runID)
+	if err != nil {
+		return 0, err
+	}
+	return st.Pending, nil
+}
+
+func (h *hybrid) summary(ctx context.Context, bs *batch.Summary) *Summary {
+	now := time.Now()
+	s := &Summary{RunID: h.runID, Spilled: h.spilled.Load(), SpilledAt: h.spilledAt, BatchesCanceled: h.nCanceled,
+		Elapsed: now.Sub(h.start), Finished: now}
+	if bs != nil {
+		s.Batches = bs.Batches
+	}
+	st, err := h.cfg.Store.Status(ctx, h.runID)
+	if err != nil {
+		return s
+	}
+	s.Requests, s.Problems, s.Pending = st.Requests, st.Problems, st.Pending
+	s.Succeeded, s.Errored = st.Results[jobs.Succeeded], st.Results[jobs.Errored]
+	s.InputTokens = st.Usage.InputTokens + st.Usage.CacheWrite5mTokens + st.Usage.CacheWrite1hTokens + st.Usage.CacheReadTokens
+	s.OutputTokens = st.Usage.OutputTokens
+	s.CostUSD = st.CostUSD
+	if s.Pending == 0 && now.After(h.cfg.Deadline) {
+		s.Late = now.Sub(h.cfg.Deadline)
+	}
+	return s
+}

@@ -1,0 +1,229 @@
+package hybrid_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/clade-dev/clade/catalog"
+	"github.com/clade-dev/clade/emulator"
+	"github.com/clade-dev/clade/internal/batch"
+	"github.com/clade-dev/clade/internal/hybrid"
+	"github.com/clade-dev/clade/internal/jobs"
+	"github.com/clade-dev/clade/internal/runner"
+	"github.com/clade-dev/clade/internal/upstream"
+)
+
+const testKey = "sk-ant-hybrid-test-0123456789abcdef"
+
+func writeInput(t *testing.T, dir string, n int) string {
+	t.Helper()
+	var b bytes.Buffer
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&b, `{"custom_id":"req-%05d","params":{"model":"claude-haiku-4-5","max_tokens":32,"messages":[{"role":"user","content":"question %d"}]}}`+"\n", i, i)
+	}
+	path := filepath.Join(dir, "input.jsonl")
+	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// readResults maps custom_id to its result type, failing on a repeated id.
+func readResults(t *testing.T, path string) map[string]string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	out := map[string]string{}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	for sc.Scan() {
+		var l struct {
+			CustomID string `json:"custom_id"`
+			Result   struct {
+				Type string `json:"type"`
+			} `json:"result"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			t.Fatalf("bad result line %q: %v", sc.Text(), err)
+		}
+		if _, dup := out[l.CustomID]; dup {
+			t.Errorf("%s has two result lines", l.CustomID)
+		}
+		out[l.CustomID] = l.Result.Type
+	}
+	return out
+}
+
+// syncBuffer is a bytes.Buffer safe for the run's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type env struct {
+	em     *emulator.Running
+	client *upstream.Client
+	store  *jobs.Store
+	input  string
+	output string
+}
+
+func setup(t *testing.T, n int, em emulator.Config) *env {
+	t.Helper()
+	em.APIKeys = []string{testKey}
+	e := &env{em: emulator.StartTB(t, em)}
+	var err error
+	e.client, err = upstream.New(upstream.Config{BaseURL: e.em.URL, APIKey: upstream.NewSecret(testKey)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	e.input = writeInput(t, dir, n)
+	e.output = filepath.Join(dir, "out.jsonl")
+	e.store, err = jobs.Open(context.Background(), filepath.Join(dir, "store.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.store.Close() })
+	return e
+}
+
+func (e *env) config(deadline time.Time, progress *syncBuffer) hybrid.Config {
+	return hybrid.Config{
+		Store: e.store, Client: e.client, Input: e.input, Output: e.output,
+		Tier: "tier-4", Deadline: deadline, Slack: time.Second, Tick: 100 * time.Millisecond,
+		Realtime: runner.Config{MaxConcurrency: 64},
+		Batch:    batch.Config{MaxRequests: 100, PollMin: 50 * time.Millisecond, PollMax: 200 * time.Millisecond},
+		Progress: progress,
+	}
+}
+
+// emulatorRequests sums the requests the emulator's batches hold, by result.
+func emulatorRequests(t *testing.T, c *upstream.Client) (total, succeeded, canceled int64) {
+	t.Helper()
+	page, err := c.ListBatches(context.Background(), "", 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range page.Data {
+		rc := b.RequestCounts
+		total += rc.Processing + rc.Succeeded + rc.Errored + rc.Canceled + rc.Expired
+		succeeded += rc.Succeeded
+		canceled += rc.Canceled
+	}
+	return total, succeeded, canceled
+}
+
+// TestHybridSpillsToRealtime: batches alone would take 25 s (4 requests per
+// second); the deadline is 12 s away. The run sends everything to batches, spills
+// to realtime when the remaining realtime time (with its safety margin) reaches
+// the deadline, cancels the batches whose work realtime did, and finishes in
+// time with one result per custom_id.
+func TestHybridSpillsToRealtime(t *testing.T) {
+	const n = 100
+	// Clock at 2×: a canceled batch ends 0.5 s (real) after the cancel.
+	e := setup(t, n, emulator.Config{Tier: "tier-4", BatchProcessingRate: 2, ClockSpeed: 2})
+	var progress syncBuffer
+	deadline := time.Now().Add(12 * time.Second)
+	cfg := e.config(deadline, &progress)
+	cfg.Batch.MaxRequests = 34
+	cfg.Slack = 3 * time.Second // room for a loaded machine (-race, 2 cores)
+	sum, err := hybrid.Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("Run: %v\n%s", err, progress.String())
+	}
+	if sum.Pending != 0 || sum.Succeeded != n {
+		t.Fatalf("summary %+v, want %d succeeded and none pending\n%s", sum, n, progress.String())
+	}
+	if !sum.Spilled || sum.RealtimeSent == 0 {
+		t.Errorf("the run did not spill to realtime (spilled %v, %d realtime calls)\n%s", sum.Spilled, sum.RealtimeSent, progress.String())
+	}
+	if sum.Late > 0 || sum.Finished.After(deadline) {
+		t.Errorf("finished %s after the deadline", sum.Finished.Sub(deadline))
+	}
+	if sum.Batches != 3 {
+		t.Errorf("%d batches created, want 3 (100 requests, 34 per batch)", sum.Batches)
+	}
+	got := readResults(t, e.output)
+	for i := 0; i < n; i++ {
+		id := fmt.Sprintf("req-%05d", i)
+		if got[id] != "succeeded" {
+			t.Errorf("%s: result %q, want succeeded", id, got[id])
+		}
+	}
+	total, batchDone, canceled := emulatorRequests(t, e.client)
+	if total != n {
+		t.Errorf("the emulator's batches hold %d requests, want %d (each request in one batch)", total, n)
+	}
+	if batchDone == 0 || canceled == 0 {
+		t.Errorf("batches did %d requests and %d were canceled; want both > 0 (batches did the front, realtime the rest)", batchDone, canceled)
+	}
+	// No request was paid twice: realtime took over each batch after cancelling
+	// it and reading what it had done, so its calls and the batches' successes add
+	// up to the input (the emulator injects no faults here: one call per request).
+	if sum.RealtimeSent+batchDone != n {
+		t.Errorf("realtime sent %d calls and batches did %d requests, want %d in all (none paid twice)", sum.RealtimeSent, batchDone, n)
+	}
+	if !strings.Contains(progress.String(), "spill to realtime") {
+		t.Errorf("progress does not announce the spill:\n%s", progress.String())
+	}
+	t.Logf("batches did %d, realtime %d calls, %d canceled; finished %s before the deadline",
+		batchDone, sum.RealtimeSent, canceled, deadline.Sub(sum.Finished).Round(time.Millisecond))
+}
+
+// TestHybridBatchesSuffice: batches finish long before the deadline, so no
+// request goes to realtime and the cost is the batch price.
+func TestHybridBatchesSuffice(t *testing.T) {
+	const n = 200
+	e := setup(t, n, emulator.Config{Tier: "tier-4", BatchProcessingRate: 1000})
+	var progress syncBuffer
+	deadline := time.Now().Add(10 * time.Minute)
+	sum, err := hybrid.Run(context.Background(), e.config(deadline, &progress))
+	if err != nil {
+		t.Fatalf("Run: %v\n%s", err, progress.String())
+	}
+	if sum.Pending != 0 || sum.Succeeded != n {
+		t.Fatalf("summary %+v, want %d succeeded\n%s", sum, n, progress.String())
+	}
+	if sum.Spilled || sum.RealtimeSent != 0 {
+		t.Errorf("spilled %v with %d realtime calls; batches alone had 10 minutes for 200 requests\n%s", sum.Spilled, sum.RealtimeSent, progress.String())
+	}
+	if got := readResults(t, e.output); len(got) != n {
+		t.Errorf("output has %d results, want %d", len(got), n)
+	}
+	// Every request priced at batch rates: the stored cost is half of the same
+	// usage at realtime prices.
+	cat := catalog.Default()
+	m, err := cat.Resolve("claude-haiku-4-5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt := cat.Cost(m, catalog.Usage{InputTokens: sum.InputTokens, OutputTokens: sum.OutputTokens}, false)
+	if diff := sum.CostUSD - rt*cat.Pricing.Batch; diff > 1e-9 || diff < -1e-9 {
+		t.Errorf("cost $%.6f, want the batch price $%.6f (realtime $%.6f × %v)", sum.CostUSD, rt*cat.Pricing.Batch, rt, cat.Pricing.Batch)
+	}
+}
