@@ -11,10 +11,16 @@ package jobs
 // result and is in no intent or created batch, so the requests of a batch whose
 // lines were expired, canceled or retryably errored become pending again when the
 // batch is done, and are resubmitted.
+//
+// clade_batch_run holds what is decided for a run as a whole: canceled_at is set by
+// `clade batch cancel` (CancelBatchRun). A canceled run has no pending requests for
+// batch dispatch: its requests without a result are in no later batch, and get a
+// final canceled result instead (see package batch).
 
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -50,6 +56,8 @@ type BatchRecord struct {
 	// created_at (zero for an intent).
 	AttemptedAt time.Time
 	CreatedAt   time.Time
+	// EndedAt is the API's ended_at of a done batch (zero otherwise).
+	EndedAt time.Time
 }
 
 // BatchItem is one request of a batch.
@@ -105,6 +113,11 @@ func (s *Store) PrepareBatches(ctx context.Context) error {
 			PRIMARY KEY (batch_row, request_id)
 		)`,
 		`CREATE INDEX IF NOT EXISTS clade_batch_item_request ON clade_batch_item (request_id)`,
+		// Added after the first release: CREATE IF NOT EXISTS upgrades older stores.
+		`CREATE TABLE IF NOT EXISTS clade_batch_run (
+			run_id      ` + big + ` PRIMARY KEY,
+			canceled_at ` + big + `
+		)`,
 	} {
 		if _, err := s.b.exec(ctx, q); err != nil {
 			return fmt.Errorf("prepare batch tables: %w", err)
@@ -121,19 +134,93 @@ func (s *Store) DropRequestJobs(ctx context.Context, runID int64) (int64, error)
 }
 
 // BatchPending returns up to limit requests of the run after line afterLine that
-// have no result and are in no open (intent or created) batch, in line order.
+// have no result and are in no open (intent or created) batch, in line order: the
+// requests to put in a batch. A canceled run (CancelBatchRun) has none.
 func (s *Store) BatchPending(ctx context.Context, runID int64, afterLine, limit int) ([]Request, error) {
+	return s.unsent(ctx, runID, afterLine, limit, `AND NOT EXISTS (SELECT 1 FROM clade_batch_run c
+		WHERE c.run_id = r.run_id AND c.canceled_at IS NOT NULL)`)
+}
+
+// BatchUnsent returns up to limit requests of the run after line afterLine that have
+// no result and are in no open batch, canceled run or not, in line order.
+func (s *Store) BatchUnsent(ctx context.Context, runID int64, afterLine, limit int) ([]Request, error) {
+	return s.unsent(ctx, runID, afterLine, limit, "")
+}
+
+func (s *Store) unsent(ctx context.Context, runID int64, afterLine, limit int, and string) ([]Request, error) {
 	rs, err := s.b.query(ctx, `SELECT r.id, r.run_id, r.custom_id, r.line, r.model, r.max_tokens, r.est_input_tokens, r.params
 		FROM clade_request r
 		WHERE r.run_id = $1 AND r.line > $2
 			AND NOT EXISTS (SELECT 1 FROM clade_result x WHERE x.request_id = r.id)
 			AND NOT EXISTS (SELECT 1 FROM clade_batch_item i JOIN clade_batch b ON b.id = i.batch_row
 				WHERE i.request_id = r.id AND b.state <> 'done')
+			`+and+`
 		ORDER BY r.line LIMIT $3`, runID, afterLine, limit)
 	if err != nil {
 		return nil, fmt.Errorf("batch pending: %w", err)
 	}
 	return scanRequests(rs)
+}
+
+// BatchPendingCounts returns how many requests of the run have no result yet: in
+// open (intent or created) batches, and in none (not sent yet, or waiting to be
+// sent again).
+func (s *Store) BatchPendingCounts(ctx context.Context, runID int64) (inBatches, unsent int64, err error) {
+	err = s.b.queryRow(ctx, `SELECT
+			coalesce(sum(CASE WHEN o.request_id IS NULL THEN 0 ELSE 1 END), 0),
+			coalesce(sum(CASE WHEN o.request_id IS NULL THEN 1 ELSE 0 END), 0)
+		FROM clade_request r
+		LEFT JOIN (SELECT DISTINCT i.request_id FROM clade_batch_item i JOIN clade_batch b ON b.id = i.batch_row
+			WHERE b.run_id = $1 AND b.state <> 'done') o ON o.request_id = r.id
+		WHERE r.run_id = $1 AND NOT EXISTS (SELECT 1 FROM clade_result x WHERE x.request_id = r.id)`, runID).Scan(&inBatches, &unsent)
+	if err != nil {
+		return 0, 0, fmt.Errorf("batch pending counts: %w", err)
+	}
+	return inBatches, unsent, nil
+}
+
+// CancelBatchRun records that the run was canceled, now (the first time counts):
+// from then on it has no pending requests for batch dispatch.
+func (s *Store) CancelBatchRun(ctx context.Context, runID int64) error {
+	_, err := s.b.exec(ctx, `INSERT INTO clade_batch_run (run_id, canceled_at) VALUES ($1, $2)
+		ON CONFLICT (run_id) DO UPDATE SET canceled_at = coalesce(clade_batch_run.canceled_at, excluded.canceled_at)`,
+		runID, s.now().UnixMicro())
+	if err != nil {
+		return fmt.Errorf("cancel run %d: %w", runID, err)
+	}
+	return nil
+}
+
+// BatchRunCanceled returns when the run was canceled; the zero time if it was not.
+func (s *Store) BatchRunCanceled(ctx context.Context, runID int64) (time.Time, error) {
+	var at sql.NullInt64
+	err := s.b.queryRow(ctx, `SELECT canceled_at FROM clade_batch_run WHERE run_id = $1`, runID).Scan(&at)
+	if errors.Is(err, sql.ErrNoRows) || (err == nil && !at.Valid) {
+		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, fmt.Errorf("run %d canceled: %w", runID, err)
+	}
+	return time.UnixMicro(at.Int64).UTC(), nil
+}
+
+// ReopenCanceledRun undoes CancelBatchRun: in one transaction it clears the mark and
+// deletes the run's canceled results, so that their requests are pending again. It
+// returns how many results it deleted; a run that is not canceled is left as it is.
+func (s *Store) ReopenCanceledRun(ctx context.Context, runID int64) (int64, error) {
+	var n int64
+	err := s.inTx(ctx, func(tx txn) error {
+		marked, err := tx.exec(ctx, `UPDATE clade_batch_run SET canceled_at = NULL WHERE run_id = $1 AND canceled_at IS NOT NULL`, runID)
+		if err != nil || marked == 0 {
+			return err
+		}
+		n, err = tx.exec(ctx, `DELETE FROM clade_result WHERE run_id = $1 AND type = $2`, runID, string(Canceled))
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("reopen canceled run %d: %w", runID, err)
+	}
+	return n, nil
 }
 
 // RecordBatchIntent records, in one transaction, a batch about to be created and its
@@ -197,7 +284,7 @@ func (s *Store) FinishBatch(ctx context.Context, row int64, endedAt time.Time) e
 	return err
 }
 
-const batchColumns = `id, run_id, batch_id, state, requests, body_bytes, fingerprint, attempted_at, created_at`
+const batchColumns = `id, run_id, batch_id, state, requests, body_bytes, fingerprint, attempted_at, created_at, ended_at`
 
 // Batches returns the run's batch rows in the given states (all when none), oldest
 // first. A runID of 0 means every run.
@@ -223,9 +310,12 @@ func (s *Store) Batches(ctx context.Context, runID int64, states ...BatchState) 
 		var batchID sql.NullString
 		var state string
 		var attempted int64
-		var created sql.NullInt64
-		if err := rs.Scan(&b.Row, &b.RunID, &batchID, &state, &b.Requests, &b.BodyBytes, &b.Fingerprint, &attempted, &created); err != nil {
+		var created, ended sql.NullInt64
+		if err := rs.Scan(&b.Row, &b.RunID, &batchID, &state, &b.Requests, &b.BodyBytes, &b.Fingerprint, &attempted, &created, &ended); err != nil {
 			return nil, err
+		}
+		if ended.Valid && ended.Int64 > 0 {
+			b.EndedAt = time.UnixMicro(ended.Int64).UTC()
 		}
 		b.BatchID, b.State = batchID.String, BatchState(state)
 		b.AttemptedAt = time.UnixMicro(attempted).UTC()
