@@ -30,9 +30,15 @@ func (d *dispatcher) ingest(ctx context.Context, rec jobs.BatchRecord, b *upstre
 	for _, it := range items {
 		byID[it.CustomID] = it
 	}
+	// In a canceled run every line is final: nothing is sent again.
+	canceled, err := d.runCanceled(ctx)
+	if err != nil {
+		return err
+	}
 	if err := d.pace(ctx); err != nil {
 		return err
 	}
+	d.progress("batch %s ended: reading %d results", b.ID, len(items))
 	rr, err := d.cfg.Client.Results(ctx, b.ID)
 	var ae *upstream.APIError
 	if errors.As(err, &ae) && ae.Status == http.StatusNotFound && !b.ArchivedAt.IsZero() {
@@ -42,8 +48,10 @@ func (d *dispatcher) ingest(ctx context.Context, rec jobs.BatchRecord, b *upstre
 		if err := st.FinishBatch(ctx, rec.Row, b.EndedAt); err != nil {
 			return err
 		}
-		d.resubmitted += int64(len(items))
-		return nil
+		if !canceled {
+			d.resubmitted += int64(len(items))
+		}
+		return d.settleCanceled(ctx)
 	}
 	if err != nil {
 		return fmt.Errorf("results of batch %s: %w", b.ID, err)
@@ -71,7 +79,7 @@ func (d *dispatcher) ingest(ctx context.Context, rec jobs.BatchRecord, b *upstre
 			continue
 		}
 		delete(byID, r.CustomID) // a repeated line counts once
-		typ, isFinal := d.classify(r, it)
+		typ, isFinal := d.classify(r, it, canceled)
 		if !isFinal {
 			again++
 			continue
@@ -102,16 +110,20 @@ func (d *dispatcher) ingest(ctx context.Context, rec jobs.BatchRecord, b *upstre
 	if err := st.FinishBatch(ctx, rec.Row, b.EndedAt); err != nil {
 		return err
 	}
+	if canceled {
+		again = 0 // they get canceled lines below: the run was canceled
+	}
 	d.resubmitted += again
 	d.log.Debug("batch ended", "batch_id", b.ID, "final", final, "resubmit", again)
 	d.progress("batch %s ended: %d results, %d to resubmit", b.ID, final, again)
-	return nil
+	// The run may have been canceled meanwhile, or this was its last open batch.
+	return d.settleCanceled(ctx)
 }
 
 // classify says what a result line makes of its request: a final result of type
-// typ, or (false) a resubmission.
-func (d *dispatcher) classify(r upstream.Result, it jobs.BatchItem) (typ jobs.ResultType, final bool) {
-	lastRound := it.Attempt >= d.cfg.MaxRounds
+// typ, or (false) a resubmission. In a canceled run every line is final.
+func (d *dispatcher) classify(r upstream.Result, it jobs.BatchItem, canceled bool) (typ jobs.ResultType, final bool) {
+	lastRound := canceled || it.Attempt >= d.cfg.MaxRounds
 	switch r.Type {
 	case upstream.ResultSucceeded:
 		return jobs.Succeeded, true

@@ -12,7 +12,8 @@ import (
 // listPage is how many batches one list call returns while reconciling.
 const listPage = 100
 
-// reconcileAll settles every intent of the run left by an earlier process.
+// reconcileAll settles every intent of the run left by an earlier process, then, if
+// the run was canceled, cancels its open batches and settles it (startCanceled).
 func (d *dispatcher) reconcileAll(ctx context.Context) error {
 	intents, err := d.cfg.Store.Batches(ctx, d.runID, jobs.BatchIntent)
 	if err != nil {
@@ -23,7 +24,7 @@ func (d *dispatcher) reconcileAll(ctx context.Context) error {
 			return err
 		}
 	}
-	return nil
+	return d.startCanceled(ctx)
 }
 
 // reconcile settles one intent whose create call may or may not have reached the
