@@ -3,6 +3,9 @@ package batch
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -16,14 +19,34 @@ func TestBodyStaysWithinMaxBytes(t *testing.T) {
 		params := fmt.Sprintf(`{"model":"m","max_tokens":1,"messages":[{"role":"user","content":%q}]}`, strings.Repeat("é\"x", i))
 		reqs[i] = jobs.Request{ID: int64(i + 1), CustomID: fmt.Sprintf("id-%d", i), Params: json.RawMessage(params)}
 	}
-	for _, maxBytes := range []int{200, 1000, 4096, 1 << 20} {
-		var b body
+	// One spool, largest body first: a later, smaller body must not carry bytes of
+	// an earlier one.
+	b := newBody(t.TempDir())
+	defer b.close()
+	for _, maxBytes := range []int{1 << 20, 4096, 1000, 200} {
 		b.reset()
 		n := 0
-		for n < len(reqs) && b.add(&reqs[n], maxBytes) {
+		for n < len(reqs) {
+			ok, err := b.add(&reqs[n], maxBytes)
+			if err != nil {
+				t.Fatalf("add() error = %v", err)
+			}
+			if !ok {
+				break
+			}
 			n++
 		}
-		got := b.bytes()
+		rd, err := b.reader()
+		if err != nil {
+			t.Fatalf("reader() error = %v", err)
+		}
+		got, err := io.ReadAll(rd)
+		if err != nil {
+			t.Fatalf("read body: %v", err)
+		}
+		if int64(len(got)) != b.size() || rd.Size() != b.size() {
+			t.Errorf("body with max %d: read %d bytes, reader size %d, size() %d; want all equal", maxBytes, len(got), rd.Size(), b.size())
+		}
 		if len(got) > maxBytes {
 			t.Errorf("body with max %d = %d bytes, want ≤ %d", maxBytes, len(got), maxBytes)
 		}
@@ -47,6 +70,29 @@ func TestBodyStaysWithinMaxBytes(t *testing.T) {
 				t.Errorf("request %d = %s %s, want %s %s (params byte for byte)", i, r.CustomID, r.Params, reqs[i].CustomID, reqs[i].Params)
 			}
 		}
+	}
+}
+
+// TestBodySpoolLeavesNoFile checks the spool is unlinked while in use: a crash
+// leaves no body behind.
+func TestBodySpoolLeavesNoFile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	b := newBody(dir)
+	if ok, err := b.add(&jobs.Request{ID: 1, CustomID: "a", Params: json.RawMessage(`{}`)}, 1<<20); !ok || err != nil {
+		t.Fatalf("add() = %v, %v; want true, nil", ok, err)
+	}
+	if _, err := b.reader(); err != nil {
+		t.Fatalf("reader() error = %v", err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, "*")); len(left) != 0 {
+		t.Errorf("files in the spool directory while the body is open = %v, want none", left)
+	}
+	if err := b.close(); err != nil {
+		t.Errorf("close() error = %v", err)
+	}
+	if _, err := os.Stat(dir); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -1,13 +1,16 @@
 package batch
 
 import (
-	"bytes"
+	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"time"
@@ -18,56 +21,132 @@ import (
 )
 
 // body is a create body under construction:
-// {"requests":[{"custom_id":"a","params":{...}},...]}. Its length is exactly the
-// bytes sent.
+// {"requests":[{"custom_id":"a","params":{...}},...]}, spooled to an unlinked temp
+// file. size is exactly the bytes sent.
+//
+// Why a file: a body may reach 256 MB (upstream.MaxBatchCreateBytes), and holding
+// it in memory would make clade's peak RSS grow with the params, not stay flat. A
+// file keeps what the body costs in memory to a write buffer, while the body is
+// still read from the store once, measured before the intent is recorded (the
+// intent stores the size), and sent with a Content-Length like an in-memory body
+// (no chunked upload, a 413 decided on the header, and a body the transport can
+// send again from the file). Streaming the body from the store during the call
+// would need a second pass to know the length, or a chunked upload.
 type body struct {
-	buf bytes.Buffer
-	ids []int64
-	cid []string
+	dir    string // where the spool goes ("": os.TempDir())
+	f      *os.File
+	w      *bufio.Writer
+	remove string // the spool's path, when it could not be unlinked while open
+	n      int    // bytes written, bodyTail excluded
+	ids    []int64
+	cid    []string
 }
 
 const (
 	bodyHead = `{"requests":[`
 	bodyTail = `]}`
+	// spoolBuffer is the write buffer of the spool file.
+	spoolBuffer = 256 << 10
 )
 
+// newBody returns an empty body spooled in dir ("" for os.TempDir()). The file is
+// created at the first add and removed at once (it lives until close, and a crash
+// leaves nothing behind).
+func newBody(dir string) *body {
+	return &body{dir: dir}
+}
+
+// reset empties the body for the next batch.
 func (b *body) reset() {
-	b.buf.Reset()
-	b.buf.WriteString(bodyHead)
+	b.n = 0
 	b.ids, b.cid = b.ids[:0], b.cid[:0]
 }
+
+// start opens the spool (the first time) and writes the head at its start.
+func (b *body) start() error {
+	if b.f == nil {
+		f, err := os.CreateTemp(b.dir, ".clade-batch-body-*.json")
+		if err != nil {
+			return fmt.Errorf("spool batch body: %w", err)
+		}
+		// Unlinked while open: the data stays until close. Where a file cannot be
+		// removed while open (Windows), close removes it.
+		if os.Remove(f.Name()) != nil {
+			b.remove = f.Name()
+		}
+		b.f, b.w = f, bufio.NewWriterSize(f, spoolBuffer)
+	}
+	// Truncate frees the last batch's blocks; the file is written from offset 0.
+	if err := b.f.Truncate(0); err != nil {
+		return fmt.Errorf("spool batch body: %w", err)
+	}
+	if _, err := b.f.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("spool batch body: %w", err)
+	}
+	b.w.Reset(b.f)
+	b.w.WriteString(bodyHead)
+	b.n = len(bodyHead)
+	return nil
+}
+
+// size is the length of the closed body in bytes.
+func (b *body) size() int64 { return int64(b.n + len(bodyTail)) }
 
 // itemSize is the bytes req adds to a body, its comma included.
 func itemSize(req *jobs.Request) int {
 	return len(`,{"custom_id":`) + len(strconv.Quote(req.CustomID)) + len(`,"params":`) + len(req.Params) + 1
 }
 
-// add appends req if the body stays within maxBytes with its tail.
-func (b *body) add(req *jobs.Request, maxBytes int) bool {
+// add appends req if the body stays within maxBytes with its tail, and reports
+// whether it did.
+func (b *body) add(req *jobs.Request, maxBytes int) (bool, error) {
+	if len(b.ids) == 0 {
+		if err := b.start(); err != nil {
+			return false, err
+		}
+	}
 	n := itemSize(req)
 	if len(b.ids) == 0 {
 		n-- // no comma
 	}
-	if b.buf.Len()+n+len(bodyTail) > maxBytes {
-		return false
+	if b.n+n+len(bodyTail) > maxBytes {
+		return false, nil
 	}
 	if len(b.ids) > 0 {
-		b.buf.WriteByte(',')
+		b.w.WriteByte(',')
 	}
-	b.buf.WriteString(`{"custom_id":`)
-	b.buf.WriteString(strconv.Quote(req.CustomID))
-	b.buf.WriteString(`,"params":`)
-	b.buf.Write(req.Params)
-	b.buf.WriteByte('}')
+	b.w.WriteString(`{"custom_id":`)
+	b.w.WriteString(strconv.Quote(req.CustomID))
+	b.w.WriteString(`,"params":`)
+	b.w.Write(req.Params)
+	b.w.WriteByte('}')
+	b.n += n
 	b.ids = append(b.ids, req.ID)
 	b.cid = append(b.cid, req.CustomID)
-	return true
+	return true, nil
 }
 
-// bytes closes the body and returns it.
-func (b *body) bytes() []byte {
-	b.buf.WriteString(bodyTail)
-	return b.buf.Bytes()
+// reader closes the body and returns it as a reader of exactly size() bytes. The
+// client sends an *io.SectionReader with its Size as Content-Length.
+func (b *body) reader() (*io.SectionReader, error) {
+	b.w.WriteString(bodyTail)
+	if err := b.w.Flush(); err != nil { // a failed write sticks in w until here
+		return nil, fmt.Errorf("spool batch body: %w", err)
+	}
+	return io.NewSectionReader(b.f, 0, b.size()), nil
+}
+
+// close releases the spool.
+func (b *body) close() error {
+	if b == nil || b.f == nil {
+		return nil
+	}
+	err := b.f.Close()
+	if b.remove != "" {
+		os.Remove(b.remove)
+	}
+	b.f = nil
+	return err
 }
 
 // fingerprint is the hex SHA-256 of custom_ids, sorted, one per line.
@@ -90,7 +169,8 @@ func (d *dispatcher) fill(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var b body
+	b := newBody(d.spoolDir())
+	defer b.close()
 	after := 0
 	var page []jobs.Request
 	for open < d.cfg.QueueLimit {
@@ -107,7 +187,11 @@ func (d *dispatcher) fill(ctx context.Context) error {
 			}
 			req := &page[0]
 			d.resolveModel(req)
-			if !b.add(req, d.cfg.MaxBytes) {
+			added, err := b.add(req, d.cfg.MaxBytes)
+			if err != nil {
+				return err
+			}
+			if !added {
 				if len(b.ids) > 0 {
 					break // it starts the next batch
 				}
@@ -121,13 +205,28 @@ func (d *dispatcher) fill(ctx context.Context) error {
 		if len(b.ids) == 0 {
 			return nil
 		}
-		created, err := d.create(ctx, &b)
+		created, err := d.create(ctx, b)
 		if err != nil || !created {
 			return err
 		}
 		open += int64(len(b.ids))
 	}
 	return nil
+}
+
+// spoolDir is where create bodies are spooled: the output file's directory, which
+// must have room for the results (larger than the requests) anyway; else
+// os.TempDir(). The output's directory is also less likely than /tmp to be a tmpfs,
+// which would keep the body in memory (outside the process, but memory).
+func (d *dispatcher) spoolDir() string {
+	path := d.cfg.Output
+	if d.cfg.Out != nil {
+		path = d.cfg.Out.Path()
+	}
+	if path == "" {
+		return ""
+	}
+	return filepath.Dir(path)
 }
 
 // resolveModel sets a catalog alias (haiku, sonnet, ...) in req's params to its
@@ -165,14 +264,18 @@ func (d *dispatcher) tooLarge(ctx context.Context, req *jobs.Request) error {
 // until d.fillAfter.
 func (d *dispatcher) create(ctx context.Context, b *body) (bool, error) {
 	st := d.cfg.Store
-	rec, err := st.RecordBatchIntent(ctx, d.runID, b.ids, int64(b.buf.Len()+len(bodyTail)), fingerprint(b.cid))
+	rd, err := b.reader()
+	if err != nil {
+		return false, err
+	}
+	rec, err := st.RecordBatchIntent(ctx, d.runID, b.ids, b.size(), fingerprint(b.cid))
 	if err != nil {
 		return false, err
 	}
 	if err := d.pace(ctx); err != nil {
 		return false, errors.Join(err, st.DropBatchIntent(context.WithoutCancel(ctx), rec.Row))
 	}
-	got, err := d.cfg.Client.CreateBatch(ctx, bytes.NewReader(b.bytes()))
+	got, err := d.cfg.Client.CreateBatch(ctx, rd)
 	if err != nil {
 		var ae *upstream.APIError
 		if !errors.As(err, &ae) {

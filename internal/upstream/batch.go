@@ -67,8 +67,9 @@ var ErrEmptyBatchID = errors.New("upstream: empty batch id")
 
 // CreateBatch POSTs body, {"requests":[{"custom_id":...,"params":{...}},...]} built
 // from the callers' raw params, to /v1/messages/batches. body is sent as it is; a
-// *bytes.Reader, *bytes.Buffer or *strings.Reader goes with a Content-Length, any other
-// reader chunked. The API takes at most MaxBatchCreateBytes (else 413, Final).
+// *bytes.Reader, *bytes.Buffer, *strings.Reader or *io.SectionReader (a body spooled
+// to a file) goes with a Content-Length, any other reader chunked. The API takes at
+// most MaxBatchCreateBytes (else 413, Final).
 //
 // Creating a batch is not idempotent: a *TransportError after the request may have
 // reached the API has MaybeDelivered set (Classify: Final). List batches before

@@ -7,6 +7,9 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -228,5 +231,43 @@ func TestResultsDownload(t *testing.T) {
 	var te *upstream.TransportError
 	if n != 1 || !errors.As(rr.Err(), &te) || upstream.Classify(rr.Err()) != upstream.Retry {
 		t.Errorf("cut download: %d results, Err() = %v; want 1 and a Retry TransportError", n, rr.Err())
+	}
+}
+
+// TestCreateBatchSpooled sends a create body from a file through an
+// *io.SectionReader: it goes with its Content-Length (not chunked), and only the
+// section's bytes are sent.
+func TestCreateBatchSpooled(t *testing.T) {
+	t.Parallel()
+	type seen struct {
+		length  int64
+		chunked bool
+		body    string
+	}
+	got := make(chan seen, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got <- seen{r.ContentLength, slices.Contains(r.TransferEncoding, "chunked"), string(b)}
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, strings.Replace(batchJSON, `"ended"`, `"in_progress"`, 1))
+	}))
+	t.Cleanup(srv.Close)
+
+	body := `{"requests":[{"custom_id":"a","params":` + params + `}]}`
+	f, err := os.Create(filepath.Join(t.TempDir(), "body.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	// Stale bytes after the body (a longer body spooled earlier) must not be sent.
+	if _, err := f.WriteString(body + strings.Repeat("x", 100)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := newClient(t, srv.URL).CreateBatch(context.Background(), io.NewSectionReader(f, 0, int64(len(body)))); err != nil {
+		t.Fatalf("CreateBatch(section of a file) error = %v", err)
+	}
+	s := <-got
+	if s.length != int64(len(body)) || s.chunked || s.body != body {
+		t.Errorf("CreateBatch(section of a file) sent Content-Length %d, chunked %v, body %q; want %d, false, %q", s.length, s.chunked, s.body, len(body), body)
 	}
 }

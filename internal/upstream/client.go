@@ -200,6 +200,13 @@ func (c *Client) send(ctx context.Context, method, path string, body io.Reader, 
 	if err != nil {
 		return nil, false, fmt.Errorf("build request: %w", err)
 	}
+	if sr, ok := body.(*io.SectionReader); ok && sr.Size() > 0 {
+		// A body spooled to a file (batch create): sized like an in-memory one.
+		req.ContentLength = sr.Size()
+		req.GetBody = func() (io.ReadCloser, error) {
+			return io.NopCloser(io.NewSectionReader(sr, 0, sr.Size())), nil
+		}
+	}
 	h := req.Header
 	if body != nil {
 		h.Set("Content-Type", "application/json")
