@@ -1,6 +1,6 @@
 // Package hybrid runs a workload against a deadline at the lowest cost: requests go
-// to Message Batches (half price) first, and realtime workers take over the rest
-// when the deadline comes close.
+// to Message Batches (half price) first, and realtime workers take over what is
+// left when the deadline comes close.
 //
 // The rule, re-evaluated every tick as batches progress:
 //
@@ -9,17 +9,21 @@
 // where T_rt is the sustained realtime time of the requests without a result at
 // the tier's limits (plan.Sustained: no burst credit, expected output from
 // max_tokens), plus the slowest class's latency. Until then only batches work
-// (the dispatcher of package batch, unchanged). At the spill, no new batch is
-// created, every request without a result gets a River job, and the realtime
-// runner (package runner) works them: first those in no batch, then those of open
-// batches, the most recent batch first, from its last line back (the API works a
-// batch from its front, so the two meet in the middle). A worker skips a request a
-// batch answered meanwhile; a batch whose every request has a result is cancelled.
-// When every request has a result, the batches still open are cancelled.
+// (package batch's dispatcher). The spill is recorded in the store (a resumed run
+// goes on in realtime), no new batch is created, and the realtime runner (package
+// runner) starts on the requests in no batch. Open batches are then handed over
+// one at a time, the most recent first, while realtime's queue is short: the batch
+// is cancelled, what it already did comes back as results when it ends (a running
+// batch shows none), and only then are its other requests sent, from its last
+// line back. So nothing a batch did is paid again, unless a cancelled batch takes
+// longer than takeoverWait to end. A worker skips a request that got a result
+// meanwhile. When every request has a result, the batches still open are
+// cancelled.
 //
 // If realtime alone cannot finish in the window, the spill is due at once: the
-// batches are filled first (up to FillGrace), so realtime takes the front and
-// batches the rest, chunk by chunk as the race goes.
+// first batches are created (within FillGrace), realtime works from the back and
+// the API from the front, and whatever the batches finish before realtime reaches
+// them is paid at half price.
 package hybrid
 
 import (
@@ -235,11 +239,14 @@ func (h *hybrid) run(ctx context.Context) (*Summary, error) {
 		h.cfg.Tick = min(max(window/100, 200*time.Millisecond), 5*time.Second)
 	}
 	// A run that already moved work to realtime (a resumed one) goes on in realtime.
-	if spilled, err := st.HasJobs(ctx, h.runID); err != nil {
+	if err := st.PrepareHybrid(ctx); err != nil {
 		return nil, err
-	} else if spilled {
+	}
+	if at, err := st.SpilledAt(ctx, h.runID); err != nil {
+		return nil, err
+	} else if !at.IsZero() {
 		h.spilled.Store(true)
-		h.spilledAt = time.Now()
+		h.spilledAt = at
 	}
 	noBatch := window < h.cfg.MinBatchWindow
 
@@ -319,6 +326,9 @@ func (h *hybrid) run(ctx context.Context) (*Summary, error) {
 	if err == nil {
 		err = errors.Join(ignoreCanceled(batchErr), ignoreCanceled(rtErr))
 	}
+	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		err = nil // interrupted: the store holds where the run is; the next Run resumes
+	}
 	if err == nil && h.out != nil && h.cfg.Ordered && sum.Pending == 0 {
 		err = h.out.ExportOrdered(context.WithoutCancel(ctx), st, h.runID)
 	}
@@ -355,7 +365,9 @@ func (h *hybrid) watch(ctx context.Context, first estimate, batchDone, rtDone <-
 			if left, err := h.unfinished(ctx); err != nil || left == 0 {
 				return err
 			}
-			h.spill("batch dispatch stopped with work left")
+			if err := h.spill(ctx, "batch dispatch stopped with work left"); err != nil {
+				return err
+			}
 			if err := h.startRealtime(); err != nil {
 				return err
 			}
@@ -397,8 +409,10 @@ func (h *hybrid) watch(ctx context.Context, first estimate, batchDone, rtDone <-
 		if est.requests-est.inBatch > 0 && now.Sub(h.start) < h.cfg.FillGrace {
 			continue // let the first batches be created before realtime takes the rest
 		}
-		h.spill(fmt.Sprintf("%d requests left, realtime needs about %s, the deadline is in %s",
-			est.requests, round(est.realtime), round(time.Until(h.cfg.Deadline))))
+		if err := h.spill(ctx, fmt.Sprintf("%d requests left, realtime needs about %s, the deadline is in %s",
+			est.requests, round(est.realtime), round(time.Until(h.cfg.Deadline)))); err != nil {
+			return err
+		}
 		if err := h.startRealtime(); err != nil {
 			return err
 		}
@@ -508,10 +522,16 @@ func (h *hybrid) realtimeLead(e estimate) int64 {
 	return max(int64(perSec*30), conc)
 }
 
-func (h *hybrid) spill(why string) {
+// spill moves the run to realtime, for good: the store records it before anything
+// else, so a resumed run goes on in realtime.
+func (h *hybrid) spill(ctx context.Context, why string) error {
 	h.spilled.Store(true)
 	h.spilledAt = time.Now()
+	if err := h.cfg.Store.MarkSpilled(ctx, h.runID, h.spilledAt); err != nil {
+		return err
+	}
 	h.printf("spill to realtime: %s", why)
+	return nil
 }
 
 // cancelOpen cancels the run's open batches: with coveredOnly, those whose every

@@ -227,3 +227,57 @@ func TestHybridBatchesSuffice(t *testing.T) {
 		t.Errorf("cost $%.6f, want the batch price $%.6f (realtime $%.6f × %v)", sum.CostUSD, rt*cat.Pricing.Batch, rt, cat.Pricing.Batch)
 	}
 }
+
+// spillWatcher is a progress writer that cancels a run once it has spilled.
+type spillWatcher struct {
+	syncBuffer
+	cancel context.CancelFunc
+}
+
+func (s *spillWatcher) Write(p []byte) (int, error) {
+	if strings.Contains(string(p), "spill to realtime") {
+		s.cancel()
+	}
+	return s.syncBuffer.Write(p)
+}
+
+// TestHybridResumesAfterInterrupt stops a run right after it spilled to realtime
+// (Ctrl-C), then runs it again: the second run sees that realtime owns the rest,
+// finishes it, and every custom_id has exactly one result.
+func TestHybridResumesAfterInterrupt(t *testing.T) {
+	const n = 90
+	e := setup(t, n, emulator.Config{Tier: "tier-4", BatchProcessingRate: 2, ClockSpeed: 2})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w := &spillWatcher{cancel: cancel}
+	cfg := e.config(time.Now().Add(8*time.Second), nil)
+	cfg.Progress = w
+	cfg.Batch.MaxRequests = 30
+	first, err := hybrid.Run(ctx, cfg)
+	if err != nil {
+		t.Fatalf("first run: %v\n%s", err, w.String())
+	}
+	if !first.Spilled {
+		t.Fatalf("the first run did not spill:\n%s", w.String())
+	}
+	var progress syncBuffer
+	cfg = e.config(time.Now().Add(20*time.Second), &progress)
+	cfg.Batch.MaxRequests = 30
+	second, err := hybrid.Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("second run: %v\n%s", err, progress.String())
+	}
+	if second.Pending != 0 || second.Succeeded != n {
+		t.Fatalf("after resuming: %+v\n%s", second, progress.String())
+	}
+	if !strings.Contains(progress.String(), "resuming a run that already moved to realtime") {
+		t.Errorf("the second run did not resume in realtime:\n%s", progress.String())
+	}
+	got := readResults(t, e.output)
+	if len(got) != n {
+		t.Errorf("output has %d custom_ids, want %d", len(got), n)
+	}
+	if second.Batches != 0 {
+		t.Errorf("the resumed run created %d batches; realtime owns the rest", second.Batches)
+	}
+}

@@ -8,8 +8,11 @@ package jobs
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 	"strconv"
+	"time"
 )
 
 // ModelNeed is what the unfinished requests of one model still need.
@@ -98,13 +101,6 @@ func (s *Store) EnqueueUnfinished(ctx context.Context, runID int64, maxAttempts 
 	return int64(len(ids)), nil
 }
 
-// HasJobs reports whether the run has River jobs that may still run: a hybrid run
-// that already moved work to realtime.
-func (s *Store) HasJobs(ctx context.Context, runID int64) (bool, error) {
-	n, err := s.Unfinished(ctx, runID)
-	return n > 0, err
-}
-
 // CoveredBatches returns the run's open (created) batches whose every request
 // already has a result: realtime did their work, so they can be cancelled.
 func (s *Store) CoveredBatches(ctx context.Context, runID int64) ([]BatchRecord, error) {
@@ -125,4 +121,43 @@ func (s *Store) CoveredBatches(ctx context.Context, runID int64) ([]BatchRecord,
 		}
 	}
 	return out, nil
+}
+
+// PrepareHybrid creates the hybrid mode's table if it does not exist.
+func (s *Store) PrepareHybrid(ctx context.Context) error {
+	big := "INTEGER"
+	if s.b.kind() == "postgres" {
+		big = "BIGINT"
+	}
+	_, err := s.b.exec(ctx, `CREATE TABLE IF NOT EXISTS clade_hybrid (
+		run_id     `+big+` PRIMARY KEY,
+		spilled_at `+big+` NOT NULL
+	)`)
+	if err != nil {
+		return fmt.Errorf("prepare hybrid table: %w", err)
+	}
+	return nil
+}
+
+// MarkSpilled records that the run moved to realtime at at (the first time only).
+func (s *Store) MarkSpilled(ctx context.Context, runID int64, at time.Time) error {
+	_, err := s.b.exec(ctx, `INSERT INTO clade_hybrid (run_id, spilled_at) VALUES ($1, $2) ON CONFLICT (run_id) DO NOTHING`,
+		runID, at.UnixMicro())
+	if err != nil {
+		return fmt.Errorf("mark spilled: %w", err)
+	}
+	return nil
+}
+
+// SpilledAt returns when the run moved to realtime, or the zero time.
+func (s *Store) SpilledAt(ctx context.Context, runID int64) (time.Time, error) {
+	var at int64
+	err := s.b.reader().queryRow(ctx, `SELECT spilled_at FROM clade_hybrid WHERE run_id = $1`, runID).Scan(&at)
+	if errors.Is(err, sql.ErrNoRows) {
+		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, fmt.Errorf("spilled at: %w", err)
+	}
+	return time.UnixMicro(at).UTC(), nil
 }
