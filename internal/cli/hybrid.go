@@ -95,7 +95,7 @@ func printHybridSummary(w io.Writer, s *hybrid.Summary, deadline time.Time, outp
 	fmt.Fprintf(w, "\n%d requests: %d succeeded, %d errored, %d pending; %d bad lines skipped\n",
 		s.Requests, s.Succeeded, s.Errored, s.Pending, s.Problems)
 	var how []string
-	how = append(how, fmt.Sprintf("%d batches created (%d canceled as realtime did their work)", s.Batches, s.BatchesCanceled))
+	how = append(how, fmt.Sprintf("%d batches created (%d canceled for realtime to take over)", s.Batches, s.BatchesCanceled))
 	if s.Spilled {
 		how = append(how, fmt.Sprintf("realtime from %s: %d calls", s.SpilledAt.Local().Format("15:04:05"), s.RealtimeSent))
 	} else {
