@@ -88,8 +88,10 @@ type Config struct {
 	ReconcileWindow time.Duration
 	// Clock is the time source. Default: the real clock.
 	Clock Clock
-	// Progress receives one line per batch event; nil for none.
-	Progress io.Writer
+	// Progress receives one line per batch event, and a status line every
+	// ProgressEvery (default 30 s); nil for none.
+	Progress      io.Writer
+	ProgressEvery time.Duration
 	// Logger receives structured logs. Default: discard.
 	Logger *slog.Logger
 	// MayFill, when set, is asked before each new batch is filled; false creates
@@ -176,6 +178,9 @@ func (c *Config) withDefaults() (Config, error) {
 	if out.Logger == nil {
 		out.Logger = slog.New(slog.DiscardHandler)
 	}
+	if out.ProgressEvery <= 0 {
+		out.ProgressEvery = 30 * time.Second
+	}
 	return out, nil
 }
 
@@ -203,11 +208,14 @@ type dispatcher struct {
 	polls map[int64]*pollState // by clade_batch row
 	// canceling holds the rows of batches last seen canceling.
 	canceling map[int64]bool
+	// nextStatus is when the next status line is due.
+	nextStatus time.Time
 	// fillAfter holds fill back after a 429 or a failed create.
 	fillAfter time.Time
 	failures  int
 
 	batches, resubmitted int64
+	doneAtStart          int64
 }
 
 type pollState struct {
@@ -263,6 +271,9 @@ func (d *dispatcher) run(ctx context.Context) (*Summary, error) {
 		d.out = &outputFile{o}
 		defer o.Close()
 	}
+	if s, err := st.Status(ctx, d.runID); err == nil {
+		d.doneAtStart = s.Requests - s.Pending
+	}
 	if err := d.reconcileAll(ctx); err != nil {
 		return d.summary(context.WithoutCancel(ctx)), err
 	}
@@ -315,6 +326,10 @@ func (d *dispatcher) loop(ctx context.Context) error {
 		openN, err := st.OpenBatchRequests(ctx, d.runID)
 		if err != nil {
 			return err
+		}
+		if d.cfg.Progress != nil && !now.Before(d.nextStatus) {
+			d.nextStatus = now.Add(d.cfg.ProgressEvery)
+			d.status(ctx, openN)
 		}
 		if openN == 0 {
 			left, err := st.BatchPending(ctx, d.runID, 0, 1)
@@ -416,6 +431,23 @@ func (d *dispatcher) poll(ctx context.Context, b jobs.BatchRecord) (ended bool, 
 		return false, err
 	}
 	return true, nil
+}
+
+// status prints where the run is: results, requests in batches in flight, those
+// waiting for a batch, cost so far and the results' rate.
+func (d *dispatcher) status(ctx context.Context, inFlight int64) {
+	st, err := d.cfg.Store.Status(ctx, d.runID)
+	if err != nil || st.Requests == 0 {
+		return
+	}
+	done := st.Requests - st.Pending
+	elapsed := d.cfg.Clock.Now().Sub(d.start)
+	line := fmt.Sprintf("status: %d/%d done (%.1f%%), %d in batches in flight, %d waiting; $%.4f at batch prices; %s",
+		done, st.Requests, 100*float64(done)/float64(st.Requests), inFlight, max(st.Pending-inFlight, 0), st.CostUSD, elapsed.Round(time.Second))
+	if n := done - d.doneAtStart; n > 0 && elapsed > 0 {
+		line += fmt.Sprintf(" (%.0f results/min)", float64(n)/elapsed.Minutes())
+	}
+	fmt.Fprintln(d.cfg.Progress, line)
 }
 
 func (d *dispatcher) summary(ctx context.Context) *Summary {
