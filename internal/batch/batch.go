@@ -21,6 +21,9 @@ import (
 // ErrStrict is returned by Run when the input had bad lines and Config.Strict is set.
 var ErrStrict = errors.New("input has bad lines")
 
+// errLeaseLost stops a dispatcher whose lease on the run was taken or ran out.
+var errLeaseLost = errors.New("lost the run's lease (another process took it, or the store was unreachable); stopped dispatching")
+
 // Defaults.
 const (
 	DefaultTier            = "start"
@@ -101,6 +104,10 @@ type Config struct {
 	// Nudge, when it receives, makes every open batch be polled at once (the
 	// hybrid mode, after it cancels batches).
 	Nudge <-chan struct{}
+	// Leased says the caller holds the run's lease (jobs.Store.AcquireLease), as
+	// the hybrid mode does; by default Run takes it, and fails with jobs.ErrLeased
+	// if another process holds it.
+	Leased bool
 	// KeepJobs keeps the run's River jobs: a hybrid run's realtime workers own the
 	// requests that have one. By default they are deleted, as batch dispatch owns
 	// every request.
@@ -245,6 +252,25 @@ func (d *dispatcher) run(ctx context.Context) (*Summary, error) {
 		return nil, err
 	}
 	d.runID = runRec.ID
+	if !d.cfg.Leased {
+		// One dispatcher per run: two would both create batches for the same
+		// requests.
+		lease, err := st.AcquireLease(ctx, d.runID, 0)
+		if err != nil {
+			return nil, err
+		}
+		defer lease.Release()
+		var cancel context.CancelCauseFunc
+		ctx, cancel = context.WithCancelCause(ctx)
+		defer cancel(nil)
+		go func() {
+			select {
+			case <-lease.Lost():
+				cancel(errLeaseLost)
+			case <-ctx.Done():
+			}
+		}()
+	}
 	if d.cfg.Progress != nil {
 		for _, p := range problems {
 			fmt.Fprintf(d.cfg.Progress, "skipped %s:%d: %s: %s\n", d.cfg.Input, p.Line, p.Field, p.Reason)
@@ -279,6 +305,9 @@ func (d *dispatcher) run(ctx context.Context) (*Summary, error) {
 	}
 	err = d.loop(ctx)
 	sum := d.summary(context.WithoutCancel(ctx))
+	if cause := context.Cause(ctx); errors.Is(cause, errLeaseLost) {
+		return sum, cause
+	}
 	if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
 		return sum, nil // interrupted: the batches in flight stay recorded
 	}

@@ -72,6 +72,8 @@ func runHybrid(cmd *cobra.Command, f *runFlags, input string, cat *catalog.Catal
 	switch {
 	case errors.Is(err, jobs.ErrInputChanged):
 		return usageErr(fmt.Sprintf("clade run %s --force (drops its earlier results), or use another --db", input), "%s changed since the store %s was made", input, redactDSN(f.db))
+	case errors.Is(err, jobs.ErrLeased):
+		return failure("another clade process is working this run: wait for it, or stop it (its lease runs out 30 s after it dies)", err)
 	case errors.Is(err, hybrid.ErrStrict):
 		return usageErr("fix the lines listed above, or run without --strict to skip them", "%v", err)
 	case err != nil:

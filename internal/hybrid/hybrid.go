@@ -222,6 +222,11 @@ func (h *hybrid) run(ctx context.Context) (*Summary, error) {
 	if err := st.PrepareBatches(ctx); err != nil {
 		return nil, err
 	}
+	lease, err := st.AcquireLease(ctx, h.runID, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer lease.Release()
 	if h.cfg.Output != "" {
 		if h.out, err = jobs.OpenOutput(ctx, st, h.runID, h.cfg.Output, h.cfg.Ordered); err != nil {
 			return nil, err
@@ -272,7 +277,7 @@ func (h *hybrid) run(ctx context.Context) (*Summary, error) {
 			bc := h.cfg.Batch
 			bc.Store, bc.Client, bc.Catalog, bc.Input, bc.Output = st, h.cfg.Client, h.cfg.Catalog, h.cfg.Input, ""
 			bc.Out, bc.Force, bc.Strict, bc.Options, bc.Tier = h.out, false, false, h.cfg.Options, h.cfg.Tier
-			bc.KeepJobs, bc.Nudge = true, h.nudge
+			bc.KeepJobs, bc.Nudge, bc.Leased = true, h.nudge, true
 			bc.MayFill = func() bool { return !h.spilled.Load() }
 			bc.Progress, bc.Logger = h.cfg.Progress, h.log
 			batchSum, batchErr = batch.Run(runCtx, bc)
@@ -315,7 +320,7 @@ func (h *hybrid) run(ctx context.Context) (*Summary, error) {
 		}
 	}
 
-	err = h.watch(ctx, est, batchDone, rtDone)
+	err = h.watch(ctx, est, batchDone, rtDone, lease.Lost())
 	h.finish()
 	cancelRun()
 	wg.Wait()
@@ -347,7 +352,7 @@ func (h *hybrid) finish() { h.untilOnce.Do(func() { close(h.until) }) }
 
 // watch re-plans every tick until every request has a result (and the batches
 // left are cancelled and read), ctx ends, or a part fails.
-func (h *hybrid) watch(ctx context.Context, first estimate, batchDone, rtDone <-chan struct{}) error {
+func (h *hybrid) watch(ctx context.Context, first estimate, batchDone, rtDone, leaseLost <-chan struct{}) error {
 	t := time.NewTicker(h.cfg.Tick)
 	defer t.Stop()
 	lastPrint := time.Now()
@@ -356,6 +361,8 @@ func (h *hybrid) watch(ctx context.Context, first estimate, batchDone, rtDone <-
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-leaseLost:
+			return errors.New("lost the run's lease (another process took it, or the store was unreachable); stopped")
 		case <-batchDone:
 			batchDone = nil
 			if h.spilled.Load() {
