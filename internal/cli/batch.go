@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -31,6 +32,8 @@ type batchFlags struct {
 	baseURL     string
 	emulate     string
 	quiet       bool
+	// resumeCanceled sends again the requests of a run stopped by clade batch cancel.
+	resumeCanceled bool
 }
 
 func newBatchCmd(g *globalFlags) *cobra.Command {
@@ -53,11 +56,18 @@ after. Stop it at any time and run the same command again: it picks up the batch
 in flight, and a batch whose creation was interrupted is found by listing the
 account's batches, not created twice (see docs/batch.md).
 
+clade batch cancel cancels the batches in flight and marks the run canceled. A
+canceled run sends nothing again: clade batch (the one running, or the next one)
+reads the partial results of its batches and writes every request without a result
+as a final "canceled" line, then stops. --resume-canceled undoes the cancel: the
+canceled requests are sent again.
+
 The key comes from ANTHROPIC_API_KEY and the API from ANTHROPIC_BASE_URL (default
 https://api.anthropic.com). --emulate TIER runs against an in-process emulator instead.`,
 		Example: `  clade batch prompts.jsonl -o results.jsonl --tier tier-2
   clade batch prompts.jsonl -o results.jsonl --emulate tier-2     # no key, no network
-  clade batch cancel results.jsonl                                # cancel the batches in flight`,
+  clade batch cancel results.jsonl                                # cancel the batches in flight
+  clade batch prompts.jsonl -o results.jsonl --resume-canceled   # send canceled requests again`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runBatch(cmd, g, f, args[0])
@@ -77,6 +87,7 @@ https://api.anthropic.com). --emulate TIER runs against an in-process emulator i
 	fl.StringVar(&f.baseURL, "base-url", "", "API base `URL` (default: ANTHROPIC_BASE_URL, else https://api.anthropic.com)")
 	fl.StringVar(&f.emulate, "emulate", "", "run against an in-process emulator at this `TIER` (no key or network needed)")
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "no progress lines; only the summary")
+	fl.BoolVar(&f.resumeCanceled, "resume-canceled", false, "a run stopped by clade batch cancel: send its canceled requests again")
 	cmd.AddCommand(newBatchCancelCmd(g))
 	return cmd
 }
@@ -111,13 +122,22 @@ func runBatch(cmd *cobra.Command, g *globalFlags, f *batchFlags, input string) e
 	if f.quiet {
 		progress = nil
 	}
+	if err := prepareCanceled(ctx, store, input, f.resumeCanceled, progress); err != nil {
+		return failure("check --db", err)
+	}
 	opts, _ := json.Marshal(map[string]any{"mode": "batch", "tier": f.tier, "output": f.output})
-	sum, err := batch.Run(ctx, batch.Config{
+	cfg := batch.Config{
 		Store: store, Client: client, Catalog: cat, Input: input, Output: f.output,
 		Force: f.force, Strict: f.strict, Options: opts, Tier: f.tier,
 		MaxRequests: f.maxRequests, MaxRounds: f.maxRounds, PollMin: f.poll,
 		Progress: progress, Logger: log,
-	})
+	}
+	sum, err := batch.Run(ctx, cfg)
+	if err == nil && ctx.Err() == nil && sum != nil && sum.Pending > 0 {
+		// Run returns with requests left only for a run canceled while it ran (after
+		// its last batch was read): a second pass writes their canceled lines.
+		sum, err = batch.Run(ctx, cfg)
+	}
 	if sum != nil {
 		printBatchSummary(stderr, sum, f.output, f.db)
 	}
@@ -134,8 +154,51 @@ func runBatch(cmd *cobra.Command, g *globalFlags, f *batchFlags, input string) e
 		return &cliError{code: ExitFailure, err: errors.New("interrupted"), try: "run the same command again to resume, or clade batch cancel " + f.output}
 	}
 	if sum != nil && sum.Errored+sum.Expired+sum.Canceled > 0 {
+		try := "clade status --db " + redactDSN(f.db)
+		if sum.Canceled > 0 {
+			try += "; to send the canceled requests again: clade batch " + input + " -o " + f.output + " --resume-canceled"
+		}
 		return &cliError{code: ExitFailedRequests, err: fmt.Errorf("%d requests did not succeed (their result lines are in %s)", sum.Errored+sum.Expired+sum.Canceled, f.output),
-			try: "clade status --db " + redactDSN(f.db)}
+			try: try}
+	}
+	return nil
+}
+
+// prepareCanceled handles a run stopped by clade batch cancel before batch.Run: with
+// resume it reopens the run (its canceled results are deleted, so those requests are
+// sent again); without, it says what this run will do.
+func prepareCanceled(ctx context.Context, st *jobs.Store, input string, resume bool, progress io.Writer) error {
+	abs, err := filepath.Abs(input)
+	if err != nil {
+		return err
+	}
+	run, err := st.RunByName(ctx, abs)
+	if errors.Is(err, jobs.ErrNoRun) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := st.PrepareBatches(ctx); err != nil {
+		return err
+	}
+	at, err := st.BatchRunCanceled(ctx, run.ID)
+	if err != nil || at.IsZero() {
+		return err
+	}
+	if resume {
+		n, err := st.ReopenCanceledRun(ctx, run.ID)
+		if err != nil {
+			return err
+		}
+		if progress != nil {
+			fmt.Fprintf(progress, "run %d resumed after its cancel: %d canceled requests will be sent again\n", run.ID, n)
+		}
+		return nil
+	}
+	if progress != nil {
+		fmt.Fprintf(progress, "run %d was canceled at %s: reading its batches, nothing is sent again (--resume-canceled sends the canceled requests)\n",
+			run.ID, at.Local().Format(time.DateTime))
 	}
 	return nil
 }
@@ -152,10 +215,17 @@ func newBatchCancelCmd(g *globalFlags) *cobra.Command {
 	var db, baseURL string
 	cmd := &cobra.Command{
 		Use:   "cancel [--db PATH | RESULTS.jsonl]",
-		Short: "Cancel the batches in flight of the runs in a store",
-		Long: `Ask the API to cancel every batch of the store that has not ended. Requests
-already processed keep their results; the next clade batch run reads them and sends
-the canceled requests again (up to --max-rounds batches per request).`,
+		Short: "Cancel the batch runs of a store and their batches in flight",
+		Long: `Mark every clade batch run of the store that has requests left as canceled, then
+ask the API to cancel each of its batches that has not ended.
+
+A canceled run sends nothing again. The clade batch still running on it (or the
+next one run on the store) reads the results of the canceled batches (requests
+already processed keep their results), writes every request without a result as
+a final {"type":"canceled"} line, and stops with exit code 3. To send the canceled
+requests after all, run clade batch with --resume-canceled.`,
+		Example: `  clade batch cancel results.jsonl
+  clade batch cancel --db postgres://user@host/clade`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if db == "" {
@@ -181,26 +251,21 @@ the canceled requests again (up to --max-rounds batches per request).`,
 				return failure("check --db", fmt.Errorf("open store %s: %w", redactDSN(db), err))
 			}
 			defer store.Close()
-			if err := store.PrepareBatches(ctx); err != nil {
-				return failure("", err)
-			}
-			open, err := store.Batches(ctx, 0, jobs.BatchCreated)
-			if err != nil {
-				return failure("", err)
-			}
-			var errs []error
-			for _, b := range open {
-				got, err := client.CancelBatch(ctx, b.BatchID)
-				if err != nil {
-					errs = append(errs, fmt.Errorf("cancel batch %s: %w", b.BatchID, err))
-					continue
+			rep, err := batch.Cancel(ctx, store, client)
+			if rep != nil {
+				for _, b := range rep.Batches {
+					if b.Err == nil {
+						fmt.Fprintf(cmd.OutOrStdout(), "%s %s\n", b.ID, b.Status)
+					}
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "%s %s\n", got.ID, got.ProcessingStatus)
+				fmt.Fprintf(cmd.ErrOrStderr(), "%d runs marked canceled, %d batches asked to cancel\n", len(rep.Runs), len(rep.Batches))
 			}
-			if err := errors.Join(errs...); err != nil {
+			if err != nil {
 				return failure("run the same command again", err)
 			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "%d batches asked to cancel\n", len(open))
+			if rep != nil && len(rep.Runs) > 0 {
+				fmt.Fprintln(cmd.ErrOrStderr(), "the running clade batch (or the next one) writes the canceled requests as canceled lines and stops; --resume-canceled sends them again")
+			}
 			return nil
 		},
 	}
@@ -209,34 +274,81 @@ the canceled requests again (up to --max-rounds batches per request).`,
 	return cmd
 }
 
-// batchStatusLine describes a run's Message Batches for clade status ("" when the
-// run has none): how many are done, and the ids of those in flight.
-func batchStatusLine(ctx context.Context, st *jobs.Store, runID int64) string {
+// statusMaxBatches is how many batch lines clade status prints per run.
+const statusMaxBatches = 20
+
+// batchStatusLines describes a run's Message Batches for clade status (nothing when
+// the run has none and was not canceled): a summary line with the batches by state
+// and the requests pending (in batches in flight, and in none), then one line per
+// batch, those in flight first: id, state, requests, age (since created_at, or since
+// the create was attempted for an unconfirmed one) and, for a done batch, how long
+// ago it ended. now is the time ages are measured at.
+func batchStatusLines(ctx context.Context, st *jobs.Store, runID int64, now time.Time) []string {
 	if err := st.PrepareBatches(ctx); err != nil {
-		return ""
+		return nil
 	}
 	bs, err := st.Batches(ctx, runID)
-	if err != nil || len(bs) == 0 {
-		return ""
+	if err != nil {
+		return nil
 	}
-	done := 0
-	var open []string
+	canceledAt, err := st.BatchRunCanceled(ctx, runID)
+	if err != nil || (len(bs) == 0 && canceledAt.IsZero()) {
+		return nil
+	}
+	inBatches, unsent, err := st.BatchPendingCounts(ctx, runID)
+	if err != nil {
+		return nil
+	}
+	var open, done []jobs.BatchRecord
+	intents := 0
 	for _, b := range bs {
 		switch b.State {
 		case jobs.BatchDone:
-			done++
-		case jobs.BatchCreated:
-			open = append(open, b.BatchID)
+			done = append(done, b)
 		case jobs.BatchIntent:
-			open = append(open, "(unconfirmed create)")
+			intents++
+			open = append(open, b)
+		default:
+			open = append(open, b)
 		}
 	}
-	line := fmt.Sprintf("  batches: %d done, %d in flight", done, len(open))
-	if len(open) > 5 {
-		open = append(open[:5], "…")
+	head := fmt.Sprintf("  batches: %d done, %d in flight, %d unconfirmed; pending %d: %d in batches in flight, %d in none",
+		len(done), len(open)-intents, intents, inBatches+unsent, inBatches, unsent)
+	if !canceledAt.IsZero() {
+		head += fmt.Sprintf("; canceled %s ago (clade batch cancel)", age(now, canceledAt))
 	}
-	if len(open) > 0 {
-		line += ": " + strings.Join(open, ", ")
+	lines := []string{head}
+	shown := append(open, done...)
+	more := 0
+	if len(shown) > statusMaxBatches {
+		more = len(shown) - statusMaxBatches
+		shown = shown[:statusMaxBatches]
 	}
-	return line
+	for _, b := range shown {
+		id, state, since := b.BatchID, "in flight", b.CreatedAt
+		switch b.State {
+		case jobs.BatchIntent:
+			id, state, since = "(create unconfirmed)", "unconfirmed", b.AttemptedAt
+		case jobs.BatchDone:
+			state = "done"
+		}
+		l := fmt.Sprintf("    %-32s %-11s %7d requests  age %s", id, state, b.Requests, age(now, since))
+		if b.State == jobs.BatchDone && !b.EndedAt.IsZero() {
+			l += fmt.Sprintf(", ended %s ago", age(now, b.EndedAt))
+		}
+		lines = append(lines, l)
+	}
+	if more > 0 {
+		lines = append(lines, fmt.Sprintf("    … and %d more done", more))
+	}
+	return lines
+}
+
+// age is now-t rounded for people: seconds under an hour, minutes above.
+func age(now, t time.Time) time.Duration {
+	d := max(now.Sub(t), 0)
+	if d >= time.Hour {
+		return d.Round(time.Minute)
+	}
+	return d.Round(time.Second)
 }

@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -18,6 +19,12 @@ func newStatusCmd(g *globalFlags) *cobra.Command {
 		Short: "Show the runs of a store: progress, results, cost and bad input lines",
 		Long: `Show every run in a store: requests, results by type, pending, tokens and cost,
 and the bad input lines that were skipped (file, line, field and reason).
+
+For a clade batch run it also shows its Message Batches: how many are done, in
+flight or unconfirmed (a create whose outcome the next run settles), the requests
+pending in batches in flight and in none, whether the run was canceled, and one line
+per batch (id, state, requests, age since created), those in flight first. The
+states are the store's: run clade batch to learn whether a batch in flight ended.
 
 Name the store with --db, or give the results file of a run (its store is
 RESULTS.jsonl.clade.db unless --db was used).`,
@@ -68,8 +75,8 @@ RESULTS.jsonl.clade.db unless --db was used).`,
 				u := s.Usage
 				fmt.Fprintf(w, "  tokens: input %d, cache writes %d, cache reads %d, output %d; cost $%.4f\n",
 					u.InputTokens, u.CacheWrite5mTokens+u.CacheWrite1hTokens, u.CacheReadTokens, u.OutputTokens, s.CostUSD)
-				if line := batchStatusLine(ctx, st, r.ID); line != "" {
-					fmt.Fprintln(w, line)
+				for _, l := range batchStatusLines(ctx, st, r.ID, time.Now()) {
+					fmt.Fprintln(w, l)
 				}
 				n := 0
 				err = st.Problems(ctx, r.ID, func(p intake.Problem) error {
