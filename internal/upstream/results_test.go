@@ -1,6 +1,7 @@
 package upstream_test
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -225,23 +226,35 @@ func hasFoldedDuplicates(line []byte) bool {
 		bytes.Contains(line, []byte(`\u`))
 }
 
-// BenchmarkResultsReader measures the decoder in MB/s of JSONL, with two baselines in
-// the same run: "valid-only" (split lines and json.Valid each: the floor of any
-// validating decoder) and "unmarshal" (the naive encoding/json decode of the same
-// fields).
+// emulatorLine is a succeeded line as the emulator writes it (654 bytes: the
+// average of its lines for 48-token answers), with custom_id job-<i>.
+func emulatorLine(i int) string {
+	return fmt.Sprintf(`{"custom_id":"job-%07d","result":{"type":"succeeded","message":{"id":"msg_01f6dBH74W9AL0I0qRUmUbl4","type":"message","role":"assistant","model":"claude-haiku-4-5","content":[{"type":"text","text":"run all too but top can can run net row the put but you her who end set see cat net row too job old key two had set who top log out are are now man let for say his you way net day his run now "}],"stop_reason":"max_tokens","stop_sequence":null,"usage":{"input_tokens":10,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"cache_creation":{"ephemeral_5m_input_tokens":0,"ephemeral_1h_input_tokens":0},"output_tokens":48,"service_tier":"batch"}}}}`, i)
+}
+
+// BenchmarkResultsReader measures the decoder in MB/s and lines/s of JSONL, with
+// three baselines in the same run: "scanner" (bufio.Scanner and encoding/json per
+// line, the obvious decoder, reading the same three fields), "valid-only" (split
+// lines and json.Valid each: the floor of any validating decoder) and "unmarshal"
+// (encoding/json of two fields, without a scanner).
+//
+//	go test -run '^$' -bench 'ResultsReader/654B' -count 5 ./internal/upstream
 func BenchmarkResultsReader(b *testing.B) {
 	for _, bc := range []struct {
 		name string
-		line string
+		line func(i int) string
 	}{
-		{"2KiB", bigLine("x", 2<<10)},
-		{"64KiB", bigLine("x", 64<<10)},
-		{"1MiB", bigLine("x", 1<<20)},
+		{"654B", emulatorLine},
+		{"2KiB", func(int) string { return bigLine("x", 2<<10) }},
+		{"64KiB", func(int) string { return bigLine("x", 64<<10) }},
+		{"1MiB", func(int) string { return bigLine("x", 1<<20) }},
 	} {
 		var buf bytes.Buffer
+		lines := 0
 		for buf.Len() < 16<<20 {
-			buf.WriteString(bc.line)
+			buf.WriteString(bc.line(lines))
 			buf.WriteByte('\n')
+			lines++
 		}
 		data := buf.Bytes()
 		run := func(name string, f func(b *testing.B)) {
@@ -251,6 +264,7 @@ func BenchmarkResultsReader(b *testing.B) {
 				for b.Loop() {
 					f(b)
 				}
+				b.ReportMetric(float64(lines)*float64(b.N)/b.Elapsed().Seconds(), "lines/s")
 			})
 		}
 		run("decoder", func(b *testing.B) {
@@ -259,6 +273,29 @@ func BenchmarkResultsReader(b *testing.B) {
 			}
 			if rr.Err() != nil {
 				b.Fatal(rr.Err())
+			}
+		})
+		run("scanner", func(b *testing.B) {
+			sc := bufio.NewScanner(bytes.NewReader(data))
+			sc.Buffer(make([]byte, 64<<10), 32<<20) // the Go SDK's line limit
+			for sc.Scan() {
+				var v struct {
+					CustomID string `json:"custom_id"`
+					Result   struct {
+						Type  string `json:"type"`
+						Error struct {
+							Error struct {
+								Type string `json:"type"`
+							} `json:"error"`
+						} `json:"error"`
+					} `json:"result"`
+				}
+				if err := json.Unmarshal(sc.Bytes(), &v); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if sc.Err() != nil {
+				b.Fatal(sc.Err())
 			}
 		})
 		run("valid-only", func(b *testing.B) {
