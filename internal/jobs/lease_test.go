@@ -3,6 +3,8 @@ package jobs_test
 import (
 	"context"
 	"errors"
+	"os"
+	"os/exec"
 	"testing"
 	"time"
 
@@ -70,5 +72,37 @@ func TestLease(t *testing.T) {
 			}
 			defer l4.Release()
 		})
+	}
+}
+
+// TestLeaseOfDeadProcess: a lease left by a process that died on this machine
+// (SIGKILL, crash) is taken at once, not after its time runs out; one held by a
+// live process is not.
+func TestLeaseOfDeadProcess(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s := jobstest.Open(t, ctx, jobstest.SQLite().NewDSN(t))
+	dead, _ := jobstest.Import(t, ctx, s, jobs.ImportOptions{Path: jobstest.WriteInput(t, 1)})
+	alive, _ := jobstest.Import(t, ctx, s, jobs.ImportOptions{Path: jobstest.WriteInput(t, 2)})
+
+	child := exec.Command(os.Args[0], "-test.run=^$")
+	if err := child.Run(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ForgeLease(ctx, dead.ID, child.Process.Pid, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	l, err := s.AcquireLease(ctx, dead.ID, time.Hour)
+	if err != nil {
+		t.Fatalf("AcquireLease over a dead holder's lease: %v", err)
+	}
+	l.Release()
+
+	if err := s.ForgeLease(ctx, alive.ID, os.Getppid(), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AcquireLease(ctx, alive.ID, time.Hour); !errors.Is(err, jobs.ErrLeased) {
+		t.Fatalf("AcquireLease over a live holder's lease = %v, want ErrLeased", err)
 	}
 }
