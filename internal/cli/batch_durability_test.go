@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,8 +21,6 @@ import (
 	"github.com/clade-dev/clade/internal/cli"
 	"github.com/clade-dev/clade/internal/jobs"
 	"github.com/clade-dev/clade/internal/upstream"
-
-	_ "modernc.org/sqlite" // expireLeases opens the store's file
 )
 
 // child is a clade process whose stderr is collected as it runs.
@@ -97,22 +94,6 @@ func (c *child) waitFor(t *testing.T, what string, cond func() bool) {
 func (c *child) kill() {
 	c.cmd.Process.Signal(syscall.SIGKILL)
 	<-c.done
-}
-
-// expireLeases makes the run leases in the SQLite store at db run out, as they do
-// jobs.DefaultLeaseTTL (30 s) after their holder was killed: resuming sooner fails
-// with jobs.ErrLeased. The crash tests prove what a resume does with the store, not
-// the lease, so they skip the wait. A store with no lease table is left as it is.
-func expireLeases(t *testing.T, db string) {
-	t.Helper()
-	conn, err := sql.Open("sqlite", db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if _, err := conn.Exec(`UPDATE clade_lease SET expires_at = 0`); err != nil && !strings.Contains(err.Error(), "no such table") {
-		t.Fatalf("expire leases: %v", err)
-	}
 }
 
 // exitCode waits for the child and returns its exit code.
@@ -284,7 +265,6 @@ func TestBatchSurvivesSIGKILLWhilePolling(t *testing.T) {
 		}
 		time.Sleep(time.Duration(rng.IntN(200)) * time.Millisecond) // a random point among the polls
 		c.kill()
-		expireLeases(t, out+".clade.db")
 		if strings.Contains(c.stderr(), " created: ") && k > 0 {
 			t.Errorf("run %d created a batch; every batch was created by the first", k+1)
 		}
@@ -381,7 +361,6 @@ func TestBatchSurvivesSIGKILLMidDownload(t *testing.T) {
 		c.waitFor(t, "a commit of results", func() bool { return lines() >= int(prev)+500 })
 		time.Sleep(time.Duration(rng.IntN(150)) * time.Millisecond)
 		c.kill()
-		expireLeases(t, out+".clade.db")
 
 		bs, s := storeBatches(t, out+".clade.db")
 		got := s.Results[jobs.Succeeded]
