@@ -361,6 +361,11 @@ func (d *dispatcher) loop(ctx context.Context) error {
 			d.status(ctx, openN)
 		}
 		if openN == 0 {
+			// A run canceled meanwhile (clade batch cancel) ends here: what is left
+			// gets its final canceled line.
+			if err := d.settleCanceled(ctx); err != nil {
+				return err
+			}
 			left, err := st.BatchPending(ctx, d.runID, 0, 1)
 			if err != nil {
 				return err
