@@ -2,10 +2,10 @@
 //
 // # Model
 //
-// The input is imported into the job store exactly as `clade run` does
-// (jobs.Store.Import); the run's River jobs are then dropped, because batch
-// dispatch owns its requests. A dispatcher loop, one per run, does three things
-// until every request has a result:
+// The input is imported into the job store as `clade run` does, without River jobs
+// (jobs.ImportOptions.NoJobs): batch dispatch owns its requests. A dispatcher loop,
+// one per run (it holds the run's lease, jobs.Store.AcquireLease), does three
+// things until every request has a result:
 //
 //   - fill: while the run's requests in open batches are below the tier's
 //     processing-queue limit, take pending requests in line order into a create
@@ -20,6 +20,11 @@
 //     retryable errored (api_error, overloaded_error) lines are not written, so
 //     their requests become pending again and go into a later batch, until a
 //     request has been in Config.MaxRounds batches: then its last line is final.
+//     In a run canceled with `clade batch cancel` every line is final, and the
+//     requests left get a canceled line (see cancel.go).
+//
+// The hybrid mode (package hybrid) runs the same dispatcher with MayFill,
+// KeepJobs, Nudge and Leased: it stops new batches once realtime takes over.
 //
 // Every batch-endpoint call is paced to the tier's batch RPM (about 90% of it).
 //
