@@ -15,6 +15,7 @@ import (
 	"github.com/clade-dev/clade/catalog"
 	"github.com/clade-dev/clade/internal/intake"
 	"github.com/clade-dev/clade/internal/jobs"
+	"github.com/clade-dev/clade/internal/runner"
 	"github.com/clade-dev/clade/internal/upstream"
 )
 
@@ -97,6 +98,17 @@ type Config struct {
 	ProgressEvery time.Duration
 	// Logger receives structured logs. Default: discard.
 	Logger *slog.Logger
+	// Routing picks each request's model (--model, --routing), as clade run does;
+	// nil keeps each line's model, clade's aliases resolved.
+	Routing *runner.Routing
+	// Budget, when positive, stops creating batches before the run's cost could
+	// exceed it: each request counts at batch prices with its estimated input and
+	// whole max_tokens until its result is read. Open batches are still read.
+	Budget float64
+	// OwnQueueOnly counts only this run's requests against the tier's processing
+	// queue. By default the organisation's other batches in progress (listed at
+	// most once a minute) count too, as the API counts them.
+	OwnQueueOnly bool
 	// MayFill, when set, is asked before each new batch is filled; false creates
 	// none (open batches are still polled and read). The hybrid mode stops batch
 	// work this way once realtime takes over.
@@ -134,6 +146,8 @@ type Summary struct {
 	OutputTokens         int64
 	CostUSD              float64 // at batch prices
 	Elapsed              time.Duration
+	// Stopped says why batch creation stopped with requests left (the budget).
+	Stopped string
 }
 
 func (c *Config) withDefaults() (Config, error) {
@@ -150,6 +164,11 @@ func (c *Config) withDefaults() (Config, error) {
 	tier, err := out.Catalog.Tier(out.Tier)
 	if err != nil {
 		return out, fmt.Errorf("batch: %w", err)
+	}
+	if out.Routing != nil {
+		if err := out.Routing.Validate(out.Catalog); err != nil {
+			return out, fmt.Errorf("batch: %w", err)
+		}
 	}
 	bl := catalog.BatchLimits{RPM: 50, Queue: 100_000, MaxRequests: 100_000}
 	if tier.Batch != nil {
@@ -215,6 +234,11 @@ type dispatcher struct {
 	polls map[int64]*pollState // by clade_batch row
 	// canceling holds the rows of batches last seen canceling.
 	canceling map[int64]bool
+	// stopped, once set, says why no more batches are created (the budget).
+	stopped string
+	// others counts other batches' requests in the processing queue, at othersAt.
+	others   int64
+	othersAt time.Time
 	// nextStatus is when the next status line is due.
 	nextStatus time.Time
 	// fillAfter holds fill back after a 429 or a failed create.
@@ -370,7 +394,7 @@ func (d *dispatcher) loop(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			if len(left) == 0 {
+			if len(left) == 0 || d.stopped != "" {
 				return nil
 			}
 		}
@@ -485,7 +509,7 @@ func (d *dispatcher) status(ctx context.Context, inFlight int64) {
 }
 
 func (d *dispatcher) summary(ctx context.Context) *Summary {
-	s := &Summary{RunID: d.runID, Batches: d.batches, Resubmitted: d.resubmitted, Elapsed: d.cfg.Clock.Now().Sub(d.start)}
+	s := &Summary{RunID: d.runID, Batches: d.batches, Resubmitted: d.resubmitted, Elapsed: d.cfg.Clock.Now().Sub(d.start), Stopped: d.stopped}
 	st, err := d.cfg.Store.Status(ctx, d.runID)
 	if err != nil {
 		return s

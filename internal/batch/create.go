@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/clade-dev/clade/catalog"
 	"github.com/clade-dev/clade/internal/jobs"
 	"github.com/clade-dev/clade/internal/upstream"
 	"github.com/clade-dev/clade/internal/wire"
@@ -169,12 +170,20 @@ func (d *dispatcher) fill(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if open >= d.cfg.QueueLimit || d.stopped != "" {
+		return nil
+	}
+	limit := d.cfg.QueueLimit - d.othersInQueue(ctx)
+	budget, err := d.budgetLeft(ctx)
+	if err != nil {
+		return err
+	}
 	b := newBody(d.spoolDir())
 	defer b.close()
 	after := 0
 	var page []jobs.Request
-	for open < d.cfg.QueueLimit {
-		room := min(int64(d.cfg.MaxRequests), d.cfg.QueueLimit-open)
+	for open < limit {
+		room := min(int64(d.cfg.MaxRequests), limit-open)
 		b.reset()
 		for int64(len(b.ids)) < room {
 			if len(page) == 0 {
@@ -187,6 +196,11 @@ func (d *dispatcher) fill(ctx context.Context) error {
 			}
 			req := &page[0]
 			d.resolveModel(req)
+			worst := d.worstCost(req)
+			if worst > budget {
+				d.stop(fmt.Sprintf("the budget of $%.2f would be exceeded: requests from line %d on are not sent", d.cfg.Budget, req.Line))
+				break
+			}
 			added, err := b.add(req, d.cfg.MaxBytes)
 			if err != nil {
 				return err
@@ -198,6 +212,8 @@ func (d *dispatcher) fill(ctx context.Context) error {
 				if err := d.tooLarge(ctx, req); err != nil {
 					return err
 				}
+			} else {
+				budget -= worst
 			}
 			after = req.Line
 			page = page[1:]
@@ -206,7 +222,7 @@ func (d *dispatcher) fill(ctx context.Context) error {
 			return nil
 		}
 		created, err := d.create(ctx, b)
-		if err != nil || !created {
+		if err != nil || !created || d.stopped != "" {
 			return err
 		}
 		open += int64(len(b.ids))
@@ -231,13 +247,23 @@ func (d *dispatcher) spoolDir() string {
 
 // resolveModel sets a catalog alias (haiku, sonnet, ...) in req's params to its
 // model id, as clade run does. A model the catalog does not know is sent as it is.
+//
+// With Config.Routing, the routed model replaces the line's (req.Model too, so
+// the budget prices what is sent).
 func (d *dispatcher) resolveModel(req *jobs.Request) {
-	m, err := d.cfg.Catalog.Resolve(req.Model)
-	if err != nil || m.ID == req.Model {
+	name := d.cfg.Routing.Pick(req.CustomID, req.Model, req.EstInputTokens)
+	m, err := d.cfg.Catalog.Resolve(name)
+	if err != nil {
+		if name == req.Model {
+			return // a model the catalog does not know: sent as it is
+		}
+		m = &catalog.Model{ID: name} // Validate checked it; cannot happen
+	}
+	if m.ID == req.Model {
 		return
 	}
 	if p, err := wire.SetTopLevelString(req.Params, "model", m.ID); err == nil {
-		req.Params = p
+		req.Params, req.Model = p, m.ID
 	}
 }
 

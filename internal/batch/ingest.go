@@ -162,9 +162,11 @@ func (d *dispatcher) cost(it jobs.BatchItem, line []byte) (catalog.Usage, float6
 	if cu.CacheWrite5mTokens+cu.CacheWrite1hTokens == 0 && u.CacheCreationInputTokens > 0 {
 		cu.CacheWrite5mTokens = u.CacheCreationInputTokens
 	}
-	m, err := d.cfg.Catalog.Resolve(it.Model)
+	// The model that answered (routing may have changed the line's), else the
+	// line's own.
+	m, err := d.cfg.Catalog.Resolve(v.Result.Message.Model)
 	if err != nil {
-		if m, err = d.cfg.Catalog.Resolve(v.Result.Message.Model); err != nil {
+		if m, err = d.cfg.Catalog.Resolve(it.Model); err != nil {
 			return cu, 0
 		}
 	}

@@ -84,8 +84,8 @@ func (r *Routing) Validate(cat *catalog.Catalog) error {
 	return nil
 }
 
-// pick returns the model name a request should use, before alias resolution.
-func (r *Routing) pick(customID, lineModel string, estInput int64) string {
+// Pick returns the model name a request should use, before alias resolution.
+func (r *Routing) Pick(customID, lineModel string, estInput int64) string {
 	if r == nil {
 		return lineModel
 	}

@@ -29,16 +29,16 @@ func TestRoutingPick(t *testing.T) {
 		{"long-3", "opus", 20000, "opus"},
 	}
 	for _, tt := range tests {
-		if got := r.pick(tt.customID, tt.model, tt.est); got != tt.want {
+		if got := r.Pick(tt.customID, tt.model, tt.est); got != tt.want {
 			t.Errorf("pick(%s, %s, %d) = %s, want %s", tt.customID, tt.model, tt.est, got, tt.want)
 		}
 	}
 	o := &Routing{Override: "haiku", Rules: r.Rules}
-	if got := o.pick("short-1", "x", 1); got != "haiku" {
+	if got := o.Pick("short-1", "x", 1); got != "haiku" {
 		t.Errorf("override pick = %s, want haiku", got)
 	}
 	var none *Routing
-	if got := none.pick("a", "claude-opus-4-8", 1); got != "claude-opus-4-8" {
+	if got := none.Pick("a", "claude-opus-4-8", 1); got != "claude-opus-4-8" {
 		t.Errorf("nil routing pick = %s, want the line's model", got)
 	}
 }

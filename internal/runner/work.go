@@ -162,7 +162,7 @@ func (r *run) retryWait(ctx context.Context, failures int, err error) bool {
 
 // route returns the model a request uses and its params with that model set.
 func (r *run) route(req jobs.Request) (*catalog.Model, []byte, error) {
-	name := r.cfg.Routing.pick(req.CustomID, req.Model, req.EstInputTokens)
+	name := r.cfg.Routing.Pick(req.CustomID, req.Model, req.EstInputTokens)
 	m, err := r.cat.Resolve(name)
 	if err != nil {
 		return nil, nil, fmt.Errorf("model: %v", err)

@@ -1,0 +1,130 @@
+package batch
+
+import (
+	"context"
+	"time"
+
+	"github.com/clade-dev/clade/catalog"
+	"github.com/clade-dev/clade/internal/jobs"
+	"github.com/clade-dev/clade/internal/upstream"
+)
+
+// othersRefresh is how long a count of other clients' queued requests is reused.
+const othersRefresh = time.Minute
+
+// stop ends batch creation for this run (the budget); open batches are still read.
+func (d *dispatcher) stop(why string) {
+	if d.stopped == "" {
+		d.stopped = why
+		d.progress("stopped creating batches: %s", why)
+	}
+}
+
+// worstCost is the most req can cost at batch prices: its estimated input and its
+// whole max_tokens as output. A model the catalog does not know counts as free.
+func (d *dispatcher) worstCost(req *jobs.Request) float64 {
+	if d.cfg.Budget <= 0 {
+		return 0
+	}
+	m, err := d.cfg.Catalog.Resolve(req.Model)
+	if err != nil {
+		return 0
+	}
+	return d.cfg.Catalog.Cost(m, catalog.Usage{InputTokens: req.EstInputTokens, OutputTokens: req.MaxTokens}, true)
+}
+
+// budgetLeft is what new batches may still cost: the budget less the run's cost so
+// far and the worst case of the requests in open batches without a result. With
+// no budget it is unlimited.
+func (d *dispatcher) budgetLeft(ctx context.Context) (float64, error) {
+	if d.cfg.Budget <= 0 {
+		return 1e300, nil
+	}
+	st := d.cfg.Store
+	s, err := st.Status(ctx, d.runID)
+	if err != nil {
+		return 0, err
+	}
+	all, err := st.RemainingNeed(ctx, d.runID, true)
+	if err != nil {
+		return 0, err
+	}
+	outside, err := st.RemainingNeed(ctx, d.runID, false)
+	if err != nil {
+		return 0, err
+	}
+	out := map[string]jobs.ModelNeed{}
+	for _, n := range outside {
+		out[n.Model] = n
+	}
+	held := 0.0
+	for _, n := range all {
+		o := out[n.Model]
+		m, err := d.cfg.Catalog.Resolve(n.Model)
+		if err != nil {
+			continue
+		}
+		held += d.cfg.Catalog.Cost(m, catalog.Usage{InputTokens: n.InputTokens - o.InputTokens, OutputTokens: n.MaxTokens - o.MaxTokens}, true)
+	}
+	return d.cfg.Budget - s.CostUSD - held, nil
+}
+
+// othersInQueue counts the requests other batches of the organisation (other runs,
+// other clients) have in processing: the tier's queue limit is shared. It lists
+// the account's batches, newest first, while they can still be in progress (a
+// batch expires 24 h after creation), at most 10 pages, and reuses the count for
+// a minute. This run's batches are counted by OpenBatchRequests instead. An error
+// keeps the last count: a create refused for the queue is handled by its 429.
+func (d *dispatcher) othersInQueue(ctx context.Context) int64 {
+	if d.cfg.OwnQueueOnly {
+		return 0
+	}
+	now := d.cfg.Clock.Now()
+	if !d.othersAt.IsZero() && now.Sub(d.othersAt) < othersRefresh {
+		return d.others
+	}
+	ours := map[string]bool{}
+	if bs, err := d.cfg.Store.Batches(ctx, d.runID, jobs.BatchCreated); err == nil {
+		for _, b := range bs {
+			ours[b.BatchID] = true
+		}
+	}
+	var n int64
+	var newest time.Time
+	after := ""
+	for page := 0; page < 10; page++ {
+		if err := d.pace(ctx); err != nil {
+			return d.others
+		}
+		got, err := d.cfg.Client.ListBatches(ctx, after, 100)
+		if err != nil {
+			d.log.Debug("list batches for the queue count", "err", err)
+			return d.others
+		}
+		old := false
+		for _, b := range got.Data {
+			if newest.IsZero() {
+				newest = b.CreatedAt
+			}
+			if b.CreatedAt.Before(newest.Add(-24 * time.Hour)) {
+				old = true
+				break
+			}
+			if b.ProcessingStatus != upstream.BatchInProgress || b.RequestCounts.Processing == 0 {
+				continue
+			}
+			if !ours[b.ID] {
+				n += b.RequestCounts.Processing
+			}
+		}
+		if old || !got.HasMore || got.LastID == "" {
+			break
+		}
+		after = got.LastID
+	}
+	if n != d.others {
+		d.log.Info("other batches share the processing queue", "requests", n)
+	}
+	d.others, d.othersAt = n, now
+	return n
+}
