@@ -32,6 +32,9 @@ type batchFlags struct {
 	baseURL     string
 	emulate     string
 	quiet       bool
+	budget      float64
+	model       string
+	routing     string
 	// resumeCanceled sends again the requests of a run stopped by clade batch cancel.
 	resumeCanceled bool
 }
@@ -86,6 +89,9 @@ https://api.anthropic.com). --emulate TIER runs against an in-process emulator i
 	fl.BoolVar(&f.force, "force", false, "re-import an input that changed since the store was made (drops its results)")
 	fl.StringVar(&f.baseURL, "base-url", "", "API base `URL` (default: ANTHROPIC_BASE_URL, else https://api.anthropic.com)")
 	fl.StringVar(&f.emulate, "emulate", "", "run against an in-process emulator at this `TIER` (no key or network needed)")
+	fl.StringVar(&f.model, "model", "", "use this model for every request: an API id or an alias (haiku, sonnet, opus)")
+	fl.StringVar(&f.routing, "routing", "", "YAML `FILE` of model routing rules (see docs/run.md)")
+	fl.Float64Var(&f.budget, "budget", 0, "create no batch that could take the run's cost over `USD` (0: no budget); each request counts\nat its estimated input and whole max_tokens, at batch prices, until its result is read")
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "no progress lines; only the summary")
 	fl.BoolVar(&f.resumeCanceled, "resume-canceled", false, "a run stopped by clade batch cancel: send its canceled requests again")
 	cmd.AddCommand(newBatchCancelCmd(g))
@@ -108,8 +114,12 @@ func runBatch(cmd *cobra.Command, g *globalFlags, f *batchFlags, input string) e
 	if _, err := cat.Tier(f.tier); err != nil {
 		return usageErr("clade batch --tier tier-1", "--tier: %v", err)
 	}
-	if f.maxRequests < 0 || f.maxRounds < 1 || f.poll <= 0 {
-		return usageErr("clade batch --max-requests 100000 --max-rounds 5 --poll 5s", "--max-requests must be ≥ 0, --max-rounds ≥ 1 and --poll > 0")
+	routing, err := buildRouting("batch", f.model, f.routing, "", 0, cat)
+	if err != nil {
+		return err
+	}
+	if f.maxRequests < 0 || f.maxRounds < 1 || f.poll <= 0 || f.budget < 0 {
+		return usageErr("clade batch --max-requests 100000 --max-rounds 5 --poll 5s", "--max-requests must be ≥ 0, --max-rounds ≥ 1, --poll > 0 and --budget ≥ 0")
 	}
 	ctx := cmd.Context()
 	client, store, closeAll, err := openSession(ctx, input, &f.output, &f.db, f.baseURL, f.emulate, cat, log)
@@ -130,24 +140,25 @@ func runBatch(cmd *cobra.Command, g *globalFlags, f *batchFlags, input string) e
 		Store: store, Client: client, Catalog: cat, Input: input, Output: f.output,
 		Force: f.force, Strict: f.strict, Options: opts, Tier: f.tier,
 		MaxRequests: f.maxRequests, MaxRounds: f.maxRounds, PollMin: f.poll,
+		Routing: routing, Budget: f.budget,
 		Progress: progress, Logger: log,
 	}
 	sum, err := batch.Run(ctx, cfg)
-	if err == nil && ctx.Err() == nil && sum != nil && sum.Pending > 0 {
-		// Run returns with requests left only for a run canceled while it ran (after
-		// its last batch was read): a second pass writes their canceled lines.
-		sum, err = batch.Run(ctx, cfg)
-	}
 	if sum != nil {
 		printBatchSummary(stderr, sum, f.output, f.db)
 	}
 	switch {
 	case errors.Is(err, jobs.ErrInputChanged):
 		return usageErr(fmt.Sprintf("clade batch %s --force (drops its earlier results), or use another --db", input), "%s changed since the store %s was made", input, redactDSN(f.db))
+	case errors.Is(err, jobs.ErrLeased):
+		return failure("another clade process is working this run: wait for it, or stop it (its lease runs out 30 s after it dies)", err)
 	case errors.Is(err, batch.ErrStrict):
 		return usageErr("fix the lines listed above, or run without --strict to skip them", "%v", err)
 	case err != nil:
 		return failure("run the same command again to resume; add --log-level debug for details", err)
+	}
+	if sum != nil && sum.Stopped != "" && sum.Pending > 0 {
+		return failure("raise --budget and run the same command again: what was sent is kept", fmt.Errorf("stopped with %d requests not sent: %s", sum.Pending, sum.Stopped))
 	}
 	if ctx.Err() != nil && sum != nil && sum.Pending > 0 {
 		fmt.Fprintf(stderr, "interrupted: %d requests pending (batches in flight keep running); run the same command again to resume\n", sum.Pending)

@@ -63,7 +63,7 @@ func runHybrid(cmd *cobra.Command, f *runFlags, input string, cat *catalog.Catal
 			MaxConcurrency: f.concurrency, MaxAttempts: f.maxAttempts, Routing: routing,
 			Progress: progress, Abort: secondSignal(ctx),
 		},
-		Batch:    batch.Config{MaxRequests: f.maxBatch, PollMin: f.poll},
+		Batch:    batch.Config{MaxRequests: f.maxBatch, PollMin: f.poll, Routing: routing},
 		Progress: progress, Logger: log,
 	})
 	if sum != nil {

@@ -60,7 +60,7 @@ func TestRunDeadlineUsageErrors(t *testing.T) {
 		{[]string{"run", input, "--tier", "tier-1", "--deadline", "-5m"}, "not in the future"},
 		{[]string{"run", input, "--tier", "tier-1", "--deadline", "soon"}, "neither a duration"},
 		{[]string{"run", input, "--tier", "tier-1", "--mode", "fast"}, "want realtime or auto"},
-		{[]string{"run", input, "--tier", "tier-1", "--deadline", "2h", "--model", "haiku"}, "not available with --deadline"},
+		{[]string{"run", input, "--tier", "tier-1", "--deadline", "2h", "--count-tokens"}, "not available with --deadline"},
 	} {
 		var stdout, stderr bytes.Buffer
 		code := cli.Run(context.Background(), tt.args, strings.NewReader(""), &stdout, &stderr)

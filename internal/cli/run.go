@@ -145,22 +145,9 @@ func runRun(cmd *cobra.Command, g *globalFlags, f *runFlags, input string) error
 			return usageErr("clade run --tier auto", "--tier: %v", err)
 		}
 	}
-	routing := &runner.Routing{Override: f.model, Fallback: f.fallback, FallbackAfter: f.fallbackAfter}
-	if f.routing != "" {
-		rt, err := runner.LoadRouting(f.routing, cat)
-		if err != nil {
-			return usageErr("clade run --routing FILE (see docs/run.md)", "%v", err)
-		}
-		if f.model != "" {
-			rt.Override = f.model
-		}
-		if f.fallback != "" {
-			rt.Fallback, rt.FallbackAfter = f.fallback, f.fallbackAfter
-		}
-		routing = rt
-	}
-	if err := routing.Validate(cat); err != nil {
-		return usageErr("clade run --model haiku", "%v", err)
+	routing, err := buildRouting("run", f.model, f.routing, f.fallback, f.fallbackAfter, cat)
+	if err != nil {
+		return err
 	}
 	var deadline time.Time
 	switch {
@@ -183,8 +170,8 @@ func runRun(cmd *cobra.Command, g *globalFlags, f *runFlags, input string) error
 		if f.tier == "auto" {
 			return usageErr("clade run --deadline 3h --tier tier-2", "--deadline and --mode auto plan with the account's limits: name its tier with --tier")
 		}
-		if f.countTokens || f.fallback != "" || f.metricsAddr != "" || f.model != "" || f.routing != "" {
-			return usageErr("clade run --deadline 3h --tier tier-2", "--model, --routing, --count-tokens, --fallback-model and --metrics-addr are not available with --deadline or --mode auto yet")
+		if f.countTokens || f.fallback != "" || f.metricsAddr != "" {
+			return usageErr("clade run --deadline 3h --tier tier-2", "--count-tokens, --fallback-model and --metrics-addr are not available with --deadline or --mode auto yet")
 		}
 	}
 	ctx := cmd.Context()
@@ -247,6 +234,29 @@ func runRun(cmd *cobra.Command, g *globalFlags, f *runFlags, input string) error
 			try: "clade status --db " + redactDSN(f.db)}
 	}
 	return nil
+}
+
+// buildRouting makes the routing of --model, --routing FILE and --fallback-model
+// (the flags of command cmd), or a usage error.
+func buildRouting(cmd, model, file, fallback string, fallbackAfter int, cat *catalog.Catalog) (*runner.Routing, error) {
+	routing := &runner.Routing{Override: model, Fallback: fallback, FallbackAfter: fallbackAfter}
+	if file != "" {
+		rt, err := runner.LoadRouting(file, cat)
+		if err != nil {
+			return nil, usageErr("clade "+cmd+" --routing FILE (see docs/run.md)", "%v", err)
+		}
+		if model != "" {
+			rt.Override = model
+		}
+		if fallback != "" {
+			rt.Fallback, rt.FallbackAfter = fallback, fallbackAfter
+		}
+		routing = rt
+	}
+	if err := routing.Validate(cat); err != nil {
+		return nil, usageErr("clade "+cmd+" --model haiku", "%v", err)
+	}
+	return routing, nil
 }
 
 // openSession resolves the default output (INPUT.results.jsonl) and store

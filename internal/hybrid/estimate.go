@@ -45,7 +45,9 @@ func (h *hybrid) estimate(ctx context.Context) (estimate, error) {
 		e.inBatch += n.Requests
 		out := h.expectedOutput(n)
 		class := "default"
-		if m, err := h.cfg.Catalog.Resolve(n.Model); err == nil {
+		// The routed model (rules on custom_id are not applied to the estimate).
+		name := h.cfg.Realtime.Routing.Pick("", n.Model, n.InputTokens/max(n.Requests, 1))
+		if m, err := h.cfg.Catalog.Resolve(name); err == nil {
 			class = m.Class
 			u := catalog.Usage{InputTokens: n.InputTokens, OutputTokens: out}
 			e.costRealtime += h.cfg.Catalog.Cost(m, u, false)

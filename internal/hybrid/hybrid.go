@@ -277,7 +277,7 @@ func (h *hybrid) run(ctx context.Context) (*Summary, error) {
 			bc := h.cfg.Batch
 			bc.Store, bc.Client, bc.Catalog, bc.Input, bc.Output = st, h.cfg.Client, h.cfg.Catalog, h.cfg.Input, ""
 			bc.Out, bc.Force, bc.Strict, bc.Options, bc.Tier = h.out, false, false, h.cfg.Options, h.cfg.Tier
-			bc.KeepJobs, bc.Nudge, bc.Leased = true, h.nudge, true
+			bc.KeepJobs, bc.Nudge, bc.Leased, bc.Budget = true, h.nudge, true, h.cfg.Budget
 			bc.MayFill = func() bool { return !h.spilled.Load() }
 			bc.Progress, bc.Logger = h.cfg.Progress, h.log
 			batchSum, batchErr = batch.Run(runCtx, bc)
