@@ -8,8 +8,10 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
 	"github.com/clade-dev/clade/catalog"
@@ -92,6 +94,9 @@ type Config struct {
 	ReconcileWindow time.Duration
 	// Clock is the time source. Default: the real clock.
 	Clock Clock
+	// Registry, when set, receives the run's Prometheus metrics (clade_batch_*),
+	// read from the store when scraped.
+	Registry prometheus.Registerer
 	// Progress receives one line per batch event, and a status line every
 	// ProgressEvery (default 30 s); nil for none.
 	Progress      io.Writer
@@ -245,7 +250,8 @@ type dispatcher struct {
 	fillAfter time.Time
 	failures  int
 
-	batches, resubmitted int64
+	// batches and resubmitted are read by the metrics collector too.
+	batches, resubmitted atomic.Int64
 	doneAtStart          int64
 }
 
@@ -323,6 +329,13 @@ func (d *dispatcher) run(ctx context.Context) (*Summary, error) {
 	}
 	if s, err := st.Status(ctx, d.runID); err == nil {
 		d.doneAtStart = s.Requests - s.Pending
+	}
+	if d.cfg.Registry != nil {
+		c := &collector{d: d}
+		if err := d.cfg.Registry.Register(c); err != nil {
+			return nil, fmt.Errorf("batch metrics: %w", err)
+		}
+		defer d.cfg.Registry.Unregister(c)
 	}
 	if err := d.reconcileAll(ctx); err != nil {
 		return d.summary(context.WithoutCancel(ctx)), err
@@ -465,7 +478,7 @@ func (d *dispatcher) poll(ctx context.Context, b jobs.BatchRecord) (ended bool, 
 		if err := d.cfg.Store.FinishBatch(ctx, b.Row, d.cfg.Clock.Now()); err != nil {
 			return false, err
 		}
-		d.resubmitted += b.Requests
+		d.resubmitted.Add(b.Requests)
 		return true, nil
 	}
 	if err != nil {
@@ -509,7 +522,7 @@ func (d *dispatcher) status(ctx context.Context, inFlight int64) {
 }
 
 func (d *dispatcher) summary(ctx context.Context) *Summary {
-	s := &Summary{RunID: d.runID, Batches: d.batches, Resubmitted: d.resubmitted, Elapsed: d.cfg.Clock.Now().Sub(d.start), Stopped: d.stopped}
+	s := &Summary{RunID: d.runID, Batches: d.batches.Load(), Resubmitted: d.resubmitted.Load(), Elapsed: d.cfg.Clock.Now().Sub(d.start), Stopped: d.stopped}
 	st, err := d.cfg.Store.Status(ctx, d.runID)
 	if err != nil {
 		return s

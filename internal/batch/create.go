@@ -336,7 +336,7 @@ func (d *dispatcher) create(ctx context.Context, b *body) (bool, error) {
 		return false, err
 	}
 	d.failures = 0
-	d.batches++
+	d.batches.Add(1)
 	now := d.cfg.Clock.Now()
 	d.polls[rec.Row] = &pollState{next: now.Add(d.cfg.PollMin)}
 	d.log.Debug("batch created", "batch_id", got.ID, "requests", rec.Requests, "bytes", rec.BodyBytes)

@@ -49,7 +49,7 @@ func (d *dispatcher) ingest(ctx context.Context, rec jobs.BatchRecord, b *upstre
 			return err
 		}
 		if !canceled {
-			d.resubmitted += int64(len(items))
+			d.resubmitted.Add(int64(len(items)))
 		}
 		return d.settleCanceled(ctx)
 	}
@@ -113,7 +113,7 @@ func (d *dispatcher) ingest(ctx context.Context, rec jobs.BatchRecord, b *upstre
 	if canceled {
 		again = 0 // they get canceled lines below: the run was canceled
 	}
-	d.resubmitted += again
+	d.resubmitted.Add(again)
 	d.log.Debug("batch ended", "batch_id", b.ID, "final", final, "resubmit", again)
 	d.progress("batch %s ended: %d results, %d to resubmit", b.ID, final, again)
 	// The run may have been canceled meanwhile, or this was its last open batch.

@@ -83,7 +83,7 @@ func (d *dispatcher) reconcile(ctx context.Context, rec jobs.BatchRecord) error 
 		if err := d.cfg.Store.RecordBatchCreated(ctx, rec.Row, b.ID, b.CreatedAt); err != nil {
 			return err
 		}
-		d.batches++
+		d.batches.Add(1)
 		d.log.Info("batch intent adopted", "batch_id", b.ID, "requests", rec.Requests)
 		d.progress("batch %s adopted: created by an interrupted call", b.ID)
 		return nil

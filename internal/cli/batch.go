@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	"github.com/clade-dev/clade/catalog"
@@ -33,6 +34,7 @@ type batchFlags struct {
 	emulate     string
 	quiet       bool
 	budget      float64
+	metricsAddr string
 	model       string
 	routing     string
 	// resumeCanceled sends again the requests of a run stopped by clade batch cancel.
@@ -92,6 +94,7 @@ https://api.anthropic.com). --emulate TIER runs against an in-process emulator i
 	fl.StringVar(&f.model, "model", "", "use this model for every request: an API id or an alias (haiku, sonnet, opus)")
 	fl.StringVar(&f.routing, "routing", "", "YAML `FILE` of model routing rules (see docs/run.md)")
 	fl.Float64Var(&f.budget, "budget", 0, "create no batch that could take the run's cost over `USD` (0: no budget); each request counts\nat its estimated input and whole max_tokens, at batch prices, until its result is read")
+	fl.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on `HOST:PORT` (e.g. 127.0.0.1:9090)")
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "no progress lines; only the summary")
 	fl.BoolVar(&f.resumeCanceled, "resume-canceled", false, "a run stopped by clade batch cancel: send its canceled requests again")
 	cmd.AddCommand(newBatchCancelCmd(g))
@@ -135,6 +138,16 @@ func runBatch(cmd *cobra.Command, g *globalFlags, f *batchFlags, input string) e
 	if err := prepareCanceled(ctx, store, input, f.resumeCanceled, progress); err != nil {
 		return failure("check --db", err)
 	}
+	var reg *prometheus.Registry
+	if f.metricsAddr != "" {
+		reg = prometheus.NewRegistry()
+		stop, addr, err := serveMetrics(f.metricsAddr, reg)
+		if err != nil {
+			return usageErr("clade batch --metrics-addr 127.0.0.1:9090", "--metrics-addr: %v", err)
+		}
+		defer stop()
+		fmt.Fprintf(stderr, "metrics on http://%s/metrics\n", addr)
+	}
 	opts, _ := json.Marshal(map[string]any{"mode": "batch", "tier": f.tier, "output": f.output})
 	cfg := batch.Config{
 		Store: store, Client: client, Catalog: cat, Input: input, Output: f.output,
@@ -142,6 +155,9 @@ func runBatch(cmd *cobra.Command, g *globalFlags, f *batchFlags, input string) e
 		MaxRequests: f.maxRequests, MaxRounds: f.maxRounds, PollMin: f.poll,
 		Routing: routing, Budget: f.budget,
 		Progress: progress, Logger: log,
+	}
+	if reg != nil {
+		cfg.Registry = reg
 	}
 	sum, err := batch.Run(ctx, cfg)
 	if sum != nil {
