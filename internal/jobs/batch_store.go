@@ -366,28 +366,67 @@ func (s *Store) BatchItems(ctx context.Context, row int64) ([]BatchItem, error) 
 // has a result keeps it (a batch whose results are read again after a crash), so
 // each request ends with exactly one result. It returns the results it wrote.
 func (s *Store) WriteBatchResults(ctx context.Context, runID int64, results []BatchResult) ([]BatchResult, error) {
+	for _, r := range results {
+		if !r.Type.Valid() {
+			return nil, fmt.Errorf("result of %s: unknown type %q", r.Item.CustomID, r.Type)
+		}
+	}
 	var wrote []BatchResult
 	err := s.inTx(ctx, func(tx txn) error {
 		wrote = wrote[:0]
 		now := s.now().UnixMicro()
-		for _, r := range results {
-			if !r.Type.Valid() {
-				return fmt.Errorf("result of %s: unknown type %q", r.Item.CustomID, r.Type)
+		// Many rows per INSERT: one statement per line made the store most of the
+		// time of reading a batch's results (docs/benchmarks.md). RETURNING names
+		// the rows written; a request that already had a result is skipped.
+		var q strings.Builder
+		args := make([]any, 0, resultCols*min(len(results), resultRowsPerInsert))
+		inserted := map[int64]bool{}
+		for start := 0; start < len(results); start += resultRowsPerInsert {
+			chunk := results[start:min(start+resultRowsPerInsert, len(results))]
+			q.Reset()
+			q.WriteString(`INSERT INTO clade_result (request_id, run_id, custom_id, line, type, result_line,
+				input_tokens, output_tokens, cache_write_5m_tokens, cache_write_1h_tokens, cache_read_tokens,
+				cost_usd, attempt, finished_at) VALUES `)
+			args = args[:0]
+			for i, r := range chunk {
+				if i > 0 {
+					q.WriteByte(',')
+				}
+				q.WriteByte('(')
+				for c := range resultCols {
+					if c > 0 {
+						q.WriteByte(',')
+					}
+					fmt.Fprintf(&q, "$%d", len(args)+c+1)
+				}
+				q.WriteByte(')')
+				u := r.Usage
+				args = append(args, r.Item.RequestID, runID, r.Item.CustomID, r.Item.Line, string(r.Type), r.Line,
+					u.InputTokens, u.OutputTokens, u.CacheWrite5mTokens, u.CacheWrite1hTokens, u.CacheReadTokens,
+					r.CostUSD, r.Item.Attempt, now)
 			}
-			u := r.Usage
-			n, err := tx.exec(ctx, `INSERT INTO clade_result (request_id, run_id, custom_id, line, type, result_line,
-					input_tokens, output_tokens, cache_write_5m_tokens, cache_write_1h_tokens, cache_read_tokens,
-					cost_usd, attempt, finished_at)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
-				ON CONFLICT (request_id) DO NOTHING`,
-				r.Item.RequestID, runID, r.Item.CustomID, r.Item.Line, string(r.Type), r.Line,
-				u.InputTokens, u.OutputTokens, u.CacheWrite5mTokens, u.CacheWrite1hTokens, u.CacheReadTokens,
-				r.CostUSD, r.Item.Attempt, now)
+			q.WriteString(` ON CONFLICT (request_id) DO NOTHING RETURNING request_id`)
+			rs, err := tx.query(ctx, q.String(), args...)
 			if err != nil {
-				return fmt.Errorf("write result of %s: %w", r.Item.CustomID, err)
+				return fmt.Errorf("write results: %w", err)
 			}
-			if n > 0 {
+			for rs.Next() {
+				var id int64
+				if err := rs.Scan(&id); err != nil {
+					rs.Close()
+					return err
+				}
+				inserted[id] = true
+			}
+			rs.Close()
+			if err := rs.Err(); err != nil {
+				return fmt.Errorf("write results: %w", err)
+			}
+		}
+		for _, r := range results {
+			if inserted[r.Item.RequestID] {
 				wrote = append(wrote, r)
+				delete(inserted, r.Item.RequestID) // a request twice in results counts once
 			}
 		}
 		return nil
@@ -397,3 +436,11 @@ func (s *Store) WriteBatchResults(ctx context.Context, runID int64, results []Ba
 	}
 	return wrote, nil
 }
+
+// resultCols is the number of values of one clade_result row; resultRowsPerInsert
+// how many rows one INSERT carries (14 × 100 parameters, within both databases'
+// limits).
+const (
+	resultCols          = 14
+	resultRowsPerInsert = 100
+)
