@@ -257,34 +257,15 @@ type dispatcher struct {
 
 type pollState struct {
 	next time.Time
-	// prevAt and prevLeft are the last poll's time and processing count; eta is
-	// when the batch should end at the rate seen between the last two polls (zero:
-	// no progress seen).
-	prevAt   time.Time
-	prevLeft int64
-	eta      time.Duration
 }
-
-// observe records a poll's processing count and updates the batch's ETA.
-func (ps *pollState) observe(now time.Time, left int64) {
-	ps.eta = 0
-	if !ps.prevAt.IsZero() && left < ps.prevLeft && now.After(ps.prevAt) {
-		perSec := float64(ps.prevLeft-left) / now.Sub(ps.prevAt).Seconds()
-		ps.eta = time.Duration(float64(left) / perSec * float64(time.Second))
-	}
-	ps.prevAt, ps.prevLeft = now, left
-}
-
-// minETAPoll is the shortest wait of a poll timed by a batch's ETA.
-const minETAPoll = 100 * time.Millisecond
 
 // pollInterval is the wait before the next poll of a batch recorded at attempted:
-// a tenth of its age, within [PollMin, PollMax], so a batch's end is seen at most
-// about 10% of its running time late, and old batches are not polled more than
-// they need. A batch seen progressing is polled sooner, just after the end its
-// rate predicts (pollState.observe).
+// a twentieth of its age, within [PollMin, PollMax], so a batch's end is seen at
+// most about 5% of its running time late, and old batches are not polled more
+// than they need. (request_counts give no progress while a batch runs: every
+// request stays processing until the batch ends, anthropic-api.md 4.)
 func (d *dispatcher) pollInterval(attempted, now time.Time) time.Duration {
-	return min(max(now.Sub(attempted)/10, d.cfg.PollMin), d.cfg.PollMax)
+	return min(max(now.Sub(attempted)/20, d.cfg.PollMin), d.cfg.PollMax)
 }
 
 func (d *dispatcher) run(ctx context.Context) (*Summary, error) {
@@ -399,14 +380,7 @@ func (d *dispatcher) loop(ctx context.Context) error {
 				delete(d.canceling, b.Row)
 				continue
 			}
-			wait := d.pollInterval(b.AttemptedAt, now)
-			if ps.eta > 0 && ps.eta+ps.eta/20 < wait {
-				// The batch is progressing and should end before the next regular
-				// poll: poll just after its expected end. Only while it progresses,
-				// so a stalled batch falls back to the regular interval.
-				wait = max(ps.eta+ps.eta/20, minETAPoll)
-			}
-			ps.next = now.Add(wait)
+			ps.next = now.Add(d.pollInterval(b.AttemptedAt, now))
 			if d.canceling[b.Row] {
 				ps.next = now.Add(d.cfg.PollMin)
 			}
@@ -516,9 +490,6 @@ func (d *dispatcher) poll(ctx context.Context, b jobs.BatchRecord) (ended bool, 
 		return false, fmt.Errorf("poll batch %s: %w", b.BatchID, err)
 	}
 	if got.ProcessingStatus != upstream.BatchEnded {
-		if ps := d.polls[b.Row]; ps != nil {
-			ps.observe(d.cfg.Clock.Now(), got.RequestCounts.Processing)
-		}
 		if got.ProcessingStatus == upstream.BatchCanceling {
 			d.canceling[b.Row] = true // ends soon: poll it at the shortest interval
 		}
