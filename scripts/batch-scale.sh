@@ -48,7 +48,7 @@ for n in "${SIZES[@]}"; do
   emu=$!
   for _ in $(seq 50); do curl -sf "$URL/_emulator/health" > /dev/null && break; sleep 0.1; done
   t0=$(emu_now)
-  /usr/bin/time -f '%e %M' -o "$DIR/time-$n" "$DIR/clade" batch "$in" -o "$out" --base-url "$URL" --tier tier-4 -q 2> "$DIR/batch-$n.log"
+  /usr/bin/time -f '%e %M' -o "$DIR/time-$n" "$DIR/clade" batch "$in" -o "$out" ${DB:+--db "$DB"} --base-url "$URL" --tier tier-4 -q 2> "$DIR/batch-$n.log"
   curl -sf -H "x-api-key: $KEY" -H 'anthropic-version: 2023-06-01' "$URL/v1/messages/batches?limit=1000" > "$DIR/batches-$n.json"
   kill "$emu"; wait "$emu" 2> /dev/null || true
   lines=$(wc -l < "$out")

@@ -66,6 +66,9 @@ type Config struct {
 	// Out, when set, is the results file to append to instead of opening Output
 	// (the hybrid mode shares one between realtime and batch). Run does not close it.
 	Out *jobs.Output
+	// Ordered writes the output in input order when every request has a result,
+	// instead of as results are read.
+	Ordered bool
 	// Force re-imports a changed input; Strict aborts when the input has a bad line.
 	Force, Strict bool
 	// Options is stored with a new run, opaque.
@@ -321,7 +324,7 @@ func (d *dispatcher) run(ctx context.Context) (*Summary, error) {
 	if o := d.cfg.Out; o != nil {
 		d.out = &outputFile{o}
 	} else if d.cfg.Output != "" {
-		o, err := jobs.OpenOutput(ctx, st, d.runID, d.cfg.Output, false)
+		o, err := jobs.OpenOutput(ctx, st, d.runID, d.cfg.Output, d.cfg.Ordered)
 		if err != nil {
 			return nil, err
 		}
@@ -343,6 +346,9 @@ func (d *dispatcher) run(ctx context.Context) (*Summary, error) {
 	}
 	err = d.loop(ctx)
 	sum := d.summary(context.WithoutCancel(ctx))
+	if err == nil && d.cfg.Out == nil && d.out != nil && d.cfg.Ordered && sum.Pending == 0 {
+		err = d.out.o.ExportOrdered(context.WithoutCancel(ctx), st, d.runID)
+	}
 	if cause := context.Cause(ctx); errors.Is(cause, errLeaseLost) {
 		return sum, cause
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -140,4 +141,35 @@ func otherBody(n int) string {
 	}
 	b.WriteString(`]}`)
 	return b.String()
+}
+
+// TestOrderedOutput: with Ordered the results file is in input order at the end.
+func TestOrderedOutput(t *testing.T) {
+	t.Parallel()
+	e := setup(t, emulator.Config{})
+	input := writeInput(t, e.dir, 30)
+	cfg := e.config(input, 7) // several batches, read in any order
+	cfg.Ordered = true
+	if sum, err := batch.Run(context.Background(), cfg); err != nil || sum.Succeeded != 30 {
+		t.Fatalf("Run: %+v, %v", sum, err)
+	}
+	f, err := os.Open(filepath.Join(e.dir, "results.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	var ids []string
+	for sc.Scan() {
+		var l struct {
+			CustomID string `json:"custom_id"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, l.CustomID)
+	}
+	if len(ids) != 30 || !slices.IsSorted(ids) {
+		t.Errorf("output custom_ids %v, want the 30 in input order", ids)
+	}
 }

@@ -34,6 +34,7 @@ type batchFlags struct {
 	emulate     string
 	quiet       bool
 	budget      float64
+	ordered     bool
 	metricsAddr string
 	model       string
 	routing     string
@@ -94,6 +95,7 @@ https://api.anthropic.com). --emulate TIER runs against an in-process emulator i
 	fl.StringVar(&f.model, "model", "", "use this model for every request: an API id or an alias (haiku, sonnet, opus)")
 	fl.StringVar(&f.routing, "routing", "", "YAML `FILE` of model routing rules (see docs/run.md)")
 	fl.Float64Var(&f.budget, "budget", 0, "create no batch that could take the run's cost over `USD` (0: no budget); each request counts\nat its estimated input and whole max_tokens, at batch prices, until its result is read")
+	fl.BoolVar(&f.ordered, "ordered", false, "write the output in input order when the run ends, instead of as results arrive")
 	fl.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on `HOST:PORT` (e.g. 127.0.0.1:9090)")
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "no progress lines; only the summary")
 	fl.BoolVar(&f.resumeCanceled, "resume-canceled", false, "a run stopped by clade batch cancel: send its canceled requests again")
@@ -153,7 +155,7 @@ func runBatch(cmd *cobra.Command, g *globalFlags, f *batchFlags, input string) e
 		Store: store, Client: client, Catalog: cat, Input: input, Output: f.output,
 		Force: f.force, Strict: f.strict, Options: opts, Tier: f.tier,
 		MaxRequests: f.maxRequests, MaxRounds: f.maxRounds, PollMin: f.poll,
-		Routing: routing, Budget: f.budget,
+		Routing: routing, Budget: f.budget, Ordered: f.ordered,
 		Progress: progress, Logger: log,
 	}
 	if reg != nil {
