@@ -15,7 +15,6 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/clade-dev/clade/catalog"
-	"github.com/clade-dev/clade/internal/intake"
 	"github.com/clade-dev/clade/internal/jobs"
 	"github.com/clade-dev/clade/internal/runner"
 	"github.com/clade-dev/clade/internal/upstream"
@@ -273,15 +272,9 @@ func (d *dispatcher) pollInterval(attempted, now time.Time) time.Duration {
 
 func (d *dispatcher) run(ctx context.Context) (*Summary, error) {
 	st := d.cfg.Store
-	var problems []intake.Problem
-	runRec, _, err := st.Import(ctx, jobs.ImportOptions{
+	runRec, _, err := st.ImportReporting(ctx, jobs.ImportOptions{
 		Path: d.cfg.Input, Options: d.cfg.Options, Force: d.cfg.Force, NoJobs: true,
-		OnProblem: func(p intake.Problem) {
-			if len(problems) < 1000 {
-				problems = append(problems, p)
-			}
-		},
-	})
+	}, d.cfg.Progress)
 	if err != nil {
 		return nil, err
 	}
@@ -304,11 +297,6 @@ func (d *dispatcher) run(ctx context.Context) (*Summary, error) {
 			case <-ctx.Done():
 			}
 		}()
-	}
-	if d.cfg.Progress != nil {
-		for _, p := range problems {
-			fmt.Fprintf(d.cfg.Progress, "skipped %s:%d: %s: %s\n", d.cfg.Input, p.Line, p.Field, p.Reason)
-		}
 	}
 	if d.cfg.Strict && runRec.Problems > 0 {
 		return d.summary(ctx), fmt.Errorf("%w: %d bad lines (see `clade status`)", ErrStrict, runRec.Problems)

@@ -41,7 +41,6 @@ import (
 
 	"github.com/clade-dev/clade/catalog"
 	"github.com/clade-dev/clade/internal/batch"
-	"github.com/clade-dev/clade/internal/intake"
 	"github.com/clade-dev/clade/internal/jobs"
 	"github.com/clade-dev/clade/internal/plan"
 	"github.com/clade-dev/clade/internal/runner"
@@ -200,22 +199,13 @@ func (h *hybrid) printf(format string, args ...any) {
 func (h *hybrid) run(ctx context.Context) (*Summary, error) {
 	h.start = time.Now()
 	st := h.cfg.Store
-	var problems []intake.Problem
-	runRec, _, err := st.Import(ctx, jobs.ImportOptions{
+	runRec, _, err := st.ImportReporting(ctx, jobs.ImportOptions{
 		Path: h.cfg.Input, Options: h.cfg.Options, Force: h.cfg.Force, NoJobs: true,
-		OnProblem: func(p intake.Problem) {
-			if len(problems) < 1000 {
-				problems = append(problems, p)
-			}
-		},
-	})
+	}, h.cfg.Progress)
 	if err != nil {
 		return nil, err
 	}
 	h.runID = runRec.ID
-	for _, p := range problems {
-		h.printf("skipped %s", p.Format(h.cfg.Input))
-	}
 	if h.cfg.Strict && runRec.Problems > 0 {
 		return h.summary(ctx, nil), fmt.Errorf("%w: %d bad lines (see `clade status`)", ErrStrict, runRec.Problems)
 	}

@@ -398,3 +398,29 @@ func nullBytes(b []byte) any {
 	}
 	return []byte(b)
 }
+
+// maxReported is how many bad lines ImportReporting writes; `clade status` lists all.
+const maxReported = 1000
+
+// ImportReporting is Import that also writes the bad lines it rejected to w (nil:
+// none), one "skipped FILE:LINE: ..." line each (intake.Problem.Format), at most
+// maxReported and then a count. opt.OnProblem must be nil.
+func (s *Store) ImportReporting(ctx context.Context, opt ImportOptions, w io.Writer) (*Run, ImportStats, error) {
+	var problems []intake.Problem
+	opt.OnProblem = func(p intake.Problem) {
+		if len(problems) < maxReported {
+			problems = append(problems, p)
+		}
+	}
+	run, st, err := s.Import(ctx, opt)
+	if err != nil || w == nil {
+		return run, st, err
+	}
+	for _, p := range problems {
+		fmt.Fprintf(w, "skipped %s\n", p.Format(opt.Path))
+	}
+	if run.Problems > int64(len(problems)) && len(problems) > 0 {
+		fmt.Fprintf(w, "… %d bad lines in all; `clade status` lists them\n", run.Problems)
+	}
+	return run, st, nil
+}

@@ -14,7 +14,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/clade-dev/clade/catalog"
-	"github.com/clade-dev/clade/internal/intake"
 	"github.com/clade-dev/clade/internal/jobs"
 	"github.com/clade-dev/clade/internal/ratelimit"
 	"github.com/clade-dev/clade/internal/upstream"
@@ -202,29 +201,15 @@ func (r *run) halt(why string) {
 
 func (r *run) run(ctx context.Context) (*Summary, error) {
 	r.start = time.Now()
-	var problems []intake.Problem
-	runRec, stats, err := r.cfg.Store.Import(ctx, jobs.ImportOptions{
+	runRec, stats, err := r.cfg.Store.ImportReporting(ctx, jobs.ImportOptions{
 		Path: r.cfg.Input, Options: r.cfg.Options, Force: r.cfg.Force, MaxAttempts: r.cfg.MaxAttempts,
-		OnProblem: func(p intake.Problem) {
-			if len(problems) < 1000 {
-				problems = append(problems, p)
-			}
-		},
-	})
+	}, r.cfg.Progress)
 	if err != nil {
 		return nil, err
 	}
 	r.runID = runRec.ID
 	r.log.Info("input imported", "run_id", runRec.ID, "requests", runRec.Requests, "problems", runRec.Problems,
 		"resumed", stats.Resumed, "unchanged", stats.NoOp)
-	if r.cfg.Progress != nil && len(problems) > 0 {
-		for _, p := range problems {
-			fmt.Fprintf(r.cfg.Progress, "skipped %s\n", p.Format(r.cfg.Input))
-		}
-		if runRec.Problems > int64(len(problems)) {
-			fmt.Fprintf(r.cfg.Progress, "… %d bad lines in all; `clade status` lists them\n", runRec.Problems)
-		}
-	}
 	if r.cfg.Strict && runRec.Problems > 0 {
 		return r.summary(ctx), fmt.Errorf("%w: %d bad lines (see `clade status`)", ErrStrict, runRec.Problems)
 	}
