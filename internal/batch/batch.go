@@ -30,7 +30,7 @@ var errLeaseLost = errors.New("lost the run's lease (another process took it, or
 const (
 	DefaultTier            = "start"
 	DefaultMaxRounds       = 5
-	DefaultPollMin         = 5 * time.Second
+	DefaultPollMin         = time.Second
 	DefaultPollMax         = time.Minute
 	DefaultReconcileWindow = 10 * time.Minute
 	// pendingPage is how many pending requests one store query returns.
@@ -88,7 +88,8 @@ type Config struct {
 	// or retryably errored line is its final result. Default DefaultMaxRounds (5).
 	MaxRounds int
 	// PollMin and PollMax bound the wait between two polls of a running batch, which
-	// is a tenth of the batch's age. Defaults 5 s and 1 min.
+	// is a fortieth of the batch's age; polls also keep to half the batch RPM.
+	// Defaults 1 s and 1 min.
 	PollMin, PollMax time.Duration
 	// ReconcileWindow is the clock skew allowed when matching an unrecorded intent
 	// against the API's batches: batches created from the intent's time less this
@@ -241,6 +242,10 @@ type dispatcher struct {
 	polls map[int64]*pollState // by clade_batch row
 	// canceling holds the rows of batches last seen canceling.
 	canceling map[int64]bool
+	// drained is set when a fill found no request left to send; only a batch that
+	// ends (or a create that fails) can make requests pending again. It spares a
+	// scan of the whole run on every loop.
+	drained bool
 	// stopped, once set, says why no more batches are created (the budget).
 	stopped string
 	// others counts other batches' requests in the processing queue, at othersAt.
@@ -262,12 +267,20 @@ type pollState struct {
 }
 
 // pollInterval is the wait before the next poll of a batch recorded at attempted:
-// a twentieth of its age, within [PollMin, PollMax], so a batch's end is seen at
-// most about 5% of its running time late, and old batches are not polled more
+// a fortieth of its age, within [pollFloor, PollMax], so a batch's end is seen at
+// most about 2.5% of its running time late, and old batches are not polled more
 // than they need. (request_counts give no progress while a batch runs: every
 // request stays processing until the batch ends, anthropic-api.md 4.)
 func (d *dispatcher) pollInterval(attempted, now time.Time) time.Duration {
-	return min(max(now.Sub(attempted)/20, d.cfg.PollMin), d.cfg.PollMax)
+	return min(max(now.Sub(attempted)/40, d.pollFloor()), d.cfg.PollMax)
+}
+
+// pollFloor is the shortest wait between two polls of a batch: PollMin, or more
+// when polling every open batch that often would take over half the batch RPM
+// (creates and result downloads need the rest).
+func (d *dispatcher) pollFloor() time.Duration {
+	share := time.Duration(float64(max(len(d.polls), 1)) * 2 * float64(time.Minute) / d.cfg.RPM)
+	return min(max(d.cfg.PollMin, share), d.cfg.PollMax)
 }
 
 func (d *dispatcher) run(ctx context.Context) (*Summary, error) {
@@ -372,6 +385,7 @@ func (d *dispatcher) loop(ctx context.Context) error {
 			if ended {
 				delete(d.polls, b.Row)
 				delete(d.canceling, b.Row)
+				d.drained = false // its expired or retryable requests are pending again
 				continue
 			}
 			ps.next = now.Add(d.pollInterval(b.AttemptedAt, now))
@@ -398,11 +412,14 @@ func (d *dispatcher) loop(ctx context.Context) error {
 			if err := d.settleCanceled(ctx); err != nil {
 				return err
 			}
+			if d.drained || d.stopped != "" {
+				return nil
+			}
 			left, err := st.BatchPending(ctx, d.runID, 0, 1)
 			if err != nil {
 				return err
 			}
-			if len(left) == 0 || d.stopped != "" {
+			if len(left) == 0 {
 				return nil
 			}
 		}

@@ -170,7 +170,7 @@ func (d *dispatcher) fill(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if open >= d.cfg.QueueLimit || d.stopped != "" {
+	if open >= d.cfg.QueueLimit || d.stopped != "" || d.drained {
 		return nil
 	}
 	limit := d.cfg.QueueLimit - d.othersInQueue(ctx)
@@ -191,6 +191,7 @@ func (d *dispatcher) fill(ctx context.Context) error {
 					return err
 				}
 				if len(page) == 0 {
+					d.drained = true // every pending request is in this body
 					break
 				}
 			}
@@ -222,6 +223,9 @@ func (d *dispatcher) fill(ctx context.Context) error {
 			return nil
 		}
 		created, err := d.create(ctx, b)
+		if !created {
+			d.drained = false // the body's requests are pending again (or unknown)
+		}
 		if err != nil || !created || d.stopped != "" {
 			return err
 		}

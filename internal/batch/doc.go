@@ -12,8 +12,9 @@
 //     body of at most Config.MaxRequests requests and Config.MaxBytes bytes (the
 //     exact bytes sent, measured as the body is built), record the intent, create
 //     the batch, record its id.
-//   - poll: GET each open batch every twentieth of its age, within Config.PollMin
-//     and Config.PollMax, so its end is seen at most ~5% of its running time late.
+//   - poll: GET each open batch every fortieth of its age, within Config.PollMin
+//     and Config.PollMax (and half the batch RPM), so its end is seen at most ~2.5%
+//     of its running time late.
 //   - ingest: stream an ended batch's results (upstream.Results) into
 //     clade_result, then mark the batch done. succeeded and non-retryable errored
 //     lines (invalid_request_error, ...) are final; expired, canceled and

@@ -87,7 +87,7 @@ https://api.anthropic.com). --emulate TIER runs against an in-process emulator i
 	fl.StringVar(&f.catalogPath, "catalog", "", "YAML `PATH` laid over the embedded catalog of models, tiers and prices")
 	fl.IntVar(&f.maxRequests, "max-requests", 0, "most requests in one batch (default: the tier's, 100,000)")
 	fl.IntVar(&f.maxRounds, "max-rounds", batch.DefaultMaxRounds, "batches a request may go in before an expired, canceled or retryable error is final")
-	fl.DurationVar(&f.poll, "poll", batch.DefaultPollMin, "shortest wait between two polls of a batch (a twentieth of its age, up to 1m)")
+	fl.DurationVar(&f.poll, "poll", batch.DefaultPollMin, "shortest wait between two polls of a batch (a fortieth of its age, up to 1m, within half the batch rpm)")
 	fl.BoolVar(&f.strict, "strict", false, "abort before any request if the input has a bad line")
 	fl.BoolVar(&f.force, "force", false, "re-import an input that changed since the store was made (drops its results)")
 	fl.StringVar(&f.baseURL, "base-url", "", "API base `URL` (default: ANTHROPIC_BASE_URL, else https://api.anthropic.com)")

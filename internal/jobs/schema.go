@@ -64,8 +64,46 @@ var sqliteMigrations = [][]string{
 		)`,
 		`CREATE INDEX clade_problem_run_line ON clade_problem (run_id, line)`,
 	},
+	// 2: clade_result rows go in the order they are written (a seq rowid), not by
+	// request_id: batch results come in random order, and inserting them at their
+	// request's place rewrote most of the table's pages in every transaction (each
+	// page written about 8 times over: docs/benchmarks.md). request_id keeps its
+	// uniqueness (ON CONFLICT) in an index.
+	{
+		`CREATE TABLE clade_result_v2 (
+			seq                INTEGER PRIMARY KEY,
+			request_id         INTEGER NOT NULL UNIQUE REFERENCES clade_request (id),
+			run_id             INTEGER NOT NULL,
+			custom_id          TEXT    NOT NULL,
+			line               INTEGER NOT NULL,
+			type               TEXT    NOT NULL,
+			result_line        BLOB    NOT NULL,
+			input_tokens       INTEGER NOT NULL DEFAULT 0,
+			output_tokens      INTEGER NOT NULL DEFAULT 0,
+			cache_write_5m_tokens INTEGER NOT NULL DEFAULT 0,
+			cache_write_1h_tokens INTEGER NOT NULL DEFAULT 0,
+			cache_read_tokens  INTEGER NOT NULL DEFAULT 0,
+			cost_usd           REAL    NOT NULL DEFAULT 0,
+			attempt            INTEGER NOT NULL DEFAULT 0,
+			finished_at        INTEGER NOT NULL
+		)`,
+		`INSERT INTO clade_result_v2 (request_id, run_id, custom_id, line, type, result_line, input_tokens,
+			output_tokens, cache_write_5m_tokens, cache_write_1h_tokens, cache_read_tokens, cost_usd, attempt, finished_at)
+		SELECT request_id, run_id, custom_id, line, type, result_line, input_tokens,
+			output_tokens, cache_write_5m_tokens, cache_write_1h_tokens, cache_read_tokens, cost_usd, attempt, finished_at
+		FROM clade_result ORDER BY finished_at, request_id`,
+		`DROP TABLE clade_result`,
+		`ALTER TABLE clade_result_v2 RENAME TO clade_result`,
+		`CREATE INDEX clade_result_run_line ON clade_result (run_id, line)`,
+		// Covers Status (counts, tokens and cost by type) without reading the
+		// result lines: a scan of a few MB instead of the whole table.
+		`CREATE INDEX clade_result_run_type ON clade_result (run_id, type, input_tokens, output_tokens,
+			cache_write_5m_tokens, cache_write_1h_tokens, cache_read_tokens, cost_usd)`,
+	},
 }
 
+// Postgres stores rows in insertion order already (a heap); its migrations need
+// not follow SQLite's numbering.
 var postgresMigrations = [][]string{
 	{
 		`CREATE TABLE clade_run (
