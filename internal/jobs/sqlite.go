@@ -40,10 +40,16 @@ func sqliteDSN(path string, readOnly bool) string {
 	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", sqliteBusyTimeoutMS))
 	q.Add("_pragma", "synchronous(NORMAL)")
 	q.Add("_pragma", "foreign_keys(ON)")
+	// Statement journals (multi-row INSERT ... ON CONFLICT) in memory, not in temp
+	// files: they were half the writes of reading batch results.
+	q.Add("_pragma", "temp_store(MEMORY)")
 	if readOnly {
 		q.Add("_pragma", "query_only(ON)")
 	} else {
 		q.Set("_txlock", "immediate")
+		// A 16 MB page cache for the one writer (SQLite's default is 2 MB): writing
+		// results rereads fewer pages (docs/benchmarks.md, batch mode at scale).
+		q.Add("_pragma", "cache_size(-16384)")
 	}
 	return "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
 }
