@@ -46,7 +46,7 @@ default 20 requests cost well under one cent).`,
 			if err := writeDemo(input, n); err != nil {
 				return failure("clade demo --dir PATH", err)
 			}
-			f := &runFlags{output: filepath.Join(dir, "demo.results.jsonl"), tier: "auto", concurrency: 256, maxAttempts: 10, fallbackAfter: 3}
+			f := &runFlags{output: filepath.Join(dir, "demo.results.jsonl"), tier: "auto", mode: "realtime", concurrency: 256, maxAttempts: 10, fallbackAfter: 3}
 			where := "the real API (ANTHROPIC_API_KEY is set)"
 			if !live {
 				f.emulate = tier

@@ -150,6 +150,9 @@ func runRun(cmd *cobra.Command, g *globalFlags, f *runFlags, input string) error
 		return err
 	}
 	var deadline time.Time
+	if f.mode == "" {
+		f.mode = "realtime"
+	}
 	switch {
 	case f.mode != "realtime" && f.mode != "auto":
 		return usageErr("clade run --mode auto --deadline 3h", "--mode %q: want realtime or auto", f.mode)
