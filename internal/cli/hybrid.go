@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	"github.com/clade-dev/clade/catalog"
@@ -47,7 +48,7 @@ func parseDeadline(s string, now time.Time) (time.Time, error) {
 }
 
 func runHybrid(cmd *cobra.Command, f *runFlags, input string, cat *catalog.Catalog, client *upstream.Client,
-	store *jobs.Store, routing *runner.Routing, deadline time.Time, log *slog.Logger) error {
+	store *jobs.Store, routing *runner.Routing, deadline time.Time, reg *prometheus.Registry, log *slog.Logger) error {
 	ctx := cmd.Context()
 	stderr := cmd.ErrOrStderr()
 	var progress io.Writer = stderr
@@ -55,15 +56,21 @@ func runHybrid(cmd *cobra.Command, f *runFlags, input string, cat *catalog.Catal
 		progress = nil
 	}
 	opts, _ := json.Marshal(map[string]any{"mode": "auto", "tier": f.tier, "output": f.output})
+	rc := runner.Config{
+		MaxConcurrency: f.concurrency, MaxAttempts: f.maxAttempts, Routing: routing,
+		Progress: progress, Abort: secondSignal(ctx),
+	}
+	bc := batch.Config{MaxRequests: f.maxBatch, PollMin: f.poll, Routing: routing}
+	if reg != nil {
+		// clade_batch_* while batches work, clade_run_* (and the token and cost
+		// counters of realtime) once realtime takes over.
+		rc.Registry, bc.Registry = reg, reg
+	}
 	sum, err := hybrid.Run(ctx, hybrid.Config{
 		Store: store, Client: client, Catalog: cat, Input: input, Output: f.output, Ordered: f.ordered,
 		Force: f.force, Strict: f.strict, Options: opts, Tier: f.tier, Deadline: deadline, Budget: f.budget,
 		MinBatchWindow: f.batchMinWindow,
-		Realtime: runner.Config{
-			MaxConcurrency: f.concurrency, MaxAttempts: f.maxAttempts, Routing: routing,
-			Progress: progress, Abort: secondSignal(ctx),
-		},
-		Batch:    batch.Config{MaxRequests: f.maxBatch, PollMin: f.poll, Routing: routing},
+		Realtime:       rc, Batch: bc,
 		Progress: progress, Logger: log,
 	})
 	if sum != nil {

@@ -27,14 +27,14 @@ func TestRunDeadlineSpillsAndMeetsIt(t *testing.T) {
 	input, out := filepath.Join(dir, "in.jsonl"), filepath.Join(dir, "out.jsonl")
 	writeWorkload(t, input, n)
 	cmd := cladeCmd(key, "run", input, "-o", out, "--base-url", em.URL, "--tier", "tier-4",
-		"--deadline", "12s", "--max-batch-requests", "30", "--poll", "50ms")
+		"--deadline", "12s", "--max-batch-requests", "30", "--poll", "50ms", "--metrics-addr", "127.0.0.1:0")
 	var stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stderr, &stderr
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("clade run --deadline: %v\n%s", err, tail(stderr.String(), 3000))
 	}
 	log := stderr.String()
-	for _, want := range []string{"plan: 90 requests left", "batches first", "spill to realtime", "met with"} {
+	for _, want := range []string{"metrics on http://127.0.0.1:", "plan: 90 requests left", "batches first", "spill to realtime", "met with"} {
 		if !strings.Contains(log, want) {
 			t.Errorf("output lacks %q:\n%s", want, tail(log, 3000))
 		}

@@ -173,8 +173,8 @@ func runRun(cmd *cobra.Command, g *globalFlags, f *runFlags, input string) error
 		if f.tier == "auto" {
 			return usageErr("clade run --deadline 3h --tier tier-2", "--deadline and --mode auto plan with the account's limits: name its tier with --tier")
 		}
-		if f.countTokens || f.fallback != "" || f.metricsAddr != "" {
-			return usageErr("clade run --deadline 3h --tier tier-2", "--count-tokens, --fallback-model and --metrics-addr are not available with --deadline or --mode auto yet")
+		if f.countTokens || f.fallback != "" {
+			return usageErr("clade run --deadline 3h --tier tier-2", "--count-tokens and --fallback-model are not available with --deadline or --mode auto yet")
 		}
 	}
 	ctx := cmd.Context()
@@ -183,9 +183,6 @@ func runRun(cmd *cobra.Command, g *globalFlags, f *runFlags, input string) error
 		return err
 	}
 	defer closeAll()
-	if f.mode == "auto" {
-		return runHybrid(cmd, f, input, cat, client, store, routing, deadline, log)
-	}
 
 	var reg *prometheus.Registry
 	if f.metricsAddr != "" {
@@ -196,6 +193,9 @@ func runRun(cmd *cobra.Command, g *globalFlags, f *runFlags, input string) error
 		}
 		defer stop()
 		fmt.Fprintf(stderr, "metrics on http://%s/metrics\n", addr)
+	}
+	if f.mode == "auto" {
+		return runHybrid(cmd, f, input, cat, client, store, routing, deadline, reg, log)
 	}
 
 	opts, _ := json.Marshal(map[string]any{"tier": f.tier, "model": f.model, "output": f.output})
