@@ -33,6 +33,8 @@ const (
 	DefaultPollMin         = time.Second
 	DefaultPollMax         = time.Minute
 	DefaultReconcileWindow = 10 * time.Minute
+	// importPoll is how often a fill is tried while the input is still imported.
+	importPoll = 50 * time.Millisecond
 	// pendingPage is how many pending requests one store query returns.
 	pendingPage = 1000
 	// resultFlush is how many result lines one store transaction writes.
@@ -242,6 +244,11 @@ type dispatcher struct {
 	polls map[int64]*pollState // by clade_batch row
 	// canceling holds the rows of batches last seen canceling.
 	canceling map[int64]bool
+	// importing is set while the input is imported in the background (startImport);
+	// importErr then receives its end. stopImport cancels it.
+	importing  bool
+	importErr  chan error
+	stopImport context.CancelFunc
 	// drained is set when a fill found no request left to send; only a batch that
 	// ends (or a create that fails) can make requests pending again. It spares a
 	// scan of the whole run on every loop.
@@ -285,12 +292,17 @@ func (d *dispatcher) pollFloor() time.Duration {
 
 func (d *dispatcher) run(ctx context.Context) (*Summary, error) {
 	st := d.cfg.Store
-	runRec, _, err := st.ImportReporting(ctx, jobs.ImportOptions{
-		Path: d.cfg.Input, Options: d.cfg.Options, Force: d.cfg.Force, NoJobs: true,
-	}, d.cfg.Progress)
+	runRec, err := d.startImport(ctx)
 	if err != nil {
 		return nil, err
 	}
+	defer func() {
+		if d.importing { // stopped early: end the background import first
+			d.stopImport()
+			<-d.importErr
+			d.importing = false
+		}
+	}()
 	d.runID = runRec.ID
 	if !d.cfg.Leased {
 		// One dispatcher per run: two would both create batches for the same
@@ -311,7 +323,7 @@ func (d *dispatcher) run(ctx context.Context) (*Summary, error) {
 			}
 		}()
 	}
-	if d.cfg.Strict && runRec.Problems > 0 {
+	if d.cfg.Strict && runRec.Problems > 0 { // Strict imports before anything else
 		return d.summary(ctx), fmt.Errorf("%w: %d bad lines (see `clade status`)", ErrStrict, runRec.Problems)
 	}
 	if err := st.PrepareBatches(ctx); err != nil {
@@ -359,10 +371,67 @@ func (d *dispatcher) run(ctx context.Context) (*Summary, error) {
 	return sum, err
 }
 
+// startImport imports the input. Unless Strict (which must see every line before
+// sending any), it returns as soon as the run exists and goes on importing in the
+// background: the first batch is created while the rest of a large file is read
+// (the loop takes only full batches until the import ends). d.importErr reports
+// its end.
+func (d *dispatcher) startImport(ctx context.Context) (*jobs.Run, error) {
+	opt := jobs.ImportOptions{Path: d.cfg.Input, Options: d.cfg.Options, Force: d.cfg.Force, NoJobs: true}
+	if d.cfg.Strict {
+		run, _, err := d.cfg.Store.ImportReporting(ctx, opt, d.cfg.Progress)
+		return run, err
+	}
+	started := make(chan *jobs.Run, 1)
+	opt.OnRun = func(r *jobs.Run) { started <- r }
+	type result struct {
+		run *jobs.Run
+		err error
+	}
+	done := make(chan result, 1)
+	importCtx, cancel := context.WithCancel(ctx)
+	d.stopImport = cancel
+	go func() {
+		run, _, err := d.cfg.Store.ImportReporting(importCtx, opt, d.cfg.Progress)
+		done <- result{run, err}
+	}()
+	select {
+	case r := <-done: // nothing to import (done before), or failed at once
+		cancel()
+		return r.run, r.err
+	case r := <-started:
+		d.importing = true
+		d.importErr = make(chan error, 1)
+		go func() {
+			r := <-done
+			d.importErr <- r.err
+		}()
+		return r, nil
+	}
+}
+
+// importEnded reports whether the background import is over, and its error.
+func (d *dispatcher) importEnded() (bool, error) {
+	if !d.importing {
+		return true, nil
+	}
+	select {
+	case err := <-d.importErr:
+		d.importing = false
+		d.drained = false // new rows may be pending
+		return true, err
+	default:
+		return false, nil
+	}
+}
+
 // loop polls, ingests and fills until no request is pending and no batch is open.
 func (d *dispatcher) loop(ctx context.Context) error {
 	st := d.cfg.Store
 	for {
+		if _, err := d.importEnded(); err != nil {
+			return err
+		}
 		open, err := st.Batches(ctx, d.runID, jobs.BatchCreated)
 		if err != nil {
 			return err
@@ -406,7 +475,7 @@ func (d *dispatcher) loop(ctx context.Context) error {
 			d.nextStatus = now.Add(d.cfg.ProgressEvery)
 			d.status(ctx, openN)
 		}
-		if openN == 0 {
+		if openN == 0 && !d.importing {
 			// A run canceled meanwhile (clade batch cancel) ends here: what is left
 			// gets its final canceled line.
 			if err := d.settleCanceled(ctx); err != nil {
@@ -442,6 +511,9 @@ func (d *dispatcher) loop(ctx context.Context) error {
 			// Nothing scheduled: the pending requests are not batch dispatch's to
 			// send (MayFill said no). Look again later.
 			wake = now.Add(d.cfg.PollMin)
+		}
+		if d.importing && wake.After(now.Add(importPoll)) {
+			wake = now.Add(importPoll) // more rows: maybe a full batch
 		}
 		if wait := wake.Sub(d.cfg.Clock.Now()); wait > 0 {
 			select {

@@ -184,6 +184,16 @@ func (d *dispatcher) fill(ctx context.Context) error {
 	var page []jobs.Request
 	for open < limit {
 		room := min(int64(d.cfg.MaxRequests), limit-open)
+		if d.importing {
+			// While the input is still read, only a full batch is worth creating.
+			s, err := st.Status(ctx, d.runID)
+			if err != nil {
+				return err
+			}
+			if s.Pending-open < room {
+				return nil
+			}
+		}
 		b.reset()
 		for int64(len(b.ids)) < room {
 			if len(page) == 0 {
@@ -191,7 +201,9 @@ func (d *dispatcher) fill(ctx context.Context) error {
 					return err
 				}
 				if len(page) == 0 {
-					d.drained = true // every pending request is in this body
+					// Every pending request is in this body (and, once the
+					// import is over, no more will come).
+					d.drained = !d.importing
 					break
 				}
 			}

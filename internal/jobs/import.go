@@ -43,8 +43,9 @@ type Run struct {
 	CreatedAt   time.Time
 	// Options is what the caller stored with the run (e.g. the CLI flags), as given.
 	Options json.RawMessage
-	// Imported is set once the whole file has been read.
-	Imported bool
+	// Imported is set once the whole file has been read, at ImportedAt.
+	Imported   bool
+	ImportedAt time.Time
 	// Requests and Problems count the imported lines so far.
 	Requests int64
 	Problems int64
@@ -77,6 +78,10 @@ type ImportOptions struct {
 	// OnProblem, when set, is called for each rejected line, after the
 	// transaction that recorded it commits.
 	OnProblem func(intake.Problem)
+	// OnRun, when set, is called with the run before its lines are imported (not
+	// for a run already fully imported): from then on the run's rows appear as
+	// each transaction commits, so a caller can start on them while Import goes on.
+	OnRun func(*Run)
 }
 
 // ImportStats report what one Import call did.
@@ -152,6 +157,9 @@ func (s *Store) Import(ctx context.Context, opt ImportOptions) (*Run, ImportStat
 		return nil, st, err
 	}
 	st.Resumed = offset > 0
+	if opt.OnRun != nil {
+		opt.OnRun(run)
+	}
 	if err := s.importFrom(ctx, run, opt, fp, offset, line, &st); err != nil {
 		return nil, st, fmt.Errorf("import %s: %w", opt.Path, err)
 	}
@@ -386,6 +394,9 @@ func (s *Store) scanRun(r row) (*Run, error) {
 	}
 	run.CreatedAt = time.UnixMicro(created).UTC()
 	run.Imported = imported.Valid
+	if imported.Valid {
+		run.ImportedAt = time.UnixMicro(imported.Int64).UTC()
+	}
 	if len(options) > 0 {
 		run.Options = json.RawMessage(options)
 	}
