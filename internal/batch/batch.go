@@ -21,7 +21,7 @@ import (
 )
 
 // ErrStrict is returned by Run when the input had bad lines and Config.Strict is set.
-var ErrStrict = errors.New("input has bad lines")
+var ErrStrict = jobs.ErrBadLines
 
 // errLeaseLost stops a dispatcher whose lease on the run was taken or ran out.
 var errLeaseLost = errors.New("lost the run's lease (another process took it, or the store was unreachable); stopped dispatching")

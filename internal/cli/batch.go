@@ -165,15 +165,8 @@ func runBatch(cmd *cobra.Command, g *globalFlags, f *batchFlags, input string) e
 	if sum != nil {
 		printBatchSummary(stderr, sum, f.output, f.db)
 	}
-	switch {
-	case errors.Is(err, jobs.ErrInputChanged):
-		return usageErr(fmt.Sprintf("clade batch %s --force (drops its earlier results), or use another --db", input), "%s changed since the store %s was made", input, redactDSN(f.db))
-	case errors.Is(err, jobs.ErrLeased):
-		return failure("another clade process is working this run: wait for it, or stop it (its lease runs out 30 s after it dies)", err)
-	case errors.Is(err, batch.ErrStrict):
-		return usageErr("fix the lines listed above, or run without --strict to skip them", "%v", err)
-	case err != nil:
-		return failure("run the same command again to resume; add --log-level debug for details", err)
+	if err != nil {
+		return runError("batch", input, f.db, err)
 	}
 	if sum != nil && sum.Stopped != "" && sum.Pending > 0 {
 		return failure("raise --budget and run the same command again: what was sent is kept", fmt.Errorf("stopped with %d requests not sent: %s", sum.Pending, sum.Stopped))

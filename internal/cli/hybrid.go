@@ -76,15 +76,8 @@ func runHybrid(cmd *cobra.Command, f *runFlags, input string, cat *catalog.Catal
 	if sum != nil {
 		printHybridSummary(stderr, sum, deadline, f.output, f.db)
 	}
-	switch {
-	case errors.Is(err, jobs.ErrInputChanged):
-		return usageErr(fmt.Sprintf("clade run %s --force (drops its earlier results), or use another --db", input), "%s changed since the store %s was made", input, redactDSN(f.db))
-	case errors.Is(err, jobs.ErrLeased):
-		return failure("another clade process is working this run: wait for it, or stop it (its lease runs out 30 s after it dies)", err)
-	case errors.Is(err, hybrid.ErrStrict):
-		return usageErr("fix the lines listed above, or run without --strict to skip them", "%v", err)
-	case err != nil:
-		return failure("run the same command again to resume; add --log-level debug for details", err)
+	if err != nil {
+		return runError("run", input, f.db, err)
 	}
 	if sum != nil && sum.Stopped != "" && sum.Pending > 0 {
 		return failure("raise the budget or the limit, then run the same command again to resume", fmt.Errorf("stopped: %s", sum.Stopped))

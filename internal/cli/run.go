@@ -218,15 +218,8 @@ func runRun(cmd *cobra.Command, g *globalFlags, f *runFlags, input string) error
 	if sum != nil {
 		printSummary(stderr, sum, f.output, f.db)
 	}
-	switch {
-	case errors.Is(err, jobs.ErrInputChanged):
-		return usageErr(fmt.Sprintf("clade run %s --force (drops its earlier results), or use another --db", input), "%s changed since the store %s was made", input, redactDSN(f.db))
-	case errors.Is(err, runner.ErrStrict):
-		return usageErr("fix the lines listed above, or run without --strict to skip them", "%v", err)
-	case errors.Is(err, runner.ErrStopped):
-		return failure("raise the limit (or wait for it to reset), then run the same command again to resume", err)
-	case err != nil:
-		return failure("run the same command again to resume; add --log-level debug for details", err)
+	if err != nil {
+		return runError("run", input, f.db, err)
 	}
 	if ctx.Err() != nil && sum != nil && sum.Pending > 0 {
 		fmt.Fprintf(stderr, "interrupted: %d requests pending; run the same command again to resume\n", sum.Pending)
@@ -237,6 +230,22 @@ func runRun(cmd *cobra.Command, g *globalFlags, f *runFlags, input string) error
 			try: "clade status --db " + redactDSN(f.db)}
 	}
 	return nil
+}
+
+// runError maps the errors that run, batch and the hybrid mode share to an exit
+// code and what to try.
+func runError(cmd, input, db string, err error) error {
+	switch {
+	case errors.Is(err, jobs.ErrInputChanged):
+		return usageErr(fmt.Sprintf("clade %s %s --force (drops its earlier results), or use another --db", cmd, input), "%s changed since the store %s was made", input, redactDSN(db))
+	case errors.Is(err, jobs.ErrLeased):
+		return failure("another clade process is working this run: wait for it, or stop it (its lease runs out 30 s after it dies)", err)
+	case errors.Is(err, jobs.ErrBadLines):
+		return usageErr("fix the lines listed above, or run without --strict to skip them", "%v", err)
+	case errors.Is(err, runner.ErrStopped):
+		return failure("raise the limit (or wait for it to reset), then run the same command again to resume", err)
+	}
+	return failure("run the same command again to resume; add --log-level debug for details", err)
 }
 
 // buildRouting makes the routing of --model, --routing FILE and --fallback-model

@@ -130,7 +130,7 @@ type Summary struct {
 }
 
 // ErrStrict is returned when the input has bad lines and Strict is set.
-var ErrStrict = errors.New("input has bad lines")
+var ErrStrict = jobs.ErrBadLines
 
 // Run imports the input (or resumes its run) and works it to the deadline.
 func Run(ctx context.Context, cfg Config) (*Summary, error) {

@@ -23,6 +23,10 @@ import (
 // would mix two inputs; ImportOptions.Force starts the run over instead.
 var ErrInputChanged = errors.New("input changed since the run was imported")
 
+// ErrBadLines is returned by run, batch and hybrid dispatch when the input has bad
+// lines and they were asked to be strict about it.
+var ErrBadLines = errors.New("input has bad lines")
+
 // ErrConcurrentImport is returned by Import when another process imports the same
 // run at the same time.
 var ErrConcurrentImport = errors.New("another process is importing this run")

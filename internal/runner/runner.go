@@ -24,7 +24,7 @@ import (
 var ErrStopped = errors.New("run stopped by the API")
 
 // ErrStrict is returned by Run when the input had bad lines and Config.Strict is set.
-var ErrStrict = errors.New("input has bad lines")
+var ErrStrict = jobs.ErrBadLines
 
 // Config configures a Run. Store, Client and Input are required.
 type Config struct {
