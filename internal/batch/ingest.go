@@ -115,7 +115,11 @@ func (d *dispatcher) ingest(ctx context.Context, rec jobs.BatchRecord, b *upstre
 	}
 	d.resubmitted.Add(again)
 	d.log.Debug("batch ended", "batch_id", b.ID, "final", final, "resubmit", again)
-	d.progress("batch %s ended: %d results, %d to resubmit", b.ID, final, again)
+	if d.cfg.MayFill != nil && !d.cfg.MayFill() {
+		d.progress("batch %s ended: %d results, %d left for realtime", b.ID, final, again)
+	} else {
+		d.progress("batch %s ended: %d results, %d to resubmit", b.ID, final, again)
+	}
 	// The run may have been canceled meanwhile, or this was its last open batch.
 	return d.settleCanceled(ctx)
 }
