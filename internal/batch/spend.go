@@ -40,16 +40,26 @@ func (d *dispatcher) budgetLeft(ctx context.Context) (float64, error) {
 	if d.cfg.Budget <= 0 {
 		return 1e300, nil
 	}
-	st := d.cfg.Store
-	s, err := st.Status(ctx, d.runID)
+	s, err := d.cfg.Store.Status(ctx, d.runID)
 	if err != nil {
 		return 0, err
 	}
-	all, err := st.RemainingNeed(ctx, d.runID, true)
+	held, err := HeldWorstCase(ctx, d.cfg.Store, d.cfg.Catalog, d.runID)
 	if err != nil {
 		return 0, err
 	}
-	outside, err := st.RemainingNeed(ctx, d.runID, false)
+	return d.cfg.Budget - s.CostUSD - held, nil
+}
+
+// HeldWorstCase is the most the run's requests in open batches that have no result
+// yet can still cost: their estimated input and whole max_tokens at batch prices.
+// Budgets hold it back until the results are read (the hybrid mode too).
+func HeldWorstCase(ctx context.Context, st *jobs.Store, cat *catalog.Catalog, runID int64) (float64, error) {
+	all, err := st.RemainingNeed(ctx, runID, true)
+	if err != nil {
+		return 0, err
+	}
+	outside, err := st.RemainingNeed(ctx, runID, false)
 	if err != nil {
 		return 0, err
 	}
@@ -60,13 +70,13 @@ func (d *dispatcher) budgetLeft(ctx context.Context) (float64, error) {
 	held := 0.0
 	for _, n := range all {
 		o := out[n.Model]
-		m, err := d.cfg.Catalog.Resolve(n.Model)
+		m, err := cat.Resolve(n.Model)
 		if err != nil {
 			continue
 		}
-		held += d.cfg.Catalog.Cost(m, catalog.Usage{InputTokens: n.InputTokens - o.InputTokens, OutputTokens: n.MaxTokens - o.MaxTokens}, true)
+		held += cat.Cost(m, catalog.Usage{InputTokens: n.InputTokens - o.InputTokens, OutputTokens: n.MaxTokens - o.MaxTokens}, true)
 	}
-	return d.cfg.Budget - s.CostUSD - held, nil
+	return held, nil
 }
 
 // othersInQueue counts the requests other batches of the organisation (other runs,

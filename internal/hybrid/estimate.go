@@ -93,34 +93,6 @@ func (h *hybrid) spillTime(e estimate) time.Time {
 	return h.cfg.Deadline.Add(-lead)
 }
 
-// batchHeld is the worst-case batch-price cost of the requests in open batches
-// that have no result yet (their whole max_tokens as output).
-func (h *hybrid) batchHeld(ctx context.Context) (float64, error) {
-	st := h.cfg.Store
-	all, err := st.RemainingNeed(ctx, h.runID, true)
-	if err != nil {
-		return 0, err
-	}
-	outside, err := st.RemainingNeed(ctx, h.runID, false)
-	if err != nil {
-		return 0, err
-	}
-	out := map[string]jobs.ModelNeed{}
-	for _, n := range outside {
-		out[n.Model] = n
-	}
-	var held float64
-	for _, n := range all {
-		o := out[n.Model]
-		m, err := h.cfg.Catalog.Resolve(n.Model)
-		if err != nil {
-			continue
-		}
-		held += h.cfg.Catalog.Cost(m, catalog.Usage{InputTokens: n.InputTokens - o.InputTokens, OutputTokens: n.MaxTokens - o.MaxTokens}, true)
-	}
-	return held, nil
-}
-
 func (h *hybrid) printPlan(e estimate, window time.Duration, noBatch bool) {
 	h.printf("plan: %d requests left, deadline in %s (%s)", e.requests, round(window), h.cfg.Deadline.Local().Format("15:04:05"))
 	h.printf("  realtime alone on %s: about %s (bound by %s), ~$%.2f; batch: ~$%.2f", h.cfg.Tier, round(e.realtime), e.binding, e.costRealtime, e.costBatch)

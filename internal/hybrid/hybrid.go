@@ -289,7 +289,7 @@ func (h *hybrid) run(ctx context.Context) (*Summary, error) {
 		if h.cfg.Budget > 0 {
 			// Requests in open batches may still be billed, at batch price: hold
 			// their worst case back from what realtime may spend.
-			held, err := h.batchHeld(ctx)
+			held, err := batch.HeldWorstCase(ctx, st, h.cfg.Catalog, h.runID)
 			if err != nil {
 				return err
 			}
