@@ -65,6 +65,13 @@ type Config struct {
 	// non-streaming limit; a negative value means none (the ctx still applies).
 	// Results downloads are bounded only by their ctx.
 	RequestTimeout time.Duration
+	// StreamIdleTimeout bounds, for MessagesStream, each wait for the response's
+	// headers and then for the next bytes of the stream; a stream has no total
+	// timeout, since a long answer may stream for an hour. The API sends ping events
+	// while it generates, so a silent stream is a dead one: it ends in a
+	// *TransportError with Timeout set, classed Retry. The wait is measured to within
+	// an eighth. Default 2 minutes; a negative value means none (the ctx still applies).
+	StreamIdleTimeout time.Duration
 	// DialTimeout bounds opening a TCP connection. Default 10 s.
 	DialTimeout time.Duration
 	// MaxConnsPerHost caps connections to the API host; beyond it, requests wait for a
@@ -89,6 +96,7 @@ type Config struct {
 // Defaults.
 const (
 	DefaultRequestTimeout      = 10 * time.Minute
+	DefaultStreamIdleTimeout   = 2 * time.Minute
 	DefaultDialTimeout         = 10 * time.Second
 	DefaultMaxIdleConnsPerHost = 512
 	DefaultMaxResponseBytes    = 64 << 20
@@ -137,6 +145,9 @@ func (c Config) withDefaults() (Config, *url.URL, error) {
 	}
 	if c.RequestTimeout == 0 {
 		c.RequestTimeout = DefaultRequestTimeout
+	}
+	if c.StreamIdleTimeout == 0 {
+		c.StreamIdleTimeout = DefaultStreamIdleTimeout
 	}
 	if c.DialTimeout <= 0 {
 		c.DialTimeout = DefaultDialTimeout
