@@ -19,7 +19,6 @@ type member struct {
 	val []byte
 }
 
-
 func skipSpace(b []byte, i int) int {
 	for i < len(b) && isSpace(b[i]) {
 		i++
