@@ -1,0 +1,270 @@
+package ratelimit
+
+import "github.com/redis/go-redis/v9"
+
+// The Redis backend's scripts: one per Backend operation, each run atomically by Redis
+// on one class's hash. They implement the same bucket math as Memory (see bucket in
+// backend.go); a change to one must be made to the other, and the conformance suite
+// checks that they agree.
+//
+// Numbers: Lua numbers are doubles. Times are integral microseconds since the Unix
+// epoch (below 2^53, so exact); levels are stored and returned as "%.17g" strings,
+// which round-trip a double exactly (Redis would truncate a returned number to an
+// integer). Costs and limits are integers well below 2^53.
+//
+// The hash (KEYS[1]) holds:
+//
+//	burst, headroom          the class's Spec
+//	lim_D, cap_D, lvl_D, last_D  bucket D (r, i, o): limit, capacity, level, last refill (µs)
+//	paused, synced           pause end and the now of the last applied Sync (µs; absent: zero)
+//	held:ID, seen:ID         output held by instance ID's calls in flight, and when ID last
+//	                         reserved or settled (µs)
+//
+// Every script takes the same leading arguments:
+//
+//	ARGV[1]    now in µs, or "" for Redis TIME
+//	ARGV[2]    µs subtracted from Redis TIME (a Sync's report is that old)
+//	ARGV[3]    this instance's ID
+//	ARGV[4]    held lease in µs: another instance's held output counts for this long after
+//	           it was last seen, so that a crashed process does not hold output forever
+//	ARGV[5]    key TTL in ms, renewed by every write
+//	ARGV[6..10] rpm, itpm, otpm, burst, headroom: the spec that recreates a missing class
+//	           (after a Redis restart or the TTL), or "" when this instance does not know it
+//	ARGV[11..] the operation's own
+//
+// and returns an array whose first element is "ok", "wait", "unknown" or "exists".
+const redisPrelude = `
+local key = KEYS[1]
+local D = {'r', 'i', 'o'}
+local me = ARGV[3]
+local lease = tonumber(ARGV[4])
+
+local now
+if ARGV[1] ~= '' then
+  now = tonumber(ARGV[1])
+else
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2]) - tonumber(ARGV[2])
+end
+
+local function f(x) return string.format('%.17g', x) end
+
+local function create()
+  if ARGV[6] == '' then return false end
+  local burst = tonumber(ARGV[9])
+  local fields = {'burst', ARGV[9], 'headroom', ARGV[10]}
+  for n, d in ipairs(D) do
+    local lim = tonumber(ARGV[5 + n])
+    local cap = lim * burst
+    for _, v in ipairs({'lim_' .. d, f(lim), 'cap_' .. d, f(cap), 'lvl_' .. d, f(cap), 'last_' .. d, f(now)}) do
+      fields[#fields + 1] = v
+    end
+  end
+  redis.call('HSET', key, unpack(fields))
+  redis.call('PEXPIRE', key, ARGV[5])
+  return true
+end
+
+local function load()
+  local raw = redis.call('HGETALL', key)
+  if #raw == 0 then
+    if not create() then return nil end
+    raw = redis.call('HGETALL', key)
+  end
+  local h = {}
+  for i = 1, #raw, 2 do h[raw[i]] = raw[i + 1] end
+  local s = {headroom = tonumber(h.headroom), burst = tonumber(h.burst),
+    paused = tonumber(h.paused or '0'), synced = tonumber(h.synced or '0'), b = {}, held = {}, seen = {}}
+  for _, d in ipairs(D) do
+    s.b[d] = {lim = tonumber(h['lim_' .. d]), cap = tonumber(h['cap_' .. d]),
+      lvl = tonumber(h['lvl_' .. d]), last = tonumber(h['last_' .. d])}
+  end
+  for k, v in pairs(h) do
+    local id = string.match(k, '^held:(.+)$')
+    if id then
+      s.held[id] = tonumber(v)
+      s.seen[id] = tonumber(h['seen:' .. id] or '0')
+    end
+  end
+  return s
+end
+
+local function live(s, id) return id == me or now - s.seen[id] <= lease end
+
+-- heldTotal is the output held by the calls in flight of every live instance.
+local function heldTotal(s)
+  local t = 0
+  for id, v in pairs(s.held) do
+    if live(s, id) then t = t + v end
+  end
+  return t
+end
+
+local function top(s, d, held)
+  if d == 'o' then return s.b[d].cap - held end
+  return s.b[d].cap
+end
+
+-- refill adds what flowed in since last, up to top; an earlier now adds nothing.
+local function refill(b, t, tp)
+  if t > b.last then
+    if b.lvl < tp then
+      b.lvl = math.min(tp, b.lvl + ((t - b.last) / 1000000) * (b.lim / 60))
+    end
+    b.last = t
+  end
+end
+
+local function save(s)
+  local fields = {}
+  for _, d in ipairs(D) do
+    local b = s.b[d]
+    for _, v in ipairs({'lim_' .. d, f(b.lim), 'cap_' .. d, f(b.cap), 'lvl_' .. d, f(b.lvl), 'last_' .. d, f(b.last)}) do
+      fields[#fields + 1] = v
+    end
+  end
+  fields[#fields + 1] = 'paused'
+  fields[#fields + 1] = f(s.paused)
+  fields[#fields + 1] = 'synced'
+  fields[#fields + 1] = f(s.synced)
+  local mine = s.held[me]
+  if mine and mine > 0 then
+    fields[#fields + 1] = 'held:' .. me
+    fields[#fields + 1] = f(mine)
+    fields[#fields + 1] = 'seen:' .. me
+    fields[#fields + 1] = f(s.seen[me])
+  elseif mine then
+    redis.call('HDEL', key, 'held:' .. me, 'seen:' .. me)
+  end
+  redis.call('HSET', key, unpack(fields))
+  redis.call('PEXPIRE', key, ARGV[5])
+end
+`
+
+// redisInit creates the class if it does not exist.
+var redisInit = redis.NewScript(redisPrelude + `
+if redis.call('EXISTS', key) == 1 then return {'exists'} end
+create()
+return {'ok'}
+`)
+
+// redisReserve: ARGV[11..13] the cost. Returns {"ok"}, or {"wait", pause µs, bucket
+// seconds} (the caller rounds the seconds up as Memory does).
+var redisReserve = redis.NewScript(redisPrelude + `
+local s = load()
+if not s then return {'unknown'} end
+local need = {tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13])}
+for id, _ in pairs(s.held) do
+  if not live(s, id) then
+    s.held[id] = nil
+    redis.call('HDEL', key, 'held:' .. id, 'seen:' .. id)
+  end
+end
+local held = heldTotal(s)
+local pause = 0
+if now < s.paused then pause = s.paused - now end
+local secs = 0
+for n, d in ipairs(D) do
+  local b = s.b[d]
+  refill(b, now, top(s, d, held))
+  local target = math.min(need[n] + s.headroom * b.cap, b.cap)
+  if b.lvl < target then
+    secs = math.max(secs, (target - b.lvl) / (b.lim / 60))
+  end
+end
+if pause > 0 or secs > 0 then
+  save(s)
+  return {'wait', f(pause), f(secs)}
+end
+for n, d in ipairs(D) do
+  s.b[d].lvl = s.b[d].lvl - need[n]
+end
+if need[3] > 0 then
+  s.held[me] = (s.held[me] or 0) + need[3]
+  s.seen[me] = now
+end
+save(s)
+return {'ok'}
+`)
+
+// redisSettle: ARGV[11..13] the reserved cost, ARGV[14..16] the actual.
+var redisSettle = redis.NewScript(redisPrelude + `
+local s = load()
+if not s then return {'unknown'} end
+local held = heldTotal(s)
+for n, d in ipairs(D) do
+  local b = s.b[d]
+  local res, act = tonumber(ARGV[10 + n]), tonumber(ARGV[13 + n])
+  refill(b, now, top(s, d, held))
+  if d == 'o' then
+    local mine = s.held[me] or 0
+    local left = math.max(0, mine - res)
+    held = held - mine + left
+    s.held[me] = left
+    s.seen[me] = now
+  end
+  b.lvl = math.min(b.lvl - (act - res), top(s, d, held))
+end
+save(s)
+return {'ok'}
+`)
+
+// redisSync: per bucket (ARGV[11..14], [15..18], [19..22]) valid ("1" or "0"), limit,
+// remaining, slack.
+var redisSync = redis.NewScript(redisPrelude + `
+local s = load()
+if not s then return {'unknown'} end
+local held = heldTotal(s)
+local fresh = now >= s.synced
+for n, d in ipairs(D) do
+  local a = 11 + (n - 1) * 4
+  if ARGV[a] == '1' then
+    local b = s.b[d]
+    local limit, remaining, slack = tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+    refill(b, now, top(s, d, held))
+    if limit > 0 and limit ~= b.lim then
+      local c = limit * s.burst
+      b.lvl = b.lvl + (c - b.cap)
+      b.lim, b.cap = limit, c
+    end
+    if fresh then b.lvl = math.min(b.lvl, remaining + slack) end
+  end
+end
+if fresh then s.synced = now end
+save(s)
+return {'ok'}
+`)
+
+// redisPause: ARGV[11] the pause's end in µs, or, with Redis TIME, its distance from
+// now in µs.
+var redisPause = redis.NewScript(redisPrelude + `
+if redis.call('EXISTS', key) == 0 and not create() then return {'unknown'} end
+local untl = tonumber(ARGV[11])
+if ARGV[1] == '' then untl = now + untl end
+local paused = tonumber(redis.call('HGET', key, 'paused') or '0')
+if untl > paused then
+  redis.call('HSET', key, 'paused', f(untl))
+  redis.call('PEXPIRE', key, ARGV[5])
+end
+return {'ok'}
+`)
+
+// redisState returns {"ok", now, then limit, capacity, level per bucket, the output
+// held, paused, synced}, computing the levels at now without writing them.
+var redisState = redis.NewScript(redisPrelude + `
+local s = load()
+if not s then return {'unknown'} end
+local held = heldTotal(s)
+local out = {'ok', f(now)}
+for _, d in ipairs(D) do
+  local b = s.b[d]
+  refill(b, now, top(s, d, held))
+  out[#out + 1] = f(b.lim)
+  out[#out + 1] = f(b.cap)
+  out[#out + 1] = f(b.lvl)
+end
+out[#out + 1] = f(held)
+out[#out + 1] = f(s.paused)
+out[#out + 1] = f(s.synced)
+return out
+`)
