@@ -89,6 +89,15 @@ type Config struct {
 	// MaxRounds is how many batches a request may go in before an expired, canceled
 	// or retryably errored line is its final result. Default DefaultMaxRounds (5).
 	MaxRounds int
+	// RetryVia says where a request goes whose line is expired, canceled or a
+	// retryable error: RetryBatch (the default) into a later batch, up to
+	// MaxRounds; RetryRealtime to realtime workers at once, at full price (see
+	// realtime.go).
+	RetryVia string
+	// Realtime carries the realtime workers' own settings for RetryRealtime
+	// (concurrency, attempts, limiter); the store, client, catalog, input, results
+	// file, tier, routing and budget are this Config's.
+	Realtime runner.Config
 	// PollMin and PollMax bound the wait between two polls of a running batch, which
 	// is a fortieth of the batch's age; polls also keep to half the batch RPM.
 	// Defaults 1 s and 1 min.
@@ -150,12 +159,15 @@ type Summary struct {
 	Canceled  int64 // final after MaxRounds
 	Pending   int64
 	// Batches counts batches this process created (or adopted); Resubmitted the
-	// result lines that sent their request to a later batch.
+	// result lines that sent their request to a later batch (or to realtime).
 	Batches, Resubmitted int64
-	InputTokens          int64
-	OutputTokens         int64
-	CostUSD              float64 // at batch prices
-	Elapsed              time.Duration
+	// Realtime counts the requests this process handed to realtime workers
+	// (RetryRealtime), RealtimeSent their calls.
+	Realtime, RealtimeSent int64
+	InputTokens            int64
+	OutputTokens           int64
+	CostUSD                float64 // at batch prices; realtime retries at full price
+	Elapsed                time.Duration
 	// Stopped says why batch creation stopped with requests left (the budget).
 	Stopped string
 }
@@ -198,6 +210,16 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if out.MaxRounds <= 0 {
 		out.MaxRounds = DefaultMaxRounds
+	}
+	switch out.RetryVia {
+	case "":
+		out.RetryVia = RetryBatch
+	case RetryBatch, RetryRealtime:
+	default:
+		return out, fmt.Errorf("batch: RetryVia %q: want %q or %q", out.RetryVia, RetryBatch, RetryRealtime)
+	}
+	if out.RetryVia == RetryRealtime && out.MayFill != nil {
+		return out, errors.New("batch: RetryVia realtime is not for the hybrid mode, which has its own realtime workers")
 	}
 	if out.PollMin <= 0 {
 		out.PollMin = DefaultPollMin
@@ -253,6 +275,9 @@ type dispatcher struct {
 	// ends (or a create that fails) can make requests pending again. It spares a
 	// scan of the whole run on every loop.
 	drained bool
+	// handDue asks the loop to hand requests to realtime (RetryRealtime): set at
+	// start and when a batch has ended.
+	handDue bool
 	// stopped, once set, says why no more batches are created (the budget).
 	stopped string
 	// others counts other batches' requests in the processing queue, at othersAt.
@@ -263,6 +288,9 @@ type dispatcher struct {
 	// fillAfter holds fill back after a 429 or a failed create.
 	fillAfter time.Time
 	failures  int
+
+	// rt is the realtime workers of RetryRealtime, once started.
+	rt *realtime
 
 	// batches and resubmitted are read by the metrics collector too.
 	batches, resubmitted atomic.Int64
@@ -329,7 +357,7 @@ func (d *dispatcher) run(ctx context.Context) (*Summary, error) {
 	if err := st.PrepareBatches(ctx); err != nil {
 		return nil, err
 	}
-	if !d.cfg.KeepJobs {
+	if !d.cfg.KeepJobs && d.cfg.RetryVia != RetryRealtime {
 		if _, err := st.DropRequestJobs(ctx, d.runID); err != nil {
 			return nil, fmt.Errorf("drop realtime jobs: %w", err)
 		}
@@ -357,7 +385,13 @@ func (d *dispatcher) run(ctx context.Context) (*Summary, error) {
 	if err := d.reconcileAll(ctx); err != nil {
 		return d.summary(context.WithoutCancel(ctx)), err
 	}
+	defer d.closeRealtime()
+	d.handDue = true // a resumed run may have requests for realtime
 	err = d.loop(ctx)
+	if err == nil {
+		err = d.awaitRealtime(ctx)
+	}
+	d.closeRealtime()
 	sum := d.summary(context.WithoutCancel(ctx))
 	if err == nil && d.cfg.Out == nil && d.out != nil && d.cfg.Ordered && sum.Pending == 0 {
 		err = d.out.o.ExportOrdered(context.WithoutCancel(ctx), st, d.runID)
@@ -455,12 +489,19 @@ func (d *dispatcher) loop(ctx context.Context) error {
 				delete(d.polls, b.Row)
 				delete(d.canceling, b.Row)
 				d.drained = false // its expired or retryable requests are pending again
+				d.handDue = true
 				continue
 			}
 			ps.next = now.Add(d.pollInterval(b.AttemptedAt, now))
 			if d.canceling[b.Row] {
 				ps.next = now.Add(d.cfg.PollMin)
 			}
+		}
+		if d.handDue && !d.importing {
+			if err := d.handOver(ctx); err != nil {
+				return err
+			}
+			d.handDue = false
 		}
 		if !now.Before(d.fillAfter) && (d.cfg.MayFill == nil || d.cfg.MayFill()) {
 			if err := d.fill(ctx); err != nil {
@@ -484,7 +525,7 @@ func (d *dispatcher) loop(ctx context.Context) error {
 			if d.drained || d.stopped != "" {
 				return nil
 			}
-			left, err := st.BatchPending(ctx, d.runID, 0, 1)
+			left, err := d.pendingForBatch(ctx, 0, 1)
 			if err != nil {
 				return err
 			}
@@ -597,16 +638,34 @@ func (d *dispatcher) status(ctx context.Context, inFlight int64) {
 	}
 	done := st.Requests - st.Pending
 	elapsed := d.cfg.Clock.Now().Sub(d.start)
-	line := fmt.Sprintf("status: %d/%d done (%.1f%%), %d in batches in flight, %d waiting; $%.4f at batch prices; %s",
-		done, st.Requests, 100*float64(done)/float64(st.Requests), inFlight, max(st.Pending-inFlight, 0), st.CostUSD, elapsed.Round(time.Second))
+	prices := "at batch prices"
+	if d.cfg.RetryVia == RetryRealtime {
+		prices = "so far"
+	}
+	line := fmt.Sprintf("status: %d/%d done (%.1f%%), %d in batches in flight, %d waiting; $%.4f %s; %s",
+		done, st.Requests, 100*float64(done)/float64(st.Requests), inFlight, max(st.Pending-inFlight, 0), st.CostUSD, prices, elapsed.Round(time.Second))
 	if n := done - d.doneAtStart; n > 0 && elapsed > 0 {
 		line += fmt.Sprintf(" (%.0f results/min)", float64(n)/elapsed.Minutes())
+	}
+	if d.rt != nil {
+		if q, err := d.cfg.Store.Unfinished(ctx, d.runID); err == nil {
+			line += fmt.Sprintf("; realtime: %d of %d retries left", q, d.rt.handed)
+		}
 	}
 	fmt.Fprintln(d.cfg.Progress, line)
 }
 
 func (d *dispatcher) summary(ctx context.Context) *Summary {
 	s := &Summary{RunID: d.runID, Batches: d.batches.Load(), Resubmitted: d.resubmitted.Load(), Elapsed: d.cfg.Clock.Now().Sub(d.start), Stopped: d.stopped}
+	if d.rt != nil {
+		s.Realtime = d.rt.handed
+		if d.rt.sum != nil {
+			s.RealtimeSent = d.rt.sum.Sent
+			if s.Stopped == "" {
+				s.Stopped = d.rt.sum.Stopped
+			}
+		}
+	}
 	st, err := d.cfg.Store.Status(ctx, d.runID)
 	if err != nil {
 		return s

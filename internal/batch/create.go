@@ -197,7 +197,7 @@ func (d *dispatcher) fill(ctx context.Context) error {
 		b.reset()
 		for int64(len(b.ids)) < room {
 			if len(page) == 0 {
-				if page, err = st.BatchPending(ctx, d.runID, after, pendingPage); err != nil {
+				if page, err = d.pendingForBatch(ctx, after, pendingPage); err != nil {
 					return err
 				}
 				if len(page) == 0 {

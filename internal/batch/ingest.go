@@ -115,7 +115,7 @@ func (d *dispatcher) ingest(ctx context.Context, rec jobs.BatchRecord, b *upstre
 	}
 	d.resubmitted.Add(again)
 	d.log.Debug("batch ended", "batch_id", b.ID, "final", final, "resubmit", again)
-	if d.cfg.MayFill != nil && !d.cfg.MayFill() {
+	if d.cfg.MayFill != nil && !d.cfg.MayFill() || d.cfg.RetryVia == RetryRealtime {
 		d.progress("batch %s ended: %d results, %d left for realtime", b.ID, final, again)
 	} else {
 		d.progress("batch %s ended: %d results, %d to resubmit", b.ID, final, again)

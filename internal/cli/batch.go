@@ -17,6 +17,7 @@ import (
 	"github.com/clade-dev/clade/catalog"
 	"github.com/clade-dev/clade/internal/batch"
 	"github.com/clade-dev/clade/internal/jobs"
+	"github.com/clade-dev/clade/internal/runner"
 )
 
 // batchFlags are the flags of `clade batch`.
@@ -40,6 +41,11 @@ type batchFlags struct {
 	routing     string
 	// resumeCanceled sends again the requests of a run stopped by clade batch cancel.
 	resumeCanceled bool
+	// retryVia, concurrency and maxAttempts: where resubmitted requests go, and the
+	// realtime workers' settings when that is realtime.
+	retryVia    string
+	concurrency int
+	maxAttempts int
 }
 
 func newBatchCmd(g *globalFlags) *cobra.Command {
@@ -54,7 +60,9 @@ result line per custom_id (the Message Batches results format) to --output.
 Requests are split into batches of at most --max-requests requests and 256 MB, as
 many in flight as the tier's processing queue allows. Expired, canceled and
 retryably errored requests go into a later batch (at most --max-rounds batches per
-request); succeeded and invalid requests are final.
+request); succeeded and invalid requests are final. With --retry-via realtime they
+go to the Messages API instead, as soon as their batch has been read, at full price
+and within the tier's realtime limits: a second batch can take up to 24 hours more.
 
 The run is durable, with the same store as clade run (SQLite next to the output, or
 --db postgres://...): each batch is recorded before it is created and its id right
@@ -72,6 +80,7 @@ The key comes from ANTHROPIC_API_KEY and the API from ANTHROPIC_BASE_URL (defaul
 https://api.anthropic.com). --emulate TIER runs against an in-process emulator instead.`,
 		Example: `  clade batch prompts.jsonl -o results.jsonl --tier tier-2
   clade batch prompts.jsonl -o results.jsonl --emulate tier-2     # no key, no network
+  clade batch prompts.jsonl -o results.jsonl --retry-via realtime # failures: realtime, at once
   clade batch cancel results.jsonl                                # cancel the batches in flight
   clade batch prompts.jsonl -o results.jsonl --resume-canceled   # send canceled requests again`,
 		Args: cobra.ExactArgs(1),
@@ -87,6 +96,9 @@ https://api.anthropic.com). --emulate TIER runs against an in-process emulator i
 	fl.StringVar(&f.catalogPath, "catalog", "", "YAML `PATH` laid over the embedded catalog of models, tiers and prices")
 	fl.IntVar(&f.maxRequests, "max-requests", 0, "most requests in one batch (default: the tier's, 100,000)")
 	fl.IntVar(&f.maxRounds, "max-rounds", batch.DefaultMaxRounds, "batches a request may go in before an expired, canceled or retryable error is final")
+	fl.StringVar(&f.retryVia, "retry-via", batch.RetryBatch, "where expired, canceled and retryably errored requests go: batch (a later batch,\nhalf price) or realtime (the Messages API at once, full price, the tier's realtime limits)")
+	fl.IntVar(&f.concurrency, "concurrency", 256, "--retry-via realtime: most realtime requests in flight at once")
+	fl.IntVar(&f.maxAttempts, "max-attempts", jobs.DefaultMaxAttempts, "--retry-via realtime: realtime attempts per request before it is written as errored")
 	fl.DurationVar(&f.poll, "poll", batch.DefaultPollMin, "shortest wait between two polls of a batch (a fortieth of its age, up to 1m, within half the batch rpm)")
 	fl.BoolVar(&f.strict, "strict", false, "abort before any request if the input has a bad line")
 	fl.BoolVar(&f.force, "force", false, "re-import an input that changed since the store was made (drops its results)")
@@ -126,6 +138,12 @@ func runBatch(cmd *cobra.Command, g *globalFlags, f *batchFlags, input string) e
 	if f.maxRequests < 0 || f.maxRounds < 1 || f.poll <= 0 || f.budget < 0 {
 		return usageErr("clade batch --max-requests 100000 --max-rounds 5 --poll 5s", "--max-requests must be ≥ 0, --max-rounds ≥ 1, --poll > 0 and --budget ≥ 0")
 	}
+	if f.retryVia != batch.RetryBatch && f.retryVia != batch.RetryRealtime {
+		return usageErr("clade batch --retry-via realtime", "--retry-via %q: want batch or realtime", f.retryVia)
+	}
+	if f.concurrency < 1 || f.maxAttempts < 1 {
+		return usageErr("clade batch --retry-via realtime --concurrency 64 --max-attempts 10", "--concurrency and --max-attempts must be ≥ 1")
+	}
 	ctx := cmd.Context()
 	client, store, closeAll, err := openSession(ctx, input, &f.output, &f.db, f.baseURL, f.emulate, cat, log)
 	if err != nil {
@@ -157,6 +175,8 @@ func runBatch(cmd *cobra.Command, g *globalFlags, f *batchFlags, input string) e
 		MaxRequests: f.maxRequests, MaxRounds: f.maxRounds, PollMin: f.poll,
 		Routing: routing, Budget: f.budget, Ordered: f.ordered,
 		Progress: progress, Logger: log,
+		RetryVia: f.retryVia,
+		Realtime: runner.Config{MaxConcurrency: f.concurrency, MaxAttempts: f.maxAttempts},
 	}
 	if reg != nil {
 		cfg.Registry = reg
@@ -229,7 +249,12 @@ func printBatchSummary(w io.Writer, s *batch.Summary, output, db string) {
 	fmt.Fprintf(w, "\n%d requests: %d succeeded, %d errored, %d expired, %d canceled, %d pending; %d bad lines skipped\n",
 		s.Requests, s.Succeeded, s.Errored, s.Expired, s.Canceled, s.Pending, s.Problems)
 	fmt.Fprintf(w, "%d batches created, %d requests resubmitted, in %s\n", s.Batches, s.Resubmitted, s.Elapsed.Round(time.Millisecond))
-	fmt.Fprintf(w, "tokens: %d input, %d output; cost $%.4f at batch prices\n", s.InputTokens, s.OutputTokens, s.CostUSD)
+	prices := "batch prices"
+	if s.Realtime > 0 {
+		fmt.Fprintf(w, "%d requests retried in realtime (%d calls)\n", s.Realtime, s.RealtimeSent)
+		prices = "batch and realtime prices"
+	}
+	fmt.Fprintf(w, "tokens: %d input, %d output; cost $%.4f at %s\n", s.InputTokens, s.OutputTokens, s.CostUSD, prices)
 	fmt.Fprintf(w, "results: %s\nstore:   %s\n", output, redactDSN(db))
 }
 

@@ -66,6 +66,8 @@ func TestBatchUsageErrors(t *testing.T) {
 		{name: "bad tier", args: []string{"batch", in, "--tier", "tier-9"}, want: "--tier"},
 		{name: "bad rounds", args: []string{"batch", in, "--max-rounds", "0"}, want: "--max-rounds"},
 		{name: "cancel without store", args: []string{"batch", "cancel"}, want: "no store named"},
+		{name: "bad retry-via", args: []string{"batch", in, "--retry-via", "pigeon"}, want: "--retry-via \"pigeon\""},
+		{name: "bad concurrency", args: []string{"batch", in, "--retry-via", "realtime", "--concurrency", "0"}, want: "--concurrency"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

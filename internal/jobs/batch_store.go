@@ -141,6 +141,16 @@ func (s *Store) BatchPending(ctx context.Context, runID int64, afterLine, limit 
 		WHERE c.run_id = r.run_id AND c.canceled_at IS NOT NULL)`)
 }
 
+// BatchFresh is BatchPending less the requests that have been in a batch before:
+// with `clade batch --retry-via realtime`, batch dispatch sends each request once
+// and realtime workers take those that come back expired or retryably errored
+// (EnqueueRetries).
+func (s *Store) BatchFresh(ctx context.Context, runID int64, afterLine, limit int) ([]Request, error) {
+	return s.unsent(ctx, runID, afterLine, limit, `AND NOT EXISTS (SELECT 1 FROM clade_batch_run c
+		WHERE c.run_id = r.run_id AND c.canceled_at IS NOT NULL)
+			AND NOT EXISTS (SELECT 1 FROM clade_batch_item i WHERE i.request_id = r.id)`)
+}
+
 // BatchUnsent returns up to limit requests of the run after line afterLine that have
 // no result and are in no open batch, canceled run or not, in line order.
 func (s *Store) BatchUnsent(ctx context.Context, runID int64, afterLine, limit int) ([]Request, error) {

@@ -91,11 +91,55 @@ func (s *Store) EnqueueUnfinished(ctx context.Context, runID int64, maxAttempts 
 	if err := rs.Err(); err != nil {
 		return 0, err
 	}
+	return s.enqueue(ctx, runID, ids, maxAttempts)
+}
+
+// EnqueueRetries gives a River job, so that realtime workers send it, to every
+// request of the run that has no result and no unfinished job, is in no open
+// batch, and has been in a batch before: with `clade batch --retry-via realtime`,
+// the requests whose batch line was expired, canceled or a retryable error (or
+// that their batch never answered for). A canceled run (CancelBatchRun) has none.
+// It returns how many, enqueued in input order.
+func (s *Store) EnqueueRetries(ctx context.Context, runID int64, maxAttempts int) (int64, error) {
+	if maxAttempts <= 0 {
+		maxAttempts = DefaultMaxAttempts
+	}
+	rs, err := s.b.reader().query(ctx, `SELECT r.id FROM clade_request r
+		WHERE r.run_id = $1
+			AND EXISTS (SELECT 1 FROM clade_batch_item i WHERE i.request_id = r.id)
+			AND NOT EXISTS (SELECT 1 FROM clade_batch_item i JOIN clade_batch b ON b.id = i.batch_row
+				WHERE i.request_id = r.id AND b.state <> 'done')
+			AND NOT EXISTS (SELECT 1 FROM clade_result x WHERE x.request_id = r.id)
+			AND NOT EXISTS (SELECT 1 FROM clade_batch_run c WHERE c.run_id = r.run_id AND c.canceled_at IS NOT NULL)
+			AND NOT EXISTS (SELECT 1 FROM river_job j WHERE j.kind = '`+JobKind+`' AND j.state IN `+unfinishedStates+`
+				AND `+s.b.runOfJob()+` = $1 AND `+s.b.requestOfJob()+` = r.id)
+		ORDER BY r.line`, runID)
+	if err != nil {
+		return 0, fmt.Errorf("enqueue retries: %w", err)
+	}
+	var ids []int64
+	for rs.Next() {
+		var id int64
+		if err := rs.Scan(&id); err != nil {
+			rs.Close()
+			return 0, err
+		}
+		ids = append(ids, id)
+	}
+	rs.Close()
+	if err := rs.Err(); err != nil {
+		return 0, err
+	}
+	return s.enqueue(ctx, runID, ids, maxAttempts)
+}
+
+// enqueue inserts a River job for each of ids, a thousand per transaction.
+func (s *Store) enqueue(ctx context.Context, runID int64, ids []int64, maxAttempts int) (int64, error) {
 	const chunk = 1000
 	for i := 0; i < len(ids); i += chunk {
 		part := ids[i:min(i+chunk, len(ids))]
 		if err := s.inTx(ctx, func(tx txn) error { return tx.insertJobs(ctx, runID, part, maxAttempts) }); err != nil {
-			return int64(i), fmt.Errorf("enqueue unfinished: %w", err)
+			return int64(i), fmt.Errorf("enqueue: %w", err)
 		}
 	}
 	return int64(len(ids)), nil

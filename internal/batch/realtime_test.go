@@ -1,0 +1,143 @@
+package batch_test
+
+import (
+	"context"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/clade-dev/clade/emulator"
+	"github.com/clade-dev/clade/internal/batch"
+	"github.com/clade-dev/clade/internal/runner"
+	"github.com/clade-dev/clade/internal/upstream"
+)
+
+// messagesCounter counts the realtime calls (POST /v1/messages) a client makes, and
+// calls onFirst, once, when the first one is sent.
+type messagesCounter struct {
+	next    http.RoundTripper
+	n       atomic.Int64
+	once    sync.Once
+	onFirst func()
+}
+
+func (m *messagesCounter) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Method == http.MethodPost && r.URL.Path == "/v1/messages" {
+		m.n.Add(1)
+		if m.onFirst != nil {
+			m.once.Do(m.onFirst)
+		}
+	}
+	return m.next.RoundTrip(r)
+}
+
+// expiringEnv is an emulator whose batches expire with part of their requests
+// unprocessed: about 43 requests are processed per emulated day, and the clock
+// moves a day ahead every 30 ms. Its client counts realtime calls.
+func expiringEnv(t *testing.T) (*env, *messagesCounter) {
+	t.Helper()
+	e := setup(t, emulator.Config{ClockSpeed: 1000, BatchProcessingRate: 0.0005})
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(30 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				e.em.Server.Clock().Advance(24 * time.Hour)
+			}
+		}
+	}()
+	t.Cleanup(func() { close(stop); <-done })
+	mc := &messagesCounter{next: http.DefaultTransport.(*http.Transport).Clone()}
+	client, err := upstream.New(upstream.Config{BaseURL: e.em.URL, APIKey: upstream.NewSecret(testKey), HTTPClient: &http.Client{Transport: mc}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.client = client
+	return e, mc
+}
+
+func TestRetryViaRealtime(t *testing.T) {
+	t.Parallel()
+	e, calls := expiringEnv(t)
+	const n = 120
+	cfg := e.config(writeInput(t, e.dir, n), 50)
+	cfg.RetryVia = batch.RetryRealtime
+	cfg.Realtime = runner.Config{MaxConcurrency: 8}
+	sum := run(t, cfg)
+
+	// Every request went into exactly one batch; those the batches did not do were
+	// sent once each in realtime, and every custom_id has one succeeded line.
+	wantAll(t, cfg.Output, n, "succeeded")
+	bs := e.apiBatches(t)
+	if requestsIn(bs) != n {
+		t.Errorf("the API's batches hold %d requests in all, want %d: each request in one batch", requestsIn(bs), n)
+	}
+	var doneInBatches int64
+	for _, b := range bs {
+		doneInBatches += b.RequestCounts.Succeeded
+	}
+	if doneInBatches == n || sum.Realtime == 0 {
+		t.Fatalf("batches succeeded %d of %d requests and %d went to realtime: the test did not exercise the retry", doneInBatches, n, sum.Realtime)
+	}
+	if sum.Realtime != n-doneInBatches || calls.n.Load() != sum.Realtime || sum.RealtimeSent != sum.Realtime {
+		t.Errorf("%d requests to realtime, %d realtime calls on the wire (%d counted); want %d each (the requests the batches did not do)",
+			sum.Realtime, calls.n.Load(), sum.RealtimeSent, n-doneInBatches)
+	}
+	t.Logf("%d done in batches, %d in realtime", doneInBatches, sum.Realtime)
+	if sum.Succeeded != n || sum.Pending != 0 || sum.Expired != 0 {
+		t.Errorf("Run() = %d succeeded, %d pending, %d expired; want %d, 0, 0", sum.Succeeded, sum.Pending, sum.Expired, n)
+	}
+}
+
+func TestRetryViaRealtimeResumes(t *testing.T) {
+	t.Parallel()
+	e, calls := expiringEnv(t)
+	const n = 120
+	cfg := e.config(writeInput(t, e.dir, n), 50)
+	cfg.RetryVia = batch.RetryRealtime
+	cfg.Realtime = runner.Config{MaxConcurrency: 2}
+	// Interrupted as the first realtime call leaves, like a Ctrl-C.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	calls.onFirst = cancel
+	if _, err := batch.Run(ctx, cfg); err != nil {
+		t.Fatalf("interrupted Run() error = %v, want nil (the next run resumes)", err)
+	}
+	first := e.apiBatches(t)
+
+	// The resumed run creates no batch and finishes in realtime.
+	sum := run(t, cfg)
+	wantAll(t, cfg.Output, n, "succeeded")
+	if bs := e.apiBatches(t); len(bs) != len(first) || requestsIn(bs) != n {
+		t.Errorf("after the resume the API holds %d batches of %d requests, want %d of %d (none created again)", len(bs), requestsIn(bs), len(first), n)
+	}
+	t.Logf("resumed: %d handed to realtime, %d realtime calls in all", sum.Realtime, calls.n.Load())
+	var doneInBatches int64
+	for _, b := range e.apiBatches(t) { // all ended by now
+		doneInBatches += b.RequestCounts.Succeeded
+	}
+	if calls.n.Load() != n-doneInBatches {
+		t.Errorf("%d realtime calls over both runs, want %d (one per request the batches did not do)", calls.n.Load(), n-doneInBatches)
+	}
+	if sum.Succeeded != n || sum.Pending != 0 {
+		t.Errorf("resumed Run() = %d succeeded, %d pending; want %d, 0", sum.Succeeded, sum.Pending, n)
+	}
+}
+
+func TestRetryViaRejectsUnknown(t *testing.T) {
+	t.Parallel()
+	e := setup(t, emulator.Config{})
+	cfg := e.config(filepath.Join(e.dir, "none.jsonl"), 0)
+	cfg.RetryVia = "carrier-pigeon"
+	if _, err := batch.Run(context.Background(), cfg); err == nil {
+		t.Fatal("Run() with RetryVia carrier-pigeon succeeded, want an error naming it")
+	}
+}
