@@ -40,6 +40,7 @@ type runFlags struct {
 	fallbackAfter int
 	concurrency   int
 	maxAttempts   int
+	streamAbove   int64
 	countTokens   bool
 	budget        float64
 	strict        bool
@@ -105,6 +106,7 @@ https://api.anthropic.com). --emulate TIER runs against an in-process emulator i
 	fl.IntVar(&f.fallbackAfter, "fallback-after", 3, "529s in a row before a request moves to --fallback-model")
 	fl.IntVar(&f.concurrency, "concurrency", 256, "most requests in flight at once")
 	fl.IntVar(&f.maxAttempts, "max-attempts", jobs.DefaultMaxAttempts, "attempts per request before it is written as errored (429 waits do not count)")
+	fl.Var(streamAboveValue{&f.streamAbove}, "stream-above", streamAboveUsage)
 	fl.BoolVar(&f.countTokens, "count-tokens", false, "ask the API's count_tokens for exact input counts instead of estimating")
 	fl.Float64Var(&f.budget, "budget", 0, "stop before the run's cost would exceed `USD` (0: no budget)")
 	fl.BoolVar(&f.strict, "strict", false, "abort before any request if the input has a bad line")
@@ -211,7 +213,7 @@ func runRun(cmd *cobra.Command, g *globalFlags, f *runFlags, input string) error
 	sum, err := runner.Run(ctx, runner.Config{
 		Store: store, Client: client, Catalog: cat, Input: input, Output: f.output,
 		Ordered: f.ordered, Force: f.force, Strict: f.strict, Options: opts, Tier: f.tier,
-		MaxConcurrency: f.concurrency, MaxAttempts: f.maxAttempts, Routing: routing,
+		MaxConcurrency: f.concurrency, MaxAttempts: f.maxAttempts, Routing: routing, StreamAbove: f.streamAbove,
 		CountTokens: f.countTokens, Budget: f.budget, Progress: progress, Registry: registerer,
 		Logger: log, Abort: abort,
 	})

@@ -82,6 +82,12 @@ type Config struct {
 	Until <-chan struct{}
 	// BeforeCommit is passed to the jobs client (crash tests).
 	BeforeCommit func(ctx context.Context, job *jobs.Job) error
+	// StreamAbove sends a request whose max_tokens is above it as a stream
+	// (upstream.Client.MessagesStream: no 10-minute limit, an idle timeout instead),
+	// so long answers are not cut, retried and paid again. The result is the same.
+	// Default 0: DefaultStreamAbove (21,333, the SDKs' rule); StreamNever (-1) and
+	// StreamAlways (-2) send no request or every request as a stream.
+	StreamAbove int64
 }
 
 // Summary is what a run did.
@@ -124,6 +130,8 @@ type run struct {
 	m       *metrics
 	runID   int64
 	start   time.Time
+	// streamAbove is the resolved Config.StreamAbove: -1 never streams.
+	streamAbove int64
 
 	// draining is closed when the run drains: requests not yet sent go back to the
 	// queue instead of waiting for admission or a retry.
@@ -170,6 +178,10 @@ func newRun(cfg Config) (*run, error) {
 			return nil, err
 		}
 	}
+	streamAbove, err := streamThreshold(cfg.StreamAbove)
+	if err != nil {
+		return nil, err
+	}
 	lim := cfg.Limiter
 	if lim == nil {
 		var err error
@@ -189,6 +201,8 @@ func newRun(cfg Config) (*run, error) {
 		m:        newMetrics(cfg.Registry),
 		stop:     make(chan struct{}),
 		draining: make(chan struct{}),
+
+		streamAbove: streamAbove,
 	}, nil
 }
 

@@ -87,7 +87,7 @@ func (r *run) do(jobCtx context.Context, job *jobs.Job) (jobs.Result, error) {
 		r.sent.Add(1)
 		// Once sent, a request finishes even when the run drains; only an abort
 		// (the job's own context) cuts it.
-		resp, err := r.cfg.Client.Messages(jobCtx, params)
+		resp, err := r.call(jobCtx, params, req.MaxTokens)
 		if err == nil {
 			u := ratelimit.Usage{
 				InputTokens: resp.Usage.InputTokens, CacheCreationInputTokens: resp.Usage.CacheCreationInputTokens,
