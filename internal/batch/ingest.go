@@ -45,7 +45,7 @@ func (d *dispatcher) ingest(ctx context.Context, rec jobs.BatchRecord, b *upstre
 		// Results are kept 29 days after created_at: every request of the batch
 		// without a result is pending again.
 		d.log.Warn("batch results archived; its requests are sent again", "batch_id", b.ID, "requests", len(items))
-		if err := st.FinishBatch(ctx, rec.Row, b.EndedAt); err != nil {
+		if err := d.finish(ctx, rec, b); err != nil {
 			return err
 		}
 		if !canceled {
@@ -107,7 +107,7 @@ func (d *dispatcher) ingest(ctx context.Context, rec jobs.BatchRecord, b *upstre
 	if unknown > 0 {
 		d.log.Warn("batch results name requests not in the batch; ignored", "batch_id", b.ID, "lines", unknown)
 	}
-	if err := st.FinishBatch(ctx, rec.Row, b.EndedAt); err != nil {
+	if err := d.finish(ctx, rec, b); err != nil {
 		return err
 	}
 	if canceled {
@@ -122,6 +122,18 @@ func (d *dispatcher) ingest(ctx context.Context, rec jobs.BatchRecord, b *upstre
 	}
 	// The run may have been canceled meanwhile, or this was its last open batch.
 	return d.settleCanceled(ctx)
+}
+
+// finish records an ended batch's request counts (for clade status) and marks it
+// done.
+func (d *dispatcher) finish(ctx context.Context, rec jobs.BatchRecord, b *upstream.Batch) error {
+	c := b.RequestCounts
+	if err := d.cfg.Store.RecordBatchCounts(ctx, rec.Row, jobs.BatchCounts{
+		Succeeded: c.Succeeded, Errored: c.Errored, Canceled: c.Canceled, Expired: c.Expired,
+	}); err != nil {
+		return err
+	}
+	return d.cfg.Store.FinishBatch(ctx, rec.Row, b.EndedAt)
 }
 
 // classify says what a result line makes of its request: a final result of type

@@ -346,6 +346,10 @@ func batchStatusLines(ctx context.Context, st *jobs.Store, runID int64, now time
 	if err != nil {
 		return nil
 	}
+	counts, err := st.BatchCountsOf(ctx, runID)
+	if err != nil {
+		return nil
+	}
 	var open, done []jobs.BatchRecord
 	intents := 0
 	for _, b := range bs {
@@ -382,6 +386,9 @@ func batchStatusLines(ctx context.Context, st *jobs.Store, runID int64, now time
 		l := fmt.Sprintf("    %-32s %-11s %7d requests  age %s", id, state, b.Requests, age(now, since))
 		if b.State == jobs.BatchDone && !b.EndedAt.IsZero() {
 			l += fmt.Sprintf(", ended %s ago", age(now, b.EndedAt))
+		}
+		if c, ok := counts[b.Row]; ok {
+			l += fmt.Sprintf(": %d succeeded, %d errored, %d expired, %d canceled", c.Succeeded, c.Errored, c.Expired, c.Canceled)
 		}
 		lines = append(lines, l)
 	}

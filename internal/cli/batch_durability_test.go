@@ -301,6 +301,13 @@ func TestBatchSurvivesSIGKILLWhilePolling(t *testing.T) {
 				if !strings.Contains(st, fmt.Sprintf("%-32s %-11s %7d requests  age ", b.BatchID, state, per)) {
 					t.Errorf("clade status has no line for batch %s (%s, %d requests):\n%s", b.BatchID, state, per, st)
 				}
+				// An ended batch shows the API's request counts; one in flight has none yet.
+				counts := fmt.Sprintf(": %d succeeded, 0 errored, 0 expired, 0 canceled", per)
+				for _, l := range strings.Split(st, "\n") {
+					if strings.Contains(l, b.BatchID) && strings.HasSuffix(l, counts) != (b.State == jobs.BatchDone) {
+						t.Errorf("clade status line of batch %s (%s): %q; want the counts %q only once it is done", b.BatchID, b.State, l, counts)
+					}
+				}
 			}
 		}
 		if s.Pending != int64(n-2*per*k) {

@@ -60,6 +60,46 @@ type BatchRecord struct {
 	EndedAt time.Time
 }
 
+// BatchCounts are an ended batch's request counts, as the API reported them.
+type BatchCounts struct {
+	Succeeded, Errored, Canceled, Expired int64
+}
+
+// RecordBatchCounts stores the request counts of the ended batch at row (the last
+// report counts).
+func (s *Store) RecordBatchCounts(ctx context.Context, row int64, c BatchCounts) error {
+	_, err := s.b.exec(ctx, `INSERT INTO clade_batch_counts (batch_row, succeeded, errored, canceled, expired)
+		VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (batch_row) DO UPDATE SET succeeded = excluded.succeeded, errored = excluded.errored,
+			canceled = excluded.canceled, expired = excluded.expired`,
+		row, c.Succeeded, c.Errored, c.Canceled, c.Expired)
+	if err != nil {
+		return fmt.Errorf("record batch counts: %w", err)
+	}
+	return nil
+}
+
+// BatchCountsOf returns the recorded request counts of the run's ended batches, by
+// clade_batch row.
+func (s *Store) BatchCountsOf(ctx context.Context, runID int64) (map[int64]BatchCounts, error) {
+	rs, err := s.b.query(ctx, `SELECT c.batch_row, c.succeeded, c.errored, c.canceled, c.expired
+		FROM clade_batch_counts c JOIN clade_batch b ON b.id = c.batch_row WHERE b.run_id = $1`, runID)
+	if err != nil {
+		return nil, fmt.Errorf("batch counts: %w", err)
+	}
+	defer rs.Close()
+	out := map[int64]BatchCounts{}
+	for rs.Next() {
+		var row int64
+		var c BatchCounts
+		if err := rs.Scan(&row, &c.Succeeded, &c.Errored, &c.Canceled, &c.Expired); err != nil {
+			return nil, err
+		}
+		out[row] = c
+	}
+	return out, rs.Err()
+}
+
 // BatchItem is one request of a batch.
 type BatchItem struct {
 	RequestID int64
@@ -117,6 +157,13 @@ func (s *Store) PrepareBatches(ctx context.Context) error {
 		`CREATE TABLE IF NOT EXISTS clade_batch_run (
 			run_id      ` + big + ` PRIMARY KEY,
 			canceled_at ` + big + `
+		)`,
+		`CREATE TABLE IF NOT EXISTS clade_batch_counts (
+			batch_row ` + big + ` PRIMARY KEY,
+			succeeded ` + big + ` NOT NULL,
+			errored   ` + big + ` NOT NULL,
+			canceled  ` + big + ` NOT NULL,
+			expired   ` + big + ` NOT NULL
 		)`,
 	} {
 		if _, err := s.b.exec(ctx, q); err != nil {
