@@ -24,6 +24,7 @@ import (
 	"github.com/clade-dev/clade/emulator"
 	"github.com/clade-dev/clade/internal/jobs"
 	"github.com/clade-dev/clade/internal/plan"
+	"github.com/clade-dev/clade/internal/ratelimit"
 	"github.com/clade-dev/clade/internal/runner"
 	"github.com/clade-dev/clade/internal/upstream"
 )
@@ -50,6 +51,9 @@ type runFlags struct {
 	baseURL       string
 	emulate       string
 	quiet         bool
+	// limits shared through Redis
+	limitsRedis     string
+	limitsNamespace string
 	// hybrid mode
 	mode           string
 	deadline       string
@@ -116,6 +120,8 @@ https://api.anthropic.com). --emulate TIER runs against an in-process emulator i
 	fl.StringVar(&f.baseURL, "base-url", "", "API base `URL` (default: ANTHROPIC_BASE_URL, else https://api.anthropic.com)")
 	fl.StringVar(&f.emulate, "emulate", "", "run against an in-process emulator at this `TIER` (no key or network needed)")
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "no live progress; only the summary")
+	fl.StringVar(&f.limitsRedis, "limits-redis", "", "share the rate limits through the Redis at `URL` (redis://[:PASSWORD@]HOST:6379/0) with\nevery clade process given the same URL and --limits-namespace, on any machine;\nwhile Redis is unreachable no request is sent (see docs/run.md)")
+	fl.StringVar(&f.limitsNamespace, "limits-namespace", "default", "with --limits-redis: the organisation's `NAME` in Redis; processes sharing one budget use the same")
 	fl.StringVar(&f.mode, "mode", "realtime", "realtime (the Messages API only), or auto (batches first, realtime near the --deadline)")
 	fl.StringVar(&f.deadline, "deadline", "", "finish by this `TIME`: a duration from now (3h, 90m) or a time (15:30, 2026-11-27T09:00:00Z); implies --mode auto")
 	fl.DurationVar(&f.batchMinWindow, "batch-min-window", 0, "auto mode: with less time than this to the deadline, use no batch")
@@ -175,6 +181,9 @@ func runRun(cmd *cobra.Command, g *globalFlags, f *runFlags, input string) error
 		if f.tier == "auto" {
 			return usageErr("clade run --deadline 3h --tier tier-2", "--deadline and --mode auto plan with the account's limits: name its tier with --tier")
 		}
+		if f.limitsRedis != "" {
+			return usageErr("clade run --limits-redis URL without --deadline or --mode auto", "--limits-redis is not available with --deadline or --mode auto yet")
+		}
 		if f.countTokens || f.fallback != "" {
 			return usageErr("clade run --deadline 3h --tier tier-2", "--count-tokens and --fallback-model are not available with --deadline or --mode auto yet")
 		}
@@ -200,6 +209,15 @@ func runRun(cmd *cobra.Command, g *globalFlags, f *runFlags, input string) error
 		return runHybrid(cmd, f, input, cat, client, store, routing, deadline, reg, log)
 	}
 
+	var lim *ratelimit.Limiter
+	if f.limitsRedis != "" {
+		l, closeLim, err := sharedLimiter(ctx, f.limitsRedis, f.limitsNamespace, cat, f.tier, f.concurrency, log)
+		if err != nil {
+			return err
+		}
+		defer closeLim()
+		lim = l
+	}
 	opts, _ := json.Marshal(map[string]any{"tier": f.tier, "model": f.model, "output": f.output})
 	var progress io.Writer = stderr
 	if f.quiet {
@@ -215,7 +233,7 @@ func runRun(cmd *cobra.Command, g *globalFlags, f *runFlags, input string) error
 		Ordered: f.ordered, Force: f.force, Strict: f.strict, Options: opts, Tier: f.tier,
 		MaxConcurrency: f.concurrency, MaxAttempts: f.maxAttempts, Routing: routing, StreamAbove: f.streamAbove,
 		CountTokens: f.countTokens, Budget: f.budget, Progress: progress, Registry: registerer,
-		Logger: log, Abort: abort,
+		Logger: log, Abort: abort, Limiter: lim,
 	})
 	if sum != nil {
 		printSummary(stderr, sum, f.output, f.db)

@@ -1,0 +1,47 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/clade-dev/clade/catalog"
+	"github.com/clade-dev/clade/internal/ratelimit"
+)
+
+// sharedLimiter returns a limiter whose buckets live in the Redis at rawURL under
+// namespace, shared with every clade process given the same two, and a function that
+// closes its connection. Redis must answer at start: a wrong URL fails here rather
+// than leaving the run waiting (the backend fails closed during an outage). Neither
+// the errors nor the logs contain the URL's password.
+func sharedLimiter(ctx context.Context, rawURL, namespace string, cat *catalog.Catalog, tier string, concurrency int, log *slog.Logger) (*ratelimit.Limiter, func(), error) {
+	shown := ratelimit.RedactURL(rawURL)
+	opts, err := ratelimit.ParseRedisURL(rawURL)
+	if err != nil {
+		return nil, nil, usageErr("clade run --limits-redis redis://[:PASSWORD@]HOST:6379/0", "--limits-redis: %v", err)
+	}
+	client := redis.NewClient(opts)
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	err = client.Ping(pctx).Err()
+	cancel()
+	if err != nil {
+		client.Close()
+		return nil, nil, failure("check that Redis is up at --limits-redis, and its password; or run without --limits-redis",
+			fmt.Errorf("limits redis %s: %w", shown, err))
+	}
+	be, err := ratelimit.NewRedis(ratelimit.RedisConfig{Client: client, Namespace: namespace, Logger: log})
+	if err != nil {
+		client.Close()
+		return nil, nil, usageErr("clade run --limits-namespace my-org", "%v", err)
+	}
+	lim, err := ratelimit.New(ratelimit.Config{Catalog: cat, Tier: tier, MaxConcurrency: max(concurrency, 0), Backend: be})
+	if err != nil {
+		client.Close()
+		return nil, nil, failure("", fmt.Errorf("limiter: %w", err))
+	}
+	log.Info("limits shared through redis", "url", shown, "namespace", namespace, "on_outage", ratelimit.FailClosed.String())
+	return lim, func() { client.Close() }, nil
+}
