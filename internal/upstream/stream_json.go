@@ -75,59 +75,99 @@ func valueEnd(b []byte, i int) (int, bool) {
 	return j, j > i
 }
 
-// members calls fn for each member of the object obj, in order, until fn returns
-// false. The value slices alias obj.
-func members(obj []byte, fn func(key string, val []byte) bool) error {
-	i := skipSpace(obj, 0)
-	if i >= len(obj) || obj[i] != '{' {
-		return errNotObject
+// objIter walks the members of one JSON object: for it.next() { it.key, it.val }.
+// key is the member's name (unescaped), val its raw value; both alias the object
+// unless the key had escapes. err is set when the object is malformed.
+type objIter struct {
+	b        []byte
+	i        int
+	key, val []byte
+	err      error
+	started  bool
+}
+
+func newObjIter(obj []byte) objIter { return objIter{b: obj} }
+
+func (it *objIter) fail() bool {
+	it.err = errNotObject
+	return false
+}
+
+func (it *objIter) next() bool {
+	if it.err != nil {
+		return false
 	}
-	i = skipSpace(obj, i+1)
-	if i < len(obj) && obj[i] == '}' {
-		return nil
-	}
-	for {
-		if i >= len(obj) || obj[i] != '"' {
-			return errNotObject
+	b := it.b
+	i := it.i
+	if !it.started {
+		it.started = true
+		i = skipSpace(b, 0)
+		if i >= len(b) || b[i] != '{' {
+			return it.fail()
 		}
-		end, ok := stringEnd(obj, i)
-		if !ok {
-			return errNotObject
+		i = skipSpace(b, i+1)
+		if i < len(b) && b[i] == '}' {
+			it.i = len(b)
+			return false
 		}
-		key := obj[i+1 : end-1]
-		var k string
-		if bytes.IndexByte(key, '\\') >= 0 {
-			if json.Unmarshal(obj[i:end], &k) != nil {
-				return errNotObject
-			}
-		} else {
-			k = string(key)
+	} else {
+		if i >= len(b) {
+			return false // ended
 		}
-		i = skipSpace(obj, end)
-		if i >= len(obj) || obj[i] != ':' {
-			return errNotObject
+		i = skipSpace(b, i)
+		if i >= len(b) {
+			return it.fail()
 		}
-		i = skipSpace(obj, i+1)
-		vend, ok := valueEnd(obj, i)
-		if !ok {
-			return errNotObject
-		}
-		if !fn(k, obj[i:vend]) {
-			return nil
-		}
-		i = skipSpace(obj, vend)
-		if i >= len(obj) {
-			return errNotObject
-		}
-		switch obj[i] {
+		switch b[i] {
 		case ',':
-			i = skipSpace(obj, i+1)
+			i = skipSpace(b, i+1)
 		case '}':
-			return nil
+			it.i = len(b)
+			return false
 		default:
-			return errNotObject
+			return it.fail()
 		}
 	}
+	if i >= len(b) || b[i] != '"' {
+		return it.fail()
+	}
+	end, ok := stringEnd(b, i)
+	if !ok {
+		return it.fail()
+	}
+	it.key = b[i+1 : end-1]
+	if bytes.IndexByte(it.key, '\\') >= 0 {
+		var k string
+		if json.Unmarshal(b[i:end], &k) != nil {
+			return it.fail()
+		}
+		it.key = []byte(k)
+	}
+	i = skipSpace(b, end)
+	if i >= len(b) || b[i] != ':' {
+		return it.fail()
+	}
+	i = skipSpace(b, i+1)
+	vend, ok := valueEnd(b, i)
+	if !ok {
+		return it.fail()
+	}
+	it.val = b[i:vend]
+	if vend >= len(b) {
+		return it.fail() // no closing brace
+	}
+	it.i = vend
+	return true
+}
+
+// members returns the members of the object obj, in order; the values alias obj.
+func members(obj []byte) ([]member, error) {
+	var ms []member
+	it := newObjIter(obj)
+	for it.next() {
+		ms = append(ms, member{key: string(it.key), val: it.val})
+	}
+	return ms, it.err
 }
 
 // appendMembers appends ms to dst as a JSON object.
@@ -202,15 +242,15 @@ func isNull(raw []byte) bool { return string(raw) == "null" }
 func streamParams(params []byte) ([]byte, error) {
 	var stream []byte
 	found := false
-	err := members(params, func(k string, v []byte) bool {
-		if k == "stream" {
-			stream, found = v, true
-			return false
+	it := newObjIter(params)
+	for it.next() {
+		if string(it.key) == "stream" {
+			stream, found = it.val, true
+			break
 		}
-		return true
-	})
-	if err != nil {
-		return nil, err
+	}
+	if it.err != nil {
+		return nil, it.err
 	}
 	if found {
 		if string(stream) == "true" {

@@ -165,21 +165,22 @@ func (a *assembler) event(name, data []byte) error {
 	}
 	var typ, index, payload []byte
 	var delta, usage []byte
-	err := members(data, func(k string, v []byte) bool {
-		switch k {
+	it := newObjIter(data)
+	for it.next() {
+		switch string(it.key) {
 		case "type":
-			typ = v
+			typ = it.val
 		case "index":
-			index = v
+			index = it.val
 		case "message", "content_block":
-			payload = v
+			payload = it.val
 		case "delta":
-			delta = v
+			delta = it.val
 		case "usage":
-			usage = v
+			usage = it.val
 		}
-		return true
-	})
+	}
+	err := it.err
 	if len(name) == 0 {
 		name, _ = stringInner(typ)
 	}
@@ -210,10 +211,7 @@ func (a *assembler) event(name, data []byte) error {
 		if err != nil {
 			return err
 		}
-		if err := members(p, func(k string, v []byte) bool {
-			a.msg = append(a.msg, member{key: k, val: v})
-			return true
-		}); err != nil {
+		if a.msg, err = members(p); err != nil {
 			return fmt.Errorf("message_start: %w", errBadEvent)
 		}
 		a.started = true
@@ -227,10 +225,7 @@ func (a *assembler) event(name, data []byte) error {
 			return err
 		}
 		b := &block{}
-		if err := members(p, func(k string, v []byte) bool {
-			b.ms = append(b.ms, member{key: k, val: v})
-			return true
-		}); err != nil {
+		if b.ms, err = members(p); err != nil {
 			return fmt.Errorf("content_block_start: %w", errBadEvent)
 		}
 		a.blocks = append(a.blocks, b)
@@ -264,16 +259,16 @@ func (a *assembler) index(raw []byte) (int, bool) {
 
 func (a *assembler) delta(b *block, delta []byte) error {
 	var typ, field, val []byte
-	err := members(delta, func(k string, v []byte) bool {
-		switch k {
+	it := newObjIter(delta)
+	for it.next() {
+		switch string(it.key) {
 		case "type":
-			typ = v
+			typ = it.val
 		case "text", "thinking", "signature", "partial_json", "citation":
-			field, val = []byte(k), v
+			field, val = it.key, it.val
 		}
-		return true
-	})
-	if err != nil {
+	}
+	if it.err != nil {
 		return fmt.Errorf("content_block_delta: %w", errBadEvent)
 	}
 	t, _ := stringInner(typ)
@@ -360,11 +355,12 @@ func (a *assembler) messageDelta(delta, usage []byte) error {
 		if err != nil {
 			return err
 		}
-		if members(d, func(k string, v []byte) bool {
-			a.msg = setMember(a.msg, k, v)
-			return true
-		}) != nil {
+		ms, err := members(d)
+		if err != nil {
 			return fmt.Errorf("message_delta: %w", errBadEvent)
+		}
+		for _, m := range ms {
+			a.msg = setMember(a.msg, m.key, m.val)
 		}
 	}
 	if usage == nil || isNull(usage) {
@@ -373,10 +369,8 @@ func (a *assembler) messageDelta(delta, usage []byte) error {
 	// Cumulative counts: each one replaces message_start's; null means unchanged.
 	var us []member
 	if old, ok := getMember(a.msg, "usage"); ok && !isNull(old) {
-		if members(old, func(k string, v []byte) bool {
-			us = append(us, member{key: k, val: v})
-			return true
-		}) != nil {
+		var err error
+		if us, err = members(old); err != nil {
 			return fmt.Errorf("message_start usage: %w", errBadEvent)
 		}
 	}
@@ -384,13 +378,14 @@ func (a *assembler) messageDelta(delta, usage []byte) error {
 	if err != nil {
 		return err
 	}
-	if members(u, func(k string, v []byte) bool {
-		if !isNull(v) {
-			us = setMember(us, k, v)
-		}
-		return true
-	}) != nil {
+	ms, err := members(u)
+	if err != nil {
 		return fmt.Errorf("message_delta usage: %w", errBadEvent)
+	}
+	for _, m := range ms {
+		if !isNull(m.val) {
+			us = setMember(us, m.key, m.val)
+		}
 	}
 	merged := appendMembers(nil, us)
 	if err := a.hold(len(merged)); err != nil {

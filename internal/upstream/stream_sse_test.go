@@ -154,3 +154,24 @@ func FuzzReadStream(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkReadStream is the client's side of a stream alone: assembling a
+// 4,000-token answer sent as 500 text deltas of 8 tokens, as the emulator sends it.
+func BenchmarkReadStream(b *testing.B) {
+	events := []string{`message_start {"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","model":"claude-haiku-4-5","content":[],"stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":12,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"cache_creation":{"ephemeral_5m_input_tokens":0,"ephemeral_1h_input_tokens":0},"output_tokens":1,"service_tier":"standard"}}}`,
+		`content_block_start {"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}`}
+	for range 500 {
+		events = append(events, `content_block_delta {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"the and for are but not you all "}}`)
+	}
+	events = append(events, `content_block_stop {"type":"content_block_stop","index":0}`,
+		`message_delta {"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"input_tokens":12,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":4000}}`,
+		`message_stop {"type":"message_stop"}`)
+	stream := sse(events...)
+	b.SetBytes(int64(len(stream)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := readStream(strings.NewReader(stream), 1<<20); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
