@@ -23,6 +23,7 @@ func sharedLimiter(ctx context.Context, rawURL, namespace string, cat *catalog.C
 	if err != nil {
 		return nil, nil, usageErr("clade run --limits-redis redis://[:PASSWORD@]HOST:6379/0", "--limits-redis: %v", err)
 	}
+	redis.SetLogger(redisLog{log}) // go-redis logs dial failures; keep them out of the progress display
 	client := redis.NewClient(opts)
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	err = client.Ping(pctx).Err()
@@ -44,4 +45,11 @@ func sharedLimiter(ctx context.Context, rawURL, namespace string, cat *catalog.C
 	}
 	log.Info("limits shared through redis", "url", shown, "namespace", namespace, "on_outage", ratelimit.FailClosed.String())
 	return lim, func() { client.Close() }, nil
+}
+
+// redisLog sends go-redis's own log lines to the logger at debug level.
+type redisLog struct{ log *slog.Logger }
+
+func (l redisLog) Printf(ctx context.Context, format string, v ...any) {
+	l.log.DebugContext(ctx, "redis client", "msg", fmt.Sprintf(format, v...))
 }
