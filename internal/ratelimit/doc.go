@@ -64,13 +64,27 @@
 // # Backends
 //
 // Bucket state lives behind the Backend interface: Memory in process (the default),
-// and a shared backend (Redis, for `clade serve` on several machines) to come. Every
-// backend must pass the conformance suite in package ratelimittest. Calls in flight,
+// and Redis, shared by limiters in many processes and machines (`clade run
+// --limits-redis`, several gateways). Every backend must pass the conformance suite in
+// package ratelimittest. Calls in flight,
 // pauses' jitter and the concurrency limits are local to each Limiter. Limiters that
 // share an organisation should share a backend: with one backend each, a limiter sees
 // the others only through its own responses' headers, and their use between two of
 // those can exceed the headroom (a few % of 429s in the simulation, still at full
 // utilization).
+//
+// The Redis backend keeps each class in one hash under Prefix:Namespace:class (the
+// namespace is the organisation, so two on one Redis do not mix) and runs each method
+// as one Lua script, atomically, with Memory's bucket math (levels as exact "%.17g"
+// strings, times in integral microseconds). Its clock is Redis TIME, so machines
+// whose clocks disagree still agree on the buckets; ClockCaller uses the callers' now
+// (the conformance suite). Held output is kept per instance with a lease
+// (RedisConfig.HeldLease), so a process that crashes with calls in flight does not
+// hold output forever; a class Redis lost (restart, TTL) is recreated full from the
+// spec given to Init. While Redis is unreachable the backend follows its OutagePolicy:
+// FailClosed (the default) admits nothing and keeps settles to apply later, as a
+// shared budget promises no 429 storms and any local guess, times every process, can
+// make one; FailLocal falls back to a Memory with 1/Instances of each limit.
 //
 // # Failure behaviour
 //
@@ -85,9 +99,11 @@
 //     the caller must stop, since no retry succeeds before the month ends.
 //   - Overload: 529s shrink concurrency, at most once per round of calls; the retry
 //     delay after a 529 is the caller's (package upstream), as it is the SDKs'.
-//   - Backend errors (a shared backend unreachable) are returned wrapped from Reserve,
-//     Wait and the finishing methods; concurrency slots are released regardless. What
-//     to do then (fail closed, or fall back to a local Memory) is the caller's policy.
+//   - Backend errors are returned wrapped from Reserve, Wait and the finishing
+//     methods; concurrency slots are released regardless. A Redis backend that cannot
+//     reach Redis does not return errors but follows its OutagePolicy: under
+//     FailClosed, Reserve answers with a wait, so Wait keeps callers waiting (and
+//     sending nothing) until Redis answers again.
 //   - Clocks: a now earlier than one a bucket has already seen adds no refill, so
 //     readings taken out of order are harmless.
 package ratelimit
