@@ -126,3 +126,68 @@ func BenchmarkReserveCommitParallelClasses(b *testing.B) {
 		}
 	})
 }
+
+// benchRedisLimiter is benchLimiter on a Redis backend (CLADE_TEST_REDIS_URL) with
+// its default clock, Redis TIME.
+func benchRedisLimiter(b *testing.B) *ratelimit.Limiter {
+	b.Helper()
+	opts := redisOptions(b)
+	be, err := ratelimit.NewRedis(ratelimit.RedisConfig{Client: redisClient(b, opts), Prefix: testPrefix(b, opts)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	l, err := ratelimit.New(ratelimit.Config{Tier: "unlimited", MaxConcurrency: 1 << 20, Backend: be})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return l
+}
+
+// BenchmarkRedisReserve is BenchmarkReserveCommit on a Redis backend: two scripts
+// (reserve, settle), so two round trips, per call.
+func BenchmarkRedisReserve(b *testing.B) {
+	l := benchRedisLimiter(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		r, wait, err := l.Reserve("sonnet-5", benchNeed)
+		if err != nil || wait != 0 {
+			b.Fatalf("Reserve = %v, %v", wait, err)
+		}
+		if err := r.Commit(benchUsage, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkRedisReserveParallel is BenchmarkReserveCommitParallel on a Redis backend:
+// GOMAXPROCS goroutines on one class, so one hash.
+func BenchmarkRedisReserveParallel(b *testing.B) {
+	l := benchRedisLimiter(b)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			r, wait, err := l.Reserve("sonnet-5", benchNeed)
+			if err != nil || wait != 0 {
+				b.Errorf("Reserve = %v, %v", wait, err)
+				return
+			}
+			if err := r.Commit(benchUsage, nil); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkRedisPing is the baseline for BenchmarkRedisReserve: one round trip to
+// the same Redis (a call takes two).
+func BenchmarkRedisPing(b *testing.B) {
+	c := redisClient(b, redisOptions(b))
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := c.Ping(ctx).Err(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
