@@ -21,6 +21,15 @@
 // recent traffic so a failing API is not hammered. Admission (rate limits, AIMD on
 // 529) lives in another package; this one only reports.
 //
+// Streaming: MessagesStream sends the same params with "stream": true and assembles the
+// server-sent events into the message JSON Messages would have returned (members in
+// the API's order, tool input parsed from its partial_json, usage from message_start
+// updated by message_delta's cumulative counts), so a caller handles both alike. It
+// exists for answers that may take longer than a non-streaming call may wait (the
+// SDKs' 10-minute rule); it has no total timeout, only Config.StreamIdleTimeout between
+// reads. An SSE error event becomes the *APIError of its type's status (overloaded_error:
+// 529); a stream that ends before message_stop is a retryable *TransportError.
+//
 // What is authoritative: the API's status, error envelope and headers. An error body
 // that is not an envelope (a proxy's page) still yields an APIError, typed by status,
 // with a synthesized envelope in Body so an errored result line is always valid JSON.
