@@ -16,6 +16,7 @@ import (
 	"github.com/clade-dev/clade/internal/batch"
 	"github.com/clade-dev/clade/internal/hybrid"
 	"github.com/clade-dev/clade/internal/jobs"
+	"github.com/clade-dev/clade/internal/ratelimit"
 	"github.com/clade-dev/clade/internal/runner"
 	"github.com/clade-dev/clade/internal/upstream"
 )
@@ -48,7 +49,7 @@ func parseDeadline(s string, now time.Time) (time.Time, error) {
 }
 
 func runHybrid(cmd *cobra.Command, f *runFlags, input string, cat *catalog.Catalog, client *upstream.Client,
-	store *jobs.Store, routing *runner.Routing, deadline time.Time, reg *prometheus.Registry, log *slog.Logger) error {
+	store *jobs.Store, routing *runner.Routing, deadline time.Time, reg *prometheus.Registry, lim *ratelimit.Limiter, log *slog.Logger) error {
 	ctx := cmd.Context()
 	stderr := cmd.ErrOrStderr()
 	var progress io.Writer = stderr
@@ -58,6 +59,7 @@ func runHybrid(cmd *cobra.Command, f *runFlags, input string, cat *catalog.Catal
 	opts, _ := json.Marshal(map[string]any{"mode": "auto", "tier": f.tier, "output": f.output})
 	rc := runner.Config{
 		MaxConcurrency: f.concurrency, MaxAttempts: f.maxAttempts, Routing: routing,
+		StreamAbove: f.streamAbove, CountTokens: f.countTokens, Limiter: lim,
 		Progress: progress, Abort: secondSignal(ctx),
 	}
 	bc := batch.Config{MaxRequests: f.maxBatch, PollMin: f.poll, Routing: routing}
@@ -66,14 +68,25 @@ func runHybrid(cmd *cobra.Command, f *runFlags, input string, cat *catalog.Catal
 		// counters of realtime) once realtime takes over.
 		rc.Registry, bc.Registry = reg, reg
 	}
+	// A duration (or --mode auto's 24 h window) counts from the run's first start:
+	// the same command run again keeps that deadline. A clock time is used as is.
+	spec := ""
+	if f.deadline == "" {
+		spec = "auto"
+	} else if _, err := time.ParseDuration(f.deadline); err == nil {
+		spec = f.deadline
+	}
 	sum, err := hybrid.Run(ctx, hybrid.Config{
 		Store: store, Client: client, Catalog: cat, Input: input, Output: f.output, Ordered: f.ordered,
-		Force: f.force, Strict: f.strict, Options: opts, Tier: f.tier, Deadline: deadline, Budget: f.budget,
+		Force: f.force, Strict: f.strict, Options: opts, Tier: f.tier, Deadline: deadline, DeadlineSpec: spec, Budget: f.budget,
 		MinBatchWindow: f.batchMinWindow,
 		Realtime:       rc, Batch: bc,
 		Progress: progress, Logger: log,
 	})
 	if sum != nil {
+		if !sum.Deadline.IsZero() {
+			deadline = sum.Deadline
+		}
 		printHybridSummary(stderr, sum, deadline, f.output, f.db)
 	}
 	if err != nil {

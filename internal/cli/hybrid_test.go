@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -22,12 +24,15 @@ func TestRunDeadlineSpillsAndMeetsIt(t *testing.T) {
 	t.Parallel()
 	const n = 90
 	key := "sk-ant-hybrid-cli-" + strings.Repeat("h", 24)
-	em := emulator.StartTB(t, emulator.Config{Tier: "tier-4", APIKeys: []string{key}, ClockSpeed: 2, BatchProcessingRate: 2})
+	// The batches would take 45 s (2 requests a real second); the deadline is 25 s
+	// away. Its slack (5 %, 1.25 s) must absorb realtime running slower than the
+	// estimate on a loaded machine under -race: a 12 s deadline was missed by 0.4 s.
+	em := emulator.StartTB(t, emulator.Config{Tier: "tier-4", APIKeys: []string{key}, ClockSpeed: 2, BatchProcessingRate: 1})
 	dir := t.TempDir()
 	input, out := filepath.Join(dir, "in.jsonl"), filepath.Join(dir, "out.jsonl")
 	writeWorkload(t, input, n)
 	cmd := cladeCmd(key, "run", input, "-o", out, "--base-url", em.URL, "--tier", "tier-4",
-		"--deadline", "12s", "--max-batch-requests", "30", "--poll", "50ms", "--metrics-addr", "127.0.0.1:0")
+		"--deadline", "25s", "--max-batch-requests", "30", "--poll", "50ms", "--metrics-addr", "127.0.0.1:0")
 	var stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stderr, &stderr
 	if err := cmd.Run(); err != nil {
@@ -60,7 +65,6 @@ func TestRunDeadlineUsageErrors(t *testing.T) {
 		{[]string{"run", input, "--tier", "tier-1", "--deadline", "-5m"}, "not in the future"},
 		{[]string{"run", input, "--tier", "tier-1", "--deadline", "soon"}, "neither a duration"},
 		{[]string{"run", input, "--tier", "tier-1", "--mode", "fast"}, "want realtime or auto"},
-		{[]string{"run", input, "--tier", "tier-1", "--deadline", "2h", "--count-tokens"}, "not available with --deadline"},
 	} {
 		var stdout, stderr bytes.Buffer
 		code := cli.Run(context.Background(), tt.args, strings.NewReader(""), &stdout, &stderr)
@@ -68,4 +72,85 @@ func TestRunDeadlineUsageErrors(t *testing.T) {
 			t.Errorf("clade %s: exit %d, stderr %q; want exit %d naming %q", strings.Join(tt.args[2:], " "), code, stderr.String(), cli.ExitUsage, tt.want)
 		}
 	}
+}
+
+// TestRunDeadlineRealtimeFlags: the realtime side of a hybrid run takes clade run's
+// own flags. --batch-min-window above the deadline makes it realtime only.
+func TestRunDeadlineRealtimeFlags(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end run: skipped with -short")
+	}
+	t.Parallel()
+	const n = 12
+	key := "sk-ant-hybrid-flags-" + strings.Repeat("f", 24)
+	run := func(t *testing.T, faults string, extra ...string) (*emulator.Running, string, int) {
+		t.Helper()
+		cfg := emulator.Config{Tier: "tier-4", APIKeys: []string{key}}
+		if faults != "" {
+			f, err := emulator.ParseFaults(faults)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.Faults = f
+		}
+		em := emulator.StartTB(t, cfg)
+		dir := t.TempDir()
+		input, out := filepath.Join(dir, "in.jsonl"), filepath.Join(dir, "out.jsonl")
+		writeWorkload(t, input, n)
+		args := append([]string{"run", input, "-o", out, "--base-url", em.URL, "--tier", "tier-4",
+			"--deadline", "1h", "--batch-min-window", "2h", "-q"}, extra...)
+		cmd := cladeCmd(key, args...)
+		var stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stderr, &stderr
+		code := 0
+		if err := cmd.Run(); err != nil {
+			code = cmd.ProcessState.ExitCode()
+		}
+		return em, stderr.String(), code
+	}
+	t.Run("count-tokens and fallback", func(t *testing.T) {
+		t.Parallel()
+		em, log, code := run(t, "", "--count-tokens", "--fallback-model", "claude-sonnet-4-5")
+		if code != cli.ExitOK || !strings.Contains(log, fmt.Sprintf("%d succeeded", n)) {
+			t.Fatalf("clade run --deadline --count-tokens --fallback-model: exit %d\n%s", code, tail(log, 2000))
+		}
+		if got := emulatorResponses(t, em.URL, "count_tokens"); got < n {
+			t.Errorf("the emulator answered %d count_tokens calls, want at least %d (one per request)", got, n)
+		}
+	})
+	t.Run("stream-above always", func(t *testing.T) {
+		t.Parallel()
+		// Every stream fails mid-way and a non-streaming call never does: with one
+		// attempt each, every request ending errored shows they were streamed.
+		_, log, code := run(t, "stream_error=1", "--stream-above", "always", "--max-attempts", "1")
+		if code != cli.ExitFailedRequests || !strings.Contains(log, fmt.Sprintf("0 succeeded, %d errored", n)) {
+			t.Fatalf("clade run --deadline --stream-above always against failing streams: exit %d, want %d with every request errored\n%s",
+				code, cli.ExitFailedRequests, tail(log, 2000))
+		}
+	})
+}
+
+// emulatorResponses sums the emulator's clade_emulator_responses_total for endpoint.
+func emulatorResponses(t *testing.T, baseURL, endpoint string) int {
+	t.Helper()
+	resp, err := http.Get(baseURL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := 0
+	for _, l := range strings.Split(string(body), "\n") {
+		if !strings.HasPrefix(l, "clade_emulator_responses_total{") || !strings.Contains(l, `endpoint="`+endpoint+`"`) {
+			continue
+		}
+		var v float64
+		if _, err := fmt.Sscanf(l[strings.LastIndexByte(l, ' ')+1:], "%g", &v); err == nil {
+			total += int(v)
+		}
+	}
+	return total
 }

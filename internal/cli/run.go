@@ -181,12 +181,6 @@ func runRun(cmd *cobra.Command, g *globalFlags, f *runFlags, input string) error
 		if f.tier == "auto" {
 			return usageErr("clade run --deadline 3h --tier tier-2", "--deadline and --mode auto plan with the account's limits: name its tier with --tier")
 		}
-		if f.limitsRedis != "" {
-			return usageErr("clade run --limits-redis URL without --deadline or --mode auto", "--limits-redis is not available with --deadline or --mode auto yet")
-		}
-		if f.countTokens || f.fallback != "" {
-			return usageErr("clade run --deadline 3h --tier tier-2", "--count-tokens and --fallback-model are not available with --deadline or --mode auto yet")
-		}
 	}
 	ctx := cmd.Context()
 	client, store, closeAll, err := openSession(ctx, input, &f.output, &f.db, f.baseURL, f.emulate, cat, log)
@@ -205,10 +199,6 @@ func runRun(cmd *cobra.Command, g *globalFlags, f *runFlags, input string) error
 		defer stop()
 		fmt.Fprintf(stderr, "metrics on http://%s/metrics\n", addr)
 	}
-	if f.mode == "auto" {
-		return runHybrid(cmd, f, input, cat, client, store, routing, deadline, reg, log)
-	}
-
 	var lim *ratelimit.Limiter
 	if f.limitsRedis != "" {
 		l, closeLim, err := sharedLimiter(ctx, f.limitsRedis, f.limitsNamespace, cat, f.tier, f.concurrency, log)
@@ -217,6 +207,9 @@ func runRun(cmd *cobra.Command, g *globalFlags, f *runFlags, input string) error
 		}
 		defer closeLim()
 		lim = l
+	}
+	if f.mode == "auto" {
+		return runHybrid(cmd, f, input, cat, client, store, routing, deadline, reg, lim, log)
 	}
 	opts, _ := json.Marshal(map[string]any{"tier": f.tier, "model": f.model, "output": f.output})
 	var progress io.Writer = stderr

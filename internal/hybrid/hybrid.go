@@ -73,6 +73,12 @@ type Config struct {
 	Tier string
 	// Deadline is when every request should have its result.
 	Deadline time.Time
+	// DeadlineSpec, when set, is the --deadline text Deadline was computed from as
+	// a duration from now ("3h"). The first run records the deadline with it; a
+	// resumed run given the same text keeps the recorded deadline instead of
+	// counting the duration again from its own start. Leave it empty for a clock
+	// time, which means the same instant whenever it is given.
+	DeadlineSpec string
 	// Budget, when positive, stops the run before its cost could exceed it.
 	Budget float64
 	// Safety multiplies the realtime estimate. Default DefaultSafety (1.25).
@@ -123,6 +129,9 @@ type Summary struct {
 	CostUSD                  float64
 	Elapsed                  time.Duration
 	Finished                 time.Time
+	// Deadline is the deadline the run worked to (a resumed run's may be the one
+	// recorded at its first start: Config.DeadlineSpec).
+	Deadline time.Time
 	// Late is how long after the deadline the last result came (0: in time).
 	Late time.Duration
 	// Stopped says why the run stopped early (budget, API), if it did.
@@ -199,7 +208,7 @@ func (h *hybrid) printf(format string, args ...any) {
 func (h *hybrid) run(ctx context.Context) (*Summary, error) {
 	h.start = time.Now()
 	st := h.cfg.Store
-	runRec, _, err := st.ImportReporting(ctx, jobs.ImportOptions{
+	runRec, stats, err := st.ImportReporting(ctx, jobs.ImportOptions{
 		Path: h.cfg.Input, Options: h.cfg.Options, Force: h.cfg.Force, NoJobs: true,
 	}, h.cfg.Progress)
 	if err != nil {
@@ -223,6 +232,12 @@ func (h *hybrid) run(ctx context.Context) (*Summary, error) {
 		}
 		defer h.out.Close()
 	}
+	if err := st.PrepareHybrid(ctx); err != nil {
+		return nil, err
+	}
+	if err := h.settleDeadline(ctx, stats.Reset); err != nil {
+		return nil, err
+	}
 	window := time.Until(h.cfg.Deadline)
 	if h.cfg.Slack <= 0 {
 		h.cfg.Slack = min(max(window/20, 0), maxSlack)
@@ -234,9 +249,6 @@ func (h *hybrid) run(ctx context.Context) (*Summary, error) {
 		h.cfg.Tick = min(max(window/100, 200*time.Millisecond), 5*time.Second)
 	}
 	// A run that already moved work to realtime (a resumed one) goes on in realtime.
-	if err := st.PrepareHybrid(ctx); err != nil {
-		return nil, err
-	}
 	if at, err := st.SpilledAt(ctx, h.runID); err != nil {
 		return nil, err
 	} else if !at.IsZero() {
@@ -335,6 +347,28 @@ func ignoreCanceled(err error) error {
 		return nil
 	}
 	return err
+}
+
+// settleDeadline keeps the deadline a resumed run recorded when it is given the
+// same duration again, and records the deadline otherwise (a new input, reset by
+// --force, is a new run).
+func (h *hybrid) settleDeadline(ctx context.Context, reset bool) error {
+	st := h.cfg.Store
+	if spec := h.cfg.DeadlineSpec; spec != "" && !reset {
+		was, at, err := st.RunDeadline(ctx, h.runID)
+		if err != nil {
+			return err
+		}
+		if was == spec && !at.IsZero() {
+			if !at.Equal(h.cfg.Deadline) {
+				h.printf("deadline %s kept from this run's first start (--deadline %s); give a clock time to change it",
+					at.Local().Format("2006-01-02 15:04:05"), spec)
+			}
+			h.cfg.Deadline = at
+			return nil
+		}
+	}
+	return st.SetRunDeadline(ctx, h.runID, h.cfg.DeadlineSpec, h.cfg.Deadline)
 }
 
 // finish lets the realtime workers stop (once).
@@ -573,7 +607,7 @@ func (h *hybrid) unfinished(ctx context.Context) (int64, error) {
 func (h *hybrid) summary(ctx context.Context, bs *batch.Summary) *Summary {
 	now := time.Now()
 	s := &Summary{RunID: h.runID, Spilled: h.spilled.Load(), SpilledAt: h.spilledAt, BatchesCanceled: h.nCanceled,
-		Elapsed: now.Sub(h.start), Finished: now}
+		Elapsed: now.Sub(h.start), Finished: now, Deadline: h.cfg.Deadline}
 	if bs != nil {
 		s.Batches = bs.Batches
 	}

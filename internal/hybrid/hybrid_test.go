@@ -281,3 +281,45 @@ func TestHybridResumesAfterInterrupt(t *testing.T) {
 		t.Errorf("the resumed run created %d batches; realtime owns the rest", second.Batches)
 	}
 }
+
+// TestResumeKeepsDurationDeadline: `clade run --deadline 3h` run again later keeps
+// the deadline of its first start; another duration, or a clock time, replaces it.
+func TestResumeKeepsDurationDeadline(t *testing.T) {
+	t.Parallel()
+	e := setup(t, 5, emulator.Config{Tier: "tier-4", ClockSpeed: 1000})
+	first := time.Now().Add(time.Hour).Truncate(time.Microsecond)
+	runWith := func(spec string, deadline time.Time) (*hybrid.Summary, string) {
+		t.Helper()
+		var progress syncBuffer
+		cfg := e.config(deadline, &progress)
+		cfg.DeadlineSpec = spec
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		sum, err := hybrid.Run(ctx, cfg)
+		if err != nil {
+			t.Fatalf("Run(--deadline %q) error = %v", spec, err)
+		}
+		return sum, progress.String()
+	}
+	if sum, _ := runWith("1h", first); !sum.Deadline.Equal(first) || sum.Pending != 0 {
+		t.Fatalf("first run: deadline %v, %d pending; want %v, 0", sum.Deadline, sum.Pending, first)
+	}
+	// The same command an hour later: the deadline stays where it was, and says so.
+	sum, progress := runWith("1h", first.Add(time.Hour))
+	if !sum.Deadline.Equal(first) || !strings.Contains(progress, "kept from this run's first start (--deadline 1h)") {
+		t.Errorf("resumed with the same --deadline: deadline %v, want %v kept and said so; progress:\n%s", sum.Deadline, first, progress)
+	}
+	// Another duration replaces it, and is kept in turn.
+	second := first.Add(2 * time.Hour)
+	if sum, _ := runWith("3h", second); !sum.Deadline.Equal(second) {
+		t.Errorf("resumed with --deadline 3h: deadline %v, want %v", sum.Deadline, second)
+	}
+	if sum, _ := runWith("3h", second.Add(time.Minute)); !sum.Deadline.Equal(second) {
+		t.Errorf("resumed again with --deadline 3h: deadline %v, want %v kept", sum.Deadline, second)
+	}
+	// A clock time is the same instant whenever given: it is used as is.
+	third := first.Add(30 * time.Minute)
+	if sum, _ := runWith("", third); !sum.Deadline.Equal(third) {
+		t.Errorf("resumed with a clock time: deadline %v, want %v", sum.Deadline, third)
+	}
+}

@@ -173,14 +173,48 @@ func (s *Store) PrepareHybrid(ctx context.Context) error {
 	if s.b.kind() == "postgres" {
 		big = "BIGINT"
 	}
-	_, err := s.b.exec(ctx, `CREATE TABLE IF NOT EXISTS clade_hybrid (
-		run_id     `+big+` PRIMARY KEY,
-		spilled_at `+big+` NOT NULL
-	)`)
-	if err != nil {
-		return fmt.Errorf("prepare hybrid table: %w", err)
+	for _, q := range []string{
+		`CREATE TABLE IF NOT EXISTS clade_hybrid (
+			run_id     ` + big + ` PRIMARY KEY,
+			spilled_at ` + big + ` NOT NULL
+		)`,
+		// Added after the first release: CREATE IF NOT EXISTS upgrades older stores.
+		`CREATE TABLE IF NOT EXISTS clade_hybrid_deadline (
+			run_id   ` + big + ` PRIMARY KEY,
+			spec     TEXT NOT NULL,
+			deadline ` + big + ` NOT NULL
+		)`,
+	} {
+		if _, err := s.b.exec(ctx, q); err != nil {
+			return fmt.Errorf("prepare hybrid tables: %w", err)
+		}
 	}
 	return nil
+}
+
+// SetRunDeadline records the run's deadline, at, and the --deadline text it came
+// from, replacing any earlier one.
+func (s *Store) SetRunDeadline(ctx context.Context, runID int64, spec string, at time.Time) error {
+	_, err := s.b.exec(ctx, `INSERT INTO clade_hybrid_deadline (run_id, spec, deadline) VALUES ($1, $2, $3)
+		ON CONFLICT (run_id) DO UPDATE SET spec = excluded.spec, deadline = excluded.deadline`, runID, spec, at.UnixMicro())
+	if err != nil {
+		return fmt.Errorf("set run deadline: %w", err)
+	}
+	return nil
+}
+
+// RunDeadline returns the run's recorded deadline and the --deadline text it came
+// from; the zero time if none was recorded.
+func (s *Store) RunDeadline(ctx context.Context, runID int64) (spec string, at time.Time, err error) {
+	var us int64
+	err = s.b.reader().queryRow(ctx, `SELECT spec, deadline FROM clade_hybrid_deadline WHERE run_id = $1`, runID).Scan(&spec, &us)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", time.Time{}, nil
+	}
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("run deadline: %w", err)
+	}
+	return spec, time.UnixMicro(us).UTC(), nil
 }
 
 // MarkSpilled records that the run moved to realtime at at (the first time only).
