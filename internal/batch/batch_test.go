@@ -268,25 +268,9 @@ func TestInvalidParamsNotResubmitted(t *testing.T) {
 
 func TestExpiredRequestsResubmitted(t *testing.T) {
 	t.Parallel()
-	// About 43 requests are processed per emulated day; the test moves the
-	// emulator's clock a day ahead every 30 ms, so each batch expires with part of
-	// its requests unprocessed, even one that has the queue to itself.
-	e := setup(t, emulator.Config{ClockSpeed: 1000, BatchProcessingRate: 0.0005})
-	stop, done := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(done)
-		tick := time.NewTicker(30 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-				e.em.Server.Clock().Advance(24 * time.Hour)
-			}
-		}
-	}()
-	defer func() { close(stop); <-done }()
+	// Each batch expires with part of its requests unprocessed, even one that has
+	// the queue to itself (expiringEnv).
+	e, _ := expiringEnv(t)
 	const n = 120
 	cfg := e.config(writeInput(t, e.dir, n), 50)
 	cfg.MaxRounds = 40

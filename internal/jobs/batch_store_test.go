@@ -90,11 +90,34 @@ func TestBatchStore(t *testing.T) {
 					t.Errorf("WriteBatchResults() call %d wrote %d, %v; want %d", i+1, len(wrote), err, want)
 				}
 			}
+			counts := jobs.BatchCounts{Succeeded: 2, Errored: 1, Expired: 3}
+			if err := s.RecordBatchCounts(ctx, rec.Row, counts); err != nil {
+				t.Fatalf("RecordBatchCounts() error = %v", err)
+			}
+			if got, err := s.BatchCountsOf(ctx, run.ID); err != nil || len(got) != 1 || got[rec.Row] != counts {
+				t.Errorf("BatchCountsOf() = %+v, %v; want %+v for row %d", got, err, counts, rec.Row)
+			}
 			if err := s.FinishBatch(ctx, rec.Row, created.Add(time.Hour)); err != nil {
 				t.Fatalf("FinishBatch() error = %v", err)
 			}
 			if got := pending(); got != 8 {
 				t.Errorf("pending after the batch is done = %d, want 8 (4 never sent, 4 to resubmit)", got)
+			}
+			// --retry-via realtime: batches take only the 4 never sent; the 4 back
+			// from the batch go to realtime jobs, once.
+			if fresh, err := s.BatchFresh(ctx, run.ID, 0, 100); err != nil || len(fresh) != 4 {
+				t.Errorf("BatchFresh() = %d requests, %v; want 4 (never in a batch)", len(fresh), err)
+			}
+			for i, want := range []int64{4, 0} {
+				if n, err := s.EnqueueRetries(ctx, run.ID, 3); err != nil || n != want {
+					t.Errorf("EnqueueRetries() call %d = %d, %v; want %d", i+1, n, err, want)
+				}
+			}
+			if n, err := s.Unfinished(ctx, run.ID); err != nil || n != 4 {
+				t.Errorf("Unfinished() after EnqueueRetries = %d, %v; want 4 jobs", n, err)
+			}
+			if _, err := s.DropRequestJobs(ctx, run.ID); err != nil {
+				t.Fatal(err)
 			}
 			// A resubmitted request counts its second attempt.
 			rec2, err := s.RecordBatchIntent(ctx, run.ID, []int64{items[5].RequestID}, 10, "fp2")
@@ -114,6 +137,37 @@ func TestBatchStore(t *testing.T) {
 			st, err := s.Status(ctx, run.ID)
 			if err != nil || st.Results[jobs.Succeeded] != 2 || st.CostUSD != 1 {
 				t.Errorf("Status() = %+v, %v; want 2 succeeded costing $1", st, err)
+			}
+		})
+	}
+}
+
+// TestRunDeadline records and reads a hybrid run's deadline on every backend.
+func TestRunDeadline(t *testing.T) {
+	t.Parallel()
+	for _, b := range jobstest.Backends(t) {
+		t.Run(b.Name, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			s := jobstest.Open(t, ctx, b.NewDSN(t))
+			run, _ := jobstest.Import(t, ctx, s, jobs.ImportOptions{Path: jobstest.WriteInput(t, 1)})
+			if err := s.PrepareHybrid(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if spec, at, err := s.RunDeadline(ctx, run.ID); err != nil || spec != "" || !at.IsZero() {
+				t.Errorf("RunDeadline() before any = %q, %v, %v; want none", spec, at, err)
+			}
+			at := time.Date(2026, 11, 27, 9, 0, 0, 123000, time.UTC)
+			for _, spec := range []string{"3h", "90m"} { // the second replaces the first
+				if err := s.SetRunDeadline(ctx, run.ID, spec, at); err != nil {
+					t.Fatalf("SetRunDeadline(%s) error = %v", spec, err)
+				}
+				at = at.Add(time.Hour)
+			}
+			at = at.Add(-time.Hour)
+			if spec, got, err := s.RunDeadline(ctx, run.ID); err != nil || spec != "90m" || !got.Equal(at) {
+				t.Errorf("RunDeadline() = %q, %v, %v; want 90m, %v", spec, got, err, at)
 			}
 		})
 	}

@@ -65,7 +65,7 @@ func (s *Store) EnqueueUnfinished(ctx context.Context, runID int64, maxAttempts 
 	for _, r := range batchRows {
 		in += "," + strconv.FormatInt(r, 10)
 	}
-	rs, err := s.b.reader().query(ctx, `SELECT id, open_batch FROM (SELECT r.id, r.line,
+	rs, err := s.b.reader().query(ctx, `SELECT id FROM (SELECT r.id, r.line,
 			coalesce((SELECT max(i.batch_row) FROM clade_batch_item i JOIN clade_batch b ON b.id = i.batch_row
 				WHERE i.request_id = r.id AND b.state <> 'done'), 0) AS open_batch
 		FROM clade_request r
@@ -78,17 +78,8 @@ func (s *Store) EnqueueUnfinished(ctx context.Context, runID int64, maxAttempts 
 	if err != nil {
 		return 0, fmt.Errorf("enqueue unfinished: %w", err)
 	}
-	var ids []int64
-	for rs.Next() {
-		var id, batch int64
-		if err := rs.Scan(&id, &batch); err != nil {
-			rs.Close()
-			return 0, err
-		}
-		ids = append(ids, id)
-	}
-	rs.Close()
-	if err := rs.Err(); err != nil {
+	ids, err := scanIDs(rs)
+	if err != nil {
 		return 0, err
 	}
 	return s.enqueue(ctx, runID, ids, maxAttempts)
@@ -117,20 +108,25 @@ func (s *Store) EnqueueRetries(ctx context.Context, runID int64, maxAttempts int
 	if err != nil {
 		return 0, fmt.Errorf("enqueue retries: %w", err)
 	}
+	ids, err := scanIDs(rs)
+	if err != nil {
+		return 0, err
+	}
+	return s.enqueue(ctx, runID, ids, maxAttempts)
+}
+
+// scanIDs reads a one-column result of ids and closes it.
+func scanIDs(rs rows) ([]int64, error) {
+	defer rs.Close()
 	var ids []int64
 	for rs.Next() {
 		var id int64
 		if err := rs.Scan(&id); err != nil {
-			rs.Close()
-			return 0, err
+			return nil, err
 		}
 		ids = append(ids, id)
 	}
-	rs.Close()
-	if err := rs.Err(); err != nil {
-		return 0, err
-	}
-	return s.enqueue(ctx, runID, ids, maxAttempts)
+	return ids, rs.Err()
 }
 
 // enqueue inserts a River job for each of ids, a thousand per transaction.
