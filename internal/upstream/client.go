@@ -72,8 +72,8 @@ type Response struct {
 }
 
 // Messages POSTs params, the caller's Messages request JSON, to /v1/messages
-// unchanged. params must not ask for "stream": true (clade run is non-streaming);
-// the API would answer with SSE that Messages does not decode.
+// unchanged, for a non-streaming answer. params must not ask for "stream": true:
+// the API would answer with SSE, which MessagesStream reads and Messages does not.
 //
 // Errors: *APIError for a non-2xx response, *TransportError when no usable response
 // came (including a 200 whose body is not a message), and the ctx error (wrapped) when
