@@ -15,12 +15,16 @@ const streamChunkTokens = 8
 // pingEvery is the most time between two events before a ping is sent.
 const pingEvery = 5 * time.Second
 
-// sseWriter writes SSE events, each with its event: line, and flushes each one at once.
+// sseWriter writes SSE events, each with its event: line. Events are buffered and
+// flushed before every pause of the stream (and when it ends), so a client sees each
+// event when the API would have sent it, and a stream without latency costs one
+// write instead of one per event.
 type sseWriter struct {
 	w        http.ResponseWriter
 	rc       *http.ResponseController
 	buf      []byte
 	lastSent time.Time
+	dirty    bool // events written and not flushed
 	err      error
 }
 
@@ -43,10 +47,19 @@ func (e *sseWriter) event(name string, v any) {
 		e.err = err
 		return
 	}
+	e.dirty = true
+	e.lastSent = time.Now()
+}
+
+// flush sends the events written since the last flush.
+func (e *sseWriter) flush() {
+	if e.err != nil || !e.dirty {
+		return
+	}
+	e.dirty = false
 	if err := e.rc.Flush(); err != nil {
 		e.err = err
 	}
-	e.lastSent = time.Now()
 }
 
 type sseDelta struct {
@@ -89,7 +102,11 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, c *call, p *prep
 	start.OutputTokens = 1
 	msg := &Message{ID: newID("msg_"), Type: "message", Role: "assistant", Model: p.req.Model, Content: []any{}, Usage: start}
 	sw.event("message_start", map[string]any{"type": "message_start", "message": msg})
+	defer sw.flush()
 
+	if act.delay > 0 {
+		sw.flush()
+	}
 	if !s.sleep(ctx, act.delay) {
 		return
 	}
@@ -106,6 +123,9 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, c *call, p *prep
 			wait += ttft
 			firstToken = false
 		}
+		if wait > 0 {
+			sw.flush() // what was sent before the pause arrives before it
+		}
 		if !s.sleep(ctx, wait) {
 			return false
 		}
@@ -120,7 +140,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, c *call, p *prep
 			return false
 		}
 		if act.streamDrop && sent >= act.streamAfter {
-			_ = sw.rc.Flush()
+			sw.flush()
 			dropConnection(w)
 		}
 		return sw.err == nil
