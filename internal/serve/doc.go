@@ -1,0 +1,55 @@
+// Package serve is clade serve's gateway: an Anthropic-compatible HTTP API that many
+// applications of one organisation point their SDK at (ANTHROPIC_BASE_URL) instead of
+// the API. The gateway holds the organisation's key, admits every Messages call
+// against the organisation's rate limits, queues calls instead of failing them with
+// 429, shares the limits fairly between teams, and shows live throughput.
+//
+// # Model
+//
+//	client ─► auth (client key) ─► fair queue ─► admission (shared buckets) ─► upstream ─► client
+//
+// Each step:
+//
+//   - Auth: a client sends its own key (x-api-key or Authorization: Bearer), never the
+//     organisation's. Keys maps each to a team; an unknown key gets the API's 401
+//     authentication_error. Without Keys any key is accepted, as one team.
+//   - Fair queue: per model class, calls wait in per-team FIFO queues served in
+//     proportion to the teams' weights, in tokens (estimated input plus reserved
+//     output), by self-clocked fair queueing (see fairQueue). One call of a class at
+//     a time waits in the limiter, so a team with a few calls waits behind at most
+//     one call of each other team, however many those have queued.
+//   - Admission: package ratelimit, the limiter clade run uses, reserves one request,
+//     the estimated input tokens (intake's estimate, calibrated per model from usage
+//     as the runner does) and the expected output (max_tokens until a model has been
+//     seen a few times, then the average generated, never more than max_tokens). A
+//     call waits at most MaxWait in all; then the client gets a 429 rate_limit_error
+//     with a retry-after. A client that disconnects leaves the queue.
+//   - Upstream: the request body goes on byte for byte with the client's
+//     anthropic-version and anthropic-beta; the answer comes back byte for byte: JSON
+//     whole, SSE event by event, flushed as each arrives. The usage (the JSON body's,
+//     or message_start's and message_delta's as they pass) is committed; every
+//     response's rate-limit headers resync the buckets.
+//   - A 429 pauses the class (the limiter's RateLimited) and a 529 shrinks its
+//     concurrency (Overloaded); either, arriving before any byte went to the client, is
+//     retried by the gateway, up to MaxAttempts, within MaxWait. The last one is passed
+//     on as the API sent it.
+//   - count_tokens, models and Message Batches are passed through unadmitted: they
+//     have their own limits.
+//
+// # What is authoritative
+//
+// The API is, for the limits and for what each call used; the shared backend (Redis
+// with several gateways) for the buckets between responses. The fair queue is per
+// gateway process: with several gateways each shares its own traffic fairly.
+//
+// # Failure behaviour
+//
+//   - The upstream does not answer: the client gets a 502 api_error (its SDK retries);
+//     the reservation stays charged, as the API may have counted the call.
+//   - A stream breaks off: the client sees it break off (nothing is made up); the
+//     usage seen so far is committed.
+//   - The limiter's backend fails: under Redis's fail-closed policy calls wait (and
+//     time out at MaxWait); a backend error answers 503.
+//   - The organisation's key never leaves the gateway: it is not in any response,
+//     log line, metric or status; error bodies from upstream are scrubbed of it.
+package serve

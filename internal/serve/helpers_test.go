@@ -1,0 +1,192 @@
+package serve_test
+
+import (
+	"bytes"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	anthropic1 "github.com/anthropics/anthropic-sdk-go"
+	option1 "github.com/anthropics/anthropic-sdk-go/option"
+	anthropic "github.com/anthropics/anthropic-sdk-go/v2"
+	"github.com/anthropics/anthropic-sdk-go/v2/option"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/clade-dev/clade/catalog"
+	"github.com/clade-dev/clade/emulator"
+	"github.com/clade-dev/clade/internal/ratelimit"
+	"github.com/clade-dev/clade/internal/serve"
+	"github.com/clade-dev/clade/internal/upstream"
+)
+
+// orgKey is the organisation's key: only the gateway holds it, and the emulator
+// accepts nothing else.
+const orgKey = "sk-ant-org-SECRET-4f9c2a7e1b3d5f60"
+
+// clientKey is what clients send when the gateway has no client-keys file.
+const clientKey = "ck-anything-12345"
+
+// recorder counts the upstream responses by status, between gateway and emulator.
+type recorder struct {
+	next http.RoundTripper
+	mu   sync.Mutex
+	byCode map[int]int
+}
+
+func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := r.next.RoundTrip(req)
+	if err == nil {
+		r.mu.Lock()
+		r.byCode[resp.StatusCode]++
+		r.mu.Unlock()
+	}
+	return resp, err
+}
+
+func (r *recorder) count(code int) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.byCode[code]
+}
+
+// syncBuffer is a log sink safe for concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// setup describes a gateway in front of an emulator.
+type setup struct {
+	cat     *catalog.Catalog // default catalog.Default()
+	tier    string           // the emulator's and the limiter's; default "unlimited"
+	burst   float64          // bucket capacity as a fraction of a minute, both sides; default 1
+	keys    string           // client-keys YAML; "" accepts any key
+	maxWait time.Duration
+	backend ratelimit.Backend // default: in memory
+	em      *emulator.Running // an emulator to share; default: a new one
+	emCfg   emulator.Config   // for a new emulator (Catalog, Tier, BurstFraction, APIKeys are set)
+}
+
+// gateway is a running gateway and what a test looks at.
+type gateway struct {
+	URL  string
+	G    *serve.Gateway
+	em   *emulator.Running
+	rec  *recorder
+	reg  *prometheus.Registry
+	logs *syncBuffer
+}
+
+func startGateway(t testing.TB, s setup) *gateway {
+	t.Helper()
+	if s.cat == nil {
+		s.cat = catalog.Default()
+	}
+	if s.tier == "" {
+		s.tier = "unlimited"
+	}
+	if s.burst == 0 {
+		s.burst = 1
+	}
+	em := s.em
+	if em == nil {
+		cfg := s.emCfg
+		cfg.Catalog, cfg.Tier, cfg.BurstFraction, cfg.APIKeys = s.cat, s.tier, s.burst, []string{orgKey}
+		em = emulator.StartTB(t, cfg)
+	}
+	rec := &recorder{next: http.DefaultTransport.(*http.Transport).Clone(), byCode: map[int]int{}}
+	logs := &syncBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	up, err := upstream.New(upstream.Config{BaseURL: em.URL, APIKey: upstream.NewSecret(orgKey),
+		HTTPClient: &http.Client{Transport: rec}, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lim, err := ratelimit.New(ratelimit.Config{Catalog: s.cat, Tier: s.tier, Burst: s.burst, Backend: s.backend})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys *serve.Keys
+	if s.keys != "" {
+		if keys, err = serve.ParseKeys([]byte(s.keys)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reg := prometheus.NewRegistry()
+	g, err := serve.New(serve.Config{Upstream: up, Limiter: lim, Keys: keys, MaxWait: s.maxWait, Registry: reg, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(g)
+	t.Cleanup(srv.Close)
+	return &gateway{URL: srv.URL, G: g, em: em, rec: rec, reg: reg, logs: logs}
+}
+
+// v2 is the current SDK (Bearer, 2026-10-21) pointed at url with key, retries off so
+// the test sees what the gateway answers.
+func v2(url, key string, opts ...option.RequestOption) anthropic.Client {
+	return anthropic.NewClient(append([]option.RequestOption{option.WithoutEnvironmentDefaults(),
+		option.WithBaseURL(url), option.WithAPIKey(key), option.WithMaxRetries(0)}, opts...)...)
+}
+
+// v1 is the previous SDK (x-api-key, 2023-06-01).
+func v1(url, key string, opts ...option1.RequestOption) anthropic1.Client {
+	return anthropic1.NewClient(append([]option1.RequestOption{option1.WithBaseURL(url),
+		option1.WithAPIKey(key), option1.WithMaxRetries(0)}, opts...)...)
+}
+
+func hello(model string, maxTokens int64, text string) anthropic.MessageNewParams {
+	return anthropic.MessageNewParams{Model: anthropic.Model(model), MaxTokens: maxTokens,
+		Messages: []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock(text))}}
+}
+
+// metricSum returns the sum of a metric's samples whose labels include want.
+func metricSum(t testing.TB, reg *prometheus.Registry, name string, want map[string]string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	metric:
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			for k, v := range want {
+				if labels[k] != v {
+					continue metric
+				}
+			}
+			switch {
+			case m.Counter != nil:
+				sum += m.Counter.GetValue()
+			case m.Gauge != nil:
+				sum += m.Gauge.GetValue()
+			case m.Histogram != nil:
+				sum += m.Histogram.GetSampleSum()
+			}
+		}
+	}
+	return sum
+}

@@ -1,0 +1,328 @@
+package serve
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/clade-dev/clade/internal/intake"
+	"github.com/clade-dev/clade/internal/ratelimit"
+	"github.com/clade-dev/clade/internal/upstream"
+	"github.com/clade-dev/clade/internal/wire"
+)
+
+// call is one Messages call on its way through the gateway.
+type call struct {
+	team     *Team
+	model    string
+	class    string // "" when the model is not in the catalog: not admitted
+	stream   bool
+	estInput int64 // the intake estimate, for calibration
+	need     ratelimit.Need
+	body     []byte
+	deadline time.Time // end of the admission budget (MaxWait)
+	waited   time.Duration
+}
+
+// handleMessages admits, sends and relays POST /v1/messages.
+func (g *Gateway) handleMessages(w http.ResponseWriter, r *http.Request, team *Team) {
+	code := g.messages(w, r, team)
+	g.m.requests.WithLabelValues(team.Name, epMessages, statusLabel(code)).Inc()
+}
+
+func (g *Gateway) messages(w http.ResponseWriter, r *http.Request, team *Team) int {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxMessageBody))
+	if err != nil {
+		return g.proxyFailed(w, r, err)
+	}
+	c := &call{team: team, body: body, deadline: g.now().Add(g.cfg.MaxWait)}
+	var p struct {
+		Model     string `json:"model"`
+		MaxTokens int64  `json:"max_tokens"`
+		Stream    bool   `json:"stream"`
+	}
+	if json.Unmarshal(body, &p) == nil && p.Model != "" {
+		c.model, c.stream = p.Model, p.Stream
+		if cl, err := g.lim.ClassOf(p.Model); err == nil {
+			c.class = cl
+		}
+	}
+	if c.class != "" {
+		c.estInput = intake.EstimateInputTokens(body)
+		c.need = ratelimit.Need{
+			InputTokens:  g.est.Input(c.model, c.estInput),
+			OutputTokens: g.est.Output(c.model, max(p.MaxTokens, 0)),
+		}
+	}
+	// A body the gateway cannot read, or a model the catalog does not know, goes
+	// upstream unadmitted: the API answers it (a 400 or 404, or a model newer than
+	// the catalog), and the gateway does not reject what the API may accept.
+	ctx := r.Context()
+	for attempt := 1; ; attempt++ {
+		res, code, ok := g.admit(w, r, c)
+		if !ok {
+			return code
+		}
+		g.m.inFlight.Inc()
+		resp, err := g.up.Proxy(ctx, upstream.ProxyRequest{
+			Method: http.MethodPost, Path: "/v1/messages", Body: bytes.NewReader(c.body),
+			ContentLength: int64(len(c.body)), Header: r.Header,
+		})
+		if err != nil {
+			g.m.inFlight.Dec()
+			g.settle(res.Fail(nil))
+			return g.proxyFailed(w, r, err)
+		}
+		if resp.StatusCode/100 == 2 {
+			defer g.m.inFlight.Dec()
+			if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+				return g.relayStream(w, r, c, &res, resp)
+			}
+			return g.relayJSON(w, c, &res, resp)
+		}
+		g.m.inFlight.Dec()
+		ae := g.up.ReadAPIError(resp)
+		class := upstream.Classify(ae)
+		switch class {
+		case upstream.RateLimited, upstream.Stop:
+			if ae.Status == http.StatusTooManyRequests {
+				g.throttled(c, "429")
+				g.settle(res.RateLimited(&ae.RateLimit))
+			} else {
+				g.settle(res.Fail(&ae.RateLimit))
+			}
+		case upstream.Overloaded:
+			g.throttled(c, "529")
+			g.settle(res.Overloaded(&ae.RateLimit))
+		case upstream.Final:
+			// Refused before generating: the call took one request and no tokens.
+			g.settle(res.Commit(ratelimit.Usage{}, &ae.RateLimit))
+		default:
+			g.settle(res.Fail(&ae.RateLimit))
+		}
+		if class == upstream.RateLimited || class == upstream.Overloaded {
+			g.log.Info("upstream refused a call", "status", ae.Status, "class", c.class, "attempt", attempt,
+				"retry_after", ae.RetryAfter, "request_id", ae.RequestID)
+			if attempt < g.cfg.MaxAttempts && g.now().Before(c.deadline) {
+				if class == upstream.Overloaded {
+					// A 429 waits out the class's pause in admission; a 529 backs off.
+					d := min(g.cfg.Backoff.Delay(attempt, ae), time.Until(c.deadline))
+					if err := sleepCtx(ctx, d); err != nil {
+						return 499
+					}
+				}
+				g.m.retries.WithLabelValues(class.String()).Inc()
+				continue
+			}
+		}
+		writeAPIError(w, ae)
+		return ae.Status
+	}
+}
+
+// admit waits for c's turn in its class's fair queue and then for the limiter, up to
+// c.deadline. It answers the client itself when it gives up (ok false, with the
+// status written). A call of no known class is not admitted (zero Reservation).
+func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, c *call) (ratelimit.Reservation, int, bool) {
+	if c.class == "" {
+		return ratelimit.Reservation{}, 0, true
+	}
+	ctx, cancel := context.WithDeadline(r.Context(), c.deadline)
+	defer cancel()
+	fq := g.queue(c.class)
+	start := g.now()
+	g.mu.Lock()
+	full := g.queued >= g.cfg.MaxQueue
+	g.mu.Unlock()
+	if full {
+		writeError(w, http.StatusTooManyRequests, wire.RateLimit,
+			fmt.Sprintf("clade serve: more than %d calls are waiting for the organisation's rate limits; try again later", g.cfg.MaxQueue),
+			retryAfterHeader(10*time.Second))
+		return ratelimit.Reservation{}, http.StatusTooManyRequests, false
+	}
+	depth := g.m.depth.WithLabelValues(c.team.Name)
+	onQueue := func(d int) {
+		depth.Add(float64(d))
+		g.mu.Lock()
+		g.queued += d
+		g.mu.Unlock()
+	}
+	cost := c.need.InputTokens + c.need.OutputTokens
+	release, err := fq.acquire(ctx, c.team, cost, onQueue)
+	var res ratelimit.Reservation
+	if err == nil {
+		res, err = g.lim.Wait(ctx, c.class, c.need)
+		release()
+	}
+	waited := g.now().Sub(start)
+	c.waited += waited
+	g.m.wait.WithLabelValues(c.team.Name).Observe(waited.Seconds())
+	if err == nil {
+		return res, 0, true
+	}
+	switch {
+	case r.Context().Err() != nil:
+		return res, 499, false
+	case errors.Is(err, context.DeadlineExceeded):
+		writeError(w, http.StatusTooManyRequests, wire.RateLimit,
+			fmt.Sprintf("clade serve: waited %s for the organisation's rate limits (--max-wait); try again later", g.cfg.MaxWait),
+			retryAfterHeader(g.cfg.MaxWait/10))
+		return res, http.StatusTooManyRequests, false
+	}
+	g.log.Error("admission failed", "class", c.class, "error", err)
+	writeError(w, http.StatusServiceUnavailable, wire.APIError, "clade serve: admission failed; try again later", nil)
+	return res, http.StatusServiceUnavailable, false
+}
+
+// queue returns class's fair queue.
+func (g *Gateway) queue(class string) *fairQueue {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	q := g.queues[class]
+	if q == nil {
+		q = newFairQueue()
+		g.queues[class] = q
+	}
+	return q
+}
+
+func (g *Gateway) window(class string) *rateWindow {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	w := g.windows[class]
+	if w == nil {
+		w = &rateWindow{}
+		g.windows[class] = w
+	}
+	return w
+}
+
+func (g *Gateway) throttled(c *call, code string) {
+	g.m.throttled.WithLabelValues(c.class, code).Inc()
+	g.window(c.class).add(g.now(), func(s *rateSlot) {
+		if code == "429" {
+			s.throttled++
+		} else {
+			s.overloaded++
+		}
+	})
+}
+
+// settle logs a limiter error; the call's answer does not depend on it.
+func (g *Gateway) settle(err error) {
+	if err != nil {
+		g.log.Warn("settle reservation", "error", err)
+	}
+}
+
+// writeAPIError passes an upstream error on: its status, retry hints and envelope
+// (the key scrubbed from it by ReadAPIError).
+func writeAPIError(w http.ResponseWriter, ae *upstream.APIError) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	if ae.RequestID != "" {
+		h.Set("request-id", ae.RequestID)
+	}
+	if ae.HasRetryAfter {
+		h.Set("retry-after", fmt.Sprintf("%d", int64((ae.RetryAfter+time.Second-1)/time.Second)))
+	}
+	switch ae.ShouldRetry {
+	case 1:
+		h.Set("x-should-retry", "true")
+	case -1:
+		h.Set("x-should-retry", "false")
+	}
+	w.WriteHeader(ae.Status)
+	w.Write(ae.Body)
+}
+
+// usageJSON is a usage object; pointers tell a field sent from one left out, as
+// message_delta's usage carries only what changed (cumulatively).
+type usageJSON struct {
+	InputTokens              *int64 `json:"input_tokens"`
+	OutputTokens             *int64 `json:"output_tokens"`
+	CacheCreationInputTokens *int64 `json:"cache_creation_input_tokens"`
+	CacheReadInputTokens     *int64 `json:"cache_read_input_tokens"`
+}
+
+func (u *usageJSON) mergeInto(dst *ratelimit.Usage) {
+	if u == nil {
+		return
+	}
+	set := func(p *int64, v *int64) {
+		if v != nil {
+			*p = *v
+		}
+	}
+	set(&dst.InputTokens, u.InputTokens)
+	set(&dst.OutputTokens, u.OutputTokens)
+	set(&dst.CacheCreationInputTokens, u.CacheCreationInputTokens)
+	set(&dst.CacheReadInputTokens, u.CacheReadInputTokens)
+}
+
+// relayJSON passes a non-streaming answer on and commits its usage.
+func (g *Gateway) relayJSON(w http.ResponseWriter, c *call, res *ratelimit.Reservation, resp *http.Response) int {
+	defer resp.Body.Close()
+	rl := wire.ParseRateLimitHeadersAt(resp.Header, g.now())
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxJSONResp+1))
+	if err != nil || len(b) > maxJSONResp {
+		g.settle(res.Fail(&rl))
+		g.log.Warn("upstream answer unreadable", "class", c.class, "request_id", rl.RequestID, "error", err)
+		writeError(w, http.StatusBadGateway, wire.APIError, "clade serve: the upstream answer could not be read", nil)
+		return http.StatusBadGateway
+	}
+	copyHeaders(w.Header(), resp.Header, true)
+	w.WriteHeader(resp.StatusCode)
+	w.Write(b)
+	var m struct {
+		Usage *usageJSON `json:"usage"`
+	}
+	var u ratelimit.Usage
+	if json.Unmarshal(b, &m) != nil || m.Usage == nil {
+		g.settle(res.Fail(&rl))
+		return resp.StatusCode
+	}
+	m.Usage.mergeInto(&u)
+	g.done(c, res, u, &rl)
+	return resp.StatusCode
+}
+
+// done commits a finished call's usage and counts it.
+func (g *Gateway) done(c *call, res *ratelimit.Reservation, u ratelimit.Usage, rl *wire.RateLimitHeaders) {
+	if res.OK() {
+		g.settle(res.Commit(u, rl))
+		g.est.Observe(c.model, c.estInput, u.InputTokens+u.CacheCreationInputTokens+u.CacheReadInputTokens, u.OutputTokens)
+	}
+	t := c.team.Name
+	g.m.tokens.WithLabelValues(t, "input").Add(float64(u.InputTokens))
+	g.m.tokens.WithLabelValues(t, "output").Add(float64(u.OutputTokens))
+	g.m.tokens.WithLabelValues(t, "cache_read").Add(float64(u.CacheReadInputTokens))
+	g.m.tokens.WithLabelValues(t, "cache_write").Add(float64(u.CacheCreationInputTokens))
+	if c.class != "" {
+		g.window(c.class).add(g.now(), func(s *rateSlot) {
+			s.req++
+			s.in += u.InputTokens + u.CacheCreationInputTokens
+			s.out += u.OutputTokens
+		})
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,180 @@
+package serve
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+
+	"github.com/clade-dev/clade/internal/ratelimit"
+	"github.com/clade-dev/clade/internal/wire"
+)
+
+// maxEvent bounds one SSE event, as the SDKs' line buffer does (32 MiB).
+const maxEvent = 32 << 20
+
+var errEventTooLarge = errors.New("sse event too large")
+
+// eventReader splits an SSE stream into events, each returned with its bytes exactly
+// as sent (its lines and the blank line that ends it), so the relay changes nothing.
+type eventReader struct {
+	br  *bufio.Reader
+	buf []byte
+}
+
+func newEventReader(r io.Reader) *eventReader {
+	return &eventReader{br: bufio.NewReaderSize(r, 32<<10)}
+}
+
+// next returns the next event's raw bytes (valid until the next call) and its name
+// (the event: line), or io.EOF. Bytes after the last blank line are returned as a
+// last event.
+func (e *eventReader) next() (raw []byte, name []byte, err error) {
+	e.buf = e.buf[:0]
+	name = nil
+	for {
+		line, err := e.br.ReadSlice('\n')
+		if err == bufio.ErrBufferFull {
+			e.buf = append(e.buf, line...)
+			if len(e.buf) > maxEvent {
+				return nil, nil, errEventTooLarge
+			}
+			continue
+		}
+		start := len(e.buf)
+		e.buf = append(e.buf, line...)
+		if len(e.buf) > maxEvent {
+			return nil, nil, errEventTooLarge
+		}
+		if err != nil {
+			if err == io.EOF && len(e.buf) > 0 {
+				return e.buf, eventName(e.buf), nil
+			}
+			return nil, nil, err
+		}
+		l := bytes.TrimRight(e.buf[start:], "\r\n")
+		if len(l) == 0 {
+			if len(e.buf) == len(line) {
+				// A blank line with no event before it: pass it on as it is.
+				return e.buf, nil, nil
+			}
+			return e.buf, eventName(e.buf), nil
+		}
+	}
+}
+
+// eventName returns the value of an event's "event:" line.
+func eventName(raw []byte) []byte {
+	for len(raw) > 0 {
+		i := bytes.IndexByte(raw, '\n')
+		var l []byte
+		if i < 0 {
+			l, raw = raw, nil
+		} else {
+			l, raw = raw[:i], raw[i+1:]
+		}
+		l = bytes.TrimRight(l, "\r")
+		if v, ok := bytes.CutPrefix(l, []byte("event:")); ok {
+			return bytes.TrimPrefix(v, []byte(" "))
+		}
+	}
+	return nil
+}
+
+// eventData returns an event's data, its data: lines joined by "\n".
+func eventData(raw []byte) []byte {
+	var out []byte
+	n := 0
+	for len(raw) > 0 {
+		i := bytes.IndexByte(raw, '\n')
+		var l []byte
+		if i < 0 {
+			l, raw = raw, nil
+		} else {
+			l, raw = raw[:i], raw[i+1:]
+		}
+		l = bytes.TrimRight(l, "\r")
+		if v, ok := bytes.CutPrefix(l, []byte("data:")); ok {
+			if n > 0 {
+				out = append(out, '\n')
+			}
+			out = append(out, bytes.TrimPrefix(v, []byte(" "))...)
+			n++
+		}
+	}
+	return out
+}
+
+// relayStream passes an SSE answer on event by event, flushing each as it arrives,
+// and reads the usage from message_start and message_delta on the way. The stream's
+// headers resync the limiter when they arrive; its usage is committed at the end
+// (or what was generated before the stream broke off).
+func (g *Gateway) relayStream(w http.ResponseWriter, r *http.Request, c *call, res *ratelimit.Reservation, resp *http.Response) int {
+	defer resp.Body.Close()
+	rl := wire.ParseRateLimitHeadersAt(resp.Header, g.now())
+	if c.class != "" {
+		g.settle(g.lim.Resync(c.class, &rl))
+	}
+	copyHeaders(w.Header(), resp.Header, false)
+	w.WriteHeader(resp.StatusCode)
+	rc := http.NewResponseController(w)
+	_ = rc.Flush()
+	var (
+		u        ratelimit.Usage
+		started  bool
+		complete bool
+		clientOK = true
+	)
+	er := newEventReader(resp.Body)
+	for {
+		raw, name, err := er.next()
+		if err != nil {
+			if !errors.Is(err, io.EOF) && r.Context().Err() == nil {
+				g.log.Warn("upstream stream broke off", "class", c.class, "request_id", rl.RequestID, "error", err)
+			}
+			break
+		}
+		if _, err := w.Write(raw); err != nil {
+			clientOK = false
+			break
+		}
+		if err := rc.Flush(); err != nil {
+			clientOK = false
+			break
+		}
+		switch string(name) {
+		case "message_start":
+			var ev struct {
+				Message struct {
+					Usage *usageJSON `json:"usage"`
+				} `json:"message"`
+			}
+			if json.Unmarshal(eventData(raw), &ev) == nil && ev.Message.Usage != nil {
+				started = true
+				ev.Message.Usage.mergeInto(&u)
+			}
+		case "message_delta":
+			var ev struct {
+				Usage *usageJSON `json:"usage"`
+			}
+			if json.Unmarshal(eventData(raw), &ev) == nil {
+				ev.Usage.mergeInto(&u)
+			}
+		case "message_stop":
+			complete = true
+		}
+	}
+	switch {
+	case started:
+		// Complete or not, the API charged what it generated up to here.
+		g.done(c, res, u, nil)
+	default:
+		g.settle(res.Fail(nil))
+	}
+	if !clientOK || (!complete && r.Context().Err() != nil) {
+		return 499
+	}
+	return resp.StatusCode
+}

@@ -1,0 +1,283 @@
+package serve
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/clade-dev/clade/internal/ratelimit"
+	"github.com/clade-dev/clade/internal/runner"
+	"github.com/clade-dev/clade/internal/upstream"
+	"github.com/clade-dev/clade/internal/wire"
+)
+
+// Config configures a Gateway. Upstream and Limiter are required.
+type Config struct {
+	// Upstream is the API client holding the organisation's key.
+	Upstream *upstream.Client
+	// Limiter admits Messages calls; give gateways of one organisation limiters on one
+	// shared (Redis) backend.
+	Limiter *ratelimit.Limiter
+	// Keys maps client keys to teams. Nil accepts any non-empty client key, all as
+	// one team (DefaultTeam): only safe on a listener nobody else can reach.
+	Keys *Keys
+	// MaxWait bounds how long a Messages call waits for admission, retries included,
+	// before the client gets a 429 rate_limit_error. Default 10 minutes.
+	MaxWait time.Duration
+	// MaxQueue bounds the calls waiting for admission across teams; beyond it a call
+	// gets a 429 at once. Default 10,000.
+	MaxQueue int
+	// MaxAttempts is the most upstream attempts of one Messages call when the API
+	// answers 429 or 529 before anything was sent to the client. Default 4; 1
+	// passes every 429 and 529 on.
+	MaxAttempts int
+	// Backoff spaces the retries after a 529 (a 429 waits out the class's pause in
+	// admission instead). Default: upstream.Backoff's defaults.
+	Backoff upstream.Backoff
+	// Registry, when set, receives the gateway's metrics, and is served at /metrics.
+	Registry *prometheus.Registry
+	// Logger receives one line per failed call and per upstream 429/529; never a key,
+	// a prompt or a completion. Default: discard.
+	Logger *slog.Logger
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// Defaults.
+const (
+	DefaultMaxWait     = 10 * time.Minute
+	DefaultMaxQueue    = 10000
+	DefaultMaxAttempts = 4
+)
+
+// Body size limits, the API's (anthropic-api.md 2.1).
+const (
+	maxMessageBody = 32 << 20
+	maxBatchBody   = 256 << 20
+	maxJSONResp    = 64 << 20
+)
+
+// Gateway is clade serve's http.Handler: an Anthropic-compatible API that admits
+// every Messages call against the organisation's limits. See the package doc.
+type Gateway struct {
+	cfg     Config
+	up      *upstream.Client
+	lim     *ratelimit.Limiter
+	est     *runner.Estimator
+	m       *metrics
+	mux     *http.ServeMux
+	log     *slog.Logger
+	now     func() time.Time
+	started time.Time
+
+	mu      sync.Mutex
+	queues  map[string]*fairQueue  // by class
+	windows map[string]*rateWindow // by class
+	queued  int                    // calls waiting, all classes
+}
+
+// New returns a Gateway for cfg.
+func New(cfg Config) (*Gateway, error) {
+	if cfg.Upstream == nil || cfg.Limiter == nil {
+		return nil, errors.New("serve: Upstream and Limiter are required")
+	}
+	if cfg.MaxWait <= 0 {
+		cfg.MaxWait = DefaultMaxWait
+	}
+	if cfg.MaxQueue <= 0 {
+		cfg.MaxQueue = DefaultMaxQueue
+	}
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = DefaultMaxAttempts
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	var reg prometheus.Registerer
+	if cfg.Registry != nil {
+		reg = cfg.Registry
+	}
+	g := &Gateway{
+		cfg: cfg, up: cfg.Upstream, lim: cfg.Limiter, est: runner.NewEstimator(),
+		m: newMetrics(reg), mux: http.NewServeMux(), log: cfg.Logger, now: cfg.Now, started: cfg.Now(),
+		queues: map[string]*fairQueue{}, windows: map[string]*rateWindow{},
+	}
+	for _, t := range cfg.Keys.Teams() {
+		g.m.depth.WithLabelValues(t.Name).Set(0)
+	}
+	g.routes()
+	return g, nil
+}
+
+func (g *Gateway) routes() {
+	g.mux.HandleFunc("POST /v1/messages", g.authed(epMessages, g.handleMessages))
+	g.mux.HandleFunc("POST /v1/messages/count_tokens", g.authed(epCountTokens, g.pass(epCountTokens, maxMessageBody)))
+	g.mux.HandleFunc("GET /v1/models", g.authed(epModels, g.pass(epModels, 0)))
+	g.mux.HandleFunc("GET /v1/models/{id}", g.authed(epModels, g.pass(epModels, 0)))
+	g.mux.HandleFunc("/v1/messages/batches", g.authed(epBatches, g.pass(epBatches, maxBatchBody)))
+	g.mux.HandleFunc("/v1/messages/batches/{rest...}", g.authed(epBatches, g.pass(epBatches, maxBatchBody)))
+	g.mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
+		g.m.requests.WithLabelValues(teamNone, epOther, "404").Inc()
+		writeError(w, http.StatusNotFound, wire.NotFound, "Not found: "+r.Method+" "+r.URL.Path, nil)
+	})
+	g.mux.HandleFunc("GET /_clade/status", g.handleStatus)
+	g.mux.HandleFunc("GET /{$}", g.handleIndex)
+	if g.cfg.Registry != nil {
+		g.mux.Handle("GET /metrics", promhttp.HandlerFor(g.cfg.Registry, promhttp.HandlerOpts{}))
+	}
+}
+
+// ServeHTTP serves the gateway's API, /metrics, /_clade/status and /.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) { g.mux.ServeHTTP(w, r) }
+
+// clientKey returns the key a client sent, in either style the SDKs use.
+func clientKey(r *http.Request) string {
+	if k := strings.TrimSpace(r.Header.Get("x-api-key")); k != "" {
+		return k
+	}
+	if a := r.Header.Get("Authorization"); len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
+		return strings.TrimSpace(a[7:])
+	}
+	return ""
+}
+
+// authed checks the client's key and passes its team on; an unknown key gets the
+// API's 401.
+func (g *Gateway) authed(endpoint string, h func(http.ResponseWriter, *http.Request, *Team)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		key := clientKey(r)
+		team := g.cfg.Keys.Lookup(key)
+		if team == nil {
+			g.m.requests.WithLabelValues(teamNone, endpoint, "401").Inc()
+			msg := "invalid x-api-key"
+			if key == "" {
+				msg = "x-api-key header is required"
+			}
+			writeError(w, http.StatusUnauthorized, wire.Authentication, msg, nil)
+			return
+		}
+		h(w, r, team)
+	}
+}
+
+// pass relays a call upstream as it is (count_tokens, models, batches), with bodies
+// up to limit bytes.
+func (g *Gateway) pass(endpoint string, limit int64) func(http.ResponseWriter, *http.Request, *Team) {
+	return func(w http.ResponseWriter, r *http.Request, team *Team) {
+		var body io.Reader
+		length := r.ContentLength
+		if r.Body != nil && r.Body != http.NoBody && length != 0 {
+			body = http.MaxBytesReader(w, r.Body, max(limit, 1))
+		} else {
+			length = 0
+		}
+		resp, err := g.up.Proxy(r.Context(), upstream.ProxyRequest{
+			Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery,
+			Body: body, ContentLength: length, Header: r.Header,
+		})
+		if err != nil {
+			code := g.proxyFailed(w, r, err)
+			g.m.requests.WithLabelValues(team.Name, endpoint, statusLabel(code)).Inc()
+			return
+		}
+		defer resp.Body.Close()
+		copyHeaders(w.Header(), resp.Header, true)
+		w.WriteHeader(resp.StatusCode)
+		g.m.requests.WithLabelValues(team.Name, endpoint, statusLabel(resp.StatusCode)).Inc()
+		copyFlushing(w, resp.Body)
+	}
+}
+
+// proxyFailed answers a call whose upstream request got no response and returns the
+// status written (499 when the client left, nothing written).
+func (g *Gateway) proxyFailed(w http.ResponseWriter, r *http.Request, err error) int {
+	var mbe *http.MaxBytesError
+	switch {
+	case r.Context().Err() != nil:
+		return 499
+	case errors.As(err, &mbe):
+		writeError(w, http.StatusRequestEntityTooLarge, wire.RequestTooLarge,
+			fmt.Sprintf("Request exceeds the maximum allowed number of bytes (%d)", mbe.Limit), nil)
+		return http.StatusRequestEntityTooLarge
+	}
+	g.log.Warn("upstream call failed", "method", r.Method, "path", r.URL.Path, "error", err)
+	writeError(w, http.StatusBadGateway, wire.APIError, "clade serve: the upstream API did not answer", nil)
+	return http.StatusBadGateway
+}
+
+// copyFlushing copies a response body to the client, flushing after every read, so
+// that batch results and other streams reach the client as they arrive.
+func copyFlushing(w http.ResponseWriter, body io.Reader) {
+	rc := http.NewResponseController(w)
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := body.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return
+			}
+			_ = rc.Flush()
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// copyHeaders copies the response headers a client may use: the body's type (and
+// length when the body is passed unchanged), request-id, retry hints and the
+// anthropic-* headers (rate limits, organisation).
+func copyHeaders(dst, src http.Header, withLength bool) {
+	for k, vs := range src {
+		lk := strings.ToLower(k)
+		switch {
+		case lk == "content-type", lk == "request-id", lk == "retry-after", lk == "retry-after-ms",
+			lk == "x-should-retry", strings.HasPrefix(lk, "anthropic-"):
+		case lk == "content-length" && withLength:
+		default:
+			continue
+		}
+		dst[k] = append([]string(nil), vs...)
+	}
+}
+
+// writeError writes an error in the API's envelope, with a request-id of the
+// gateway's own and the extra headers h.
+func writeError(w http.ResponseWriter, status int, typ, msg string, h http.Header) {
+	id := newRequestID()
+	for k, vs := range h {
+		w.Header()[k] = vs
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("request-id", id)
+	w.WriteHeader(status)
+	e := &wire.Error{Status: status, Type: typ, Message: msg}
+	w.Write(e.MarshalEnvelope(id))
+}
+
+// newRequestID returns an id for a response the gateway writes itself.
+func newRequestID() string {
+	var b [12]byte
+	rand.Read(b[:])
+	return "req_clade_" + hex.EncodeToString(b[:])
+}
+
+// retryAfterHeader is the retry-after of a 429 the gateway writes itself.
+func retryAfterHeader(d time.Duration) http.Header {
+	s := int64((d + time.Second - 1) / time.Second)
+	return http.Header{"Retry-After": {strconv.FormatInt(min(max(s, 1), 60), 10)}}
+}

@@ -1,0 +1,119 @@
+package serve
+
+import (
+	"encoding/json"
+	"net/http"
+	"sort"
+	"time"
+)
+
+// Status is the JSON of GET /_clade/status: this gateway's view of the
+// organisation's limits and of its own queue.
+type Status struct {
+	At            time.Time `json:"at"`
+	UptimeSeconds float64   `json:"uptime_seconds"`
+	Tier          string    `json:"tier"`
+	// InFlight counts calls holding a concurrency slot of this gateway's limiter.
+	InFlight int           `json:"in_flight"`
+	Classes  []ClassStatus `json:"classes"`
+	// Queued is the number of Messages calls waiting for admission, by team.
+	Queued map[string]int `json:"queued"`
+}
+
+// ClassStatus is one model class: what this gateway relayed in the last minute
+// against the class's limits, and the shared buckets' levels.
+type ClassStatus struct {
+	Class string `json:"class"`
+	// Last 60 seconds through this gateway: requests and tokens as the limits count
+	// them (input: uncached input and cache writes), and upstream refusals.
+	RequestsPerMin     int64 `json:"requests_per_min"`
+	InputTokensPerMin  int64 `json:"input_tokens_per_min"`
+	OutputTokensPerMin int64 `json:"output_tokens_per_min"`
+	Upstream429PerMin  int64 `json:"upstream_429_per_min"`
+	Upstream529PerMin  int64 `json:"upstream_529_per_min"`
+	// Limits per minute in force, and the buckets' current levels (shared by every
+	// gateway on the same backend).
+	LimitRPM         int64      `json:"limit_rpm"`
+	LimitITPM        int64      `json:"limit_itpm"`
+	LimitOTPM        int64      `json:"limit_otpm"`
+	RequestsLeft     float64    `json:"requests_available"`
+	InputTokensLeft  float64    `json:"input_tokens_available"`
+	OutputTokensLeft float64    `json:"output_tokens_available"`
+	PausedUntil      *time.Time `json:"paused_until,omitempty"`
+	Concurrency      int        `json:"concurrency_limit"`
+}
+
+// Status returns the gateway's status now.
+func (g *Gateway) Status(r *http.Request) Status {
+	now := g.now()
+	st := Status{At: now.UTC(), UptimeSeconds: now.Sub(g.started).Seconds(), Queued: map[string]int{}}
+	for _, t := range g.cfg.Keys.Teams() {
+		st.Queued[t.Name] = 0
+	}
+	g.mu.Lock()
+	queues := make([]*fairQueue, 0, len(g.queues))
+	for _, q := range g.queues {
+		queues = append(queues, q)
+	}
+	g.mu.Unlock()
+	for _, q := range queues {
+		q.depths(st.Queued)
+	}
+	snap, err := g.lim.Snapshot(r.Context())
+	if err != nil {
+		g.log.Warn("limiter snapshot", "error", err)
+	}
+	st.Tier, st.InFlight = snap.Tier, snap.InFlight
+	for _, cs := range snap.Classes {
+		w := g.window(cs.Class).sum(now)
+		c := ClassStatus{
+			Class: cs.Class, RequestsPerMin: w.req, InputTokensPerMin: w.in, OutputTokensPerMin: w.out,
+			Upstream429PerMin: w.throttled, Upstream529PerMin: w.overloaded,
+			LimitRPM: cs.Requests.Limit, LimitITPM: cs.InputTokens.Limit, LimitOTPM: cs.OutputTokens.Limit,
+			RequestsLeft: cs.Requests.Level, InputTokensLeft: cs.InputTokens.Level, OutputTokensLeft: cs.OutputTokens.Level,
+			Concurrency: int(cs.Concurrency.Limit),
+		}
+		if cs.Paused(now) {
+			p := cs.PausedUntil.UTC()
+			c.PausedUntil = &p
+		}
+		st.Classes = append(st.Classes, c)
+	}
+	sort.Slice(st.Classes, func(i, j int) bool { return st.Classes[i].Class < st.Classes[j].Class })
+	return st
+}
+
+func (g *Gateway) handleStatus(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(g.Status(r))
+}
+
+// handleIndex serves a small page that polls /_clade/status.
+func (g *Gateway) handleIndex(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Write([]byte(indexHTML))
+}
+
+const indexHTML = `<!doctype html>
+<html><head><meta charset="utf-8"><title>clade serve</title>
+<style>body{font:14px system-ui,sans-serif;margin:2em}table{border-collapse:collapse}
+td,th{padding:.3em .8em;border-bottom:1px solid #ddd;text-align:right}th:first-child,td:first-child{text-align:left}
+.bar{background:#eee;width:120px;height:10px;display:inline-block}.bar i{background:#4a7;height:10px;display:block}</style>
+</head><body><h1>clade serve</h1><p id="at"></p>
+<h2>Throughput against the limits (last minute)</h2>
+<table id="classes"><thead><tr><th>class</th><th>requests/min</th><th>input tokens/min</th><th>output tokens/min</th><th>429/529 upstream</th><th>paused</th></tr></thead><tbody></tbody></table>
+<h2>Waiting for admission</h2><table id="queued"><thead><tr><th>team</th><th>calls</th></tr></thead><tbody></tbody></table>
+<script>
+function cell(v,l){const p=l>0?Math.min(100,100*v/l):0;return '<td>'+v.toLocaleString()+' / '+l.toLocaleString()+' <span class="bar"><i style="width:'+p+'%"></i></span></td>'}
+function esc(s){return String(s).replace(/[&<>"]/g,c=>({'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;'}[c]))}
+async function tick(){try{const s=await (await fetch('/_clade/status')).json();
+document.getElementById('at').textContent='tier '+s.tier+', '+s.in_flight+' in flight, at '+s.at;
+document.querySelector('#classes tbody').innerHTML=(s.classes||[]).map(c=>'<tr><td>'+esc(c.class)+'</td>'+cell(c.requests_per_min,c.limit_rpm)+cell(c.input_tokens_per_min,c.limit_itpm)+cell(c.output_tokens_per_min,c.limit_otpm)+'<td>'+c.upstream_429_per_min+' / '+c.upstream_529_per_min+'</td><td>'+(c.paused_until?esc(c.paused_until):'')+'</td></tr>').join('');
+document.querySelector('#queued tbody').innerHTML=Object.entries(s.queued).map(([t,n])=>'<tr><td>'+esc(t)+'</td><td>'+n+'</td></tr>').join('');
+}catch(e){}}
+tick();setInterval(tick,2000);
+</script></body></html>
+`
