@@ -1,10 +1,7 @@
 package batch_test
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -15,69 +12,17 @@ import (
 	"github.com/clade-dev/clade/emulator"
 	"github.com/clade-dev/clade/internal/batch"
 	"github.com/clade-dev/clade/internal/jobs"
+	"github.com/clade-dev/clade/internal/testkit"
 	"github.com/clade-dev/clade/internal/upstream"
 )
 
 const testKey = "sk-ant-batch-test-0123456789abcdef"
 
-// writeInput writes n good request lines plus the given extra lines.
+// writeInput writes n good request lines (custom_ids req-00000…, the default
+// testkit.Input) plus the given extra lines to dir/input.jsonl.
 func writeInput(t *testing.T, dir string, n int, extra ...string) string {
 	t.Helper()
-	var b bytes.Buffer
-	for i := 0; i < n; i++ {
-		fmt.Fprintf(&b, `{"custom_id":"req-%05d","params":{"model":"claude-haiku-4-5","max_tokens":64,"messages":[{"role":"user","content":"question %d"}]}}`+"\n", i, i)
-	}
-	for _, l := range extra {
-		b.WriteString(l + "\n")
-	}
-	path := filepath.Join(dir, "input.jsonl")
-	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
-type line struct {
-	Type    string
-	ErrType string
-}
-
-// readResults returns custom_id → result from a results file, failing on a
-// duplicate id.
-func readResults(t *testing.T, path string) map[string]line {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	out := map[string]line{}
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 64<<20)
-	for sc.Scan() {
-		var l struct {
-			CustomID string `json:"custom_id"`
-			Result   struct {
-				Type  string `json:"type"`
-				Error struct {
-					Error struct {
-						Type string `json:"type"`
-					} `json:"error"`
-				} `json:"error"`
-			} `json:"result"`
-		}
-		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
-			t.Fatalf("results line %q: %v", sc.Text(), err)
-		}
-		if _, dup := out[l.CustomID]; dup {
-			t.Fatalf("custom_id %s appears twice in %s", l.CustomID, path)
-		}
-		out[l.CustomID] = line{l.Result.Type, l.Result.Error.Error.Type}
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return testkit.Input{}.Write(t, filepath.Join(dir, "input.jsonl"), n, extra...)
 }
 
 // templateDB is an empty, migrated store: copying it saves each test River's
@@ -186,9 +131,9 @@ func run(t *testing.T, cfg batch.Config) *batch.Summary {
 	return sum
 }
 
-func wantAll(t *testing.T, path string, n int, typ string) map[string]line {
+func wantAll(t *testing.T, path string, n int, typ string) map[string]testkit.Result {
 	t.Helper()
-	res := readResults(t, path)
+	res := testkit.ReadResults(t, path)
 	if len(res) != n {
 		t.Fatalf("results file has %d custom_ids, want %d", len(res), n)
 	}
@@ -255,10 +200,10 @@ func TestInvalidParamsNotResubmitted(t *testing.T) {
 	if sum.Succeeded != n || sum.Errored != 5 || sum.Resubmitted != 0 {
 		t.Errorf("Run() = %d succeeded, %d errored, %d resubmitted; want %d, 5, 0", sum.Succeeded, sum.Errored, sum.Resubmitted, n)
 	}
-	res := readResults(t, cfg.Output)
+	res := testkit.ReadResults(t, cfg.Output)
 	for i := 0; i < 5; i++ {
-		if got := res[fmt.Sprintf("bad-%d", i)]; got != (line{"errored", "invalid_request_error"}) {
-			t.Errorf("result of bad-%d = %+v, want errored invalid_request_error", i, got)
+		if got := res[fmt.Sprintf("bad-%d", i)]; got.Type != "errored" || got.ErrorType != "invalid_request_error" {
+			t.Errorf("result of bad-%d = %s %s, want errored invalid_request_error", i, got.Type, got.ErrorType)
 		}
 	}
 	if bs := e.apiBatches(t); len(bs) != 2 || requestsIn(bs) != n+5 {

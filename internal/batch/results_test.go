@@ -9,6 +9,7 @@ import (
 	"github.com/clade-dev/clade/emulator"
 	"github.com/clade-dev/clade/internal/batch"
 	"github.com/clade-dev/clade/internal/jobs"
+	"github.com/clade-dev/clade/internal/testkit"
 )
 
 // advanceEvery moves the emulator's batch clock by step every real interval until
@@ -42,7 +43,7 @@ func TestRetryableErroredResubmittedUntilMaxRounds(t *testing.T) {
 	cfg := e.config(writeInput(t, e.dir, n), 0)
 	cfg.MaxRounds = rounds
 	sum := run(t, cfg)
-	res := readResults(t, cfg.Output)
+	res := testkit.ReadResults(t, cfg.Output)
 	if len(res) != n {
 		t.Fatalf("results file has %d custom_ids, want %d", len(res), n)
 	}
@@ -50,8 +51,8 @@ func TestRetryableErroredResubmittedUntilMaxRounds(t *testing.T) {
 	for id, l := range res {
 		switch {
 		case l.Type == "succeeded":
-		case l.Type == "errored" && (l.ErrType == "api_error" || l.ErrType == "overloaded_error"):
-			byErr[l.ErrType]++
+		case l.Type == "errored" && (l.ErrorType == "api_error" || l.ErrorType == "overloaded_error"):
+			byErr[l.ErrorType]++
 		default:
 			t.Errorf("result of %s = %+v, want succeeded or a retryable errored", id, l)
 		}
@@ -150,7 +151,7 @@ func TestCancelStopsRun(t *testing.T) {
 		t.Errorf("Run() after Cancel = %d succeeded, %d canceled, %d pending, %d resubmitted; want %d in all, ≥ 20 canceled, 0 pending, 0 resubmitted",
 			o.sum.Succeeded, o.sum.Canceled, o.sum.Pending, o.sum.Resubmitted, n)
 	}
-	res := readResults(t, cfg.Output)
+	res := testkit.ReadResults(t, cfg.Output)
 	if len(res) != n {
 		t.Fatalf("results file has %d custom_ids, want %d", len(res), n)
 	}

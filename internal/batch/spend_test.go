@@ -1,10 +1,7 @@
 package batch_test
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -14,6 +11,7 @@ import (
 	"github.com/clade-dev/clade/emulator"
 	"github.com/clade-dev/clade/internal/batch"
 	"github.com/clade-dev/clade/internal/runner"
+	"github.com/clade-dev/clade/internal/testkit"
 )
 
 // emulatorHolds sums the requests in the emulator's batches.
@@ -77,25 +75,9 @@ func TestRoutingInBatches(t *testing.T) {
 	if err != nil || sum.Succeeded != 12 {
 		t.Fatalf("Run: %+v, %v", sum, err)
 	}
-	f, err := os.Open(filepath.Join(e.dir, "results.jsonl"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var l struct {
-			Result struct {
-				Message struct {
-					Model string `json:"model"`
-				} `json:"message"`
-			} `json:"result"`
-		}
-		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
-			t.Fatal(err)
-		}
-		if !strings.HasPrefix(l.Result.Message.Model, "claude-sonnet") {
-			t.Fatalf("answered by %q, want the routed sonnet model", l.Result.Message.Model)
+	for _, l := range testkit.ResultLines(t, filepath.Join(e.dir, "results.jsonl")) {
+		if !strings.HasPrefix(l.Model, "claude-sonnet") {
+			t.Fatalf("answered by %q, want the routed sonnet model", l.Model)
 		}
 	}
 	cat := catalog.Default()
@@ -153,20 +135,8 @@ func TestOrderedOutput(t *testing.T) {
 	if sum, err := batch.Run(context.Background(), cfg); err != nil || sum.Succeeded != 30 {
 		t.Fatalf("Run: %+v, %v", sum, err)
 	}
-	f, err := os.Open(filepath.Join(e.dir, "results.jsonl"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
 	var ids []string
-	for sc.Scan() {
-		var l struct {
-			CustomID string `json:"custom_id"`
-		}
-		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
-			t.Fatal(err)
-		}
+	for _, l := range testkit.ResultLines(t, filepath.Join(e.dir, "results.jsonl")) {
 		ids = append(ids, l.CustomID)
 	}
 	if len(ids) != 30 || !slices.IsSorted(ids) {
