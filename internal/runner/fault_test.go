@@ -13,6 +13,7 @@ import (
 	"github.com/clade-dev/clade/emulator"
 	"github.com/clade-dev/clade/internal/jobs"
 	"github.com/clade-dev/clade/internal/runner"
+	"github.com/clade-dev/clade/internal/testkit"
 	"github.com/clade-dev/clade/internal/upstream"
 )
 
@@ -78,7 +79,7 @@ func TestRunUnderFaults(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	got := readResults(t, out)
+	got := testkit.ResultTypes(t, out)
 	for id, typ := range got {
 		if typ != "succeeded" {
 			t.Errorf("%s ended %s, want succeeded despite retryable faults", id, typ)

@@ -1,10 +1,8 @@
 package runner_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -14,56 +12,17 @@ import (
 	"github.com/clade-dev/clade/emulator"
 	"github.com/clade-dev/clade/internal/jobs"
 	"github.com/clade-dev/clade/internal/runner"
+	"github.com/clade-dev/clade/internal/testkit"
 	"github.com/clade-dev/clade/internal/upstream"
 )
 
 const testKey = "sk-ant-runner-test-0123456789abcdef"
 
-// writeInput writes n good request lines plus the given extra lines.
+// writeInput writes n good request lines (custom_ids req-00000…, the default
+// testkit.Input) plus the given extra lines to dir/input.jsonl.
 func writeInput(t *testing.T, dir string, n int, extra ...string) string {
 	t.Helper()
-	var b bytes.Buffer
-	for i := 0; i < n; i++ {
-		fmt.Fprintf(&b, `{"custom_id":"req-%05d","params":{"model":"claude-haiku-4-5","max_tokens":64,"messages":[{"role":"user","content":"question %d"}]}}`+"\n", i, i)
-	}
-	for _, l := range extra {
-		b.WriteString(l + "\n")
-	}
-	path := filepath.Join(dir, "input.jsonl")
-	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
-// readResults returns custom_id → result type from a results file, failing on a
-// duplicate id.
-func readResults(t *testing.T, path string) map[string]string {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	out := map[string]string{}
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 64<<20)
-	for sc.Scan() {
-		var line struct {
-			CustomID string `json:"custom_id"`
-			Result   struct {
-				Type string `json:"type"`
-			} `json:"result"`
-		}
-		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
-			t.Fatalf("results line %q: %v", sc.Text(), err)
-		}
-		if _, dup := out[line.CustomID]; dup {
-			t.Fatalf("custom_id %s appears twice in %s", line.CustomID, path)
-		}
-		out[line.CustomID] = line.Result.Type
-	}
-	return out
+	return testkit.Input{}.Write(t, filepath.Join(dir, "input.jsonl"), n, extra...)
 }
 
 func setup(t *testing.T, cfg emulator.Config) (*upstream.Client, *jobs.Store, string) {
@@ -100,7 +59,7 @@ func TestRunEndToEndWithBadLines(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	got := readResults(t, out)
+	got := testkit.ResultTypes(t, out)
 	if len(got) != 301 {
 		t.Fatalf("results for %d custom_ids, want 301 (300 good + the unknown model)", len(got))
 	}
@@ -132,7 +91,7 @@ func TestRunEndToEndWithBadLines(t *testing.T) {
 	if sum2.Sent != 0 {
 		t.Errorf("resumed finished run sent %d requests, want 0", sum2.Sent)
 	}
-	if again := readResults(t, out); len(again) != 301 {
+	if again := testkit.ResultTypes(t, out); len(again) != 301 {
 		t.Errorf("after resume %d results, want 301", len(again))
 	}
 }
@@ -181,7 +140,7 @@ func TestRunSpendCapStopsAndResumes(t *testing.T) {
 	if err != nil {
 		t.Fatalf("resumed Run: %v", err)
 	}
-	if got := readResults(t, out); len(got) != 50 || sum.Succeeded != 50 {
+	if got := testkit.ResultTypes(t, out); len(got) != 50 || sum.Succeeded != 50 {
 		t.Errorf("after resume %d results, summary %+v; want 50 succeeded", len(got), sum)
 	}
 }

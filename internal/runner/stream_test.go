@@ -1,14 +1,12 @@
 package runner_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -18,6 +16,7 @@ import (
 	"github.com/clade-dev/clade/emulator"
 	"github.com/clade-dev/clade/internal/jobs"
 	"github.com/clade-dev/clade/internal/runner"
+	"github.com/clade-dev/clade/internal/testkit"
 	"github.com/clade-dev/clade/internal/upstream"
 )
 
@@ -51,23 +50,17 @@ func (s *streamTap) RoundTrip(req *http.Request) (*http.Response, error) {
 	return http.DefaultTransport.RoundTrip(req)
 }
 
-// writeMixedInput writes n requests, every other one with a max_tokens above the
-// default streaming threshold.
+// writeMixedInput writes n requests to dir/input.jsonl, custom_ids req-000…,
+// every other one with a max_tokens above the default streaming threshold.
 func writeMixedInput(t *testing.T, dir string, n int) string {
 	t.Helper()
-	var b bytes.Buffer
-	for i := range n {
-		mt := 64
+	in := testkit.Input{IDFormat: "req-%03d", MaxTokensOf: func(i int) int {
 		if i%2 == 1 {
-			mt = 30_000
+			return 30_000
 		}
-		fmt.Fprintf(&b, `{"custom_id":"req-%03d","params":{"model":"claude-haiku-4-5","max_tokens":%d,"messages":[{"role":"user","content":"question %d"}]}}`+"\n", i, mt, i)
-	}
-	path := filepath.Join(dir, "input.jsonl")
-	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return path
+		return 64
+	}}
+	return in.Write(t, filepath.Join(dir, "input.jsonl"), n)
 }
 
 var (
@@ -80,28 +73,12 @@ var (
 // kept.
 func resultLines(t *testing.T, path string) map[string]string {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
 	out := map[string]string{}
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 64<<20)
-	for sc.Scan() {
-		var line struct {
-			CustomID string `json:"custom_id"`
-		}
-		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
-			t.Fatalf("results line %q: %v", sc.Text(), err)
-		}
-		s := msgIDRE.ReplaceAllString(sc.Text(), `"id":"msg_X"`)
-		out[line.CustomID] = msgTextRE.ReplaceAllStringFunc(s, func(m string) string {
+	for _, r := range testkit.ResultLines(t, path) {
+		s := msgIDRE.ReplaceAllString(r.Line, `"id":"msg_X"`)
+		out[r.CustomID] = msgTextRE.ReplaceAllStringFunc(s, func(m string) string {
 			return fmt.Sprintf(`"text":"<%d bytes>"`, len(m)-2-len(`"text":`))
 		})
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
 	}
 	return out
 }
@@ -197,7 +174,7 @@ func TestRunUnderStreamErrors(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	got := readResults(t, out)
+	got := testkit.ResultTypes(t, out)
 	for id, typ := range got {
 		if typ != "succeeded" {
 			t.Errorf("%s ended %s, want succeeded despite mid-stream errors", id, typ)
