@@ -1,15 +1,10 @@
 package hybrid_test
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,70 +14,11 @@ import (
 	"github.com/clade-dev/clade/internal/hybrid"
 	"github.com/clade-dev/clade/internal/jobs"
 	"github.com/clade-dev/clade/internal/runner"
+	"github.com/clade-dev/clade/internal/testkit"
 	"github.com/clade-dev/clade/internal/upstream"
 )
 
 const testKey = "sk-ant-hybrid-test-0123456789abcdef"
-
-func writeInput(t *testing.T, dir string, n int) string {
-	t.Helper()
-	var b bytes.Buffer
-	for i := 0; i < n; i++ {
-		fmt.Fprintf(&b, `{"custom_id":"req-%05d","params":{"model":"claude-haiku-4-5","max_tokens":32,"messages":[{"role":"user","content":"question %d"}]}}`+"\n", i, i)
-	}
-	path := filepath.Join(dir, "input.jsonl")
-	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
-// readResults maps custom_id to its result type, failing on a repeated id.
-func readResults(t *testing.T, path string) map[string]string {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	out := map[string]string{}
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 16<<20)
-	for sc.Scan() {
-		var l struct {
-			CustomID string `json:"custom_id"`
-			Result   struct {
-				Type string `json:"type"`
-			} `json:"result"`
-		}
-		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
-			t.Fatalf("bad result line %q: %v", sc.Text(), err)
-		}
-		if _, dup := out[l.CustomID]; dup {
-			t.Errorf("%s has two result lines", l.CustomID)
-		}
-		out[l.CustomID] = l.Result.Type
-	}
-	return out
-}
-
-// syncBuffer is a bytes.Buffer safe for the run's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 type env struct {
 	em     *emulator.Running
@@ -102,7 +38,7 @@ func setup(t *testing.T, n int, em emulator.Config) *env {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	e.input = writeInput(t, dir, n)
+	e.input = testkit.Input{MaxTokens: 32}.Write(t, filepath.Join(dir, "input.jsonl"), n)
 	e.output = filepath.Join(dir, "out.jsonl")
 	e.store, err = jobs.Open(context.Background(), filepath.Join(dir, "store.db"))
 	if err != nil {
@@ -112,7 +48,7 @@ func setup(t *testing.T, n int, em emulator.Config) *env {
 	return e
 }
 
-func (e *env) config(deadline time.Time, progress *syncBuffer) hybrid.Config {
+func (e *env) config(deadline time.Time, progress *testkit.Buffer) hybrid.Config {
 	return hybrid.Config{
 		Store: e.store, Client: e.client, Input: e.input, Output: e.output,
 		Tier: "tier-4", Deadline: deadline, Slack: time.Second, Tick: 100 * time.Millisecond,
@@ -147,7 +83,7 @@ func TestHybridSpillsToRealtime(t *testing.T) {
 	const n = 100
 	// Clock at 2×: a canceled batch ends 0.5 s (real) after the cancel.
 	e := setup(t, n, emulator.Config{Tier: "tier-4", BatchProcessingRate: 2, ClockSpeed: 2})
-	var progress syncBuffer
+	var progress testkit.Buffer
 	deadline := time.Now().Add(12 * time.Second)
 	cfg := e.config(deadline, &progress)
 	cfg.Batch.MaxRequests = 34
@@ -168,7 +104,7 @@ func TestHybridSpillsToRealtime(t *testing.T) {
 	if sum.Batches != 3 {
 		t.Errorf("%d batches created, want 3 (100 requests, 34 per batch)", sum.Batches)
 	}
-	got := readResults(t, e.output)
+	got := testkit.ResultTypes(t, e.output)
 	for i := 0; i < n; i++ {
 		id := fmt.Sprintf("req-%05d", i)
 		if got[id] != "succeeded" {
@@ -200,7 +136,7 @@ func TestHybridSpillsToRealtime(t *testing.T) {
 func TestHybridBatchesSuffice(t *testing.T) {
 	const n = 200
 	e := setup(t, n, emulator.Config{Tier: "tier-4", BatchProcessingRate: 1000})
-	var progress syncBuffer
+	var progress testkit.Buffer
 	deadline := time.Now().Add(10 * time.Minute)
 	sum, err := hybrid.Run(context.Background(), e.config(deadline, &progress))
 	if err != nil {
@@ -212,7 +148,7 @@ func TestHybridBatchesSuffice(t *testing.T) {
 	if sum.Spilled || sum.RealtimeSent != 0 {
 		t.Errorf("spilled %v with %d realtime calls; batches alone had 10 minutes for 200 requests\n%s", sum.Spilled, sum.RealtimeSent, progress.String())
 	}
-	if got := readResults(t, e.output); len(got) != n {
+	if got := testkit.ResultTypes(t, e.output); len(got) != n {
 		t.Errorf("output has %d results, want %d", len(got), n)
 	}
 	// Every request priced at batch rates: the stored cost is half of the same
@@ -230,7 +166,7 @@ func TestHybridBatchesSuffice(t *testing.T) {
 
 // spillWatcher is a progress writer that cancels a run once it has spilled.
 type spillWatcher struct {
-	syncBuffer
+	testkit.Buffer
 	cancel context.CancelFunc
 }
 
@@ -238,7 +174,7 @@ func (s *spillWatcher) Write(p []byte) (int, error) {
 	if strings.Contains(string(p), "spill to realtime") {
 		s.cancel()
 	}
-	return s.syncBuffer.Write(p)
+	return s.Buffer.Write(p)
 }
 
 // TestHybridResumesAfterInterrupt stops a run right after it spilled to realtime
@@ -260,7 +196,7 @@ func TestHybridResumesAfterInterrupt(t *testing.T) {
 	if !first.Spilled {
 		t.Fatalf("the first run did not spill:\n%s", w.String())
 	}
-	var progress syncBuffer
+	var progress testkit.Buffer
 	cfg = e.config(time.Now().Add(20*time.Second), &progress)
 	cfg.Batch.MaxRequests = 30
 	second, err := hybrid.Run(context.Background(), cfg)
@@ -273,7 +209,7 @@ func TestHybridResumesAfterInterrupt(t *testing.T) {
 	if !strings.Contains(progress.String(), "resuming a run that already moved to realtime") {
 		t.Errorf("the second run did not resume in realtime:\n%s", progress.String())
 	}
-	got := readResults(t, e.output)
+	got := testkit.ResultTypes(t, e.output)
 	if len(got) != n {
 		t.Errorf("output has %d custom_ids, want %d", len(got), n)
 	}
@@ -290,7 +226,7 @@ func TestResumeKeepsDurationDeadline(t *testing.T) {
 	first := time.Now().Add(time.Hour).Truncate(time.Microsecond)
 	runWith := func(spec string, deadline time.Time) (*hybrid.Summary, string) {
 		t.Helper()
-		var progress syncBuffer
+		var progress testkit.Buffer
 		cfg := e.config(deadline, &progress)
 		cfg.DeadlineSpec = spec
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
