@@ -155,7 +155,7 @@ func NewClient(s *Store, work WorkFunc, cfg ClientConfig) (*Client, error) {
 		FetchPollInterval:    c.cfg.FetchPollInterval,
 		JobTimeout:           c.cfg.JobTimeout,
 		RescueStuckJobsAfter: c.cfg.RescueStuckJobsAfter,
-		Logger:               s.logger,
+		Logger:               quietRiver(s.logger),
 		Queues:               map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: c.cfg.MaxWorkers}},
 		Workers:              workers,
 		TestOnly:             c.cfg.TestOnly,
