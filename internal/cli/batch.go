@@ -179,7 +179,8 @@ func runBatch(cmd *cobra.Command, g *globalFlags, f *batchFlags, input string) e
 		Realtime: runner.Config{MaxConcurrency: f.concurrency, MaxAttempts: f.maxAttempts},
 	}
 	if reg != nil {
-		cfg.Registry = reg
+		// clade_batch_*, and clade_run_* once realtime retries start.
+		cfg.Registry, cfg.Realtime.Registry = reg, reg
 	}
 	sum, err := batch.Run(ctx, cfg)
 	if sum != nil {
