@@ -35,8 +35,12 @@ func TestImportNoJobs(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Status() error = %v", err)
 			}
-			if status.Pending != 3 || len(status.Jobs) != 0 {
-				t.Errorf("Status() = %d pending, jobs %v; want 3 pending and no jobs", status.Pending, status.Jobs)
+			jc, err := s.JobCounts(ctx, run.ID)
+			if err != nil {
+				t.Fatalf("JobCounts() error = %v", err)
+			}
+			if status.Pending != 3 || len(jc) != 0 {
+				t.Errorf("Status() = %d pending, jobs %v; want 3 pending and no jobs", status.Pending, jc)
 			}
 			if n, err := s.DropRequestJobs(ctx, run.ID); err != nil || n != 0 {
 				t.Errorf("DropRequestJobs() = %d, %v; want 0, nil", n, err)

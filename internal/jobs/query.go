@@ -25,7 +25,6 @@ type Status struct {
 	// Results counts results by type; Pending is Requests less all results.
 	Results map[ResultType]int64
 	Pending int64
-	Jobs    map[string]int64
 	// Usage and CostUSD sum over the results.
 	Usage   catalog.Usage
 	CostUSD float64
@@ -38,7 +37,7 @@ func (s *Store) Status(ctx context.Context, runID int64) (*Status, error) {
 		return nil, err
 	}
 	st := &Status{RunID: runID, Imported: run.Imported, Requests: run.Requests, Problems: run.Problems,
-		Results: map[ResultType]int64{}, Jobs: map[string]int64{}}
+		Results: map[ResultType]int64{}}
 	rd := s.b.reader()
 	rs, err := rd.query(ctx, `SELECT type, count(*), coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0),
 			coalesce(sum(cache_write_5m_tokens), 0), coalesce(sum(cache_write_1h_tokens), 0),
@@ -71,21 +70,28 @@ func (s *Store) Status(ctx context.Context, runID int64) (*Status, error) {
 		return nil, err
 	}
 	st.Pending = st.Requests - done
+	return st, nil
+}
 
-	rs, err = rd.query(ctx, `SELECT state, count(*) FROM river_job WHERE kind = '`+JobKind+`' AND `+s.b.runOfJob()+` = $1 GROUP BY state`, runID)
+// JobCounts returns the run's River jobs by state. It reads every job of the store
+// (a job's run is in its JSON args), so it is kept out of Status, which the
+// dispatchers call often.
+func (s *Store) JobCounts(ctx context.Context, runID int64) (map[string]int64, error) {
+	rs, err := s.b.reader().query(ctx, `SELECT state, count(*) FROM river_job WHERE kind = '`+JobKind+`' AND `+s.b.runOfJob()+` = $1 GROUP BY state`, runID)
 	if err != nil {
-		return nil, fmt.Errorf("status: %w", err)
+		return nil, fmt.Errorf("job counts: %w", err)
 	}
 	defer rs.Close()
+	out := map[string]int64{}
 	for rs.Next() {
 		var state string
 		var n int64
 		if err := rs.Scan(&state, &n); err != nil {
 			return nil, err
 		}
-		st.Jobs[state] = n
+		out[state] = n
 	}
-	return st, rs.Err()
+	return out, rs.Err()
 }
 
 // unfinishedStates are River job states that will still run.

@@ -140,13 +140,23 @@ func Export(t testing.TB, ctx context.Context, s *jobs.Store, runID int64, order
 	return out, buf.String()
 }
 
-func status(t *testing.T, ctx context.Context, s *jobs.Store, runID int64) *jobs.Status {
+// runStatus is a run's Status with its River jobs by state (Store.JobCounts).
+type runStatus struct {
+	*jobs.Status
+	Jobs map[string]int64
+}
+
+func status(t *testing.T, ctx context.Context, s *jobs.Store, runID int64) runStatus {
 	t.Helper()
 	st, err := s.Status(ctx, runID)
 	if err != nil {
 		t.Fatalf("Status() error = %v", err)
 	}
-	return st
+	jc, err := s.JobCounts(ctx, runID)
+	if err != nil {
+		t.Fatalf("JobCounts() error = %v", err)
+	}
+	return runStatus{st, jc}
 }
 
 func problems(t *testing.T, ctx context.Context, s *jobs.Store, runID int64) []string {
