@@ -2,9 +2,11 @@ package serve_test
 
 import (
 	"bytes"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"sync"
 	"testing"
 	"time"
@@ -31,12 +33,27 @@ const clientKey = "ck-anything-12345"
 
 // recorder counts the upstream responses by status, between gateway and emulator.
 type recorder struct {
-	next http.RoundTripper
-	mu   sync.Mutex
+	next   http.RoundTripper
+	mu     sync.Mutex
 	byCode map[int]int
+	// sent is the first text block of each Messages request, in the order they were
+	// sent upstream.
+	sent []string
 }
 
+var firstText = regexp.MustCompile(`"text":"([^"]*)"`)
+
 func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL.Path == "/v1/messages" && req.GetBody != nil {
+		if body, err := req.GetBody(); err == nil {
+			b, _ := io.ReadAll(body)
+			if m := firstText.FindSubmatch(b); m != nil {
+				r.mu.Lock()
+				r.sent = append(r.sent, string(m[1]))
+				r.mu.Unlock()
+			}
+		}
+	}
 	resp, err := r.next.RoundTrip(req)
 	if err == nil {
 		r.mu.Lock()
@@ -44,6 +61,13 @@ func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
 		r.mu.Unlock()
 	}
 	return resp, err
+}
+
+// sentSoFar returns a copy of sent.
+func (r *recorder) sentSoFar() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.sent...)
 }
 
 func (r *recorder) count(code int) int {
@@ -74,7 +98,8 @@ func (s *syncBuffer) String() string {
 type setup struct {
 	cat     *catalog.Catalog // default catalog.Default()
 	tier    string           // the emulator's and the limiter's; default "unlimited"
-	burst   float64          // bucket capacity as a fraction of a minute, both sides; default 1
+	burst   float64          // the limiter's bucket capacity as a fraction of a minute; default 1
+	emBurst float64          // the emulator's; default burst
 	keys    string           // client-keys YAML; "" accepts any key
 	maxWait time.Duration
 	backend ratelimit.Backend // default: in memory
@@ -103,10 +128,13 @@ func startGateway(t testing.TB, s setup) *gateway {
 	if s.burst == 0 {
 		s.burst = 1
 	}
+	if s.emBurst == 0 {
+		s.emBurst = s.burst
+	}
 	em := s.em
 	if em == nil {
 		cfg := s.emCfg
-		cfg.Catalog, cfg.Tier, cfg.BurstFraction, cfg.APIKeys = s.cat, s.tier, s.burst, []string{orgKey}
+		cfg.Catalog, cfg.Tier, cfg.BurstFraction, cfg.APIKeys = s.cat, s.tier, s.emBurst, []string{orgKey}
 		em = emulator.StartTB(t, cfg)
 	}
 	rec := &recorder{next: http.DefaultTransport.(*http.Transport).Clone(), byCode: map[int]int{}}

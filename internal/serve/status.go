@@ -1,6 +1,7 @@
 package serve
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"sort"
@@ -44,7 +45,7 @@ type ClassStatus struct {
 }
 
 // Status returns the gateway's status now.
-func (g *Gateway) Status(r *http.Request) Status {
+func (g *Gateway) Status(ctx context.Context) Status {
 	now := g.now()
 	st := Status{At: now.UTC(), UptimeSeconds: now.Sub(g.started).Seconds(), Queued: map[string]int{}}
 	for _, t := range g.cfg.Keys.Teams() {
@@ -59,7 +60,7 @@ func (g *Gateway) Status(r *http.Request) Status {
 	for _, q := range queues {
 		q.depths(st.Queued)
 	}
-	snap, err := g.lim.Snapshot(r.Context())
+	snap, err := g.lim.Snapshot(ctx)
 	if err != nil {
 		g.log.Warn("limiter snapshot", "error", err)
 	}
@@ -88,7 +89,7 @@ func (g *Gateway) handleStatus(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	enc.Encode(g.Status(r))
+	enc.Encode(g.Status(r.Context()))
 }
 
 // handleIndex serves a small page that polls /_clade/status.
