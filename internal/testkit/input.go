@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"testing"
 )
 
@@ -25,8 +26,8 @@ type Input struct {
 	MaxTokens int
 	// MaxTokensOf, when set, gives line i's max_tokens in place of MaxTokens.
 	MaxTokensOf func(i int) int
-	// Content is the fmt format of line i's user message, given i; default
-	// "question %d".
+	// Content is line i's user message; a fmt verb in it (such as %d) is given i.
+	// Default "question %d".
 	Content string
 }
 
@@ -52,8 +53,12 @@ func (in Input) Line(i int) string {
 	if in.MaxTokensOf != nil {
 		maxTokens = in.MaxTokensOf(i)
 	}
+	content := or(in.Content, DefaultContent)
+	if strings.Contains(content, "%") {
+		content = fmt.Sprintf(content, i)
+	}
 	return fmt.Sprintf(`{"custom_id":"%s","params":{"model":"%s","max_tokens":%d,"messages":[{"role":"user","content":"%s"}]}}`,
-		in.ID(i), or(in.Model, DefaultModel), maxTokens, fmt.Sprintf(or(in.Content, DefaultContent), i))
+		in.ID(i), or(in.Model, DefaultModel), maxTokens, content)
 }
 
 // Generate writes lines 0 to n-1, each ending in a newline, then the extra lines

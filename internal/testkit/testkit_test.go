@@ -31,6 +31,12 @@ func TestInputLine(t *testing.T) {
 			want: `{"custom_id":"job-00012","params":{"model":"haiku","max_tokens":48,"messages":[{"role":"user","content":"item 12"}]}}`,
 		},
 		{
+			name: "fixed content",
+			in:   testkit.Input{IDFormat: "r%d", MaxTokens: 8, Content: "x"},
+			i:    4,
+			want: `{"custom_id":"r4","params":{"model":"claude-haiku-4-5","max_tokens":8,"messages":[{"role":"user","content":"x"}]}}`,
+		},
+		{
 			name: "max_tokens by line",
 			in:   testkit.Input{IDFormat: "req-%03d", MaxTokens: 5, MaxTokensOf: func(i int) int { return 100 + i }},
 			i:    3,
