@@ -127,7 +127,7 @@ cheaply as the account allows, without 429 storms, lost requests or surprise bil
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.logFormat, "log-format", "text", "log format on stderr: text or json")
 	pf.StringVar(&g.logLevel, "log-level", "info", "least severe log level shown: debug, info, warn or error\n(debug adds one line per API request)")
-	root.AddCommand(newEmulateCmd(g), newRunCmd(g), newStatusCmd(g), newDemoCmd(g), newBenchCmd(g), newPlanCmd(g), newBatchCmd(g))
+	root.AddCommand(newEmulateCmd(g), newRunCmd(g), newStatusCmd(g), newDemoCmd(g), newBenchCmd(g), newPlanCmd(g), newBatchCmd(g), newServeCmd(g))
 	return root
 }
 

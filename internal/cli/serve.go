@@ -1,0 +1,191 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/cobra"
+
+	"github.com/clade-dev/clade/catalog"
+	"github.com/clade-dev/clade/internal/ratelimit"
+	"github.com/clade-dev/clade/internal/serve"
+)
+
+type serveFlags struct {
+	listen          string
+	tier            string
+	catalogPath     string
+	clientKeys      string
+	limitsRedis     string
+	limitsNamespace string
+	baseURL         string
+	emulate         string
+	maxWait         time.Duration
+	maxAttempts     int
+	concurrency     int
+	shutdownTimeout time.Duration
+}
+
+func newServeCmd(g *globalFlags) *cobra.Command {
+	f := &serveFlags{}
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run an Anthropic-compatible gateway that keeps many clients within the organisation's limits",
+		Long: `Serve the Anthropic Messages API on --listen for the applications of one
+organisation: point their SDKs at it (ANTHROPIC_BASE_URL=http://HOST:PORT) with a
+client key of theirs as ANTHROPIC_API_KEY. The gateway holds the real key
+(ANTHROPIC_API_KEY in its own environment), admits every Messages call against the
+organisation's rate limits, and makes calls wait in a queue instead of failing
+with 429; teams share the limits in proportion to their weights.
+
+Client keys: --client-keys FILE maps each client key to a team (see docs/serve.md);
+an unknown key gets a 401 authentication_error. Without the file any client key is
+accepted, all as one team; then the gateway only listens on loopback.
+
+Several gateways (and clade run) share one organisation's budget through Redis:
+give them the same --limits-redis and --limits-namespace.
+
+Live view: /metrics (Prometheus), /_clade/status (JSON) and / (a page) on the same
+listener. The first Ctrl-C stops accepting calls and lets those in flight finish;
+the second, or --shutdown-timeout, cuts them off.`,
+		Example: `  clade serve --tier tier-2                                   # on 127.0.0.1:8080
+  clade serve --emulate tier-1                                # no key, no network: an emulator upstream
+  clade serve --listen 0.0.0.0:8080 --client-keys keys.yaml --limits-redis redis://redis:6379/0
+  ANTHROPIC_BASE_URL=http://127.0.0.1:8080 ANTHROPIC_API_KEY=my-client-key python app.py`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runServe(cmd, g, f)
+		},
+	}
+	fl := cmd.Flags()
+	fl.SortFlags = false
+	fl.StringVar(&f.listen, "listen", "127.0.0.1:8080", "serve on `HOST:PORT` (loopback by default; 0.0.0.0:8080 for every interface)")
+	fl.StringVar(&f.tier, "tier", "auto", "limits to pace by: a catalog tier ("+strings.Join(catalog.Default().TierNames(), ", ")+")\nor auto (start cautious, adopt the limits the response headers report)")
+	fl.StringVar(&f.catalogPath, "catalog", "", "YAML `PATH` laid over the embedded catalog of models, tiers and prices")
+	fl.StringVar(&f.clientKeys, "client-keys", "", "YAML `FILE` mapping client keys to teams and weights (default: any key, one team)")
+	fl.StringVar(&f.limitsRedis, "limits-redis", "", "share the rate limits through the Redis at `URL` (redis://[:PASSWORD@]HOST:6379/0) with\nevery gateway and clade run given the same URL and --limits-namespace")
+	fl.StringVar(&f.limitsNamespace, "limits-namespace", "default", "with --limits-redis: the organisation's `NAME` in Redis")
+	fl.StringVar(&f.baseURL, "base-url", "", "upstream API base `URL` (default: ANTHROPIC_BASE_URL, else https://api.anthropic.com)")
+	fl.StringVar(&f.emulate, "emulate", "", "send calls to an in-process emulator at this `TIER` (no key or network needed)")
+	fl.DurationVar(&f.maxWait, "max-wait", serve.DefaultMaxWait, "longest a call waits for the limits before its client gets a 429")
+	fl.IntVar(&f.maxAttempts, "max-attempts", serve.DefaultMaxAttempts, "upstream attempts of a call the API refuses with 429 or 529 (1: pass them on)")
+	fl.IntVar(&f.concurrency, "concurrency", 256, "most Messages calls in flight upstream at once")
+	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 2*time.Minute, "after Ctrl-C, how long calls in flight may take to finish")
+	return cmd
+}
+
+func runServe(cmd *cobra.Command, g *globalFlags, f *serveFlags) error {
+	stderr := cmd.ErrOrStderr()
+	log, err := g.logger(cmd, stderr)
+	if err != nil {
+		return err
+	}
+	cat, err := catalog.Load(f.catalogPath)
+	if err != nil {
+		return usageErr("clade serve --catalog PATH (see docs/catalog.md)", "%v", err)
+	}
+	if f.emulate != "" && f.tier == "auto" {
+		f.tier = f.emulate
+	}
+	if f.tier != "auto" {
+		if _, err := cat.Tier(f.tier); err != nil {
+			return usageErr("clade serve --tier auto", "--tier: %v", err)
+		}
+	}
+	if f.maxWait <= 0 || f.maxAttempts < 1 || f.concurrency < 1 {
+		return usageErr("clade serve --max-wait 10m --max-attempts 4 --concurrency 256",
+			"--max-wait must be positive, --max-attempts and --concurrency at least 1")
+	}
+	var keys *serve.Keys
+	if f.clientKeys != "" {
+		if keys, err = serve.LoadKeys(f.clientKeys); err != nil {
+			return usageErr("clade serve --client-keys keys.yaml (see docs/serve.md)", "%v", err)
+		}
+	} else if !loopback(f.listen) {
+		return usageErr("clade serve --listen "+f.listen+" --client-keys keys.yaml, or --listen 127.0.0.1:8080",
+			"--listen %s reaches beyond this machine: without --client-keys anyone who can connect would use the organisation's key", f.listen)
+	}
+	ctx := cmd.Context()
+	client, closeEmu, err := upstreamClient(ctx, f.baseURL, f.emulate, cat, log)
+	if err != nil {
+		return err
+	}
+	defer closeEmu()
+	var lim *ratelimit.Limiter
+	if f.limitsRedis != "" {
+		l, closeLim, err := sharedLimiter(ctx, f.limitsRedis, f.limitsNamespace, cat, f.tier, f.concurrency, log)
+		if err != nil {
+			return err
+		}
+		defer closeLim()
+		lim = l
+	} else if lim, err = ratelimit.New(ratelimit.Config{Catalog: cat, Tier: f.tier, MaxConcurrency: f.concurrency}); err != nil {
+		return failure("", fmt.Errorf("limiter: %w", err))
+	}
+	reg := prometheus.NewRegistry()
+	gw, err := serve.New(serve.Config{Upstream: client, Limiter: lim, Keys: keys, MaxWait: f.maxWait,
+		MaxAttempts: f.maxAttempts, Registry: reg, Logger: log})
+	if err != nil {
+		return failure("", err)
+	}
+	ln, err := net.Listen("tcp", f.listen)
+	if err != nil {
+		return usageErr("clade serve --listen 127.0.0.1:8081", "--listen: %v", err)
+	}
+	srv := &http.Server{Handler: gw, ReadHeaderTimeout: 10 * time.Second}
+	teams := "any client key (one team)"
+	if keys != nil {
+		teams = fmt.Sprintf("%d teams from %s", len(keys.Teams()), f.clientKeys)
+	}
+	addr := ln.Addr().String()
+	fmt.Fprintf(stderr, "clade serve on http://%s (tier %s; %s)\n", addr, f.tier, teams)
+	fmt.Fprintf(stderr, "point clients at it: ANTHROPIC_BASE_URL=http://%s\n", addr)
+	fmt.Fprintf(stderr, "live view: http://%s/  status: /_clade/status  metrics: /metrics\n", addr)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return failure("", fmt.Errorf("serve: %w", err))
+	case <-ctx.Done():
+	}
+	fmt.Fprintln(stderr, "shutting down: no new calls; waiting for calls in flight (Ctrl-C again to cut them off)")
+	sctx, cancel := context.WithTimeout(context.Background(), f.shutdownTimeout)
+	defer cancel()
+	abort := secondSignal(ctx)
+	go func() {
+		select {
+		case <-abort:
+			cancel()
+		case <-sctx.Done():
+		}
+	}()
+	err = srv.Shutdown(sctx)
+	if err != nil {
+		srv.Close()
+	}
+	<-errc
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return failure("", fmt.Errorf("calls in flight cut off at shutdown: %w", err))
+	}
+	fmt.Fprintln(stderr, "stopped")
+	return nil
+}
+
+// loopback reports whether addr (HOST:PORT) listens on a loopback address only.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
