@@ -102,6 +102,7 @@ type setup struct {
 	emBurst float64          // the emulator's; default burst
 	keys    string           // client-keys YAML; "" accepts any key
 	maxWait time.Duration
+	backoff upstream.Backoff
 	backend ratelimit.Backend // default: in memory
 	em      *emulator.Running // an emulator to share; default: a new one
 	emCfg   emulator.Config   // for a new emulator (Catalog, Tier, BurstFraction, APIKeys are set)
@@ -156,7 +157,7 @@ func startGateway(t testing.TB, s setup) *gateway {
 		}
 	}
 	reg := prometheus.NewRegistry()
-	g, err := serve.New(serve.Config{Upstream: up, Limiter: lim, Keys: keys, MaxWait: s.maxWait, Registry: reg, Logger: log})
+	g, err := serve.New(serve.Config{Upstream: up, Limiter: lim, Keys: keys, MaxWait: s.maxWait, Backoff: s.backoff, Registry: reg, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
