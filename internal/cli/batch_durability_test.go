@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -20,6 +19,7 @@ import (
 	"github.com/clade-dev/clade/emulator"
 	"github.com/clade-dev/clade/internal/cli"
 	"github.com/clade-dev/clade/internal/jobs"
+	"github.com/clade-dev/clade/internal/testkit"
 	"github.com/clade-dev/clade/internal/upstream"
 )
 
@@ -170,46 +170,6 @@ func storeBatches(t *testing.T, db string) ([]jobs.BatchRecord, *jobs.Status) {
 		t.Fatal(err)
 	}
 	return bs, s
-}
-
-// resultTypes maps custom_id to its result type, failing on a torn line or a
-// custom_id written twice.
-func resultTypes(t *testing.T, path string) map[string]string {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]string{}
-	for _, l := range bytes.Split(bytes.TrimSuffix(b, []byte("\n")), []byte("\n")) {
-		var r struct {
-			CustomID string `json:"custom_id"`
-			Result   struct {
-				Type string `json:"type"`
-			} `json:"result"`
-		}
-		if err := json.Unmarshal(l, &r); err != nil {
-			t.Fatalf("results line %q: %v", l, err)
-		}
-		if _, dup := out[r.CustomID]; dup {
-			t.Fatalf("%s has two result lines in %s", r.CustomID, path)
-		}
-		out[r.CustomID] = r.Result.Type
-	}
-	return out
-}
-
-func wantEachOnce(t *testing.T, out string, n int) {
-	t.Helper()
-	seen := countResults(t, out)
-	for i := 0; i < n; i++ {
-		if id := fmt.Sprintf("job-%05d", i); seen[id] != 1 {
-			t.Errorf("%s appears %d times in the output, want exactly once", id, seen[id])
-		}
-	}
-	if len(seen) != n {
-		t.Errorf("output has %d custom_ids, want %d", len(seen), n)
-	}
 }
 
 // TestBatchSurvivesSIGKILLWhilePolling kills `clade batch` three times while all its
@@ -439,7 +399,7 @@ func TestBatchCancelEndToEnd(t *testing.T) {
 	if code := c.exitCode(t); code != cli.ExitFailedRequests {
 		t.Fatalf("clade batch after the cancel: exit %d, want %d\n%s", code, cli.ExitFailedRequests, tail(c.stderr(), 3000))
 	}
-	types := resultTypes(t, out)
+	types := testkit.ResultTypes(t, out)
 	counts := map[string]int{}
 	for _, typ := range types {
 		counts[typ]++
@@ -472,7 +432,7 @@ func TestBatchCancelEndToEnd(t *testing.T) {
 	if bs := apiBatches(t, em.URL, key); len(bs) != n/per {
 		t.Errorf("clade batch on a canceled run created batches: the emulator holds %d, want %d", len(bs), n/per)
 	}
-	if got := resultTypes(t, out); len(got) != n {
+	if got := testkit.ResultTypes(t, out); len(got) != n {
 		t.Errorf("results after a second run: %d custom_ids, want %d", len(got), n)
 	}
 

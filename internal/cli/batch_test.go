@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"fmt"
 	"math/rand/v2"
 	"path/filepath"
 	"strings"
@@ -145,15 +144,7 @@ func TestBatchSurvivesSIGKILL(t *testing.T) {
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("final run: %v\n%s", err, tail(final.String(), 3000))
 	}
-	seen := countResults(t, out)
-	for i := 0; i < n; i++ {
-		if id := fmt.Sprintf("job-%05d", i); seen[id] != 1 {
-			t.Errorf("%s appears %d times in the output, want exactly once", id, seen[id])
-		}
-	}
-	if len(seen) != n {
-		t.Errorf("output has %d custom_ids, want %d", len(seen), n)
-	}
+	seen := wantEachOnce(t, out, n)
 	client, err := upstream.New(upstream.Config{BaseURL: em.URL, APIKey: upstream.NewSecret(key)})
 	if err != nil {
 		t.Fatal(err)

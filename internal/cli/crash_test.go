@@ -1,10 +1,7 @@
 package cli_test
 
 import (
-	"bufio"
 	"bytes"
-	"encoding/json"
-	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -16,6 +13,7 @@ import (
 
 	"github.com/clade-dev/clade/emulator"
 	"github.com/clade-dev/clade/internal/cli"
+	"github.com/clade-dev/clade/internal/testkit"
 )
 
 // The test binary doubles as the clade binary: with CLADE_TEST_AS_CLADE=1 it runs the
@@ -34,45 +32,42 @@ func cladeCmd(key string, args ...string) *exec.Cmd {
 	return cmd
 }
 
+// workload is the input of the CLI tests: custom_ids job-00000…, the "haiku"
+// alias (the CLI resolves it), max_tokens 48.
+var workload = testkit.Input{IDFormat: "job-%05d", Model: "haiku", MaxTokens: 48, Content: "item %d"}
+
+// writeWorkload writes n workload lines, then the bad lines, to path.
 func writeWorkload(t *testing.T, path string, n int, bad ...string) {
 	t.Helper()
-	var b bytes.Buffer
-	for i := 0; i < n; i++ {
-		fmt.Fprintf(&b, `{"custom_id":"job-%05d","params":{"model":"haiku","max_tokens":48,"messages":[{"role":"user","content":"item %d"}]}}`+"\n", i, i)
-	}
-	for _, l := range bad {
-		b.WriteString(l + "\n")
-	}
-	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	workload.Write(t, path, n, bad...)
 }
 
-// countResults maps custom_id to how many lines it has in the results file.
+// countResults maps custom_id to how many lines it has in the results file,
+// reporting (not stopping at) each line that did not succeed.
 func countResults(t *testing.T, path string) map[string]int {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatalf("open results: %v", err)
-	}
-	defer f.Close()
 	seen := map[string]int{}
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 64<<20)
-	for sc.Scan() {
-		var l struct {
-			CustomID string `json:"custom_id"`
-			Result   struct {
-				Type string `json:"type"`
-			} `json:"result"`
-		}
-		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
-			t.Fatalf("bad results line %q: %v", sc.Text(), err)
-		}
-		if l.Result.Type != "succeeded" {
-			t.Errorf("%s: %s, want succeeded", l.CustomID, l.Result.Type)
+	for _, l := range testkit.ResultLines(t, path) {
+		if l.Type != "succeeded" {
+			t.Errorf("%s: %s, want succeeded", l.CustomID, l.Type)
 		}
 		seen[l.CustomID]++
+	}
+	return seen
+}
+
+// wantEachOnce checks that the results file at out has exactly one line for each
+// of the n workload custom_ids and no other, and returns what countResults does.
+func wantEachOnce(t *testing.T, out string, n int) map[string]int {
+	t.Helper()
+	seen := countResults(t, out)
+	for i := 0; i < n; i++ {
+		if id := workload.ID(i); seen[id] != 1 {
+			t.Errorf("%s appears %d times in the output, want exactly once", id, seen[id])
+		}
+	}
+	if len(seen) != n {
+		t.Errorf("output has %d custom_ids, want %d", len(seen), n)
 	}
 	return seen
 }
@@ -120,16 +115,7 @@ func TestRunSurvivesSIGKILL(t *testing.T) {
 	if kills < 10 {
 		t.Logf("only %d kills landed before the run finished", kills)
 	}
-	seen := countResults(t, out)
-	for i := 0; i < n; i++ {
-		id := fmt.Sprintf("job-%05d", i)
-		if seen[id] != 1 {
-			t.Errorf("%s appears %d times in the output, want exactly once", id, seen[id])
-		}
-	}
-	if len(seen) != n {
-		t.Errorf("output has %d custom_ids, want %d", len(seen), n)
-	}
+	seen := wantEachOnce(t, out, n)
 	t.Logf("%d SIGKILLs, then a resume: %d results", kills, len(seen))
 
 	// The key is in no log line, store file or output file.

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +18,7 @@ import (
 	"github.com/anthropics/anthropic-sdk-go/v2/option"
 
 	"github.com/clade-dev/clade/internal/cli"
+	"github.com/clade-dev/clade/internal/testkit"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
@@ -30,7 +30,7 @@ func TestEmulateServesUntilCancelled(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var stdout, stderr syncBuffer
+	var stdout, stderr testkit.Buffer
 	done := make(chan int, 1)
 	go func() {
 		done <- cli.Run(ctx, []string{"emulate", "--addr", "127.0.0.1:0", "--latency-scale", "0", "--log-level", "debug"}, strings.NewReader(""), &stdout, &stderr)
@@ -46,7 +46,7 @@ func TestEmulateServesUntilCancelled(t *testing.T) {
 			break
 		}
 		select {
-		case <-stdout.changed():
+		case <-stdout.Changed():
 		case code := <-done:
 			t.Fatalf("clade emulate exited with %d before printing its URL\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
 		case <-timeout.C:
@@ -212,36 +212,4 @@ func TestVersion(t *testing.T) {
 	if !strings.HasPrefix(stdout.String(), "clade ") {
 		t.Errorf("Run(--version) stdout = %q, want clade VERSION", stdout.String())
 	}
-}
-
-// syncBuffer is a bytes.Buffer that Run's goroutine writes while the test reads; each
-// write signals changed, so a test can wait for output without sleeping.
-type syncBuffer struct {
-	mu   sync.Mutex
-	b    bytes.Buffer
-	ch   chan struct{}
-	once sync.Once
-}
-
-func (s *syncBuffer) changed() chan struct{} {
-	s.once.Do(func() { s.ch = make(chan struct{}, 1) })
-	return s.ch
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	ch := s.changed()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n, err := s.b.Write(p)
-	select {
-	case ch <- struct{}{}:
-	default:
-	}
-	return n, err
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
