@@ -10,11 +10,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/clade-dev/clade/emulator"
+	"github.com/clade-dev/clade/internal/testkit"
 	"github.com/clade-dev/clade/internal/upstream"
 )
 
@@ -45,7 +45,7 @@ func TestSecretRedacts(t *testing.T) {
 // way a caller might, and looks for the key.
 func TestKeyNeverLeaks(t *testing.T) {
 	t.Parallel()
-	var logBuf syncBuffer
+	var logBuf testkit.Buffer
 	logger := slog.New(slog.NewJSONHandler(&logBuf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	var values []any
 
@@ -105,28 +105,4 @@ func TestKeyNeverLeaks(t *testing.T) {
 	if logBuf.Len() == 0 {
 		t.Errorf("no debug log lines were written; the check above saw nothing")
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent log writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func (b *syncBuffer) Len() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Len()
 }
