@@ -4,9 +4,10 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/clade-dev/clade/internal/testkit"
 )
 
 // TestSQLiteResultTableUpgrade: a store made before migration 2 (clade_result
@@ -17,13 +18,7 @@ func TestSQLiteResultTableUpgrade(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	input := filepath.Join(dir, "in.jsonl")
-	var in bytes.Buffer
-	for i := range 5 {
-		fmt.Fprintf(&in, `{"custom_id":"r%d","params":{"model":"claude-haiku-4-5","max_tokens":8,"messages":[{"role":"user","content":"x"}]}}`+"\n", i)
-	}
-	if err := os.WriteFile(input, in.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	testkit.Input{IDFormat: "r%d", MaxTokens: 8, Content: "x"}.Write(t, input, 5)
 	db := filepath.Join(dir, "store.db")
 
 	all := sqliteMigrations

@@ -1,53 +1,37 @@
 package jobstest
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 	"testing"
 
 	"github.com/clade-dev/clade/catalog"
 	"github.com/clade-dev/clade/internal/jobs"
+	"github.com/clade-dev/clade/internal/testkit"
 )
 
 // Model is the model of generated requests.
 const Model = "claude-sonnet-4-5"
 
+// input is the generator of GenerateInput's lines.
+var input = testkit.Input{IDFormat: "req-%d", Model: Model, MaxTokens: 256,
+	Content: "Label item %d as positive or negative: the service was fine."}
+
 // CustomID is the custom_id of generated line i (0-based).
-func CustomID(i int) string { return "req-" + strconv.Itoa(i) }
+func CustomID(i int) string { return input.ID(i) }
 
 // GenerateInput writes n valid request lines, custom_ids CustomID(0..n-1),
 // streaming (constant memory).
-func GenerateInput(w io.Writer, n int) error {
-	bw := bufio.NewWriterSize(w, 1<<20)
-	for i := range n {
-		fmt.Fprintf(bw, `{"custom_id":"%s","params":{"model":"%s","max_tokens":256,"messages":[{"role":"user","content":"Label item %d as positive or negative: the service was fine."}]}}`+"\n",
-			CustomID(i), Model, i)
-	}
-	return bw.Flush()
-}
+func GenerateInput(w io.Writer, n int) error { return input.Generate(w, n) }
 
 // WriteInput writes n generated lines to a new file in a temporary directory and
 // returns its path.
 func WriteInput(tb testing.TB, n int) string {
 	tb.Helper()
-	path := filepath.Join(tb.TempDir(), "input.jsonl")
-	f, err := os.Create(path)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if err := GenerateInput(f, n); err != nil {
-		tb.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
-		tb.Fatal(err)
-	}
-	return path
+	return input.Write(tb, filepath.Join(tb.TempDir(), "input.jsonl"), n)
 }
 
 // WriteFile writes lines (each without newline) to a new file and returns its path.
