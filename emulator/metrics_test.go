@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +20,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/clade-dev/clade/emulator"
+	"github.com/clade-dev/clade/internal/testkit"
 )
 
 const secretPrompt = "the secret prompt text 7f3a"
@@ -131,7 +131,7 @@ func TestMetricsCountRequests(t *testing.T) {
 // carries neither the key, nor the prompt, nor the completion.
 func TestRequestLogLine(t *testing.T) {
 	t.Parallel()
-	var buf syncBuffer
+	var buf testkit.Buffer
 	em := start(t, emulator.Config{
 		Tier:   "unlimited",
 		Logger: slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})),
@@ -228,24 +228,6 @@ next:
 		}
 	}
 	return -1
-}
-
-// syncBuffer is a bytes.Buffer safe for the server's handler goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestMetricsSharedRegistry: two emulators on one registry both start, and their
