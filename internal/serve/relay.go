@@ -65,6 +65,13 @@ func (e *eventReader) next() (raw []byte, name []byte, err error) {
 	}
 }
 
+// eventBuffered reports whether a whole event is already buffered, so that next
+// returns it without reading from the stream.
+func (e *eventReader) eventBuffered() bool {
+	b, _ := e.br.Peek(e.br.Buffered())
+	return bytes.Contains(b, []byte("\n\n")) || bytes.Contains(b, []byte("\n\r\n"))
+}
+
 // eventName returns the value of an event's "event:" line.
 func eventName(raw []byte) []byte {
 	for len(raw) > 0 {
@@ -107,7 +114,7 @@ func eventData(raw []byte) []byte {
 	return out
 }
 
-// relayStream passes an SSE answer on event by event, flushing each as it arrives,
+// relayStream passes an SSE answer on event by event, flushed as it arrives,
 // and reads the usage from message_start and message_delta on the way. The stream's
 // headers resync the limiter when they arrive; its usage is committed at the end
 // (or what was generated before the stream broke off).
@@ -140,9 +147,15 @@ func (g *Gateway) relayStream(w http.ResponseWriter, r *http.Request, c *call, r
 			clientOK = false
 			break
 		}
-		if err := rc.Flush(); err != nil {
-			clientOK = false
-			break
+		// Flush unless the next event has already arrived whole: it is written at
+		// once, and flushed with this one. So no event waits in the gateway while
+		// the gateway waits for upstream, and events that arrived together leave
+		// together, in one write instead of one per event.
+		if !er.eventBuffered() {
+			if err := rc.Flush(); err != nil {
+				clientOK = false
+				break
+			}
 		}
 		switch string(name) {
 		case "message_start":
