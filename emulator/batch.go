@@ -46,9 +46,9 @@ import (
 const (
 	// batchExpiry is how long a batch may process: expires_at = created_at + 24 h.
 	batchExpiry = 24 * time.Hour
-	// batchRetention is how long results stay downloadable: archived_at = created_at +
-	// 29 days.
-	batchRetention = 29 * 24 * time.Hour
+	// defaultBatchRetention is how long results stay downloadable: archived_at =
+	// created_at + 29 days (Config.BatchRetention).
+	defaultBatchRetention = 29 * 24 * time.Hour
 	// cancelGrace is how long (emulator clock) a canceled batch stays "canceling"
 	// before it ends. The API finishes in-flight requests first; the emulator stops
 	// processing at once and only delays the state change, so clients see canceling.
@@ -130,9 +130,10 @@ type batch struct {
 
 // batchEngine runs every batch of one Server.
 type batchEngine struct {
-	s     *Server
-	rate  float64 // requests per emulator second; 0 processes nothing
-	limit batchLimits
+	s         *Server
+	rate      float64 // requests per emulator second; 0 processes nothing
+	retention time.Duration
+	limit     batchLimits
 
 	mu      sync.Mutex
 	byID    map[string]*batch
@@ -161,11 +162,12 @@ type batchLimits struct {
 
 func newBatchEngine(s *Server) *batchEngine {
 	e := &batchEngine{
-		s:      s,
-		rate:   math.Max(0, s.cfg.BatchProcessingRate),
-		byID:   make(map[string]*batch),
-		wakeCh: make(chan struct{}, 1),
-		quit:   make(chan struct{}),
+		s:         s,
+		rate:      math.Max(0, s.cfg.BatchProcessingRate),
+		retention: s.cfg.BatchRetention,
+		byID:      make(map[string]*batch),
+		wakeCh:    make(chan struct{}, 1),
+		quit:      make(chan struct{}),
 	}
 	e.limit.maxRequests = defaultBatchMaxRequests
 	if bl := s.tier.Batch; bl != nil {
@@ -409,10 +411,18 @@ func (e *batchEngine) removeActive(b *batch) {
 	}
 }
 
+// retentionText says a retention the way the API's message does ("29 days").
+func retentionText(d time.Duration) string {
+	if d%(24*time.Hour) == 0 {
+		return strconv.FormatInt(int64(d/(24*time.Hour)), 10) + " days"
+	}
+	return d.String()
+}
+
 // archived reports whether b's results have been archived at now, and drops what only
 // the results needed. mu held.
 func (e *batchEngine) archived(b *batch, now time.Time) bool {
-	if now.Before(b.created.Add(batchRetention)) {
+	if now.Before(b.created.Add(e.retention)) {
 		return false
 	}
 	if b.status == batchEnded && b.items != nil {
@@ -548,7 +558,7 @@ func (e *batchEngine) view(b *batch, now time.Time, base string) MessageBatch {
 		v.CancelInitiatedAt = ptr(batchTime(b.cancelAt))
 	}
 	if e.archived(b, now) {
-		v.ArchivedAt = ptr(batchTime(b.created.Add(batchRetention)))
+		v.ArchivedAt = ptr(batchTime(b.created.Add(e.retention)))
 	}
 	return v
 }

@@ -70,7 +70,7 @@ func (s *Server) handleBatchResults(w http.ResponseWriter, r *http.Request, c *c
 	if e.archived(b, now) {
 		e.mu.Unlock()
 		s.writeError(w, c.requestID, wire.Errorf(wire.NotFound,
-			"Results for Message Batch %s are no longer available: the batch was archived at %s, 29 days after it was created.", id, batchTime(b.created.Add(batchRetention))))
+			"Results for Message Batch %s are no longer available: the batch was archived at %s, %s after it was created.", id, batchTime(b.created.Add(e.retention)), retentionText(e.retention)))
 		return
 	}
 	snap := resultsSnapshot{

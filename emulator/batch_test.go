@@ -942,3 +942,32 @@ func TestBatchEndsWithoutPolling(t *testing.T) {
 		})
 	}
 }
+
+// TestBatchRetentionConfigured: Config.BatchRetention moves archived_at, and the
+// results stay downloadable until then.
+func TestBatchRetentionConfigured(t *testing.T) {
+	t.Parallel()
+	const keep = 40 * 24 * time.Hour
+	em := start(t, emulator.Config{ClockSpeed: 1000, BatchRetention: keep})
+	s := sdks(em.URL)[0]
+	b, err := s.api.create(context.Background(), []batchReq{{ID: "x", Model: haiku, MaxTokens: 5, Text: "a"}})
+	if err != nil {
+		t.Fatalf("%s: create: %v", s.name, err)
+	}
+	waitBatch(t, s.api, b.ID, "ended")
+	em.Server.Clock().Advance(30 * 24 * time.Hour)
+	if _, _, err := s.api.results(context.Background(), b.ID); err != nil {
+		t.Fatalf("results after 30 days with a retention of 40: %v", err)
+	}
+	em.Server.Clock().Advance(10 * 24 * time.Hour)
+	a, err := s.api.get(context.Background(), b.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !a.ArchivedAt.Equal(a.CreatedAt.Add(keep)) {
+		t.Errorf("archived_at = %v, want created_at + 40 days (%v)", a.ArchivedAt, a.CreatedAt.Add(keep))
+	}
+	if _, _, err := s.api.results(context.Background(), b.ID); !isStatus(err, 404, "not_found_error") {
+		t.Errorf("results after 40 days: err = %v, want 404 not_found_error", err)
+	}
+}

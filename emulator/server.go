@@ -55,6 +55,10 @@ type Config struct {
 	// BatchProcessingRate is how many batch requests per second (of emulator clock)
 	// the batch engine finishes. Default 1000.
 	BatchProcessingRate float64
+	// BatchRetention is how long after created_at a batch's results can be
+	// downloaded (archived_at); later they answer 404. Default 29 days, the API's.
+	// A test that runs the clock far ahead may set it longer.
+	BatchRetention time.Duration
 	// LegacyOTPM reserves max_tokens against OTPM at admission (the pre-2026 rule)
 	// instead of charging only generated tokens.
 	LegacyOTPM bool
@@ -131,6 +135,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.LatencyScale < 0 {
 		return nil, fmt.Errorf("latency scale %v: must be 0 or more", cfg.LatencyScale)
+	}
+	if cfg.BatchRetention <= 0 {
+		cfg.BatchRetention = defaultBatchRetention
 	}
 	if cfg.BatchProcessingRate == 0 {
 		cfg.BatchProcessingRate = 1000

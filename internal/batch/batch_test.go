@@ -227,8 +227,11 @@ func TestExpiredRequestsResubmitted(t *testing.T) {
 		t.Errorf("Run() = %d succeeded, %d expired; want %d, 0", sum.Succeeded, sum.Expired, n)
 	}
 	wantAll(t, cfg.Output, n, "succeeded")
-	if bs := e.apiBatches(t); len(bs) <= 3 {
-		t.Errorf("emulator holds %d batches, want more than 3 (resubmissions)", len(bs))
+	// Some request went into two batches. (Counting batches proves nothing: on a
+	// slow machine each batch may expire before the next is created, and take the
+	// requests sent back with fresh ones.)
+	if bs := e.apiBatches(t); requestsIn(bs) <= n {
+		t.Errorf("the emulator's batches hold %d requests in all, want more than %d (resubmissions)", requestsIn(bs), n)
 	}
 }
 

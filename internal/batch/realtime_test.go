@@ -39,7 +39,10 @@ func (m *messagesCounter) RoundTrip(r *http.Request) (*http.Response, error) {
 // moves a day ahead every 30 ms. Its client counts realtime calls.
 func expiringEnv(t *testing.T) (*env, *messagesCounter) {
 	t.Helper()
-	e := setup(t, emulator.Config{ClockSpeed: 1000, BatchProcessingRate: 0.0005})
+	// Results stay downloadable for 10 years of that clock: a loaded machine may
+	// take more than 29 emulated days (under a second) to read a batch, and an
+	// archived batch's requests would all be sent again.
+	e := setup(t, emulator.Config{ClockSpeed: 1000, BatchProcessingRate: 0.0005, BatchRetention: 10 * 365 * 24 * time.Hour})
 	stop, done := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -31,6 +32,7 @@ type emulateFlags struct {
 	latencyScale   float64
 	clockSpeed     float64
 	batchRate      float64
+	batchRetention time.Duration
 	batchErrorRate float64
 	legacyOTPM     bool
 	burstFraction  float64
@@ -73,6 +75,7 @@ Metrics are served at /metrics; /_emulator/faults, /_emulator/clock and
 	fl.Float64Var(&f.latencyScale, "latency-scale", 1, "multiplier on the per-class latency model (time to first token, output tokens\nper second); 0 turns latency off")
 	fl.Float64Var(&f.clockSpeed, "clock-speed", 1, "batch clock speed, in emulator seconds per real second (1440: a day in a minute);\nrate limits stay in real time")
 	fl.Float64Var(&f.batchRate, "batch-rate", 1000, "batch requests finished per second of batch clock, across all batches")
+	fl.DurationVar(&f.batchRetention, "batch-retention", 29*24*time.Hour, "how long after its creation a batch's results can be downloaded (batch clock);\nthe API's is 29 days")
 	fl.Float64Var(&f.batchErrorRate, "batch-error-rate", 0, "fraction (0 to 1) of valid batch requests that end errored with a retryable\napi_error or overloaded_error (default 0)")
 	fl.BoolVar(&f.legacyOTPM, "legacy-otpm", false, "reserve max_tokens against output tokens per minute at admission (the pre-2026\nrule) instead of counting only generated tokens (default off)")
 	fl.Var(fractionValue{&f.burstFraction}, "burst-fraction", "rate-limit bucket capacity as a fraction of one minute's limit, in (0, 1];\n1/60 enforces per-second limits")
@@ -116,6 +119,7 @@ func (f *emulateFlags) config(cmd *cobra.Command) (emulator.Config, error) {
 		{"--latency-scale", f.latencyScale >= 0 && !math.IsInf(f.latencyScale, 0), "0 or more"},
 		{"--clock-speed", f.clockSpeed > 0 && !math.IsInf(f.clockSpeed, 0), "more than 0"},
 		{"--batch-rate", f.batchRate > 0 && !math.IsInf(f.batchRate, 0), "more than 0"},
+		{"--batch-retention", f.batchRetention > 0, "more than 0"},
 		{"--batch-error-rate", f.batchErrorRate >= 0 && f.batchErrorRate <= 1, "from 0 to 1"},
 		{"--burst-fraction", f.burstFraction > 0 && f.burstFraction <= 1, "more than 0 and at most 1"},
 		{"--output-median", f.outputMedian >= 1 && !math.IsInf(f.outputMedian, 0), "at least 1 token"},
@@ -148,6 +152,7 @@ func (f *emulateFlags) config(cmd *cobra.Command) (emulator.Config, error) {
 		LatencyScale:        f.latencyScale,
 		ClockSpeed:          f.clockSpeed,
 		BatchProcessingRate: f.batchRate,
+		BatchRetention:      f.batchRetention,
 		LegacyOTPM:          f.legacyOTPM,
 		BurstFraction:       f.burstFraction,
 		BatchItemErrorRate:  f.batchErrorRate,
