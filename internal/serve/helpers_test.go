@@ -103,6 +103,7 @@ type setup struct {
 	keys    string           // client-keys YAML; "" accepts any key
 	maxWait time.Duration
 	backoff upstream.Backoff
+	upKey   string            // the key the gateway sends; default orgKey
 	backend ratelimit.Backend // default: in memory
 	em      *emulator.Running // an emulator to share; default: a new one
 	emCfg   emulator.Config   // for a new emulator (Catalog, Tier, BurstFraction, APIKeys are set)
@@ -144,7 +145,10 @@ func startGateway(t testing.TB, s setup) *gateway {
 	if _, bench := t.(*testing.B); bench {
 		log = slog.New(slog.DiscardHandler) // a benchmark measures the gateway, not a test's log buffer
 	}
-	up, err := upstream.New(upstream.Config{BaseURL: em.URL, APIKey: upstream.NewSecret(orgKey),
+	if s.upKey == "" {
+		s.upKey = orgKey
+	}
+	up, err := upstream.New(upstream.Config{BaseURL: em.URL, APIKey: upstream.NewSecret(s.upKey),
 		HTTPClient: &http.Client{Transport: rec}, Logger: log})
 	if err != nil {
 		t.Fatal(err)

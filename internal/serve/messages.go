@@ -89,29 +89,30 @@ func (g *Gateway) messages(w http.ResponseWriter, r *http.Request, team *Team) i
 		g.m.inFlight.Dec()
 		ae := g.up.ReadAPIError(resp)
 		class := upstream.Classify(ae)
-		switch class {
-		case upstream.RateLimited, upstream.Stop:
-			if ae.Status == http.StatusTooManyRequests {
-				g.throttled(c, "429")
-				g.settle(res.RateLimited(&ae.RateLimit))
-			} else {
-				g.settle(res.Fail(&ae.RateLimit))
-			}
-		case upstream.Overloaded:
+		switch {
+		case ae.Status == http.StatusTooManyRequests:
+			// Rate limit or spend cap: the API charged nothing. A retry-after pauses
+			// the class.
+			g.throttled(c, "429")
+			g.settle(res.RateLimited(&ae.RateLimit))
+		case class == upstream.Overloaded:
 			g.throttled(c, "529")
 			g.settle(res.Overloaded(&ae.RateLimit))
-		case upstream.Final:
+		case ae.Status >= 400 && ae.Status < 500:
 			// Refused before generating: the call took one request and no tokens.
 			g.settle(res.Commit(ratelimit.Usage{}, &ae.RateLimit))
 		default:
+			// A 5xx: the API may have counted the call.
 			g.settle(res.Fail(&ae.RateLimit))
 		}
 		if class == upstream.RateLimited || class == upstream.Overloaded {
 			g.log.Info("upstream refused a call", "status", ae.Status, "class", c.class, "attempt", attempt,
 				"retry_after", ae.RetryAfter, "request_id", ae.RequestID)
 			if attempt < g.cfg.MaxAttempts && g.now().Before(c.deadline) {
-				if class == upstream.Overloaded {
-					// A 429 waits out the class's pause in admission; a 529 backs off.
+				// A 429 of an admitted call waits out its class's pause in admission;
+				// a 529, or a 429 of a call the limiter does not pace, backs off here
+				// (at least the retry-after).
+				if class == upstream.Overloaded || c.class == "" {
 					d := min(g.cfg.Backoff.Delay(attempt, ae), time.Until(c.deadline))
 					if err := sleepCtx(ctx, d); err != nil {
 						return 499
@@ -121,9 +122,22 @@ func (g *Gateway) messages(w http.ResponseWriter, r *http.Request, team *Team) i
 				continue
 			}
 		}
+		if ae.Status == http.StatusUnauthorized {
+			return g.keyRefused(w, ae)
+		}
 		writeAPIError(w, ae)
 		return ae.Status
 	}
+}
+
+// keyRefused answers a call the API refused for the gateway's own key (401):
+// the client's key was fine, so the client gets a 502 that says so, and the operator
+// a log line.
+func (g *Gateway) keyRefused(w http.ResponseWriter, ae *upstream.APIError) int {
+	g.log.Error("the upstream API refused the gateway's key", "status", ae.Status, "type", ae.Type, "request_id", ae.RequestID)
+	writeError(w, http.StatusBadGateway, wire.APIError,
+		fmt.Sprintf("clade serve: the upstream API refused the gateway's key (%d %s); tell the gateway's operator", ae.Status, ae.Type), nil)
+	return http.StatusBadGateway
 }
 
 // admit waits for c's turn in its class's fair queue and then for the limiter, up to

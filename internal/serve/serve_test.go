@@ -155,3 +155,25 @@ func TestServeClientKeys(t *testing.T) {
 		t.Errorf("requests of team search = %v, want 1", got)
 	}
 }
+
+// TestServeGatewayKeyRefused: when the API refuses the gateway's own key, clients are
+// not told their key is wrong: they get a 502 that points at the operator, who gets a
+// log line.
+func TestServeGatewayKeyRefused(t *testing.T) {
+	t.Parallel()
+	gw := startGateway(t, setup{upKey: "sk-ant-revoked-key-000000"})
+	ctx := context.Background()
+	c := v2(gw.URL, clientKey)
+	_, err := c.Messages.New(ctx, hello("claude-haiku-4-5", 20, "hi"))
+	var e *anthropic.Error
+	if !errors.As(err, &e) || e.StatusCode != 502 || e.Type() != "api_error" || !strings.Contains(e.RawJSON(), "operator") {
+		t.Errorf("Messages.New with the gateway's key revoked = %v, want 502 api_error naming the operator", err)
+	}
+	_, err = c.Models.List(ctx, anthropic.ModelListParams{})
+	if !errors.As(err, &e) || e.StatusCode != 502 {
+		t.Errorf("Models.List with the gateway's key revoked = %v, want 502", err)
+	}
+	if logs := gw.logs.String(); !strings.Contains(logs, "refused the gateway's key") || strings.Contains(logs, "sk-ant-revoked") {
+		t.Errorf("logs = %s\nwant a line on the refused key, without the key", logs)
+	}
+}

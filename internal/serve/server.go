@@ -194,6 +194,11 @@ func (g *Gateway) pass(endpoint string, limit int64) func(http.ResponseWriter, *
 			g.m.requests.WithLabelValues(team.Name, endpoint, statusLabel(code)).Inc()
 			return
 		}
+		if resp.StatusCode == http.StatusUnauthorized {
+			code := g.keyRefused(w, g.up.ReadAPIError(resp))
+			g.m.requests.WithLabelValues(team.Name, endpoint, statusLabel(code)).Inc()
+			return
+		}
 		defer resp.Body.Close()
 		copyHeaders(w.Header(), resp.Header, true)
 		w.WriteHeader(resp.StatusCode)
