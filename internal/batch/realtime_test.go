@@ -43,21 +43,7 @@ func expiringEnv(t *testing.T) (*env, *messagesCounter) {
 	// take more than 29 emulated days (under a second) to read a batch, and an
 	// archived batch's requests would all be sent again.
 	e := setup(t, emulator.Config{ClockSpeed: 1000, BatchProcessingRate: 0.0005, BatchRetention: 10 * 365 * 24 * time.Hour})
-	stop, done := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(done)
-		tick := time.NewTicker(30 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-				e.em.Server.Clock().Advance(24 * time.Hour)
-			}
-		}
-	}()
-	t.Cleanup(func() { close(stop); <-done })
+	advanceEvery(t, e, 30*time.Millisecond, 24*time.Hour)
 	mc := &messagesCounter{next: http.DefaultTransport.(*http.Transport).Clone()}
 	client, err := upstream.New(upstream.Config{BaseURL: e.em.URL, APIKey: upstream.NewSecret(testKey), HTTPClient: &http.Client{Transport: mc}})
 	if err != nil {

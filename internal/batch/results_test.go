@@ -77,8 +77,10 @@ func TestRetryableErroredResubmittedUntilMaxRounds(t *testing.T) {
 // MaxRounds times, then its expired line is final.
 func TestExpiredFinalAfterMaxRounds(t *testing.T) {
 	t.Parallel()
-	// Practically nothing is processed; the clock jumps a day every 20 ms.
-	e := setup(t, emulator.Config{ClockSpeed: 1000, BatchProcessingRate: 1e-9})
+	// Practically nothing is processed; the clock jumps a day every 20 ms. Results
+	// are kept 10 years (of that clock): 29 days pass in 0.6 s, and an archived
+	// batch would send its requests again without a line.
+	e := setup(t, emulator.Config{ClockSpeed: 1000, BatchProcessingRate: 1e-9, BatchRetention: 10 * 365 * 24 * time.Hour})
 	advanceEvery(t, e, 20*time.Millisecond, 24*time.Hour)
 	const n = 20
 	cfg := e.config(writeInput(t, e.dir, n), 0)
