@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -240,19 +242,74 @@ type sqlQuerier struct {
 
 var pgPlaceholder = regexp.MustCompile(`\$(\d+)`)
 
-var sqliteQueries sync.Map // Postgres-style query → SQLite query
+// sqliteQuery is a Postgres-style query ($1, $2, … placeholders) rewritten for
+// SQLite with anonymous ? placeholders, and which argument each one takes.
+//
+// Why not ?NNN: SQLite keeps numbered and named parameters in a list that
+// sqlite3_bind_parameter_name searches from the start, and modernc.org/sqlite
+// asks it for every parameter it binds, so binding a statement of n numbered
+// parameters costs O(n²). A 100-row INSERT of batch results (1,400 parameters)
+// spent a fifth of a whole clade batch run's CPU there. Anonymous ? parameters
+// are not in that list.
+type sqliteQuery struct {
+	text string
+	// order[i] is the index of the argument the i-th ? takes; nil when the
+	// placeholders are $1, $2, … in order, each once.
+	order []int
+}
 
-func toSQLite(q string) string {
+var sqliteQueries sync.Map // Postgres-style query → sqliteQuery
+
+func toSQLite(q string) sqliteQuery {
 	if v, ok := sqliteQueries.Load(q); ok {
-		return v.(string)
+		return v.(sqliteQuery)
 	}
-	s := pgPlaceholder.ReplaceAllString(q, "?$1")
-	sqliteQueries.Store(q, s)
+	var order []int
+	text := pgPlaceholder.ReplaceAllStringFunc(q, func(m string) string {
+		n, _ := strconv.Atoi(m[1:])
+		order = append(order, n-1)
+		return "?"
+	})
+	sq := sqliteQuery{text: text, order: order}
+	if slices.Equal(order, seq(len(order))) {
+		sq.order = nil
+	}
+	sqliteQueries.Store(q, sq)
+	return sq
+}
+
+// seq returns 0, 1, …, n-1.
+func seq(n int) []int {
+	s := make([]int, n)
+	for i := range s {
+		s[i] = i
+	}
 	return s
 }
 
+// args returns the arguments in placeholder order. An argument a placeholder does
+// not name cannot be bound: it is an error, as it was for a $N query.
+func (sq sqliteQuery) args(args []any) ([]any, error) {
+	if sq.order == nil {
+		return args, nil
+	}
+	out := make([]any, len(sq.order))
+	for i, o := range sq.order {
+		if o < 0 || o >= len(args) {
+			return nil, fmt.Errorf("sqlite query: placeholder $%d without an argument (%d given)", o+1, len(args))
+		}
+		out[i] = args[o]
+	}
+	return out, nil
+}
+
 func (s sqlQuerier) exec(ctx context.Context, q string, args ...any) (int64, error) {
-	res, err := s.db.ExecContext(ctx, toSQLite(q), args...)
+	sq := toSQLite(q)
+	args, err := sq.args(args)
+	if err != nil {
+		return 0, err
+	}
+	res, err := s.db.ExecContext(ctx, sq.text, args...)
 	if err != nil {
 		return 0, err
 	}
@@ -260,7 +317,12 @@ func (s sqlQuerier) exec(ctx context.Context, q string, args ...any) (int64, err
 }
 
 func (s sqlQuerier) query(ctx context.Context, q string, args ...any) (rows, error) {
-	r, err := s.db.QueryContext(ctx, toSQLite(q), args...)
+	sq := toSQLite(q)
+	args, err := sq.args(args)
+	if err != nil {
+		return nil, err
+	}
+	r, err := s.db.QueryContext(ctx, sq.text, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -268,8 +330,18 @@ func (s sqlQuerier) query(ctx context.Context, q string, args ...any) (rows, err
 }
 
 func (s sqlQuerier) queryRow(ctx context.Context, q string, args ...any) row {
-	return s.db.QueryRowContext(ctx, toSQLite(q), args...)
+	sq := toSQLite(q)
+	args, err := sq.args(args)
+	if err != nil {
+		return errRow{err}
+	}
+	return s.db.QueryRowContext(ctx, sq.text, args...)
 }
+
+// errRow is a row whose Scan returns err.
+type errRow struct{ err error }
+
+func (r errRow) Scan(...any) error { return r.err }
 
 type sqlRows struct{ *sql.Rows }
 
