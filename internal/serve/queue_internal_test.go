@@ -1,0 +1,134 @@
+package serve
+
+import (
+	"bytes"
+	"context"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestFairQueueWeights: with two teams flooding one class, the queue serves them in
+// proportion to their weights, and a third team arriving late goes next but one.
+func TestFairQueueWeights(t *testing.T) {
+	t.Parallel()
+	f := newFairQueue()
+	ctx := context.Background()
+	hold, err := f.acquire(ctx, &Team{Name: "first", Weight: 1}, 100, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := &Team{Name: "a", Weight: 2}, &Team{Name: "b", Weight: 1}
+	var mu sync.Mutex
+	var order []string
+	var wg sync.WaitGroup
+	enqueue := func(team *Team, n int) {
+		for range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				release, err := f.acquire(ctx, team, 100, nil)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				order = append(order, team.Name)
+				mu.Unlock()
+				release()
+			}()
+		}
+	}
+	enqueue(a, 60)
+	enqueue(b, 30)
+	waitDepth(t, f, 90)
+	hold() // the baton goes round
+	wg.Wait()
+	counts := map[string]int{}
+	for _, name := range order[:30] {
+		counts[name]++
+	}
+	if counts["a"] < 19 || counts["a"] > 21 {
+		t.Errorf("first 30 served: %v, want a (weight 2) about 20 and b (weight 1) about 10; order %v", counts, order)
+	}
+
+	// A late team waits behind at most one call of each team already queued (of
+	// equal weight).
+	hold, _ = f.acquire(ctx, &Team{Name: "first", Weight: 1}, 100, nil)
+	order = nil
+	enqueue(b, 20)
+	waitDepth(t, f, 20)
+	enqueue(&Team{Name: "late", Weight: 1}, 1)
+	waitDepth(t, f, 21)
+	hold()
+	wg.Wait()
+	for i, name := range order {
+		if name == "late" {
+			if i > 1 {
+				t.Errorf("the late team's call was served %dth, want within the first 2; order %v", i+1, order)
+			}
+			break
+		}
+	}
+}
+
+func waitDepth(t *testing.T, f *fairQueue, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		f.mu.Lock()
+		d := f.depth
+		f.mu.Unlock()
+		if d >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("queue depth %d, want %d", d, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// FuzzParseKeys: a client-keys file never panics the parser, and what it accepts has
+// teams with valid names and weights.
+func FuzzParseKeys(f *testing.F) {
+	f.Add([]byte("keys:\n  ck-search-0001: search\n  ck-ads-000002: {team: ads, weight: 2}\n"))
+	f.Add([]byte("keys: {}\n"))
+	f.Add([]byte("keys:\n  short: x\n"))
+	f.Add([]byte("- a\n- b\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		k, err := ParseKeys(data)
+		if err != nil {
+			return
+		}
+		for _, team := range k.Teams() {
+			if !teamName.MatchString(team.Name) || team.Weight < 1 || team.Weight > maxWeight {
+				t.Errorf("ParseKeys accepted team %+v", team)
+			}
+		}
+	})
+}
+
+// FuzzEventReader: the relay's event splitter gives back every byte of any stream, in
+// order, so what reaches the client is what the API sent.
+func FuzzEventReader(f *testing.F) {
+	f.Add([]byte("event: message_start\ndata: {\"type\":\"message_start\"}\n\nevent: ping\ndata: {}\n\n"))
+	f.Add([]byte("data: a\r\n\r\n\n\nevent: x\ndata: partial"))
+	f.Add([]byte(""))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		er := newEventReader(bytesReader(data))
+		var got []byte
+		for {
+			raw, _, err := er.next()
+			if err != nil {
+				break
+			}
+			got = append(got, raw...)
+		}
+		if string(got) != string(data) {
+			t.Errorf("events joined = %q, want the stream %q", got, data)
+		}
+	})
+}
+
+func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }
