@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -111,6 +113,10 @@ func runServe(cmd *cobra.Command, g *globalFlags, f *serveFlags) error {
 		return usageErr("clade serve --listen "+f.listen+" --client-keys keys.yaml, or --listen 127.0.0.1:8080",
 			"--listen %s reaches beyond this machine: without --client-keys anyone who can connect would use the organisation's key", f.listen)
 	}
+	if f.emulate == "" && pointsAt(upstreamBase(f.baseURL), f.listen) {
+		return usageErr("clade serve --base-url https://api.anthropic.com (clients, not the gateway, take ANTHROPIC_BASE_URL=http://"+f.listen+")",
+			"the upstream API (--base-url or ANTHROPIC_BASE_URL) is the gateway's own --listen %s: calls would loop", f.listen)
+	}
 	ctx := cmd.Context()
 	client, closeEmu, err := upstreamClient(ctx, f.baseURL, f.emulate, cat, log)
 	if err != nil {
@@ -175,6 +181,36 @@ func runServe(cmd *cobra.Command, g *globalFlags, f *serveFlags) error {
 	}
 	fmt.Fprintln(stderr, "stopped")
 	return nil
+}
+
+// upstreamBase is the base URL upstreamClient will use.
+func upstreamBase(flag string) string {
+	if flag != "" {
+		return flag
+	}
+	return os.Getenv("ANTHROPIC_BASE_URL")
+}
+
+// pointsAt reports whether base (a URL) names the address listen (HOST:PORT), or the
+// same port on a loopback name when listen is loopback or every interface.
+func pointsAt(base, listen string) bool {
+	u, err := url.Parse(base)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	bh, bp, err := net.SplitHostPort(u.Host)
+	if err != nil {
+		return false
+	}
+	lh, lp, err := net.SplitHostPort(listen)
+	if err != nil || bp != lp {
+		return false
+	}
+	local := func(h string) bool {
+		ip := net.ParseIP(h)
+		return h == "localhost" || h == "" || ip != nil && (ip.IsLoopback() || ip.IsUnspecified())
+	}
+	return bh == lh || local(bh) && local(lh)
 }
 
 // loopback reports whether addr (HOST:PORT) listens on a loopback address only.

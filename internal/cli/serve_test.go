@@ -157,6 +157,8 @@ func TestServeCLIUsage(t *testing.T) {
 			code: cli.ExitUsage, contains: []string{"Error: --listen 0.0.0.0:0 reaches beyond this machine", "Try: clade serve"}},
 		{name: "bad keys file", args: []string{"serve", "--emulate", "tier-1", "--client-keys", "/nonexistent/keys.yaml"},
 			code: cli.ExitUsage, contains: []string{"Error: client keys", "Try: clade serve --client-keys"}},
+		{name: "upstream is the gateway itself", args: []string{"serve", "--listen", "127.0.0.1:18080", "--base-url", "http://localhost:18080"},
+			code: cli.ExitUsage, contains: []string{"calls would loop", "Try: clade serve --base-url https://api.anthropic.com"}},
 		{name: "bad tier", args: []string{"serve", "--tier", "tier-99"}, code: cli.ExitUsage, contains: []string{"Error: --tier"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
