@@ -108,6 +108,30 @@ func TestServeRetriesOverload(t *testing.T) {
 	}
 }
 
+// TestServeRetriesRateLimited: the API's 429s (here its acceleration limit, with a
+// retry-after) pause the class and are retried by the gateway after the pause, so
+// clients that do not retry see none of them.
+func TestServeRetriesRateLimited(t *testing.T) {
+	t.Parallel()
+	faults, err := emulator.ParseFaults("ramp=0.15:1s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw := startGateway(t, setup{emCfg: emulator.Config{Faults: faults, Seed: 3}})
+	const n = 30
+	failed, ferr := burst(context.Background(), v2(gw.URL, clientKey), n)
+	// A call fails only if all 4 attempts are refused: 0.15⁴ ≈ 0.05 %.
+	if failed > 0 {
+		t.Errorf("%d of %d calls failed (first: %v), want none", failed, n, ferr)
+	}
+	if gw.rec.count(429) == 0 {
+		t.Fatalf("the emulator sent no 429; the test proves nothing")
+	}
+	if got := metricSum(t, gw.reg, "clade_serve_upstream_retries_total", map[string]string{"reason": "rate_limited"}); got != float64(gw.rec.count(429)) {
+		t.Errorf("retries after a 429 = %v, want one per upstream 429 (%d)", got, gw.rec.count(429))
+	}
+}
+
 var volatileID = regexp.MustCompile(`(msg|req|toolu)_[A-Za-z0-9]+`)
 
 // TestServeStreamRelay: an SSE answer reaches the client byte for byte as the API sent
