@@ -109,11 +109,11 @@ func TestServeFairShare(t *testing.T) {
 			}
 		}()
 	}
-	// Wait until A's flood is queued (most of it beyond the bucket's 20).
+	// Wait until much of A's flood is queued behind the bucket's 20.
 	deadline := time.Now().Add(20 * time.Second)
-	for gw.G.Status(ctx).Queued["a"] < nA/2 {
+	for gw.G.Status(ctx).Queued["a"] < 30 {
 		if time.Now().After(deadline) {
-			t.Fatalf("team a never had %d calls queued: %+v", nA/2, gw.G.Status(ctx).Queued)
+			t.Fatalf("team a never had 30 calls queued: %+v", gw.G.Status(ctx).Queued)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -124,7 +124,7 @@ func TestServeFairShare(t *testing.T) {
 	}
 	// In the order calls went upstream after B's arrived, B's were served in turn with
 	// A's (one of A's each, give or take the goroutines' scheduling), not behind the
-	// 40 or more of A's that were waiting.
+	// 30 or more of A's that were waiting.
 	sent := gw.rec.sentSoFar()[before:]
 	aFirst, bSeen := 0, 0
 	for _, text := range sent {
