@@ -39,6 +39,8 @@ type recorder struct {
 	// sent is the first text block of each Messages request, in the order they were
 	// sent upstream.
 	sent []string
+	// headers are the credential and version headers of every request sent upstream.
+	headers []http.Header
 }
 
 var firstText = regexp.MustCompile(`"text":"([^"]*)"`)
@@ -54,6 +56,15 @@ func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
 			}
 		}
 	}
+	h := http.Header{}
+	for _, k := range []string{"x-api-key", "Authorization", "anthropic-version", "anthropic-beta"} {
+		if v := req.Header.Values(k); len(v) > 0 {
+			h[http.CanonicalHeaderKey(k)] = v
+		}
+	}
+	r.mu.Lock()
+	r.headers = append(r.headers, h)
+	r.mu.Unlock()
 	resp, err := r.next.RoundTrip(req)
 	if err == nil {
 		r.mu.Lock()
@@ -61,6 +72,13 @@ func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
 		r.mu.Unlock()
 	}
 	return resp, err
+}
+
+// headersSoFar returns the headers recorded so far.
+func (r *recorder) headersSoFar() []http.Header {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]http.Header(nil), r.headers...)
 }
 
 // sentSoFar returns a copy of sent.

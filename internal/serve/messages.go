@@ -22,12 +22,10 @@ type call struct {
 	team     *Team
 	model    string
 	class    string // "" when the model is not in the catalog: not admitted
-	stream   bool
-	estInput int64 // the intake estimate, for calibration
+	estInput int64  // the intake estimate, for calibration
 	need     ratelimit.Need
 	body     []byte
 	deadline time.Time // end of the admission budget (MaxWait)
-	waited   time.Duration
 }
 
 // handleMessages admits, sends and relays POST /v1/messages.
@@ -45,10 +43,9 @@ func (g *Gateway) messages(w http.ResponseWriter, r *http.Request, team *Team) i
 	var p struct {
 		Model     string `json:"model"`
 		MaxTokens int64  `json:"max_tokens"`
-		Stream    bool   `json:"stream"`
 	}
 	if json.Unmarshal(body, &p) == nil && p.Model != "" {
-		c.model, c.stream = p.Model, p.Stream
+		c.model = p.Model
 		if cl, err := g.lim.ClassOf(p.Model); err == nil {
 			c.class = cl
 		}
@@ -175,7 +172,6 @@ func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, c *call) (rateli
 		release()
 	}
 	waited := g.now().Sub(start)
-	c.waited += waited
 	g.m.wait.WithLabelValues(c.team.Name).Observe(waited.Seconds())
 	if err == nil {
 		return res, 0, true

@@ -10,6 +10,7 @@ import (
 
 	anthropic1 "github.com/anthropics/anthropic-sdk-go"
 	anthropic "github.com/anthropics/anthropic-sdk-go/v2"
+	"github.com/anthropics/anthropic-sdk-go/v2/option"
 
 	"github.com/clade-dev/clade/emulator"
 )
@@ -175,5 +176,37 @@ func TestServeGatewayKeyRefused(t *testing.T) {
 	}
 	if logs := gw.logs.String(); !strings.Contains(logs, "refused the gateway's key") || strings.Contains(logs, "sk-ant-revoked") {
 		t.Errorf("logs = %s\nwant a line on the refused key, without the key", logs)
+	}
+}
+
+// TestServeForwardsVersionNotCredentials: the client's anthropic-version and
+// anthropic-beta go upstream; its credentials do not, the organisation's key does.
+func TestServeForwardsVersionNotCredentials(t *testing.T) {
+	t.Parallel()
+	gw := startGateway(t, setup{})
+	ctx := context.Background()
+	c2 := v2(gw.URL, clientKey, option.WithHeader("anthropic-beta", "context-1m-2025-08-07"))
+	if _, err := c2.Messages.New(ctx, hello("claude-haiku-4-5", 20, "hi")); err != nil {
+		t.Fatal(err)
+	}
+	c1 := v1(gw.URL, clientKey)
+	if _, err := c1.Messages.New(ctx, anthropic1.MessageNewParams{Model: anthropic1.ModelClaudeHaiku4_5, MaxTokens: 20,
+		Messages: []anthropic1.MessageParam{anthropic1.NewUserMessage(anthropic1.NewTextBlock("hi"))}}); err != nil {
+		t.Fatal(err)
+	}
+	hs := gw.rec.headersSoFar()
+	if len(hs) != 2 {
+		t.Fatalf("upstream saw %d requests, want 2", len(hs))
+	}
+	for i, want := range []struct{ version, beta string }{{"2026-10-21", "context-1m-2025-08-07"}, {"2023-06-01", ""}} {
+		h := hs[i]
+		if h.Get("anthropic-version") != want.version || h.Get("anthropic-beta") != want.beta {
+			t.Errorf("request %d upstream: anthropic-version %q, anthropic-beta %q; want %q, %q",
+				i, h.Get("anthropic-version"), h.Get("anthropic-beta"), want.version, want.beta)
+		}
+		if h.Get("x-api-key") != orgKey || h.Get("Authorization") != "" {
+			t.Errorf("request %d upstream carried x-api-key %q and Authorization %q; want only the organisation's key",
+				i, h.Get("x-api-key"), h.Get("Authorization"))
+		}
 	}
 }
