@@ -34,7 +34,8 @@
 //     retried by the gateway, up to MaxAttempts, within MaxWait. The last one is passed
 //     on as the API sent it.
 //   - count_tokens, models and Message Batches are passed through unadmitted: they
-//     have their own limits.
+//     have their own limits. Batch objects' results_url is rewritten to the gateway's
+//     origin, the one change the gateway makes to a body.
 //
 // # What is authoritative
 //

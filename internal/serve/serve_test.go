@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	anthropic1 "github.com/anthropics/anthropic-sdk-go"
 	anthropic "github.com/anthropics/anthropic-sdk-go/v2"
@@ -104,6 +105,33 @@ func TestServeSDKCalls(t *testing.T) {
 		got, err := c1.Messages.Batches.Get(ctx, b.ID, anthropic1.MessageBatchGetParams{})
 		if err != nil || got.ID != b.ID || got.RequestCounts.Processing+got.RequestCounts.Succeeded != 2 {
 			t.Errorf("Batches.Get(%s) = %+v, %v; want the batch of 2", b.ID, got, err)
+		}
+		// Once it ends, results_url points at the gateway, so the SDKs that follow it
+		// (Python's) fetch the results through the gateway with their client key.
+		deadline := time.Now().Add(20 * time.Second)
+		for got.ProcessingStatus != "ended" {
+			if time.Now().After(deadline) {
+				t.Fatalf("batch %s not ended after 20s: %+v", b.ID, got)
+			}
+			time.Sleep(10 * time.Millisecond)
+			if got, err = c1.Messages.Batches.Get(ctx, b.ID, anthropic1.MessageBatchGetParams{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if want := gw.URL + "/v1/messages/batches/" + b.ID + "/results"; got.ResultsURL != want {
+			t.Fatalf("results_url = %q, want %q", got.ResultsURL, want)
+		}
+		req, _ := http.NewRequest(http.MethodGet, got.ResultsURL, nil)
+		req.Header.Set("x-api-key", clientKey)
+		req.Header.Set("anthropic-version", "2023-06-01")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || strings.Count(string(lines), `"custom_id"`) != 2 {
+			t.Errorf("GET results_url = %d %s, want 2 result lines", resp.StatusCode, lines)
 		}
 	})
 

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -200,11 +201,47 @@ func (g *Gateway) pass(endpoint string, limit int64) func(http.ResponseWriter, *
 			return
 		}
 		defer resp.Body.Close()
+		if endpoint == epBatches && resp.StatusCode/100 == 2 && !strings.HasSuffix(r.URL.Path, "/results") &&
+			strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
+			code := g.relayBatchObject(w, r, resp)
+			g.m.requests.WithLabelValues(team.Name, endpoint, statusLabel(code)).Inc()
+			return
+		}
 		copyHeaders(w.Header(), resp.Header, true)
 		w.WriteHeader(resp.StatusCode)
 		g.m.requests.WithLabelValues(team.Name, endpoint, statusLabel(resp.StatusCode)).Inc()
 		copyFlushing(w, resp.Body)
 	}
+}
+
+// relayBatchObject passes on a batch object (or a list of them) with results_url
+// pointing at the gateway instead of the API: the SDKs that follow results_url (the
+// Python SDK) then fetch results through the gateway, with their client key. Nothing
+// else in the body changes.
+func (g *Gateway) relayBatchObject(w http.ResponseWriter, r *http.Request, resp *http.Response) int {
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxJSONResp+1))
+	if err != nil || len(b) > maxJSONResp {
+		writeError(w, http.StatusBadGateway, wire.APIError, "clade serve: the upstream answer could not be read", nil)
+		return http.StatusBadGateway
+	}
+	b = resultsURL.ReplaceAll(b, []byte("${1}"+gatewayBase(r)+"${3}"))
+	copyHeaders(w.Header(), resp.Header, false)
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(resp.StatusCode)
+	w.Write(b)
+	return resp.StatusCode
+}
+
+// resultsURL matches a results_url member: its key, its origin, and its path.
+var resultsURL = regexp.MustCompile(`("results_url"\s*:\s*")(https?://[^/"]+(?:/[^"]*?)?)(/v1/messages/batches/[^"]*")`)
+
+// gatewayBase is the origin (and no path) a client reached the gateway at.
+func gatewayBase(r *http.Request) string {
+	scheme := "http"
+	if r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https") {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
 }
 
 // proxyFailed answers a call whose upstream request got no response and returns the
