@@ -3,6 +3,7 @@ package serve
 import (
 	"bytes"
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -132,3 +133,26 @@ func FuzzEventReader(f *testing.F) {
 }
 
 func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }
+
+// TestEventReaderLongLines: a data line longer than the read buffer, ending right at
+// its edge, is still one line of one event.
+func TestEventReaderLongLines(t *testing.T) {
+	t.Parallel()
+	long := "data: " + strings.Repeat("x", 32<<10-len("data: ")) // fills the buffer exactly
+	stream := "event: message_delta\n" + long + "\n\nevent: message_stop\ndata: {}\n\n"
+	er := newEventReader(strings.NewReader(stream))
+	var names []string
+	for {
+		raw, name, err := er.next()
+		if err != nil {
+			break
+		}
+		names = append(names, string(name))
+		if string(name) == "message_delta" && len(eventData(raw)) != len(long)-len("data: ") {
+			t.Errorf("message_delta data has %d bytes, want %d", len(eventData(raw)), len(long)-len("data: "))
+		}
+	}
+	if strings.Join(names, ",") != "message_delta,message_stop" {
+		t.Errorf("events = %v, want message_delta, message_stop", names)
+	}
+}

@@ -33,20 +33,15 @@ func newEventReader(r io.Reader) *eventReader {
 // last event.
 func (e *eventReader) next() (raw []byte, name []byte, err error) {
 	e.buf = e.buf[:0]
-	name = nil
+	start := 0 // where the current line starts in buf
 	for {
 		line, err := e.br.ReadSlice('\n')
-		if err == bufio.ErrBufferFull {
-			e.buf = append(e.buf, line...)
-			if len(e.buf) > maxEvent {
-				return nil, nil, errEventTooLarge
-			}
-			continue
-		}
-		start := len(e.buf)
 		e.buf = append(e.buf, line...)
 		if len(e.buf) > maxEvent {
 			return nil, nil, errEventTooLarge
+		}
+		if err == bufio.ErrBufferFull {
+			continue // the line goes on
 		}
 		if err != nil {
 			if err == io.EOF && len(e.buf) > 0 {
@@ -54,14 +49,14 @@ func (e *eventReader) next() (raw []byte, name []byte, err error) {
 			}
 			return nil, nil, err
 		}
-		l := bytes.TrimRight(e.buf[start:], "\r\n")
-		if len(l) == 0 {
-			if len(e.buf) == len(line) {
+		if len(bytes.TrimRight(e.buf[start:], "\r\n")) == 0 {
+			if start == 0 {
 				// A blank line with no event before it: pass it on as it is.
 				return e.buf, nil, nil
 			}
 			return e.buf, eventName(e.buf), nil
 		}
+		start = len(e.buf)
 	}
 }
 
