@@ -90,6 +90,10 @@ func (h *hybrid) expectedOutput(n jobs.ModelNeed) int64 {
 // spillTime is when realtime must take over for e to finish by the deadline.
 func (h *hybrid) spillTime(e estimate) time.Time {
 	lead := time.Duration(h.cfg.Safety*float64(e.realtime)) + h.cfg.Slack
+	// Realtime reaches a batch's requests only once the batch, cancelled at the
+	// hand-over, has ended and been read, or takeoverWait after the cancel: a
+	// tenth of the time then left, within [1 s, 30 s].
+	lead += min(30*time.Second, max(lead/10, time.Second))
 	return h.cfg.Deadline.Add(-lead)
 }
 

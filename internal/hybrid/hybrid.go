@@ -4,11 +4,14 @@
 //
 // The rule, re-evaluated every tick as batches progress:
 //
-//	spill when  now ≥ deadline − (Safety × T_rt(remaining) + Slack)
+//	lead = Safety × T_rt(remaining) + Slack
+//	spill when  now ≥ deadline − (lead + clamp(lead/10, 1 s, 30 s))
 //
 // where T_rt is the sustained realtime time of the requests without a result at
 // the tier's limits (plan.Sustained: no burst credit, expected output from
-// max_tokens), plus the slowest class's latency. Until then only batches work
+// max_tokens), plus the slowest class's latency, and the last term is the
+// hand-over: how long realtime may wait for a cancelled batch (takeoverWait).
+// Until then only batches work
 // (package batch's dispatcher). The spill is recorded in the store (a resumed run
 // goes on in realtime), no new batch is created, and the realtime runner (package
 // runner) starts on the requests in no batch. Open batches are then handed over
