@@ -110,7 +110,7 @@ func (g *Gateway) messages(w http.ResponseWriter, r *http.Request, team *Team) i
 				// a 529, or a 429 of a call the limiter does not pace, backs off here
 				// (at least the retry-after).
 				if class == upstream.Overloaded || c.class == "" {
-					d := min(g.cfg.Backoff.Delay(attempt, ae), time.Until(c.deadline))
+					d := min(g.cfg.Backoff.Delay(attempt, ae), c.deadline.Sub(g.now()))
 					if err := sleepCtx(ctx, d); err != nil {
 						return 499
 					}

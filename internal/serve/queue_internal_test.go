@@ -9,9 +9,9 @@ import (
 	"time"
 )
 
-// TestFairQueueWeights: with two teams flooding one class, the queue serves them in
+// TestServeFairQueueWeights: with two teams flooding one class, the queue serves them in
 // proportion to their weights, and a third team arriving late goes next but one.
-func TestFairQueueWeights(t *testing.T) {
+func TestServeFairQueueWeights(t *testing.T) {
 	t.Parallel()
 	f := newFairQueue()
 	ctx := context.Background()
@@ -134,9 +134,9 @@ func FuzzEventReader(f *testing.F) {
 
 func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }
 
-// TestEventReaderLongLines: a data line longer than the read buffer, ending right at
+// TestServeEventReaderLongLines: a data line longer than the read buffer, ending right at
 // its edge, is still one line of one event.
-func TestEventReaderLongLines(t *testing.T) {
+func TestServeEventReaderLongLines(t *testing.T) {
 	t.Parallel()
 	long := "data: " + strings.Repeat("x", 32<<10-len("data: ")) // fills the buffer exactly
 	stream := "event: message_delta\n" + long + "\n\nevent: message_stop\ndata: {}\n\n"
