@@ -205,7 +205,8 @@ func (s *Store) BatchUnsent(ctx context.Context, runID int64, afterLine, limit i
 }
 
 func (s *Store) unsent(ctx context.Context, runID int64, afterLine, limit int, and string) ([]Request, error) {
-	rs, err := s.b.query(ctx, `SELECT r.id, r.run_id, r.custom_id, r.line, r.model, r.max_tokens, r.est_input_tokens, r.params
+	// The reader: a fill pages through the run while the import (a writer) goes on.
+	rs, err := s.b.reader().query(ctx, `SELECT r.id, r.run_id, r.custom_id, r.line, r.model, r.max_tokens, r.est_input_tokens, r.params
 		FROM clade_request r
 		WHERE r.run_id = $1 AND r.line > $2
 			AND NOT EXISTS (SELECT 1 FROM clade_result x WHERE x.request_id = r.id)
