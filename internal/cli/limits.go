@@ -14,14 +14,14 @@ import (
 
 // sharedLimiter returns a limiter whose buckets live in the Redis at rawURL under
 // namespace, shared with every clade process given the same two, and a function that
-// closes its connection. Redis must answer at start: a wrong URL fails here rather
+// closes its connection; command ("clade run") starts its usage hints. Redis must answer at start: a wrong URL fails here rather
 // than leaving the run waiting (the backend fails closed during an outage). Neither
 // the errors nor the logs contain the URL's password.
-func sharedLimiter(ctx context.Context, rawURL, namespace string, cat *catalog.Catalog, tier string, concurrency int, log *slog.Logger) (*ratelimit.Limiter, func(), error) {
+func sharedLimiter(ctx context.Context, command, rawURL, namespace string, cat *catalog.Catalog, tier string, concurrency int, log *slog.Logger) (*ratelimit.Limiter, func(), error) {
 	shown := ratelimit.RedactURL(rawURL)
 	opts, err := ratelimit.ParseRedisURL(rawURL)
 	if err != nil {
-		return nil, nil, usageErr("clade run --limits-redis redis://[:PASSWORD@]HOST:6379/0", "--limits-redis: %v", err)
+		return nil, nil, usageErr(command+" --limits-redis redis://[:PASSWORD@]HOST:6379/0", "--limits-redis: %v", err)
 	}
 	redis.SetLogger(redisLog{log}) // go-redis logs dial failures; keep them out of the progress display
 	client := redis.NewClient(opts)
@@ -36,7 +36,7 @@ func sharedLimiter(ctx context.Context, rawURL, namespace string, cat *catalog.C
 	be, err := ratelimit.NewRedis(ratelimit.RedisConfig{Client: client, Namespace: namespace, Logger: log})
 	if err != nil {
 		client.Close()
-		return nil, nil, usageErr("clade run --limits-namespace my-org", "%v", err)
+		return nil, nil, usageErr(command+" --limits-namespace my-org", "%v", err)
 	}
 	lim, err := ratelimit.New(ratelimit.Config{Catalog: cat, Tier: tier, MaxConcurrency: max(concurrency, 0), Backend: be})
 	if err != nil {

@@ -201,7 +201,7 @@ func runRun(cmd *cobra.Command, g *globalFlags, f *runFlags, input string) error
 	}
 	var lim *ratelimit.Limiter
 	if f.limitsRedis != "" {
-		l, closeLim, err := sharedLimiter(ctx, f.limitsRedis, f.limitsNamespace, cat, f.tier, f.concurrency, log)
+		l, closeLim, err := sharedLimiter(ctx, "clade run", f.limitsRedis, f.limitsNamespace, cat, f.tier, f.concurrency, log)
 		if err != nil {
 			return err
 		}

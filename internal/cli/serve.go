@@ -125,7 +125,7 @@ func runServe(cmd *cobra.Command, g *globalFlags, f *serveFlags) error {
 	defer closeEmu()
 	var lim *ratelimit.Limiter
 	if f.limitsRedis != "" {
-		l, closeLim, err := sharedLimiter(ctx, f.limitsRedis, f.limitsNamespace, cat, f.tier, f.concurrency, log)
+		l, closeLim, err := sharedLimiter(ctx, "clade serve", f.limitsRedis, f.limitsNamespace, cat, f.tier, f.concurrency, log)
 		if err != nil {
 			return err
 		}
