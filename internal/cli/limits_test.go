@@ -17,6 +17,7 @@ import (
 
 	"github.com/clade-dev/clade/emulator"
 	"github.com/clade-dev/clade/internal/cli"
+	"github.com/clade-dev/clade/internal/testkit"
 )
 
 // TestRunLimitsRedisShared: two `clade run` processes sharing one Redis (--limits-redis)
@@ -58,7 +59,7 @@ func TestRunLimitsRedisShared(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	n429 := metricSum(t, reg, "clade_emulator_rate_limited_total")
+	n429 := testkit.MetricSum(t, reg, "clade_emulator_rate_limited_total", nil)
 	t.Logf("2 × %d requests in %v, %v 429s", perRun, time.Since(start).Round(time.Millisecond), n429)
 	if n429 > 0 {
 		t.Errorf("the emulator answered %v requests with 429, want none: the two runs share one budget", n429)
@@ -104,23 +105,4 @@ func deleteKeys(t *testing.T, rawURL, pattern string) {
 	if err != nil {
 		t.Errorf("delete %s: %v", pattern, err)
 	}
-}
-
-// metricSum adds up every sample of the counter family name in reg.
-func metricSum(t *testing.T, reg *prometheus.Registry, name string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			sum += m.GetCounter().GetValue()
-		}
-	}
-	return sum
 }

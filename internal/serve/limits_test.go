@@ -19,6 +19,7 @@ import (
 	"github.com/clade-dev/clade/catalog"
 	"github.com/clade-dev/clade/internal/ratelimit"
 	"github.com/clade-dev/clade/internal/serve"
+	"github.com/clade-dev/clade/internal/testkit"
 )
 
 // tinyTier is a catalog whose tier "tiny" allows rpm requests per minute and tokens
@@ -85,7 +86,7 @@ func TestServeBurstQueued(t *testing.T) {
 	}
 	// 50 calls over the bucket, at 10 a second: about 5 s of waiting for the last, and
 	// minutes summed over all.
-	if got := metricSum(t, gw.reg, "clade_serve_queue_wait_seconds", map[string]string{"team": serve.DefaultTeam}); got < 20 {
+	if got := testkit.MetricSum(t, gw.reg, "clade_serve_queue_wait_seconds", map[string]string{"team": serve.DefaultTeam}); got < 20 {
 		t.Errorf("total queue wait = %.1fs, want the burst to have waited (≥ 20 s summed)", got)
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/clade-dev/clade/emulator"
 	"github.com/clade-dev/clade/internal/serve"
+	"github.com/clade-dev/clade/internal/testkit"
 	"github.com/clade-dev/clade/internal/upstream"
 )
 
@@ -103,7 +104,7 @@ func TestServeRetriesOverload(t *testing.T) {
 	if gw.rec.count(529) == 0 {
 		t.Fatalf("the emulator sent no 529; the test proves nothing")
 	}
-	if got := metricSum(t, gw.reg, "clade_serve_upstream_throttled_total", map[string]string{"code": "529"}); got != float64(gw.rec.count(529)) {
+	if got := testkit.MetricSum(t, gw.reg, "clade_serve_upstream_throttled_total", map[string]string{"code": "529"}); got != float64(gw.rec.count(529)) {
 		t.Errorf("clade_serve_upstream_throttled_total{code=529} = %v, want %d", got, gw.rec.count(529))
 	}
 }
@@ -127,7 +128,7 @@ func TestServeRetriesRateLimited(t *testing.T) {
 	if gw.rec.count(429) == 0 {
 		t.Fatalf("the emulator sent no 429; the test proves nothing")
 	}
-	if got := metricSum(t, gw.reg, "clade_serve_upstream_retries_total", map[string]string{"reason": "rate_limited"}); got != float64(gw.rec.count(429)) {
+	if got := testkit.MetricSum(t, gw.reg, "clade_serve_upstream_retries_total", map[string]string{"reason": "rate_limited"}); got != float64(gw.rec.count(429)) {
 		t.Errorf("retries after a 429 = %v, want one per upstream 429 (%d)", got, gw.rec.count(429))
 	}
 }

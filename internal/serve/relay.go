@@ -69,17 +69,9 @@ func (e *eventReader) eventBuffered() bool {
 
 // eventName returns the value of an event's "event:" line.
 func eventName(raw []byte) []byte {
-	for len(raw) > 0 {
-		i := bytes.IndexByte(raw, '\n')
-		var l []byte
-		if i < 0 {
-			l, raw = raw, nil
-		} else {
-			l, raw = raw[:i], raw[i+1:]
-		}
-		l = bytes.TrimRight(l, "\r")
-		if v, ok := bytes.CutPrefix(l, []byte("event:")); ok {
-			return bytes.TrimPrefix(v, []byte(" "))
+	for l := range bytes.Lines(raw) {
+		if v, ok := fieldValue(l, "event:"); ok {
+			return v
 		}
 	}
 	return nil
@@ -89,24 +81,23 @@ func eventName(raw []byte) []byte {
 func eventData(raw []byte) []byte {
 	var out []byte
 	n := 0
-	for len(raw) > 0 {
-		i := bytes.IndexByte(raw, '\n')
-		var l []byte
-		if i < 0 {
-			l, raw = raw, nil
-		} else {
-			l, raw = raw[:i], raw[i+1:]
-		}
-		l = bytes.TrimRight(l, "\r")
-		if v, ok := bytes.CutPrefix(l, []byte("data:")); ok {
+	for l := range bytes.Lines(raw) {
+		if v, ok := fieldValue(l, "data:"); ok {
 			if n > 0 {
 				out = append(out, '\n')
 			}
-			out = append(out, bytes.TrimPrefix(v, []byte(" "))...)
+			out = append(out, v...)
 			n++
 		}
 	}
 	return out
+}
+
+// fieldValue returns the value of an SSE line "field: value" (its line end and the
+// one space after the colon removed), if line is that field's.
+func fieldValue(line []byte, field string) ([]byte, bool) {
+	v, ok := bytes.CutPrefix(bytes.TrimRight(line, "\r\n"), []byte(field))
+	return bytes.TrimPrefix(v, []byte(" ")), ok
 }
 
 // relayStream passes an SSE answer on event by event, flushed as it arrives,

@@ -14,6 +14,7 @@ import (
 	"github.com/anthropics/anthropic-sdk-go/v2/option"
 
 	"github.com/clade-dev/clade/emulator"
+	"github.com/clade-dev/clade/internal/testkit"
 )
 
 // TestServeSDKCalls drives every endpoint through the gateway with both SDK
@@ -58,7 +59,7 @@ func TestServeSDKCalls(t *testing.T) {
 			t.Errorf("streamed message = %+v after %d events, want a whole message", acc, events)
 		}
 		// The gateway counted the stream's usage as it passed.
-		if got := metricSum(t, gw.reg, "clade_serve_tokens_total", map[string]string{"direction": "output"}); got < float64(acc.Usage.OutputTokens) {
+		if got := testkit.MetricSum(t, gw.reg, "clade_serve_tokens_total", map[string]string{"direction": "output"}); got < float64(acc.Usage.OutputTokens) {
 			t.Errorf("clade_serve_tokens_total{direction=output} = %v, want at least the stream's %d", got, acc.Usage.OutputTokens)
 		}
 		st1 := c1.Messages.NewStreaming(ctx, anthropic1.MessageNewParams{Model: anthropic1.ModelClaudeHaiku4_5, MaxTokens: 50,
@@ -180,7 +181,7 @@ func TestServeClientKeys(t *testing.T) {
 	if n := gw.rec.count(200) + gw.rec.count(401); n != 2 {
 		t.Errorf("upstream saw %d calls, want 2: a refused client never reaches the API", n)
 	}
-	if got := metricSum(t, gw.reg, "clade_serve_requests_total", map[string]string{"team": "search", "code": "200"}); got != 1 {
+	if got := testkit.MetricSum(t, gw.reg, "clade_serve_requests_total", map[string]string{"team": "search", "code": "200"}); got != 1 {
 		t.Errorf("requests of team search = %v, want 1", got)
 	}
 }
