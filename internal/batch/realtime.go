@@ -105,22 +105,36 @@ func (d *dispatcher) startRealtime(ctx context.Context) error {
 	return nil
 }
 
-// awaitRealtime, once no batch is left to create or read, waits until every
-// request has a result (or realtime stops: its budget, the API), then stops the
-// workers.
+// awaitRealtime, once no batch is left to create or read, waits until realtime has
+// worked every request handed to it (no job of the run is left to run), or stops
+// (its budget, the API), then stops the workers. Requests no one will send (a
+// budget stop of batch creation) are not waited for.
 func (d *dispatcher) awaitRealtime(ctx context.Context) error {
 	rt := d.rt
 	if rt == nil {
 		return nil
 	}
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	waited := make(chan error, 1)
-	go func() { waited <- d.cfg.Store.Wait(wctx, d.runID, 100*time.Millisecond) }()
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
 	var err error
-	select {
-	case err = <-waited:
-	case <-rt.done:
+wait:
+	for {
+		n, uerr := d.cfg.Store.Unfinished(ctx, d.runID)
+		switch {
+		case uerr != nil:
+			err = uerr
+			break wait
+		case n == 0:
+			break wait
+		}
+		select {
+		case <-ctx.Done():
+			err = ctx.Err()
+			break wait
+		case <-rt.done:
+			break wait
+		case <-t.C:
+		}
 	}
 	rt.stop()
 	<-rt.done

@@ -2,13 +2,16 @@ package batch_test
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/clade-dev/clade/catalog"
 	"github.com/clade-dev/clade/emulator"
 	"github.com/clade-dev/clade/internal/batch"
 	"github.com/clade-dev/clade/internal/runner"
@@ -128,5 +131,43 @@ func TestRetryViaRejectsUnknown(t *testing.T) {
 	cfg.RetryVia = "carrier-pigeon"
 	if _, err := batch.Run(context.Background(), cfg); err == nil {
 		t.Fatal("Run() with RetryVia carrier-pigeon succeeded, want an error naming it")
+	}
+}
+
+// TestRetryViaRealtimeBudgetStop: a budget that runs out during the realtime
+// retries stops the run cleanly: runner.ErrStopped naming the budget, the cost
+// within it, one call per request sent, and what was not sent left pending (not an
+// error about requests no one will send).
+func TestRetryViaRealtimeBudgetStop(t *testing.T) {
+	t.Parallel()
+	e, calls := expiringEnv(t)
+	const n = 120
+	cat := catalog.Default()
+	m, err := cat.Resolve("claude-haiku-4-5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Room for about 75 requests at batch price: the batches take most of it, the
+	// realtime retries (at twice the price) run out of it.
+	perRequest := cat.Cost(m, catalog.Usage{OutputTokens: 64}, true)
+	cfg := e.config(writeInput(t, e.dir, n), 50)
+	cfg.RetryVia = batch.RetryRealtime
+	cfg.Realtime = runner.Config{MaxConcurrency: 4}
+	cfg.Budget = 75 * perRequest
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	sum, err := batch.Run(ctx, cfg)
+	if !errors.Is(err, runner.ErrStopped) || !strings.Contains(err.Error(), "budget") {
+		t.Fatalf("Run() error = %v, want runner.ErrStopped naming the budget", err)
+	}
+	if sum.Realtime == 0 || sum.RealtimeSent == 0 {
+		t.Fatalf("%d requests to realtime, %d sent: the test did not reach the realtime retries", sum.Realtime, sum.RealtimeSent)
+	}
+	if calls.n.Load() != sum.RealtimeSent || sum.Pending != n-sum.Succeeded || sum.Pending == 0 {
+		t.Errorf("%d realtime calls on the wire (%d counted), %d succeeded, %d pending; want one call each and the rest pending",
+			calls.n.Load(), sum.RealtimeSent, sum.Succeeded, sum.Pending)
+	}
+	if sum.CostUSD > cfg.Budget {
+		t.Errorf("cost $%.6f exceeds the budget $%.6f", sum.CostUSD, cfg.Budget)
 	}
 }

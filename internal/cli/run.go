@@ -256,7 +256,7 @@ func runError(cmd, input, db string, err error) error {
 	case errors.Is(err, jobs.ErrBadLines):
 		return usageErr("fix the lines listed above, or run without --strict to skip them", "%v", err)
 	case errors.Is(err, runner.ErrStopped):
-		return failure("raise the limit (or wait for it to reset), then run the same command again to resume", err)
+		return failure("raise --budget or the account's limit (or wait for it to reset), then run the same command again to resume", err)
 	}
 	return failure("run the same command again to resume; add --log-level debug for details", err)
 }

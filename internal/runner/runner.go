@@ -21,7 +21,7 @@ import (
 
 // ErrStopped is returned by Run when the API refused every request until a person
 // acts (a spend cap, a bad key, billing): the run stopped cleanly and can resume.
-var ErrStopped = errors.New("run stopped by the API")
+var ErrStopped = errors.New("run stopped")
 
 // ErrStrict is returned by Run when the input had bad lines and Config.Strict is set.
 var ErrStrict = jobs.ErrBadLines
