@@ -47,8 +47,11 @@
 //
 //   - The upstream does not answer: the client gets a 502 api_error (its SDK retries);
 //     the reservation stays charged, as the API may have counted the call.
-//   - A stream breaks off: the client sees it break off (nothing is made up); the
-//     usage seen so far is committed.
+//   - A stream breaks off upstream: the client sees it break off, its connection
+//     aborted (nothing is made up, and no clean end lets an SDK take the part for a
+//     whole answer). A stream cut short, by upstream or by a client that leaves, is
+//     charged the usage seen so far with at least the output reserved, as the API
+//     charged output the gateway never saw; it does not calibrate the estimates.
 //   - The limiter's backend fails: under Redis's fail-closed policy calls wait (and
 //     time out at MaxWait); a backend error answers 503.
 //   - The organisation's key never leaves the gateway: it is not in any response,

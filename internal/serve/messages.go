@@ -31,6 +31,11 @@ type call struct {
 // handleMessages admits, sends and relays POST /v1/messages.
 func (g *Gateway) handleMessages(w http.ResponseWriter, r *http.Request, team *Team) {
 	code := g.messages(w, r, team)
+	if code == statusCut {
+		g.m.requests.WithLabelValues(team.Name, epMessages, statusLabel(http.StatusBadGateway)).Inc()
+		// Abort the response, so the client sees the stream cut off (no final chunk).
+		panic(http.ErrAbortHandler)
+	}
 	g.m.requests.WithLabelValues(team.Name, epMessages, statusLabel(code)).Inc()
 }
 
@@ -61,8 +66,20 @@ func (g *Gateway) messages(w http.ResponseWriter, r *http.Request, team *Team) i
 	// upstream unadmitted: the API answers it (a 400 or 404, or a model newer than
 	// the catalog), and the gateway does not reject what the API may accept.
 	ctx := r.Context()
+	// Every reservation is settled on every path below; should one be missed (a
+	// panic), it fails here rather than stay charged and in flight for good.
+	var res ratelimit.Reservation
+	defer func() {
+		if res.OK() {
+			g.settle(res.Fail(nil))
+		}
+	}()
 	for attempt := 1; ; attempt++ {
-		res, code, ok := g.admit(w, r, c)
+		var (
+			code int
+			ok   bool
+		)
+		res, code, ok = g.admit(w, r, c)
 		if !ok {
 			return code
 		}
@@ -299,14 +316,17 @@ func (g *Gateway) relayJSON(w http.ResponseWriter, c *call, res *ratelimit.Reser
 		return resp.StatusCode
 	}
 	m.Usage.mergeInto(&u)
-	g.done(c, res, u, &rl)
+	g.done(c, res, u, &rl, true)
 	return resp.StatusCode
 }
 
-// done commits a finished call's usage and counts it.
-func (g *Gateway) done(c *call, res *ratelimit.Reservation, u ratelimit.Usage, rl *wire.RateLimitHeaders) {
+// done commits a finished call's usage and counts it; observe calibrates the
+// estimates with it (not with an answer cut short).
+func (g *Gateway) done(c *call, res *ratelimit.Reservation, u ratelimit.Usage, rl *wire.RateLimitHeaders, observe bool) {
 	if res.OK() {
 		g.settle(res.Commit(u, rl))
+	}
+	if observe && c.class != "" {
 		g.est.Observe(c.model, c.estInput, u.InputTokens+u.CacheCreationInputTokens+u.CacheReadInputTokens, u.OutputTokens)
 	}
 	t := c.team.Name

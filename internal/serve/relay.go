@@ -118,6 +118,7 @@ func (g *Gateway) relayStream(w http.ResponseWriter, r *http.Request, c *call, r
 		u        ratelimit.Usage
 		started  bool
 		complete bool
+		broke    bool // upstream's stream ended with an error, not at its end
 		clientOK = true
 	)
 	er := newEventReader(resp.Body)
@@ -125,6 +126,7 @@ func (g *Gateway) relayStream(w http.ResponseWriter, r *http.Request, c *call, r
 		raw, name, err := er.next()
 		if err != nil {
 			if !errors.Is(err, io.EOF) && r.Context().Err() == nil {
+				broke = true
 				g.log.Warn("upstream stream broke off", "class", c.class, "request_id", rl.RequestID, "error", err)
 			}
 			break
@@ -166,14 +168,31 @@ func (g *Gateway) relayStream(w http.ResponseWriter, r *http.Request, c *call, r
 		}
 	}
 	switch {
+	case started && complete:
+		g.done(c, res, u, nil, true)
 	case started:
-		// Complete or not, the API charged what it generated up to here.
-		g.done(c, res, u, nil)
+		// Cut short (by the client, upstream, or an error event): the API charged
+		// the output it generated up to here, which the last usage seen may not
+		// include (message_delta's comes at the end). Charge at least the output
+		// reserved, and do not calibrate the estimates with a cut answer.
+		charged := u
+		charged.OutputTokens = max(u.OutputTokens, res.Cost().OutputTokens)
+		g.settle(res.Commit(charged, nil))
+		g.done(c, res, u, nil, false)
 	default:
 		g.settle(res.Fail(nil))
 	}
-	if !clientOK || (!complete && r.Context().Err() != nil) {
+	switch {
+	case !clientOK || (!complete && r.Context().Err() != nil):
 		return 499
+	case broke:
+		// The client must see the stream break off, not end: an SDK takes a
+		// stream that ends for a whole answer.
+		return statusCut
 	}
 	return resp.StatusCode
 }
+
+// statusCut is messages' result for a stream the upstream cut off midway: the client
+// already has a 200, and the connection is to be aborted (handleMessages).
+const statusCut = -1
