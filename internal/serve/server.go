@@ -131,7 +131,8 @@ func (g *Gateway) routes() {
 	g.mux.HandleFunc("GET /v1/models/{id}", g.authed(epModels, g.pass(epModels, 0)))
 	g.mux.HandleFunc("/v1/messages/batches", g.authed(epBatches, g.pass(epBatches, maxBatchBody)))
 	g.mux.HandleFunc("/v1/messages/batches/{rest...}", g.authed(epBatches, g.pass(epBatches, maxBatchBody)))
-	g.mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
+	// Every other path and method gets the API's 404 envelope, not net/http's text.
+	g.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		g.m.requests.WithLabelValues(teamNone, epOther, "404").Inc()
 		writeError(w, http.StatusNotFound, wire.NotFound, "Not found: "+r.Method+" "+r.URL.Path, nil)
 	})
@@ -253,7 +254,7 @@ func (g *Gateway) proxyFailed(w http.ResponseWriter, r *http.Request, err error)
 		return 499
 	case errors.As(err, &mbe):
 		writeError(w, http.StatusRequestEntityTooLarge, wire.RequestTooLarge,
-			fmt.Sprintf("Request exceeds the maximum allowed number of bytes (%d)", mbe.Limit), nil)
+			fmt.Sprintf("Request exceeds the maximum allowed number of bytes (%d).", mbe.Limit), nil)
 		return http.StatusRequestEntityTooLarge
 	}
 	g.log.Warn("upstream call failed", "method", r.Method, "path", r.URL.Path, "error", err)
