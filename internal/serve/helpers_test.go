@@ -114,17 +114,18 @@ func (s *syncBuffer) String() string {
 
 // setup describes a gateway in front of an emulator.
 type setup struct {
-	cat     *catalog.Catalog // default catalog.Default()
-	tier    string           // the emulator's and the limiter's; default "unlimited"
-	burst   float64          // the limiter's bucket capacity as a fraction of a minute; default 1
-	emBurst float64          // the emulator's; default burst
-	keys    string           // client-keys YAML; "" accepts any key
-	maxWait time.Duration
-	backoff upstream.Backoff
-	upKey   string            // the key the gateway sends; default orgKey
-	backend ratelimit.Backend // default: in memory
-	em      *emulator.Running // an emulator to share; default: a new one
-	emCfg   emulator.Config   // for a new emulator (Catalog, Tier, BurstFraction, APIKeys are set)
+	cat           *catalog.Catalog // default catalog.Default()
+	tier          string           // the emulator's and the limiter's; default "unlimited"
+	burst         float64          // the limiter's bucket capacity as a fraction of a minute; default 1
+	emBurst       float64          // the emulator's; default burst
+	keys          string           // client-keys YAML; "" accepts any key
+	maxWait       time.Duration
+	maxQueueBytes int64
+	backoff       upstream.Backoff
+	upKey         string            // the key the gateway sends; default orgKey
+	backend       ratelimit.Backend // default: in memory
+	em            *emulator.Running // an emulator to share; default: a new one
+	emCfg         emulator.Config   // for a new emulator (Catalog, Tier, BurstFraction, APIKeys are set)
 }
 
 // gateway is a running gateway and what a test looks at.
@@ -182,7 +183,7 @@ func startGateway(t testing.TB, s setup) *gateway {
 		}
 	}
 	reg := prometheus.NewRegistry()
-	g, err := serve.New(serve.Config{Upstream: up, Limiter: lim, Keys: keys, MaxWait: s.maxWait, Backoff: s.backoff, Registry: reg, Logger: log})
+	g, err := serve.New(serve.Config{Upstream: up, Limiter: lim, Keys: keys, MaxWait: s.maxWait, MaxQueueBytes: s.maxQueueBytes, Backoff: s.backoff, Registry: reg, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

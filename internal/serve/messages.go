@@ -165,13 +165,17 @@ func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, c *call) (rateli
 	defer cancel()
 	fq := g.queue(c.class)
 	start := g.now()
+	size := int64(len(c.body))
 	g.mu.Lock()
 	full := g.queued >= g.cfg.MaxQueue
+	fullBytes := g.qbytes+size > g.cfg.MaxQueueBytes
 	g.mu.Unlock()
-	if full {
-		writeError(w, http.StatusTooManyRequests, wire.RateLimit,
-			fmt.Sprintf("clade serve: more than %d calls are waiting for the organisation's rate limits; try again later", g.cfg.MaxQueue),
-			retryAfterHeader(10*time.Second))
+	if full || fullBytes {
+		msg := fmt.Sprintf("clade serve: more than %d calls are waiting for the organisation's rate limits; try again later", g.cfg.MaxQueue)
+		if !full {
+			msg = fmt.Sprintf("clade serve: the calls waiting for the organisation's rate limits hold more than %d MiB of requests; try again later", g.cfg.MaxQueueBytes>>20)
+		}
+		writeError(w, http.StatusTooManyRequests, wire.RateLimit, msg, retryAfterHeader(10*time.Second))
 		return ratelimit.Reservation{}, http.StatusTooManyRequests, false
 	}
 	depth := g.m.depth.WithLabelValues(c.team.Name)
@@ -179,6 +183,7 @@ func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, c *call) (rateli
 		depth.Add(float64(d))
 		g.mu.Lock()
 		g.queued += d
+		g.qbytes += int64(d) * size
 		g.mu.Unlock()
 	}
 	cost := c.need.InputTokens + c.need.OutputTokens

@@ -191,3 +191,43 @@ func TestServeStreamRelay(t *testing.T) {
 		t.Errorf("first delta came %v before the end of the stream, want it relayed as generated (≥ 300ms)", gap)
 	}
 }
+
+// TestServeMaxQueueBytes: the bodies of waiting calls are bounded in bytes, not only
+// in number: once they hold MaxQueueBytes, a further call gets a 429 at once, in the
+// API's envelope, and is never sent.
+func TestServeMaxQueueBytes(t *testing.T) {
+	t.Parallel()
+	gw := startGateway(t, setup{cat: tinyTier(t, 6), tier: "tiny", burst: 1.0 / 6, maxQueueBytes: 1 << 20})
+	c := v2(gw.URL, clientKey)
+	if _, err := c.Messages.New(context.Background(), hello("claude-haiku-4-5", 16, "first")); err != nil {
+		t.Fatalf("first call: %v", err)
+	}
+	big := strings.Repeat("x", 400<<10)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for range 3 { // one waits in the limiter, two in the queue: 800 KiB queued
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.Messages.New(ctx, hello("claude-haiku-4-5", 16, big))
+		}()
+	}
+	waitFor(t, func() bool { return gw.G.Status(context.Background()).Queued[serve.DefaultTeam] == 2 }, "two large calls queued")
+	_, err := c.Messages.New(context.Background(), hello("claude-haiku-4-5", 16, big))
+	var e *anthropic.Error
+	if !errors.As(err, &e) || e.StatusCode != 429 || e.Type() != "rate_limit_error" || !strings.Contains(e.RawJSON(), "MiB") {
+		t.Errorf("a call over MaxQueueBytes = %v, want an immediate 429 rate_limit_error naming the bytes", err)
+	}
+	// A small call still fits.
+	sctx, scancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	_, err = c.Messages.New(sctx, hello("claude-haiku-4-5", 16, "small"))
+	scancel()
+	if errors.As(err, &e) && e.StatusCode == 429 {
+		t.Errorf("a small call was refused with %v, want it queued", err)
+	}
+	cancel()
+	wg.Wait()
+	if got := gw.rec.count(200); got != 1 {
+		t.Errorf("upstream answered %d calls, want only the first", got)
+	}
+}

@@ -39,6 +39,10 @@ type Config struct {
 	// MaxQueue bounds the calls waiting for admission across teams; beyond it a call
 	// gets a 429 at once. Default 10,000.
 	MaxQueue int
+	// MaxQueueBytes bounds the request bodies (up to 32 MB each) held by the calls
+	// waiting for admission across teams, so that a queue of large prompts cannot
+	// exhaust memory; beyond it a call gets a 429 at once. Default 1 GiB.
+	MaxQueueBytes int64
 	// MaxAttempts is the most upstream attempts of one Messages call when the API
 	// answers 429 or 529 before anything was sent to the client. Default 4; 1
 	// passes every 429 and 529 on.
@@ -59,6 +63,7 @@ type Config struct {
 const (
 	DefaultMaxWait     = 10 * time.Minute
 	DefaultMaxQueue    = 10000
+	DefaultMaxQueueMiB = 1024
 	DefaultMaxAttempts = 4
 )
 
@@ -86,6 +91,7 @@ type Gateway struct {
 	queues  map[string]*fairQueue  // by class
 	windows map[string]*rateWindow // by class
 	queued  int                    // calls waiting, all classes
+	qbytes  int64                  // their bodies' bytes
 }
 
 // New returns a Gateway for cfg.
@@ -98,6 +104,9 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	if cfg.MaxQueue <= 0 {
 		cfg.MaxQueue = DefaultMaxQueue
+	}
+	if cfg.MaxQueueBytes <= 0 {
+		cfg.MaxQueueBytes = DefaultMaxQueueMiB << 20
 	}
 	if cfg.MaxAttempts <= 0 {
 		cfg.MaxAttempts = DefaultMaxAttempts
