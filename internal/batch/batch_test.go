@@ -2,16 +2,20 @@ package batch_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/clade-dev/clade/catalog"
 	"github.com/clade-dev/clade/emulator"
 	"github.com/clade-dev/clade/internal/batch"
 	"github.com/clade-dev/clade/internal/jobs"
+	"github.com/clade-dev/clade/internal/runner"
 	"github.com/clade-dev/clade/internal/testkit"
 	"github.com/clade-dev/clade/internal/upstream"
 )
@@ -330,5 +334,51 @@ func TestResumeDropsIntentThatWasNotCreated(t *testing.T) {
 	left, err := e.store.Batches(ctx, run.ID, jobs.BatchIntent)
 	if err != nil || len(left) != 0 {
 		t.Errorf("Batches(intent) = %v, %v; want none", left, err)
+	}
+}
+
+// TestBatchCostExact: the run's cost is exactly each succeeded line's usage at the
+// catalog's batch prices, for the model that answered, as the test reads them from
+// the results file; and the token totals are theirs.
+func TestBatchCostExact(t *testing.T) {
+	t.Parallel()
+	e := setup(t, emulator.Config{ClockSpeed: 1000})
+	const n = 60
+	cfg := e.config(writeInput(t, e.dir, n), 25)
+	cfg.Routing = &runner.Routing{Rules: []runner.Rule{{CustomID: "req-0001*", Model: "sonnet"}}}
+	sum := run(t, cfg)
+	cat := catalog.Default()
+	var want float64
+	var in, out int64
+	models := map[string]int{}
+	for _, l := range testkit.ResultLines(t, cfg.Output) {
+		var v struct {
+			Result struct {
+				Message struct {
+					Model string         `json:"model"`
+					Usage upstream.Usage `json:"usage"`
+				} `json:"message"`
+			} `json:"result"`
+		}
+		if err := json.Unmarshal([]byte(l.Line), &v); err != nil {
+			t.Fatal(err)
+		}
+		m, err := cat.Resolve(v.Result.Message.Model)
+		if err != nil {
+			t.Fatal(err)
+		}
+		models[m.Class]++
+		u := v.Result.Message.Usage
+		want += cat.Cost(m, catalog.Usage{InputTokens: u.InputTokens, OutputTokens: u.OutputTokens,
+			CacheWrite5mTokens: u.CacheCreation.Ephemeral5m, CacheWrite1hTokens: u.CacheCreation.Ephemeral1h,
+			CacheReadTokens: u.CacheReadInputTokens}, true)
+		in += u.InputTokens + u.CacheCreation.Ephemeral5m + u.CacheCreation.Ephemeral1h + u.CacheReadInputTokens
+		out += u.OutputTokens
+	}
+	if len(models) != 2 {
+		t.Errorf("answers by model class %v, want two classes (the routing rule sends req-0001* to sonnet)", models)
+	}
+	if math.Abs(sum.CostUSD-want) > 1e-9 || sum.InputTokens != in || sum.OutputTokens != out || want == 0 {
+		t.Errorf("Run() cost $%.9f, %d input, %d output tokens; the result lines say $%.9f, %d, %d", sum.CostUSD, sum.InputTokens, sum.OutputTokens, want, in, out)
 	}
 }

@@ -2,7 +2,6 @@ package batch
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -87,7 +86,7 @@ func (d *dispatcher) ingest(ctx context.Context, rec jobs.BatchRecord, b *upstre
 		final++
 		res := jobs.BatchResult{Item: it, Type: typ, Line: slices.Clone(r.Line)}
 		if typ == jobs.Succeeded {
-			res.Usage, res.CostUSD = d.cost(it, r.Line)
+			res.Usage, res.CostUSD = d.cost(it, r)
 		}
 		buf = append(buf, res)
 		if len(buf) >= resultFlush {
@@ -154,20 +153,12 @@ func (d *dispatcher) classify(r upstream.Result, it jobs.BatchItem, canceled boo
 	return jobs.Errored, lastRound
 }
 
-// cost reads a succeeded line's usage and prices it at batch rates.
-func (d *dispatcher) cost(it jobs.BatchItem, line []byte) (catalog.Usage, float64) {
-	var v struct {
-		Result struct {
-			Message struct {
-				Model string         `json:"model"`
-				Usage upstream.Usage `json:"usage"`
-			} `json:"message"`
-		} `json:"result"`
-	}
-	if err := json.Unmarshal(line, &v); err != nil {
+// cost prices a succeeded line's usage (read with the line) at batch rates.
+func (d *dispatcher) cost(it jobs.BatchItem, r upstream.Result) (catalog.Usage, float64) {
+	if r.Usage == nil {
 		return catalog.Usage{}, 0
 	}
-	u := v.Result.Message.Usage
+	u := *r.Usage
 	cu := catalog.Usage{
 		InputTokens:        u.InputTokens,
 		OutputTokens:       u.OutputTokens,
@@ -180,7 +171,7 @@ func (d *dispatcher) cost(it jobs.BatchItem, line []byte) (catalog.Usage, float6
 	}
 	// The model that answered (routing may have changed the line's), else the
 	// line's own.
-	m, err := d.cfg.Catalog.Resolve(v.Result.Message.Model)
+	m, err := d.cfg.Catalog.Resolve(r.Model)
 	if err != nil {
 		if m, err = d.cfg.Catalog.Resolve(it.Model); err != nil {
 			return cu, 0

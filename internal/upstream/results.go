@@ -29,6 +29,11 @@ type Result struct {
 	// ErrorType is result.error.error.type of an errored line (e.g.
 	// invalid_request_error, which needs the request fixed before it is resent), else "".
 	ErrorType string
+	// Model and Usage are result.message.model and result.message.usage of a
+	// succeeded line (the model that answered, and what to bill); Usage is nil when
+	// the line has none.
+	Model string
+	Usage *Usage
 	// Line is the raw JSON line without its line ending. It is valid only until the
 	// next call to Next; copy it to keep it.
 	Line []byte
@@ -226,6 +231,10 @@ func decodeResult(line []byte) (Result, error) {
 					Type string `json:"type"`
 				} `json:"error"`
 			} `json:"error"`
+			Message *struct {
+				Model json.RawMessage `json:"model"`
+				Usage json.RawMessage `json:"usage"`
+			} `json:"message"`
 		} `json:"result"`
 	}
 	if err := json.Unmarshal(line, &v); err != nil {
@@ -242,6 +251,18 @@ func decodeResult(line []byte) (Result, error) {
 	res.Type = *v.Result.Type
 	if v.Result.Error != nil && v.Result.Error.Error != nil {
 		res.ErrorType = v.Result.Error.Error.Type
+	}
+	// The model and usage only price the line: one the API would never send is left
+	// out (the caller prices it another way), and never fails the line.
+	if m := v.Result.Message; m != nil {
+		var model string
+		if json.Unmarshal(m.Model, &model) == nil {
+			res.Model = model
+		}
+		var u Usage
+		if len(m.Usage) > 0 && string(m.Usage) != "null" && json.Unmarshal(m.Usage, &u) == nil {
+			res.Usage = &u
+		}
 	}
 	return res, nil
 }
@@ -264,12 +285,30 @@ func scanResult(line []byte) (Result, bool) {
 				return false
 			}
 			res.Type, res.ErrorType, haveType = "", "", false
+			res.Model, res.Usage = "", nil
 			return s.object(func(key []byte) bool {
 				switch string(key) {
 				case "type":
 					v, ok := s.plainString()
 					res.Type, haveType = internType(v), ok
 					return ok
+				case "message":
+					if !s.at('{') {
+						return s.skip()
+					}
+					return s.object(func(key []byte) bool {
+						switch {
+						case string(key) == "model" && s.at('"'):
+							v, ok := s.plainString()
+							res.Model = string(v)
+							return ok
+						case string(key) == "usage" && s.at('{'):
+							u, ok := s.usage()
+							res.Usage = u
+							return ok
+						}
+						return s.skip()
+					})
 				case "error":
 					if !s.at('{') {
 						return s.skip()
@@ -294,6 +333,72 @@ func scanResult(line []byte) (Result, bool) {
 		return s.skip()
 	})
 	return res, ok && haveID && haveType
+}
+
+// usage consumes a usage object. Token counts must be plain non-negative integers
+// (or null); anything else reports false, for encoding/json to decide.
+func (s *scanner) usage() (*Usage, bool) {
+	u := &Usage{}
+	ok := s.object(func(key []byte) bool {
+		var dst *int64
+		switch string(key) {
+		case "input_tokens":
+			dst = &u.InputTokens
+		case "output_tokens":
+			dst = &u.OutputTokens
+		case "cache_creation_input_tokens":
+			dst = &u.CacheCreationInputTokens
+		case "cache_read_input_tokens":
+			dst = &u.CacheReadInputTokens
+		case "cache_creation":
+			if !s.at('{') {
+				return s.skip()
+			}
+			return s.object(func(key []byte) bool {
+				switch string(key) {
+				case "ephemeral_5m_input_tokens":
+					return s.count(&u.CacheCreation.Ephemeral5m)
+				case "ephemeral_1h_input_tokens":
+					return s.count(&u.CacheCreation.Ephemeral1h)
+				}
+				return s.skip()
+			})
+		case "service_tier":
+			if s.at('"') {
+				v, ok := s.plainString()
+				u.ServiceTier = string(v)
+				return ok
+			}
+			return s.skip()
+		default:
+			return s.skip()
+		}
+		return s.count(dst)
+	})
+	return u, ok
+}
+
+// count consumes a token count into dst: digits, or null (left 0).
+func (s *scanner) count(dst *int64) bool {
+	s.ws()
+	if bytes.HasPrefix(s.b[s.i:], []byte("null")) {
+		s.i += 4
+		return true
+	}
+	var n int64
+	start := s.i
+	for s.i < len(s.b) && s.b[s.i] >= '0' && s.b[s.i] <= '9' {
+		if n > (1<<62)/10 {
+			return false
+		}
+		n = n*10 + int64(s.b[s.i]-'0')
+		s.i++
+	}
+	if s.i == start || s.i < len(s.b) && (s.b[s.i] == '.' || s.b[s.i] == 'e' || s.b[s.i] == 'E') {
+		return false
+	}
+	*dst = n
+	return true
 }
 
 func internType(b []byte) string {

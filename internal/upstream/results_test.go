@@ -87,6 +87,43 @@ func TestResultsReader(t *testing.T) {
 	}
 }
 
+// TestResultsReaderUsage: a succeeded line's model and usage are read with it (the
+// fast scan and the encoding/json fallback alike), for pricing without decoding the
+// line again.
+func TestResultsReaderUsage(t *testing.T) {
+	t.Parallel()
+	full := upstream.Usage{InputTokens: 10, OutputTokens: 48, CacheCreationInputTokens: 7, CacheReadInputTokens: 900, ServiceTier: "batch"}
+	full.CacheCreation.Ephemeral5m, full.CacheCreation.Ephemeral1h = 3, 4
+	for _, tt := range []struct {
+		name, line, model string
+		usage             *upstream.Usage
+	}{
+		{name: "emulator line", line: emulatorLine(1), model: "claude-haiku-4-5",
+			usage: &upstream.Usage{InputTokens: 10, OutputTokens: 48, ServiceTier: "batch"}},
+		{name: "every field", model: "claude-sonnet-4-5", usage: &full,
+			line: `{"custom_id":"f","result":{"type":"succeeded","message":{"model":"claude-sonnet-4-5","content":[{"type":"text","text":"{\"usage\": 1}"}],"usage":{"input_tokens":10,"cache_creation_input_tokens":7,"cache_read_input_tokens":900,"cache_creation":{"ephemeral_5m_input_tokens":3,"ephemeral_1h_input_tokens":4,"later":{"x":[1]}},"output_tokens":48,"server_tool_use":{"web_search_requests":2},"service_tier":"batch"}}}}`},
+		{name: "nulls", model: "m", usage: &upstream.Usage{OutputTokens: 2},
+			line: `{"custom_id":"n","result":{"type":"succeeded","message":{"model":"m","usage":{"input_tokens":null,"output_tokens":2,"cache_creation":null}}}}`},
+		{name: "float count (fallback, left out)", model: "m",
+			line: `{"custom_id":"x","result":{"type":"succeeded","message":{"model":"m","usage":{"input_tokens":1,"output_tokens":2e1}}}}`},
+		{name: "escaped model (fallback)", model: "m", usage: &upstream.Usage{OutputTokens: 5},
+			line: `{"custom_id":"y","result":{"type":"succeeded","message":{"model":"\u006d","usage":{"output_tokens":5}}}}`},
+		{name: "no usage", model: "m", line: `{"custom_id":"z","result":{"type":"succeeded","message":{"model":"m"}}}`},
+		{name: "errored", line: lineErrored},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			rr := upstream.NewResultsReader(strings.NewReader(tt.line + "\n"))
+			if !rr.Next() {
+				t.Fatalf("Next() = false, Err() = %v", rr.Err())
+			}
+			res := rr.Result()
+			if res.Model != tt.model || (res.Usage == nil) != (tt.usage == nil) || res.Usage != nil && *res.Usage != *tt.usage {
+				t.Errorf("model %q, usage %+v; want %q, %+v", res.Model, res.Usage, tt.model, tt.usage)
+			}
+		})
+	}
+}
+
 func TestResultsReaderErrors(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -208,6 +245,21 @@ func FuzzResultsDecoder(f *testing.F) {
 			if err := json.Unmarshal(res.Line, &v); err == nil && utf8.Valid(res.Line) && !hasFoldedDuplicates(res.Line) &&
 				(v.CustomID != res.CustomID || v.Result.Type != res.Type) {
 				t.Fatalf("decoded (%q, %q), encoding/json says (%q, %q) for %s", res.CustomID, res.Type, v.CustomID, v.Result.Type, res.Line)
+			}
+			// And on the model and usage that price it.
+			var m struct {
+				Result struct {
+					Message *struct {
+						Model string          `json:"model"`
+						Usage *upstream.Usage `json:"usage"`
+					} `json:"message"`
+				} `json:"result"`
+			}
+			if err := json.Unmarshal(res.Line, &m); err == nil && m.Result.Message != nil && utf8.Valid(res.Line) && !hasFoldedDuplicates(res.Line) {
+				want := m.Result.Message
+				if res.Model != want.Model || (res.Usage == nil) != (want.Usage == nil) || res.Usage != nil && *res.Usage != *want.Usage {
+					t.Fatalf("model %q usage %+v, encoding/json says %q %+v for %s", res.Model, res.Usage, want.Model, want.Usage, res.Line)
+				}
 			}
 		}
 		if n > len(data) {
