@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -144,7 +145,19 @@ func runServe(cmd *cobra.Command, g *globalFlags, f *serveFlags) error {
 	if err != nil {
 		return usageErr("clade serve --listen 127.0.0.1:8081", "--listen: %v", err)
 	}
-	srv := &http.Server{Handler: gw, ReadHeaderTimeout: 10 * time.Second}
+	// handlers counts the calls being answered, so that clade serve returns (and closes
+	// the limiter's Redis and the emulator) only after the last one has settled its
+	// reservation, also when the second signal cut it off.
+	var handlers sync.WaitGroup
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			handlers.Add(1)
+			defer handlers.Done()
+			gw.ServeHTTP(w, r)
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute, // SDKs keep connections alive; idle ones are not kept for ever
+	}
 	teams := "any client key (one team)"
 	if keys != nil {
 		teams = fmt.Sprintf("%d teams from %s", len(keys.Teams()), f.clientKeys)
@@ -176,6 +189,7 @@ func runServe(cmd *cobra.Command, g *globalFlags, f *serveFlags) error {
 		srv.Close()
 	}
 	<-errc
+	handlers.Wait() // after Close, cut-off calls end as their connections close
 	if err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return failure("", fmt.Errorf("calls in flight cut off at shutdown: %w", err))
 	}

@@ -176,3 +176,56 @@ func TestServeCLIUsage(t *testing.T) {
 		})
 	}
 }
+
+// TestServeCLIShutdownCuts: a stream still in flight when --shutdown-timeout runs out
+// after the first signal is cut off: the client sees it break off (an error, not a
+// short answer), and clade serve exits with a failure that says calls were cut off.
+func TestServeCLIShutdownCuts(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stdout, stderr testkit.Buffer
+	done := make(chan int, 1)
+	go func() {
+		done <- cli.Run(ctx, []string{"serve", "--emulate", "tier-4", "--listen", "127.0.0.1:0", "--shutdown-timeout", "200ms"},
+			strings.NewReader(""), &stdout, &stderr)
+	}()
+	re := regexp.MustCompile(`ANTHROPIC_BASE_URL=(http://127\.0\.0\.1:\d+)\n`)
+	var base string
+	timeout := time.NewTimer(20 * time.Second)
+	defer timeout.Stop()
+	for base == "" {
+		if m := re.FindStringSubmatch(stderr.String()); m != nil {
+			base = m[1]
+			break
+		}
+		select {
+		case <-stderr.Changed():
+		case code := <-done:
+			t.Fatalf("clade serve exited with %d before printing its URL\nstderr:\n%s", code, stderr.String())
+		case <-timeout.C:
+			t.Fatalf("clade serve printed no ANTHROPIC_BASE_URL within 20s\nstderr:\n%s", stderr.String())
+		}
+	}
+	client := anthropic.NewClient(option.WithoutEnvironmentDefaults(), option.WithBaseURL(base),
+		option.WithAPIKey("ck-any-000001"), option.WithMaxRetries(0))
+	// 4,000 tokens at the emulator's modelled speed take far longer than 200ms.
+	s := client.Messages.NewStreaming(context.Background(), anthropic.MessageNewParams{Model: anthropic.ModelClaudeHaiku4_5,
+		MaxTokens: 4000, Messages: []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("a very long story"))}})
+	if !s.Next() {
+		t.Fatalf("stream gave no first event: %v", s.Err())
+	}
+	cancel()
+	var acc anthropic.Message
+	for s.Next() {
+		acc.Accumulate(s.Current())
+	}
+	err := s.Err()
+	s.Close()
+	if err == nil {
+		t.Errorf("stream in flight past --shutdown-timeout ended cleanly (stop_reason %q), want it cut off", acc.StopReason)
+	}
+	if code := <-done; code != cli.ExitFailure || !strings.Contains(stderr.String(), "cut off") {
+		t.Errorf("clade serve exited %d, want %d saying calls were cut off\nstderr:\n%s", code, cli.ExitFailure, stderr.String())
+	}
+}
