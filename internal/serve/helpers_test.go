@@ -41,6 +41,8 @@ type recorder struct {
 	sent []string
 	// headers are the credential and version headers of every request sent upstream.
 	headers []http.Header
+	// urls are the path and query of every request sent upstream.
+	urls []string
 }
 
 var firstText = regexp.MustCompile(`"text":"([^"]*)"`)
@@ -64,6 +66,7 @@ func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	r.mu.Lock()
 	r.headers = append(r.headers, h)
+	r.urls = append(r.urls, req.URL.RequestURI())
 	r.mu.Unlock()
 	resp, err := r.next.RoundTrip(req)
 	if err == nil {
@@ -79,6 +82,13 @@ func (r *recorder) headersSoFar() []http.Header {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return append([]http.Header(nil), r.headers...)
+}
+
+// urlsSoFar returns the path and query of the requests sent upstream so far.
+func (r *recorder) urlsSoFar() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.urls...)
 }
 
 // sentSoFar returns a copy of sent.

@@ -85,7 +85,7 @@ func (g *Gateway) messages(w http.ResponseWriter, r *http.Request, team *Team) i
 		}
 		g.m.inFlight.Inc()
 		resp, err := g.up.Proxy(ctx, upstream.ProxyRequest{
-			Method: http.MethodPost, Path: "/v1/messages", Body: bytes.NewReader(c.body),
+			Method: http.MethodPost, Path: "/v1/messages", RawQuery: r.URL.RawQuery, Body: bytes.NewReader(c.body),
 			ContentLength: int64(len(c.body)), Header: r.Header,
 		})
 		if err != nil {

@@ -239,3 +239,32 @@ func TestServeForwardsVersionNotCredentials(t *testing.T) {
 		}
 	}
 }
+
+// TestServeForwardsQuery: the query a client's SDK puts on a call (v1's beta methods
+// send ?beta=true) reaches the API on Messages as on the endpoints passed through.
+func TestServeForwardsQuery(t *testing.T) {
+	t.Parallel()
+	gw := startGateway(t, setup{})
+	ctx := context.Background()
+	c1 := v1(gw.URL, clientKey)
+	params := anthropic1.BetaMessageNewParams{Model: anthropic1.ModelClaudeHaiku4_5, MaxTokens: 20,
+		Messages: []anthropic1.BetaMessageParam{anthropic1.NewBetaUserMessage(anthropic1.NewBetaTextBlock("hi"))}}
+	if _, err := c1.Beta.Messages.New(ctx, params); err != nil {
+		t.Fatalf("v1 Beta.Messages.New: %v", err)
+	}
+	st := c1.Beta.Messages.NewStreaming(ctx, params)
+	for st.Next() {
+	}
+	if err := st.Err(); err != nil {
+		t.Fatalf("v1 Beta.Messages.NewStreaming: %v", err)
+	}
+	st.Close()
+	if _, err := c1.Beta.Messages.CountTokens(ctx, anthropic1.BetaMessageCountTokensParams{Model: anthropic1.ModelClaudeHaiku4_5,
+		Messages: params.Messages}); err != nil {
+		t.Fatalf("v1 Beta.Messages.CountTokens: %v", err)
+	}
+	want := []string{"/v1/messages?beta=true", "/v1/messages?beta=true", "/v1/messages/count_tokens?beta=true"}
+	if got := gw.rec.urlsSoFar(); strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("upstream got %q, want %q", got, want)
+	}
+}
