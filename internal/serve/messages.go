@@ -40,6 +40,10 @@ func (g *Gateway) handleMessages(w http.ResponseWriter, r *http.Request, team *T
 }
 
 func (g *Gateway) messages(w http.ResponseWriter, r *http.Request, team *Team) int {
+	if r.ContentLength > maxMessageBody {
+		writeTooLarge(w, maxMessageBody)
+		return http.StatusRequestEntityTooLarge
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxMessageBody))
 	if err != nil {
 		return g.proxyFailed(w, r, err)

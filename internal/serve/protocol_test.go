@@ -85,6 +85,10 @@ func TestServeErrorsLikeTheAPI(t *testing.T) {
 				t.Errorf("%s %s = %d %s %q, want %d with the API's %s envelope and request-id", tc.method, tc.path, code,
 					h.Get("Content-Type"), b[:min(len(b), 300)], tc.status, tc.wantType)
 			}
+			if tc.status == 413 && !tc.chunked && !strings.HasPrefix(e.RequestID, "req_clade_") {
+				t.Errorf("%s %s with a Content-Length over the limit was answered by upstream (%s), want the gateway to refuse it before sending",
+					tc.method, tc.path, e.RequestID)
+			}
 		})
 	}
 }

@@ -189,6 +189,12 @@ func (g *Gateway) authed(endpoint string, h func(http.ResponseWriter, *http.Requ
 // up to limit bytes.
 func (g *Gateway) pass(endpoint string, limit int64) func(http.ResponseWriter, *http.Request, *Team) {
 	return func(w http.ResponseWriter, r *http.Request, team *Team) {
+		if limit > 0 && r.ContentLength > limit {
+			// Refused before a byte goes upstream, as the API would refuse it.
+			writeTooLarge(w, limit)
+			g.m.requests.WithLabelValues(team.Name, endpoint, statusLabel(http.StatusRequestEntityTooLarge)).Inc()
+			return
+		}
 		var body io.Reader
 		length := r.ContentLength
 		if r.Body != nil && r.Body != http.NoBody && length != 0 {
@@ -262,13 +268,18 @@ func (g *Gateway) proxyFailed(w http.ResponseWriter, r *http.Request, err error)
 	case r.Context().Err() != nil:
 		return 499
 	case errors.As(err, &mbe):
-		writeError(w, http.StatusRequestEntityTooLarge, wire.RequestTooLarge,
-			fmt.Sprintf("Request exceeds the maximum allowed number of bytes (%d).", mbe.Limit), nil)
+		writeTooLarge(w, mbe.Limit)
 		return http.StatusRequestEntityTooLarge
 	}
 	g.log.Warn("upstream call failed", "method", r.Method, "path", r.URL.Path, "error", err)
 	writeError(w, http.StatusBadGateway, wire.APIError, "clade serve: the upstream API did not answer", nil)
 	return http.StatusBadGateway
+}
+
+// writeTooLarge answers a request body over limit bytes with the API's 413.
+func writeTooLarge(w http.ResponseWriter, limit int64) {
+	writeError(w, http.StatusRequestEntityTooLarge, wire.RequestTooLarge,
+		fmt.Sprintf("Request exceeds the maximum allowed number of bytes (%d).", limit), nil)
 }
 
 // copyFlushing copies a response body to the client, flushing after every read, so
