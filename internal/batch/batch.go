@@ -289,8 +289,11 @@ type dispatcher struct {
 	fillAfter time.Time
 	failures  int
 
-	// rt is the realtime workers of RetryRealtime, once started.
-	rt *realtime
+	// rt is the realtime workers of RetryRealtime, once started (the latest, when
+	// a budget stop was lifted); rtHanded counts the requests handed to realtime,
+	// rtSent the calls of earlier runners.
+	rt               *realtime
+	rtHanded, rtSent int64
 
 	// batches and resubmitted are read by the metrics collector too.
 	batches, resubmitted atomic.Int64
@@ -649,7 +652,7 @@ func (d *dispatcher) status(ctx context.Context, inFlight int64) {
 	}
 	if d.rt != nil {
 		if q, err := d.cfg.Store.Unfinished(ctx, d.runID); err == nil {
-			line += fmt.Sprintf("; realtime: %d of %d retries left", q, d.rt.handed)
+			line += fmt.Sprintf("; realtime: %d of %d retries left", q, d.rtHanded)
 		}
 	}
 	fmt.Fprintln(d.cfg.Progress, line)
@@ -657,13 +660,11 @@ func (d *dispatcher) status(ctx context.Context, inFlight int64) {
 
 func (d *dispatcher) summary(ctx context.Context) *Summary {
 	s := &Summary{RunID: d.runID, Batches: d.batches.Load(), Resubmitted: d.resubmitted.Load(), Elapsed: d.cfg.Clock.Now().Sub(d.start), Stopped: d.stopped}
-	if d.rt != nil {
-		s.Realtime = d.rt.handed
-		if d.rt.sum != nil {
-			s.RealtimeSent = d.rt.sum.Sent
-			if s.Stopped == "" {
-				s.Stopped = d.rt.sum.Stopped
-			}
+	s.Realtime, s.RealtimeSent = d.rtHanded, d.rtSent
+	if d.rt != nil && d.rt.sum != nil {
+		s.RealtimeSent += d.rt.sum.Sent
+		if s.Stopped == "" {
+			s.Stopped = d.rt.sum.Stopped
 		}
 	}
 	st, err := d.cfg.Store.Status(ctx, d.runID)

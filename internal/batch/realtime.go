@@ -30,12 +30,22 @@ type realtime struct {
 	until     chan struct{}
 	untilOnce sync.Once
 	done      chan struct{}
+	budget    float64 // the runner's; 0 without one
 	sum       *runner.Summary
 	err       error
-	handed    int64 // requests handed over by this process
 }
 
 func (rt *realtime) stop() { rt.untilOnce.Do(func() { close(rt.until) }) }
+
+// stoppedByBudget reports whether the runner has ended on its budget.
+func (rt *realtime) stoppedByBudget() bool {
+	select {
+	case <-rt.done:
+		return errors.Is(rt.err, runner.ErrStopped) && rt.budget > 0
+	default:
+		return false
+	}
+}
 
 // handOver gives realtime the requests that came back from their batch, and starts
 // it if it has work and is not running. It does nothing while the input is still
@@ -52,30 +62,54 @@ func (d *dispatcher) handOver(ctx context.Context) error {
 	if n > 0 {
 		d.progress("%d requests sent to realtime", n)
 	}
-	if d.rt != nil {
-		d.rt.handed += n
+	d.rtHanded += n
+	if d.rt != nil && !d.rt.stoppedByBudget() {
 		return nil
 	}
-	queued := n
-	if queued == 0 { // a resumed run may have left jobs from before
-		if queued, err = st.Unfinished(ctx, d.runID); err != nil {
-			return err
-		}
-	}
-	if queued == 0 {
-		return nil
-	}
-	if err := d.startRealtime(ctx); err != nil {
+	queued, err := st.Unfinished(ctx, d.runID)
+	if err != nil || queued == 0 {
 		return err
 	}
-	d.rt.handed += n
-	return nil
+	_, err = d.startRealtime(ctx)
+	return err
 }
 
-// startRealtime starts the realtime runner on the dispatcher's store, results file,
-// tier and routing. Its budget is the run's less the worst case of the requests
-// still in open batches (their cost is not known until they are read).
-func (d *dispatcher) startRealtime(ctx context.Context) error {
+// realtimeBudget is what realtime workers starting now may spend: the run's budget
+// less the worst case of everything batches may still cost (the requests in open
+// batches and those not yet sent). A runner counts the run's cost at its start and
+// its own calls, not the batches read after, so with that held back the two
+// together stay within the budget. 0: no budget.
+func (d *dispatcher) realtimeBudget(ctx context.Context) (float64, error) {
+	if d.cfg.Budget <= 0 {
+		return 0, nil
+	}
+	held, err := HeldWorstCase(ctx, d.cfg.Store, d.cfg.Catalog, d.runID)
+	if err != nil {
+		return 0, err
+	}
+	fresh, err := FreshWorstCase(ctx, d.cfg.Store, d.cfg.Catalog, d.runID)
+	if err != nil {
+		return 0, err
+	}
+	return max(d.cfg.Budget-held-fresh, 1e-9), nil // 1e-9: spend nothing
+}
+
+// startRealtime starts realtime workers on the dispatcher's store, results file,
+// tier and routing, unless the last ones stopped on a budget that has not grown
+// since (batches that end free the worst case held for them). It reports whether
+// it started them.
+func (d *dispatcher) startRealtime(ctx context.Context) (bool, error) {
+	budget, err := d.realtimeBudget(ctx)
+	if err != nil {
+		return false, err
+	}
+	if prev := d.rt; prev != nil {
+		if budget <= prev.budget*1.001 {
+			return false, nil
+		}
+		d.rtCarry(prev)
+		d.progress("realtime resumes: batches that ended freed budget ($%.4f for realtime)", budget)
+	}
 	rc := d.cfg.Realtime
 	rc.Store, rc.Client, rc.Catalog, rc.Input, rc.Output = d.cfg.Store, d.cfg.Client, d.cfg.Catalog, d.cfg.Input, ""
 	rc.Options, rc.Tier, rc.Ordered, rc.Force, rc.Strict = d.cfg.Options, d.cfg.Tier, false, false, false
@@ -88,30 +122,31 @@ func (d *dispatcher) startRealtime(ctx context.Context) error {
 	if rc.Logger == nil {
 		rc.Logger = d.log
 	}
-	if d.cfg.Budget > 0 {
-		held, err := HeldWorstCase(ctx, d.cfg.Store, d.cfg.Catalog, d.runID)
-		if err != nil {
-			return err
-		}
-		rc.Budget = max(d.cfg.Budget-held, 1e-9) // 1e-9: spend nothing
-	}
-	rt := &realtime{until: make(chan struct{}), done: make(chan struct{})}
+	rc.Budget = budget
+	rt := &realtime{until: make(chan struct{}), done: make(chan struct{}), budget: budget}
 	rc.Until = rt.until
 	d.rt = rt
 	go func() {
 		defer close(rt.done)
 		rt.sum, rt.err = runner.Run(ctx, rc)
 	}()
-	return nil
+	return true, nil
+}
+
+// rtCarry adds an ended runner's calls to the run's count.
+func (d *dispatcher) rtCarry(rt *realtime) {
+	if rt.sum != nil {
+		d.rtSent += rt.sum.Sent
+	}
 }
 
 // awaitRealtime, once no batch is left to create or read, waits until realtime has
 // worked every request handed to it (no job of the run is left to run), or stops
-// (its budget, the API), then stops the workers. Requests no one will send (a
-// budget stop of batch creation) are not waited for.
+// (its budget, the API), then stops the workers. A runner stopped on its budget is
+// started again if the batches that ended since freed some. Requests no one will
+// send (a budget stop of batch creation) are not waited for.
 func (d *dispatcher) awaitRealtime(ctx context.Context) error {
-	rt := d.rt
-	if rt == nil {
+	if d.rt == nil {
 		return nil
 	}
 	t := time.NewTicker(100 * time.Millisecond)
@@ -131,11 +166,22 @@ wait:
 		case <-ctx.Done():
 			err = ctx.Err()
 			break wait
-		case <-rt.done:
+		case <-d.rt.done:
+			if d.rt.stoppedByBudget() {
+				started, serr := d.startRealtime(ctx)
+				if serr != nil {
+					err = serr
+					break wait
+				}
+				if started {
+					continue
+				}
+			}
 			break wait
 		case <-t.C:
 		}
 	}
+	rt := d.rt
 	rt.stop()
 	<-rt.done
 	if rt.err != nil && !errors.Is(rt.err, context.Canceled) {

@@ -3,6 +3,7 @@ package batch_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/clade-dev/clade/emulator"
 	"github.com/clade-dev/clade/internal/batch"
 	"github.com/clade-dev/clade/internal/runner"
+	"github.com/clade-dev/clade/internal/testkit"
 	"github.com/clade-dev/clade/internal/upstream"
 )
 
@@ -134,40 +136,60 @@ func TestRetryViaRejectsUnknown(t *testing.T) {
 	}
 }
 
-// TestRetryViaRealtimeBudgetStop: a budget that runs out during the realtime
-// retries stops the run cleanly: runner.ErrStopped naming the budget, the cost
-// within it, one call per request sent, and what was not sent left pending (not an
-// error about requests no one will send).
-func TestRetryViaRealtimeBudgetStop(t *testing.T) {
+// TestRetryViaRealtimeBudget: with --retry-via realtime and a budget, the batches
+// and the realtime retries together never spend more than the budget, whatever it
+// is; a budget too small stops the run with runner.ErrStopped naming it and the rest
+// pending (not an error about requests no one will send); one large enough finishes.
+// Batches go one at a time (QueueLimit 50), so realtime starts while most of the
+// run's worst case is still held for batches, and is started again as batches end
+// and free it ("realtime resumes").
+func TestRetryViaRealtimeBudget(t *testing.T) {
 	t.Parallel()
-	e, calls := expiringEnv(t)
-	const n = 120
 	cat := catalog.Default()
 	m, err := cat.Resolve("claude-haiku-4-5")
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Room for about 75 requests at batch price: the batches take most of it, the
-	// realtime retries (at twice the price) run out of it.
 	perRequest := cat.Cost(m, catalog.Usage{OutputTokens: 64}, true)
-	cfg := e.config(writeInput(t, e.dir, n), 50)
-	cfg.RetryVia = batch.RetryRealtime
-	cfg.Realtime = runner.Config{MaxConcurrency: 4}
-	cfg.Budget = 75 * perRequest
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	sum, err := batch.Run(ctx, cfg)
-	if !errors.Is(err, runner.ErrStopped) || !strings.Contains(err.Error(), "budget") {
-		t.Fatalf("Run() error = %v, want runner.ErrStopped naming the budget", err)
-	}
-	if sum.Realtime == 0 || sum.RealtimeSent == 0 {
-		t.Fatalf("%d requests to realtime, %d sent: the test did not reach the realtime retries", sum.Realtime, sum.RealtimeSent)
-	}
-	if calls.n.Load() != sum.RealtimeSent || sum.Pending != n-sum.Succeeded || sum.Pending == 0 {
-		t.Errorf("%d realtime calls on the wire (%d counted), %d succeeded, %d pending; want one call each and the rest pending",
-			calls.n.Load(), sum.RealtimeSent, sum.Succeeded, sum.Pending)
-	}
-	if sum.CostUSD > cfg.Budget {
-		t.Errorf("cost $%.6f exceeds the budget $%.6f", sum.CostUSD, cfg.Budget)
+	const n = 120
+	for _, budget := range []float64{100, 120, 140, 1000} {
+		t.Run(fmt.Sprint(budget), func(t *testing.T) {
+			t.Parallel()
+			e, calls := expiringEnv(t)
+			cfg := e.config(writeInput(t, e.dir, n), 50)
+			cfg.RetryVia = batch.RetryRealtime
+			cfg.Realtime = runner.Config{MaxConcurrency: 2}
+			cfg.QueueLimit = 50
+			cfg.Budget = budget * perRequest
+			var progress testkit.Buffer
+			cfg.Progress = &progress
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			sum, err := batch.Run(ctx, cfg)
+			t.Logf("budget %v requests' worst case: %d succeeded, %d pending, %d to realtime, %d calls, cost %.1f; resumed: %v; err %v",
+				budget, sum.Succeeded, sum.Pending, sum.Realtime, sum.RealtimeSent, sum.CostUSD/perRequest,
+				strings.Contains(progress.String(), "realtime resumes"), err)
+			if sum.CostUSD > cfg.Budget {
+				t.Errorf("cost $%.6f exceeds the budget $%.6f", sum.CostUSD, cfg.Budget)
+			}
+			if calls.n.Load() != sum.RealtimeSent || sum.RealtimeSent > sum.Realtime {
+				t.Errorf("%d realtime calls on the wire, %d counted, %d requests handed over: want one call per request sent", calls.n.Load(), sum.RealtimeSent, sum.Realtime)
+			}
+			switch {
+			case err == nil:
+				if sum.Pending != 0 || sum.Succeeded != n {
+					t.Errorf("Run() = nil with %d succeeded, %d pending; want all %d done", sum.Succeeded, sum.Pending, n)
+				}
+			case errors.Is(err, runner.ErrStopped) && strings.Contains(err.Error(), "budget"):
+				if sum.Pending == 0 || sum.Pending != n-sum.Succeeded {
+					t.Errorf("stopped with %d succeeded, %d pending; want the rest of %d pending", sum.Succeeded, sum.Pending, n)
+				}
+			default:
+				t.Fatalf("Run() error = %v, want nil or runner.ErrStopped naming the budget", err)
+			}
+			if budget == 1000 && err != nil {
+				t.Errorf("a budget of 1000 requests' worst case stopped the run: %v", err)
+			}
+		})
 	}
 }

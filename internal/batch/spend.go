@@ -79,6 +79,23 @@ func HeldWorstCase(ctx context.Context, st *jobs.Store, cat *catalog.Catalog, ru
 	return held, nil
 }
 
+// FreshWorstCase is the most the run's requests that have never been in a batch
+// (and have no result) can cost in batches: their estimated input and whole
+// max_tokens at batch prices.
+func FreshWorstCase(ctx context.Context, st *jobs.Store, cat *catalog.Catalog, runID int64) (float64, error) {
+	need, err := st.FreshNeed(ctx, runID)
+	if err != nil {
+		return 0, err
+	}
+	w := 0.0
+	for _, n := range need {
+		if m, err := cat.Resolve(n.Model); err == nil {
+			w += cat.Cost(m, catalog.Usage{InputTokens: n.InputTokens, OutputTokens: n.MaxTokens}, true)
+		}
+	}
+	return w, nil
+}
+
 // othersInQueue counts the requests other batches of the organisation (other runs,
 // other clients) have in processing: the tier's queue limit is shared. It lists
 // the account's batches, newest first, while they can still be in progress (a

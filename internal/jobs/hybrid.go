@@ -34,6 +34,19 @@ func (s *Store) RemainingNeed(ctx context.Context, runID int64, inBatch bool) ([
 		q += ` AND NOT EXISTS (SELECT 1 FROM clade_batch_item i JOIN clade_batch b ON b.id = i.batch_row
 				WHERE i.request_id = r.id AND b.state <> 'done')`
 	}
+	return s.need(ctx, q, runID)
+}
+
+// FreshNeed sums, by model, the requests of the run that have no result and have
+// never been in a batch: what batches may still be created for.
+func (s *Store) FreshNeed(ctx context.Context, runID int64) ([]ModelNeed, error) {
+	return s.need(ctx, `SELECT r.model, count(*), coalesce(sum(r.est_input_tokens), 0), coalesce(sum(r.max_tokens), 0)
+		FROM clade_request r
+		WHERE r.run_id = $1 AND NOT EXISTS (SELECT 1 FROM clade_result x WHERE x.request_id = r.id)
+			AND NOT EXISTS (SELECT 1 FROM clade_batch_item i WHERE i.request_id = r.id)`, runID)
+}
+
+func (s *Store) need(ctx context.Context, q string, runID int64) ([]ModelNeed, error) {
 	rs, err := s.b.reader().query(ctx, q+` GROUP BY r.model ORDER BY r.model`, runID)
 	if err != nil {
 		return nil, fmt.Errorf("remaining need: %w", err)
