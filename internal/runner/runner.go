@@ -222,7 +222,13 @@ func (r *run) run(ctx context.Context) (*Summary, error) {
 		return nil, err
 	}
 	r.runID = runRec.ID
-	r.log.Info("input imported", "run_id", runRec.ID, "requests", runRec.Requests, "problems", runRec.Problems,
+	// An input imported before (a resume, or realtime joining a batch or hybrid run)
+	// is not news: debug level.
+	level := slog.LevelInfo
+	if stats.NoOp {
+		level = slog.LevelDebug
+	}
+	r.log.Log(ctx, level, "input imported", "run_id", runRec.ID, "requests", runRec.Requests, "problems", runRec.Problems,
 		"resumed", stats.Resumed, "unchanged", stats.NoOp)
 	if r.cfg.Strict && runRec.Problems > 0 {
 		return r.summary(ctx), fmt.Errorf("%w: %d bad lines (see `clade status`)", ErrStrict, runRec.Problems)
