@@ -530,7 +530,7 @@ func (h *hybrid) handOver(ctx context.Context) (int64, error) {
 	}
 	n, err := st.EnqueueUnfinished(ctx, h.runID, h.cfg.Realtime.MaxAttempts, ready)
 	if n > 0 {
-		h.log.Info("requests handed to realtime", "requests", n)
+		h.printf("%d requests handed to realtime", n)
 	}
 	return n, err
 }
