@@ -44,9 +44,10 @@ func (g *Gateway) messages(w http.ResponseWriter, r *http.Request, team *Team) i
 		writeTooLarge(w, maxMessageBody)
 		return http.StatusRequestEntityTooLarge
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxMessageBody))
+	cb := &clientBody{r: http.MaxBytesReader(w, r.Body, maxMessageBody)}
+	body, err := io.ReadAll(cb)
 	if err != nil {
-		return g.proxyFailed(w, r, err)
+		return g.proxyFailed(w, r, cb.err)
 	}
 	c := &call{team: team, body: body, deadline: g.now().Add(g.cfg.MaxWait)}
 	var p struct {

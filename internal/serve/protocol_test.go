@@ -1,8 +1,11 @@
 package serve_test
 
 import (
+	"bufio"
 	"encoding/json"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -90,5 +93,38 @@ func TestServeErrorsLikeTheAPI(t *testing.T) {
 					tc.method, tc.path, e.RequestID)
 			}
 		})
+	}
+}
+
+// TestServeClientBodyBroken: a client whose body cannot be read (its chunked
+// encoding breaks off midway) gets the API's 400, not a 502 that blames the upstream,
+// and the operator's log does not say the upstream failed.
+func TestServeClientBodyBroken(t *testing.T) {
+	t.Parallel()
+	gw := startGateway(t, setup{})
+	host := strings.TrimPrefix(gw.URL, "http://")
+	for _, path := range []string{"/v1/messages", "/v1/messages/count_tokens"} {
+		conn, err := net.Dial("tcp", host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		part := `{"model":"claude-haiku-4-5","max_tokens":10,"messages":[`
+		fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: %s\r\nx-api-key: %s\r\nanthropic-version: 2023-06-01\r\n"+
+			"content-type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\nzz\r\n",
+			path, host, clientKey, len(part), part)
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatalf("POST %s with a broken body: no response: %v", path, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		conn.Close()
+		var e envelope
+		if resp.StatusCode != 400 || json.Unmarshal(b, &e) != nil || e.Error.Type != "invalid_request_error" {
+			t.Errorf("POST %s with a broken body = %d %s, want 400 invalid_request_error", path, resp.StatusCode, b)
+		}
+	}
+	if logs := gw.logs.String(); strings.Contains(logs, `level=WARN msg="upstream call failed"`) {
+		t.Errorf("logs blame the upstream for a client's broken body:\n%s", logs)
 	}
 }

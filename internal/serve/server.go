@@ -196,9 +196,11 @@ func (g *Gateway) pass(endpoint string, limit int64) func(http.ResponseWriter, *
 			return
 		}
 		var body io.Reader
+		var cb *clientBody
 		length := r.ContentLength
 		if r.Body != nil && r.Body != http.NoBody && length != 0 {
-			body = http.MaxBytesReader(w, r.Body, max(limit, 1))
+			cb = &clientBody{r: http.MaxBytesReader(w, r.Body, max(limit, 1))}
+			body = cb
 		} else {
 			length = 0
 		}
@@ -207,6 +209,9 @@ func (g *Gateway) pass(endpoint string, limit int64) func(http.ResponseWriter, *
 			Body: body, ContentLength: length, Header: r.Header,
 		})
 		if err != nil {
+			if cb != nil && cb.err != nil {
+				err = cb.err // the client's body failed, not the upstream
+			}
 			code := g.proxyFailed(w, r, err)
 			g.m.requests.WithLabelValues(team.Name, endpoint, statusLabel(code)).Inc()
 			return
@@ -264,16 +269,47 @@ func gatewayBase(r *http.Request) string {
 // status written (499 when the client left, nothing written).
 func (g *Gateway) proxyFailed(w http.ResponseWriter, r *http.Request, err error) int {
 	var mbe *http.MaxBytesError
+	var be *bodyError
 	switch {
 	case r.Context().Err() != nil:
 		return 499
 	case errors.As(err, &mbe):
 		writeTooLarge(w, mbe.Limit)
 		return http.StatusRequestEntityTooLarge
+	case errors.As(err, &be):
+		// The client stopped sending its body: nothing upstream is at fault.
+		writeError(w, http.StatusBadRequest, wire.InvalidRequest, "could not read the request body", nil)
+		return http.StatusBadRequest
 	}
 	g.log.Warn("upstream call failed", "method", r.Method, "path", r.URL.Path, "error", err)
 	writeError(w, http.StatusBadGateway, wire.APIError, "clade serve: the upstream API did not answer", nil)
 	return http.StatusBadGateway
+}
+
+// bodyError is a failure to read a client's request body.
+type bodyError struct{ err error }
+
+func (e *bodyError) Error() string { return "read request body: " + e.err.Error() }
+func (e *bodyError) Unwrap() error { return e.err }
+
+// clientBody is a request body on its way upstream that remembers why reading it
+// failed, so that a client that stops sending is not taken for an upstream failure.
+type clientBody struct {
+	r   io.Reader
+	err error // *bodyError, or the *http.MaxBytesError itself
+}
+
+func (b *clientBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err != nil && err != io.EOF && b.err == nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			b.err = err
+		} else {
+			b.err = &bodyError{err}
+		}
+	}
+	return n, err
 }
 
 // writeTooLarge answers a request body over limit bytes with the API's 413.
