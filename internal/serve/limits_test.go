@@ -264,6 +264,23 @@ func TestServeKeyNeverLeaks(t *testing.T) {
 			t.Errorf("the organisation's key appears in the %s", name)
 		}
 	}
+	// Client keys, good or bad, are not in the logs, /metrics or the status either.
+	var views strings.Builder
+	views.WriteString(gw.logs.String())
+	for _, path := range []string{"/metrics", "/_clade/status"} {
+		resp, err := http.Get(gw.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		views.Write(b)
+	}
+	for _, key := range []string{"ck-search-0001", "ck-wrong-0001"} {
+		if strings.Contains(views.String(), key) {
+			t.Errorf("the client key %s appears in the logs, /metrics or /_clade/status", key)
+		}
+	}
 	if !strings.Contains(gw.logs.String(), "upstream call") {
 		t.Errorf("logs have no upstream call line; the test would not see a key logged:\n%s", gw.logs.String())
 	}
