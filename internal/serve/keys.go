@@ -33,6 +33,20 @@ type Keys struct {
 // teamName is what a team may be called: it becomes a metric label value.
 var teamName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
 
+// Parts of yaml's errors that quote a mapping key, that is a client key.
+var (
+	unknownTop   = regexp.MustCompile(`field .* not found in type struct.*`)
+	duplicateKey = regexp.MustCompile(`mapping key ".*" already defined at line (\d+)`)
+)
+
+// truncateField shortens a field name quoted in an error.
+func truncateField(s string) string {
+	if len(s) > 20 {
+		return s[:20] + "…"
+	}
+	return s
+}
+
 // maxWeight bounds a team's weight.
 const maxWeight = 1000
 
@@ -45,6 +59,15 @@ type keyEntry struct {
 func (e *keyEntry) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind == yaml.ScalarNode {
 		return n.Decode(&e.Team)
+	}
+	if n.Kind == yaml.MappingNode {
+		// n.Decode does not inherit the decoder's KnownFields: a misspelt "weight"
+		// would silently leave the team at weight 1.
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if k := n.Content[i].Value; k != "team" && k != "weight" {
+				return fmt.Errorf("line %d: unknown field %q: want team and weight", n.Content[i].Line, truncateField(k))
+			}
+		}
 	}
 	type plain keyEntry
 	var p plain
@@ -84,7 +107,10 @@ func ParseKeys(data []byte) (*Keys, error) {
 	dec := yaml.NewDecoder(strings.NewReader(string(data)))
 	dec.KnownFields(true)
 	if err := dec.Decode(&f); err != nil {
-		return nil, fmt.Errorf("parse: %w", err)
+		// yaml's messages quote mapping keys, and here the keys are secrets.
+		msg := unknownTop.ReplaceAllString(err.Error(), `an entry outside "keys:" (indent each client key under "keys:")`)
+		msg = duplicateKey.ReplaceAllString(msg, "a client key given twice (at line $1)")
+		return nil, fmt.Errorf("parse: %s", msg)
 	}
 	if len(f.Keys) == 0 {
 		return nil, errors.New(`no keys: want "keys:" mapping each client key to a team`)

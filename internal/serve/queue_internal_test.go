@@ -156,3 +156,24 @@ func TestServeEventReaderLongLines(t *testing.T) {
 		t.Errorf("events = %v, want message_delta, message_stop", names)
 	}
 }
+
+// TestServeParseKeysErrors: a client-keys file's errors never quote a client key (they
+// reach the terminal and the logs), and a misspelt field is an error, not a weight of 1.
+func TestServeParseKeysErrors(t *testing.T) {
+	t.Parallel()
+	const key = "ck-secret-key-1"
+	for _, tc := range []struct {
+		name, in, want string
+	}{
+		{name: "key outside keys", in: key + ": search\n", want: `outside "keys:"`},
+		{name: "key given twice", in: "keys:\n  " + key + ": search\n  " + key + ": ads\n", want: "given twice (at line 2)"},
+		{name: "misspelt weight", in: "keys:\n  " + key + ": {team: a, wieght: 2}\n", want: `unknown field "wieght"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseKeys([]byte(tc.in))
+			if err == nil || strings.Contains(err.Error(), key) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("ParseKeys(%q) = %v, want an error saying %q without the key", tc.in, err, tc.want)
+			}
+		})
+	}
+}
