@@ -230,8 +230,14 @@ func (g *Gateway) pass(endpoint string, limit int64) func(http.ResponseWriter, *
 		}
 		copyHeaders(w.Header(), resp.Header, true)
 		w.WriteHeader(resp.StatusCode)
+		if err := copyFlushing(w, resp.Body); err != nil && r.Context().Err() == nil {
+			// The upstream broke off (a results download cut midway): the client must
+			// see it break off, not a clean end that looks like fewer results.
+			g.log.Warn("upstream answer broke off", "method", r.Method, "path", r.URL.Path, "error", err)
+			g.m.requests.WithLabelValues(team.Name, endpoint, statusLabel(http.StatusBadGateway)).Inc()
+			panic(http.ErrAbortHandler)
+		}
 		g.m.requests.WithLabelValues(team.Name, endpoint, statusLabel(resp.StatusCode)).Inc()
-		copyFlushing(w, resp.Body)
 	}
 }
 
@@ -319,20 +325,25 @@ func writeTooLarge(w http.ResponseWriter, limit int64) {
 }
 
 // copyFlushing copies a response body to the client, flushing after every read, so
-// that batch results and other streams reach the client as they arrive.
-func copyFlushing(w http.ResponseWriter, body io.Reader) {
+// that batch results and other streams reach the client as they arrive. It returns
+// the error that ended reading the body (nil at its end); a client that stopped
+// reading ends it with nil.
+func copyFlushing(w http.ResponseWriter, body io.Reader) error {
 	rc := http.NewResponseController(w)
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := body.Read(buf)
 		if n > 0 {
 			if _, werr := w.Write(buf[:n]); werr != nil {
-				return
+				return nil
 			}
 			_ = rc.Flush()
 		}
+		if err == io.EOF {
+			return nil
+		}
 		if err != nil {
-			return
+			return err
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -166,5 +167,67 @@ func TestServeSettlesEveryPath(t *testing.T) {
 			}
 			settled(t, gw)
 		})
+	}
+}
+
+// TestServeResultsCutReachesClient: a batch results download the API cuts off midway
+// reaches the client cut off (an error), not as a clean end that reads as a shorter
+// list of results.
+func TestServeResultsCutReachesClient(t *testing.T) {
+	t.Parallel()
+	em, err := emulator.Start(emulator.Config{APIKeys: []string{orgKey}, Tier: "unlimited", BatchProcessingRate: 1e6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := false
+	t.Cleanup(func() {
+		if !closed {
+			em.Close()
+		}
+	})
+	gw := startGateway(t, setup{em: em})
+	ctx := context.Background()
+	c := v2(gw.URL, clientKey)
+	var reqs []anthropic.MessageBatchNewParamsRequest
+	for i := range 40 {
+		reqs = append(reqs, anthropic.MessageBatchNewParamsRequest{CustomID: "r" + itoa(i), Params: anthropic.MessageBatchNewParamsRequestParams{
+			Model: "claude-haiku-4-5", MaxTokens: 10, Messages: []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("x"))}}})
+	}
+	b, err := c.Messages.Batches.New(ctx, anthropic.MessageBatchNewParams{Requests: reqs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool {
+		got, err := c.Messages.Batches.Get(ctx, b.ID, anthropic.MessageBatchGetParams{})
+		return err == nil && got.ProcessingStatus == "ended"
+	}, "the batch to end")
+	// Results at 20 lines a second: the download is in progress when the API goes away.
+	if err := em.Server.SetFaults(emulator.Faults{ResultsRate: 20}); err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodGet, gw.URL+"/v1/messages/batches/"+b.ID+"/results", nil)
+	req.Header.Set("x-api-key", clientKey)
+	req.Header.Set("anthropic-version", "2023-06-01")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	br := bufio.NewReader(resp.Body)
+	if _, err := br.ReadString('\n'); err != nil {
+		t.Fatalf("first result line: %v", err)
+	}
+	closed = true
+	em.Close()
+	lines := 1
+	for {
+		_, err = br.ReadString('\n')
+		if err != nil {
+			break
+		}
+		lines++
+	}
+	if errors.Is(err, io.EOF) && lines < 40 {
+		t.Errorf("results download cut off upstream after %d of 40 lines ended cleanly, want an error", lines)
 	}
 }
