@@ -47,7 +47,7 @@ func (g *Gateway) messages(w http.ResponseWriter, r *http.Request, team *Team) i
 	cb := &clientBody{r: http.MaxBytesReader(w, r.Body, maxMessageBody)}
 	body, err := io.ReadAll(cb)
 	if err != nil {
-		return g.proxyFailed(w, r, cb.err)
+		return g.proxyFailed(w, r, cb.failed())
 	}
 	c := &call{team: team, body: body, deadline: g.now().Add(g.cfg.MaxWait)}
 	var p struct {

@@ -209,8 +209,8 @@ func (g *Gateway) pass(endpoint string, limit int64) func(http.ResponseWriter, *
 			Body: body, ContentLength: length, Header: r.Header,
 		})
 		if err != nil {
-			if cb != nil && cb.err != nil {
-				err = cb.err // the client's body failed, not the upstream
+			if cb != nil && cb.failed() != nil {
+				err = cb.failed() // the client's body failed, not the upstream
 			}
 			code := g.proxyFailed(w, r, err)
 			g.m.requests.WithLabelValues(team.Name, endpoint, statusLabel(code)).Inc()
@@ -300,22 +300,34 @@ func (e *bodyError) Unwrap() error { return e.err }
 
 // clientBody is a request body on its way upstream that remembers why reading it
 // failed, so that a client that stops sending is not taken for an upstream failure.
+// The transport may still read it after Proxy returned, hence the lock.
 type clientBody struct {
 	r   io.Reader
+	mu  sync.Mutex
 	err error // *bodyError, or the *http.MaxBytesError itself
 }
 
 func (b *clientBody) Read(p []byte) (int, error) {
 	n, err := b.r.Read(p)
-	if err != nil && err != io.EOF && b.err == nil {
+	if err != nil && err != io.EOF {
 		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			b.err = err
-		} else {
-			b.err = &bodyError{err}
+		if !errors.As(err, &mbe) {
+			err = &bodyError{err}
 		}
+		b.mu.Lock()
+		if b.err == nil {
+			b.err = err
+		}
+		b.mu.Unlock()
 	}
 	return n, err
+}
+
+// failed returns why reading the body failed, or nil.
+func (b *clientBody) failed() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.err
 }
 
 // writeTooLarge answers a request body over limit bytes with the API's 413.
