@@ -78,7 +78,7 @@ the second, or --shutdown-timeout, cuts them off.`,
 	fl.StringVar(&f.emulate, "emulate", "", "send calls to an in-process emulator at this `TIER` (no key or network needed)")
 	fl.DurationVar(&f.maxWait, "max-wait", serve.DefaultMaxWait, "longest a call waits for the limits before its client gets a 429")
 	fl.IntVar(&f.maxAttempts, "max-attempts", serve.DefaultMaxAttempts, "upstream attempts of a call the API refuses with 429 or 529 (1: pass them on)")
-	fl.IntVar(&f.concurrency, "concurrency", 256, "most Messages calls in flight upstream at once")
+	fl.IntVar(&f.concurrency, "concurrency", 256, "most admitted Messages calls (of models in the catalog) in flight upstream at once")
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 2*time.Minute, "after Ctrl-C, how long calls in flight may take to finish")
 	return cmd
 }
