@@ -23,7 +23,9 @@
 //     as the runner does) and the expected output (max_tokens until a model has been
 //     seen a few times, then the average generated, never more than max_tokens). A
 //     call waits at most MaxWait in all; then the client gets a 429 rate_limit_error
-//     with a retry-after. A client that disconnects leaves the queue.
+//     with a retry-after. A client that disconnects leaves the queue. Beyond
+//     MaxQueue waiting calls, or MaxQueueBytes of their bodies, a call gets that 429
+//     at once.
 //   - Upstream: the request body goes on byte for byte with the client's
 //     anthropic-version and anthropic-beta; the answer comes back byte for byte: JSON
 //     whole, SSE event by event, flushed as each arrives. The usage (the JSON body's,
