@@ -185,9 +185,10 @@ func (g *Gateway) relayStream(w http.ResponseWriter, r *http.Request, c *call, r
 	switch {
 	case !clientOK || (!complete && r.Context().Err() != nil):
 		return 499
-	case broke:
+	case broke && !complete:
 		// The client must see the stream break off, not end: an SDK takes a
-		// stream that ends for a whole answer.
+		// stream that ends for a whole answer. (After message_stop the answer is
+		// whole, and ends cleanly whatever happened to the connection after it.)
 		return statusCut
 	}
 	return resp.StatusCode
