@@ -36,23 +36,7 @@ func TestEmulateServesUntilCancelled(t *testing.T) {
 		done <- cli.Run(ctx, []string{"emulate", "--addr", "127.0.0.1:0", "--latency-scale", "0", "--log-level", "debug"}, strings.NewReader(""), &stdout, &stderr)
 	}()
 
-	re := regexp.MustCompile(`ANTHROPIC_BASE_URL=(http://127\.0\.0\.1:\d+)\n`)
-	var base string
-	timeout := time.NewTimer(20 * time.Second)
-	defer timeout.Stop()
-	for base == "" {
-		if m := re.FindStringSubmatch(stdout.String()); m != nil {
-			base = m[1]
-			break
-		}
-		select {
-		case <-stdout.Changed():
-		case code := <-done:
-			t.Fatalf("clade emulate exited with %d before printing its URL\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
-		case <-timeout.C:
-			t.Fatalf("clade emulate printed no ANTHROPIC_BASE_URL within 20s\nstdout:\n%s", stdout.String())
-		}
-	}
+	base := waitBaseURL(t, "emulate", &stdout, &stderr, done)
 	if !strings.Contains(stdout.String(), "ANTHROPIC_API_KEY=anything") {
 		t.Errorf("banner = %q, want it to say ANTHROPIC_API_KEY=anything", stdout.String())
 	}
@@ -211,5 +195,28 @@ func TestVersion(t *testing.T) {
 	}
 	if !strings.HasPrefix(stdout.String(), "clade ") {
 		t.Errorf("Run(--version) stdout = %q, want clade VERSION", stdout.String())
+	}
+}
+
+// waitBaseURL waits for `clade cmd`, running in the background, to print its
+// ANTHROPIC_BASE_URL line to out, and returns the URL. It fails the test, showing
+// out and other (the command's other stream), if the command exits first (done)
+// or prints none within 20 s.
+func waitBaseURL(t *testing.T, cmd string, out, other *testkit.Buffer, done <-chan int) string {
+	t.Helper()
+	re := regexp.MustCompile(`ANTHROPIC_BASE_URL=(http://127\.0\.0\.1:\d+)\n`)
+	timeout := time.NewTimer(20 * time.Second)
+	defer timeout.Stop()
+	for {
+		if m := re.FindStringSubmatch(out.String()); m != nil {
+			return m[1]
+		}
+		select {
+		case <-out.Changed():
+		case code := <-done:
+			t.Fatalf("clade %s exited with %d before printing its URL\n%s\n%s", cmd, code, out.String(), other.String())
+		case <-timeout.C:
+			t.Fatalf("clade %s printed no ANTHROPIC_BASE_URL within 20s\n%s\n%s", cmd, out.String(), other.String())
+		}
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -37,23 +36,7 @@ func TestServeCLIServesAndDrains(t *testing.T) {
 		done <- cli.Run(ctx, []string{"serve", "--emulate", "tier-4", "--listen", "127.0.0.1:0", "--client-keys", keys},
 			strings.NewReader(""), &stdout, &stderr)
 	}()
-	re := regexp.MustCompile(`ANTHROPIC_BASE_URL=(http://127\.0\.0\.1:\d+)\n`)
-	var base string
-	timeout := time.NewTimer(20 * time.Second)
-	defer timeout.Stop()
-	for base == "" {
-		if m := re.FindStringSubmatch(stderr.String()); m != nil {
-			base = m[1]
-			break
-		}
-		select {
-		case <-stderr.Changed():
-		case code := <-done:
-			t.Fatalf("clade serve exited with %d before printing its URL\nstderr:\n%s", code, stderr.String())
-		case <-timeout.C:
-			t.Fatalf("clade serve printed no ANTHROPIC_BASE_URL within 20s\nstderr:\n%s", stderr.String())
-		}
-	}
+	base := waitBaseURL(t, "serve", &stderr, &stdout, done)
 	client := anthropic.NewClient(option.WithoutEnvironmentDefaults(), option.WithBaseURL(base),
 		option.WithAPIKey("ck-search-0001"), option.WithMaxRetries(0))
 	params := anthropic.MessageNewParams{Model: anthropic.ModelClaudeHaiku4_5, MaxTokens: 20,
@@ -190,23 +173,7 @@ func TestServeCLIShutdownCuts(t *testing.T) {
 		done <- cli.Run(ctx, []string{"serve", "--emulate", "tier-4", "--listen", "127.0.0.1:0", "--shutdown-timeout", "200ms"},
 			strings.NewReader(""), &stdout, &stderr)
 	}()
-	re := regexp.MustCompile(`ANTHROPIC_BASE_URL=(http://127\.0\.0\.1:\d+)\n`)
-	var base string
-	timeout := time.NewTimer(20 * time.Second)
-	defer timeout.Stop()
-	for base == "" {
-		if m := re.FindStringSubmatch(stderr.String()); m != nil {
-			base = m[1]
-			break
-		}
-		select {
-		case <-stderr.Changed():
-		case code := <-done:
-			t.Fatalf("clade serve exited with %d before printing its URL\nstderr:\n%s", code, stderr.String())
-		case <-timeout.C:
-			t.Fatalf("clade serve printed no ANTHROPIC_BASE_URL within 20s\nstderr:\n%s", stderr.String())
-		}
-	}
+	base := waitBaseURL(t, "serve", &stderr, &stdout, done)
 	client := anthropic.NewClient(option.WithoutEnvironmentDefaults(), option.WithBaseURL(base),
 		option.WithAPIKey("ck-any-000001"), option.WithMaxRetries(0))
 	// 4,000 tokens at the emulator's modelled speed take far longer than 200ms.
