@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -26,10 +25,7 @@ import (
 // against a bucket of 50.
 func TestRunLimitsRedisShared(t *testing.T) {
 	t.Parallel()
-	redisURL := os.Getenv("CLADE_TEST_REDIS_URL")
-	if redisURL == "" {
-		t.Skip("set CLADE_TEST_REDIS_URL (e.g. redis://127.0.0.1:6379) to run the --limits-redis tests")
-	}
+	redisURL := testkit.RedisURL(t)
 	var b [6]byte
 	rand.Read(b[:])
 	namespace := "clade-test-" + hex.EncodeToString(b[:])

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,16 +17,13 @@ import (
 
 	"github.com/clade-dev/clade/internal/ratelimit"
 	"github.com/clade-dev/clade/internal/ratelimit/ratelimittest"
+	"github.com/clade-dev/clade/internal/testkit"
 )
 
 // redisOptions returns the options of the Redis at CLADE_TEST_REDIS_URL, or skips.
 func redisOptions(tb testing.TB) *redis.Options {
 	tb.Helper()
-	u := os.Getenv("CLADE_TEST_REDIS_URL")
-	if u == "" {
-		tb.Skip("set CLADE_TEST_REDIS_URL (e.g. redis://127.0.0.1:6379) to run the Redis backend tests")
-	}
-	opts, err := ratelimit.ParseRedisURL(u)
+	opts, err := ratelimit.ParseRedisURL(testkit.RedisURL(tb))
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -152,10 +151,7 @@ func TestServeFairShare(t *testing.T) {
 // they keep to the organisation's limit, so the API refuses (nearly) nothing.
 func TestServeSharedRedis(t *testing.T) {
 	t.Parallel()
-	url := os.Getenv("CLADE_TEST_REDIS_URL")
-	if url == "" {
-		t.Skip("CLADE_TEST_REDIS_URL is not set (e.g. redis://127.0.0.1:6379/0): skipping the shared-limits test")
-	}
+	url := testkit.RedisURL(t)
 	opts, err := ratelimit.ParseRedisURL(url)
 	if err != nil {
 		t.Fatal(err)
