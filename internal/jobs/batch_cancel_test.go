@@ -15,7 +15,7 @@ import (
 // reopening deletes the canceled results and clears the mark.
 func TestBatchRunCancel(t *testing.T) {
 	t.Parallel()
-	for _, b := range jobstest.Backends(t) {
+	for _, b := range jobstest.Backends() {
 		t.Run(b.Name, func(t *testing.T) {
 			t.Parallel()
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

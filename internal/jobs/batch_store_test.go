@@ -13,7 +13,7 @@ import (
 // intent, created, results (written once), done, and the requests left pending.
 func TestBatchStore(t *testing.T) {
 	t.Parallel()
-	for _, b := range jobstest.Backends(t) {
+	for _, b := range jobstest.Backends() {
 		t.Run(b.Name, func(t *testing.T) {
 			t.Parallel()
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -145,7 +145,7 @@ func TestBatchStore(t *testing.T) {
 // TestRunDeadline records and reads a hybrid run's deadline on every backend.
 func TestRunDeadline(t *testing.T) {
 	t.Parallel()
-	for _, b := range jobstest.Backends(t) {
+	for _, b := range jobstest.Backends() {
 		t.Run(b.Name, func(t *testing.T) {
 			t.Parallel()
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

@@ -11,18 +11,11 @@ import (
 	"github.com/clade-dev/clade/internal/jobs/jobstest"
 )
 
-// benchBackends are the backends to benchmark; Postgres is skipped with a message
+// benchBackends runs fn on every backend; the Postgres one skips (its NewDSN)
 // when CLADE_TEST_POSTGRES_URL is not set.
 func benchBackends(b *testing.B, fn func(b *testing.B, be jobstest.Backend)) {
-	all := []jobstest.Backend{jobstest.SQLite()}
-	if pg, ok := jobstest.Postgres(); ok {
-		all = append(all, pg)
-	}
-	for _, be := range all {
+	for _, be := range jobstest.Backends() {
 		b.Run(be.Name, func(b *testing.B) { fn(b, be) })
-	}
-	if len(all) == 1 {
-		b.Run("postgres", func(b *testing.B) { b.Skipf("%s is not set", jobstest.PostgresEnv) })
 	}
 }
 

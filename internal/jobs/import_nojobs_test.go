@@ -14,7 +14,7 @@ import (
 // exists for batch mode to delete.
 func TestImportNoJobs(t *testing.T) {
 	t.Parallel()
-	for _, b := range jobstest.Backends(t) {
+	for _, b := range jobstest.Backends() {
 		t.Run(b.Name, func(t *testing.T) {
 			t.Parallel()
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

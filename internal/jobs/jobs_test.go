@@ -19,9 +19,5 @@ func TestSQLite(t *testing.T) {
 
 func TestPostgres(t *testing.T) {
 	t.Parallel()
-	pg, ok := jobstest.Postgres()
-	if !ok {
-		t.Skipf("%s is not set", jobstest.PostgresEnv)
-	}
-	jobstest.Run(t, pg)
+	jobstest.Run(t, jobstest.Postgres())
 }

@@ -18,7 +18,7 @@ import (
 // renewing once it has run out.
 func TestLease(t *testing.T) {
 	t.Parallel()
-	for _, b := range jobstest.Backends(t) {
+	for _, b := range jobstest.Backends() {
 		t.Run(b.Name, func(t *testing.T) {
 			t.Parallel()
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

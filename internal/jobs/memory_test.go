@@ -41,7 +41,7 @@ func TestImportMillionLines(t *testing.T) {
 	}
 	f.Close()
 	fi, _ := os.Stat(path)
-	for _, be := range jobstest.Backends(t) {
+	for _, be := range jobstest.Backends() {
 		t.Run(be.Name, func(t *testing.T) {
 			ctx := context.Background()
 			s := jobstest.Open(t, ctx, be.NewDSN(t))

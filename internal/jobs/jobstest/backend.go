@@ -1,6 +1,6 @@
 // Package jobstest is the conformance suite of the job store: one set of tests
-// that every backend (SQLite always, Postgres when CLADE_TEST_POSTGRES_URL is set)
-// must pass, plus helpers to generate input files and open throw-away stores.
+// that every backend (SQLite, and Postgres at CLADE_TEST_POSTGRES_URL) must pass,
+// plus helpers to generate input files and open throw-away stores.
 package jobstest
 
 import (
@@ -8,40 +8,61 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"net/url"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/clade-dev/clade/internal/testkit"
 )
 
 // PostgresEnv is the environment variable holding the test Postgres URL, e.g.
 // postgres://postgres@127.0.0.1:5432/test?sslmode=disable.
-const PostgresEnv = "CLADE_TEST_POSTGRES_URL"
+const PostgresEnv = testkit.PostgresEnv
 
 // Backend opens fresh, empty stores of one kind.
 type Backend struct {
 	Name string
-	// NewDSN returns the DSN of a new empty store, removed when tb ends.
-	NewDSN func(tb testing.TB) string
+	// server returns the URL of the database server the stores live on, skipping
+	// the test when none is configured (failing it under CI, testkit.Service);
+	// nil for a backend that needs no server.
+	server func(tb testing.TB) string
+	// newDSN returns the DSN of a new empty store on server.
+	newDSN func(tb testing.TB, server string) string
+}
+
+// NewDSN returns the DSN of a new empty store, removed when tb ends. A backend
+// that needs a server (Postgres) skips tb when its URL is not set, saying which
+// variable to set, and fails it under CI=true: call NewDSN in the test (or
+// subtest) that uses the store, so that the skip is that test's.
+func (b Backend) NewDSN(tb testing.TB) string {
+	tb.Helper()
+	return b.newDSN(tb, b.require(tb))
+}
+
+// require returns the backend's server URL ("" for none), or skips (fails) tb as
+// NewDSN does.
+func (b Backend) require(tb testing.TB) string {
+	tb.Helper()
+	if b.server == nil {
+		return ""
+	}
+	return b.server(tb)
 }
 
 // SQLite is the SQLite backend: a file in a temporary directory.
 func SQLite() Backend {
-	return Backend{Name: "sqlite", NewDSN: func(tb testing.TB) string {
+	return Backend{Name: "sqlite", newDSN: func(tb testing.TB, _ string) string {
 		return filepath.Join(tb.TempDir(), "store.db")
 	}}
 }
 
-// Postgres is the Postgres backend, one schema per store, or false when
-// CLADE_TEST_POSTGRES_URL is not set.
-func Postgres() (Backend, bool) {
-	base := os.Getenv(PostgresEnv)
-	if base == "" {
-		return Backend{}, false
-	}
-	return Backend{Name: "postgres", NewDSN: func(tb testing.TB) string {
+// Postgres is the Postgres backend at CLADE_TEST_POSTGRES_URL, one schema per
+// store. It is listed whether or not the variable is set: its NewDSN skips (or
+// fails under CI) when it is not.
+func Postgres() Backend {
+	return Backend{Name: "postgres", server: testkit.PostgresURL, newDSN: func(tb testing.TB, base string) string {
 		tb.Helper()
 		var b [6]byte
 		_, _ = rand.Read(b[:])
@@ -67,17 +88,12 @@ func Postgres() (Backend, bool) {
 			}
 		})
 		return u.String()
-	}}, true
+	}}
 }
 
-// Backends returns SQLite, and Postgres when configured; when it is not, it says
-// so in the test log.
-func Backends(tb testing.TB) []Backend {
-	out := []Backend{SQLite()}
-	if pg, ok := Postgres(); ok {
-		out = append(out, pg)
-	} else {
-		tb.Logf("postgres backend skipped: %s is not set", PostgresEnv)
-	}
-	return out
+// Backends returns every backend, SQLite and Postgres. Run each in a subtest
+// named for it that calls NewDSN: the Postgres one then shows as skipped (or
+// fails under CI) when CLADE_TEST_POSTGRES_URL is not set.
+func Backends() []Backend {
+	return []Backend{SQLite(), Postgres()}
 }
