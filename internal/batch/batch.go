@@ -321,7 +321,7 @@ func (d *dispatcher) pollFloor() time.Duration {
 	return min(max(d.cfg.PollMin, share), d.cfg.PollMax)
 }
 
-func (d *dispatcher) run(ctx context.Context) (*Summary, error) {
+func (d *dispatcher) run(ctx context.Context) (_ *Summary, retErr error) {
 	st := d.cfg.Store
 	runRec, err := d.startImport(ctx)
 	if err != nil {
@@ -373,7 +373,11 @@ func (d *dispatcher) run(ctx context.Context) (*Summary, error) {
 			return nil, err
 		}
 		d.out = &outputFile{o}
-		defer o.Close()
+		defer func() {
+			if err := o.Close(); err != nil && retErr == nil {
+				retErr = err // a full disk: the results are in the store
+			}
+		}()
 	}
 	if s, err := st.Status(ctx, d.runID); err == nil {
 		d.doneAtStart = s.Requests - s.Pending

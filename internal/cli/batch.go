@@ -101,7 +101,7 @@ https://api.anthropic.com). --emulate TIER runs against an in-process emulator i
 	fl.IntVar(&f.maxAttempts, "max-attempts", jobs.DefaultMaxAttempts, "--retry-via realtime: realtime attempts per request before it is written as errored")
 	fl.DurationVar(&f.poll, "poll", batch.DefaultPollMin, "shortest wait between two polls of a batch (a fortieth of its age, up to 1m, within half the batch rpm)")
 	fl.BoolVar(&f.strict, "strict", false, "abort before any request if the input has a bad line")
-	fl.BoolVar(&f.force, "force", false, "re-import an input that changed since the store was made (drops its results)")
+	fl.BoolVar(&f.force, "force", false, "re-import an input that changed since the store was made (drops its results),\nor replace a results file another run wrote")
 	fl.StringVar(&f.baseURL, "base-url", "", "API base `URL` (default: ANTHROPIC_BASE_URL, else https://api.anthropic.com)")
 	fl.StringVar(&f.emulate, "emulate", "", "run against an in-process emulator at this `TIER` (no key or network needed)")
 	fl.StringVar(&f.model, "model", "", "use this model for every request: an API id or an alias (haiku, sonnet, opus)")
@@ -115,7 +115,7 @@ https://api.anthropic.com). --emulate TIER runs against an in-process emulator i
 	return cmd
 }
 
-func runBatch(cmd *cobra.Command, g *globalFlags, f *batchFlags, input string) error {
+func runBatch(cmd *cobra.Command, g *globalFlags, f *batchFlags, input string) (retErr error) {
 	stderr := cmd.ErrOrStderr()
 	log, err := g.logger(cmd, stderr)
 	if err != nil {
@@ -145,11 +145,12 @@ func runBatch(cmd *cobra.Command, g *globalFlags, f *batchFlags, input string) e
 		return usageErr("clade batch --retry-via realtime --concurrency 64 --max-attempts 10", "--concurrency and --max-attempts must be ≥ 1")
 	}
 	ctx := cmd.Context()
-	client, store, closeAll, err := openSession(ctx, input, &f.output, &f.db, f.baseURL, f.emulate, cat, log)
+	sess, err := openSession(cmd, input, &f.output, &f.db, f.force, f.baseURL, f.emulate, cat, log)
 	if err != nil {
 		return err
 	}
-	defer closeAll()
+	defer func() { retErr = withClose(retErr, sess.close) }()
+	client, store := sess.client, sess.store
 
 	var progress io.Writer = stderr
 	if f.quiet {
@@ -183,11 +184,11 @@ func runBatch(cmd *cobra.Command, g *globalFlags, f *batchFlags, input string) e
 		cfg.Registry, cfg.Realtime.Registry = reg, reg
 	}
 	sum, err := batch.Run(ctx, cfg)
-	if sum != nil {
+	if sum != nil && !errors.As(err, new(*jobs.NoRequestsError)) { // nothing to sum up
 		printBatchSummary(stderr, sum, f.output, f.db)
 	}
 	if err != nil {
-		return runError("batch", input, f.db, err)
+		return runError(cmd, input, f.output, f.db, err)
 	}
 	if sum != nil && sum.Stopped != "" && sum.Pending > 0 {
 		return failure("raise --budget and run the same command again: what was sent is kept", fmt.Errorf("stopped with %d requests not sent: %s", sum.Pending, sum.Stopped))
@@ -296,7 +297,7 @@ requests after all, run clade batch with --resume-canceled.`,
 			}
 			store, err := jobs.Open(ctx, db, jobs.WithLogger(log))
 			if err != nil {
-				return failure("check --db", fmt.Errorf("open store %s: %w", redactDSN(db), err))
+				return failure("check --db", err)
 			}
 			defer store.Close()
 			rep, err := batch.Cancel(ctx, store, client)

@@ -90,7 +90,7 @@ func runHybrid(cmd *cobra.Command, f *runFlags, input string, cat *catalog.Catal
 		printHybridSummary(stderr, sum, deadline, f.output, f.db)
 	}
 	if err != nil {
-		return runError("run", input, f.db, err)
+		return runError(cmd, input, f.output, f.db, err)
 	}
 	if sum != nil && sum.Stopped != "" && sum.Pending > 0 {
 		return failure("raise the budget or the limit, then run the same command again to resume", fmt.Errorf("stopped: %s", sum.Stopped))

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -114,7 +113,7 @@ https://api.anthropic.com). --emulate TIER runs against an in-process emulator i
 	fl.BoolVar(&f.countTokens, "count-tokens", false, "ask the API's count_tokens for exact input counts instead of estimating")
 	fl.Float64Var(&f.budget, "budget", 0, "stop before the run's cost would exceed `USD` (0: no budget)")
 	fl.BoolVar(&f.strict, "strict", false, "abort before any request if the input has a bad line")
-	fl.BoolVar(&f.force, "force", false, "re-import an input that changed since the store was made (drops its results)")
+	fl.BoolVar(&f.force, "force", false, "re-import an input that changed since the store was made (drops its results),\nor replace a results file another run wrote")
 	fl.BoolVar(&f.ordered, "ordered", false, "write the output in input order when the run ends, instead of as results arrive")
 	fl.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on `HOST:PORT` (e.g. 127.0.0.1:9090)")
 	fl.StringVar(&f.baseURL, "base-url", "", "API base `URL` (default: ANTHROPIC_BASE_URL, else https://api.anthropic.com)")
@@ -135,7 +134,7 @@ func defaultOutput(input string) string {
 	return strings.TrimSuffix(input, filepath.Ext(input)) + ".results.jsonl"
 }
 
-func runRun(cmd *cobra.Command, g *globalFlags, f *runFlags, input string) error {
+func runRun(cmd *cobra.Command, g *globalFlags, f *runFlags, input string) (retErr error) {
 	stderr := cmd.ErrOrStderr()
 	log, err := g.logger(cmd, stderr)
 	if err != nil {
@@ -183,11 +182,12 @@ func runRun(cmd *cobra.Command, g *globalFlags, f *runFlags, input string) error
 		}
 	}
 	ctx := cmd.Context()
-	client, store, closeAll, err := openSession(ctx, input, &f.output, &f.db, f.baseURL, f.emulate, cat, log)
+	sess, err := openSession(cmd, input, &f.output, &f.db, f.force, f.baseURL, f.emulate, cat, log)
 	if err != nil {
 		return err
 	}
-	defer closeAll()
+	defer func() { retErr = withClose(retErr, sess.close) }()
+	client, store := sess.client, sess.store
 
 	var reg *prometheus.Registry
 	if f.metricsAddr != "" {
@@ -232,7 +232,7 @@ func runRun(cmd *cobra.Command, g *globalFlags, f *runFlags, input string) error
 		printSummary(stderr, sum, f.output, f.db)
 	}
 	if err != nil {
-		return runError("run", input, f.db, err)
+		return runError(cmd, input, f.output, f.db, err)
 	}
 	if ctx.Err() != nil && sum != nil && sum.Pending > 0 {
 		fmt.Fprintf(stderr, "interrupted: %d requests pending; run the same command again to resume\n", sum.Pending)
@@ -243,22 +243,6 @@ func runRun(cmd *cobra.Command, g *globalFlags, f *runFlags, input string) error
 			try: "clade status --db " + redactDSN(f.db)}
 	}
 	return nil
-}
-
-// runError maps the errors that run, batch and the hybrid mode share to an exit
-// code and what to try.
-func runError(cmd, input, db string, err error) error {
-	switch {
-	case errors.Is(err, jobs.ErrInputChanged):
-		return usageErr(fmt.Sprintf("clade %s %s --force (drops its earlier results), or use another --db", cmd, input), "%s changed since the store %s was made", input, redactDSN(db))
-	case errors.Is(err, jobs.ErrLeased):
-		return failure("another clade process is working this run: wait for it, or stop it (its lease runs out 30 s after it dies)", err)
-	case errors.Is(err, jobs.ErrBadLines):
-		return usageErr("fix the lines listed above, or run without --strict to skip them", "%v", err)
-	case errors.Is(err, runner.ErrStopped):
-		return failure("raise --budget or the account's limit (or wait for it to reset), then run the same command again to resume", err)
-	}
-	return failure("run the same command again to resume; add --log-level debug for details", err)
 }
 
 // buildRouting makes the routing of --model, --routing FILE and --fallback-model
@@ -282,28 +266,6 @@ func buildRouting(cmd, model, file, fallback string, fallbackAfter int, cat *cat
 		return nil, usageErr("clade "+cmd+" --model haiku", "%v", err)
 	}
 	return routing, nil
-}
-
-// openSession resolves the default output (INPUT.results.jsonl) and store
-// (OUTPUT.clade.db), and opens the API client and the store that `run` and `batch`
-// share. closeAll closes both.
-func openSession(ctx context.Context, input string, output, db *string, baseURL, emulate string, cat *catalog.Catalog, log *slog.Logger) (*upstream.Client, *jobs.Store, func(), error) {
-	if *output == "" {
-		*output = defaultOutput(input)
-	}
-	if *db == "" {
-		*db = *output + ".clade.db"
-	}
-	client, closeEmu, err := upstreamClient(ctx, baseURL, emulate, cat, log)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	store, err := jobs.Open(ctx, *db, jobs.WithLogger(log))
-	if err != nil {
-		closeEmu()
-		return nil, nil, nil, failure("check --db (a writable path, or a reachable postgres:// URL)", fmt.Errorf("open store %s: %w", redactDSN(*db), err))
-	}
-	return client, store, func() { store.Close(); closeEmu() }, nil
 }
 
 // upstreamClient returns the API client: an in-process emulator when emulateTier is

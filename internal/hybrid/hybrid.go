@@ -208,7 +208,7 @@ func (h *hybrid) printf(format string, args ...any) {
 	}
 }
 
-func (h *hybrid) run(ctx context.Context) (*Summary, error) {
+func (h *hybrid) run(ctx context.Context) (_ *Summary, retErr error) {
 	h.start = time.Now()
 	st := h.cfg.Store
 	runRec, stats, err := st.ImportReporting(ctx, jobs.ImportOptions{
@@ -233,7 +233,11 @@ func (h *hybrid) run(ctx context.Context) (*Summary, error) {
 		if h.out, err = jobs.OpenOutput(ctx, st, h.runID, h.cfg.Output, h.cfg.Ordered); err != nil {
 			return nil, err
 		}
-		defer h.out.Close()
+		defer func() {
+			if err := h.out.Close(); err != nil && retErr == nil {
+				retErr = err // a full disk: the results are in the store
+			}
+		}()
 	}
 	if err := st.PrepareHybrid(ctx); err != nil {
 		return nil, err

@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/clade-dev/clade/internal/intake"
@@ -153,7 +154,7 @@ func (s *Store) Import(ctx context.Context, opt ImportOptions) (*Run, ImportStat
 	case run.Imported:
 		st.NoOp = true
 		st.Elapsed = time.Since(start)
-		return run, st, nil
+		return run, st, s.checkRequests(ctx, run, opt.Path)
 	}
 
 	var offset, line int64
@@ -169,7 +170,62 @@ func (s *Store) Import(ctx context.Context, opt ImportOptions) (*Run, ImportStat
 	}
 	run, err = s.RunByID(ctx, run.ID)
 	st.Elapsed = time.Since(start)
-	return run, st, err
+	if err != nil {
+		return nil, st, err
+	}
+	return run, st, s.checkRequests(ctx, run, opt.Path)
+}
+
+// NoRequestsError is returned by Import, with the run, when the input holds no
+// valid request: the file is empty, or every line of it is bad. Nothing is sent for
+// such a run; its problems are kept in the store like any run's.
+type NoRequestsError struct {
+	Path     string
+	Problems int64            // bad lines (0: the file has no line)
+	First    []intake.Problem // the first few of them
+}
+
+// firstProblems is how many bad lines a NoRequestsError quotes.
+const firstProblems = 5
+
+func (e *NoRequestsError) Error() string {
+	if e.Problems == 0 {
+		return fmt.Sprintf("%s is empty: it has no request line", e.Path)
+	}
+	var b strings.Builder
+	if e.Problems == 1 {
+		fmt.Fprintf(&b, "%s has no valid request: its one line is bad", e.Path)
+	} else {
+		fmt.Fprintf(&b, "%s has no valid request: all %d of its lines are bad", e.Path, e.Problems)
+	}
+	for _, p := range e.First {
+		fmt.Fprintf(&b, "\n  %s", p.Format(e.Path))
+	}
+	if more := e.Problems - int64(len(e.First)); more > 0 {
+		fmt.Fprintf(&b, "\n  … and %d more", more)
+	}
+	return b.String()
+}
+
+// checkRequests returns a *NoRequestsError for a fully imported run with no
+// request.
+func (s *Store) checkRequests(ctx context.Context, run *Run, path string) error {
+	if !run.Imported || run.Requests > 0 {
+		return nil
+	}
+	e := &NoRequestsError{Path: path, Problems: run.Problems}
+	errEnough := errors.New("enough")
+	err := s.Problems(ctx, run.ID, func(p intake.Problem) error {
+		e.First = append(e.First, p)
+		if len(e.First) == firstProblems {
+			return errEnough
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errEnough) {
+		return fmt.Errorf("import %s: %w", path, err)
+	}
+	return e
 }
 
 func (s *Store) createRun(ctx context.Context, opt ImportOptions, fp intake.Fingerprint) (*Run, error) {

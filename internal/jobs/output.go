@@ -2,10 +2,12 @@ package jobs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 )
 
 // Output is a run's results file. Opening it rewrites it from the store (every
@@ -23,20 +25,32 @@ type Output struct {
 	err     error
 }
 
+// OutputError is a failure to write a run's results file (a full disk, say). The
+// results are safe in the store: opening the file again rewrites it.
+type OutputError struct {
+	Path string
+	Err  error
+}
+
+func (e *OutputError) Error() string { return fmt.Sprintf("write results %s: %v", e.Path, e.Err) }
+func (e *OutputError) Unwrap() error { return e.Err }
+
 // OpenOutput creates or truncates path and writes the run's results so far to it.
+// Callers check first that path is not a file they must keep (CheckPaths,
+// Store.ClaimOutput). Its errors are *OutputError.
 func OpenOutput(ctx context.Context, st *Store, runID int64, path string, ordered bool) (*Output, error) {
 	if dir := filepath.Dir(path); dir != "" {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return nil, fmt.Errorf("output: %w", err)
+			return nil, &OutputError{path, err}
 		}
 	}
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("output: %w", err)
+		return nil, &OutputError{path, err}
 	}
 	if _, err := st.Export(ctx, runID, f, ordered); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("output %s: %w", path, err)
+		return nil, &OutputError{path, err}
 	}
 	return &Output{path: path, ordered: ordered, f: f}, nil
 }
@@ -56,6 +70,7 @@ func (o *Output) AppendResult(customID string, res Result) {
 	}
 	line, err := res.ResultLine(customID)
 	if err != nil {
+		o.fail(err)
 		return
 	}
 	o.write(append(line, '\n'))
@@ -85,35 +100,61 @@ func (o *Output) write(b []byte) {
 	}
 }
 
+func (o *Output) fail(err error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.err == nil {
+		o.err = err
+	}
+}
+
+// Err returns the first failed append, as an *OutputError, or nil. The run goes on
+// (its results are in the store) and Close reports it again.
+func (o *Output) Err() error {
+	if o == nil {
+		return nil
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.err != nil {
+		return &OutputError{o.path, o.err}
+	}
+	return nil
+}
+
 // ExportOrdered rewrites the file in input order.
 func (o *Output) ExportOrdered(ctx context.Context, st *Store, runID int64) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if err := o.f.Truncate(0); err != nil {
-		return fmt.Errorf("output: %w", err)
+		return &OutputError{o.path, err}
 	}
 	if _, err := o.f.Seek(0, 0); err != nil {
-		return fmt.Errorf("output: %w", err)
+		return &OutputError{o.path, err}
 	}
 	if _, err := st.Export(ctx, runID, o.f, true); err != nil {
-		return fmt.Errorf("output %s: %w", o.path, err)
+		return &OutputError{o.path, err}
 	}
 	return nil
 }
 
-// Close syncs and closes the file, and reports the first failed append.
+// Close syncs and closes the file, and reports the first failed append (or the
+// failed sync or close), as an *OutputError.
 func (o *Output) Close() error {
 	if o == nil {
 		return nil
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	err := o.f.Sync()
+	err := o.err
+	if serr := o.f.Sync(); err == nil && serr != nil && !errors.Is(serr, syscall.EINVAL) {
+		err = serr // EINVAL: a file that cannot be synced (a pipe, /dev/stdout)
+	}
 	if cerr := o.f.Close(); err == nil {
 		err = cerr
 	}
-	if o.err != nil {
-		return fmt.Errorf("output %s: %w", o.path, o.err)
+	if err != nil {
+		return &OutputError{o.path, err}
 	}
-	return err
+	return nil
 }

@@ -23,6 +23,22 @@ import (
 // acts (a spend cap, a bad key, billing): the run stopped cleanly and can resume.
 var ErrStopped = errors.New("run stopped")
 
+// stoppedError is ErrStopped with why, and the API's answer that stopped the run
+// (an *upstream.APIError; nil for a budget stop), for callers that say what to do.
+type stoppedError struct {
+	why   string
+	cause error
+}
+
+func (e *stoppedError) Error() string { return ErrStopped.Error() + ": " + e.why }
+
+func (e *stoppedError) Unwrap() []error {
+	if e.cause == nil {
+		return []error{ErrStopped}
+	}
+	return []error{ErrStopped, e.cause}
+}
+
 // ErrStrict is returned by Run when the input had bad lines and Config.Strict is set.
 var ErrStrict = jobs.ErrBadLines
 
@@ -142,6 +158,7 @@ type run struct {
 	stop     chan struct{}
 	stopOnce sync.Once
 	stopWhy  atomic.Value // string
+	stopErr  error        // what stopped it, set before stop is closed
 
 	// counters for the display and summary
 	sent, rateLimited, overloaded, retried atomic.Int64
@@ -206,14 +223,17 @@ func newRun(cfg Config) (*run, error) {
 	}, nil
 }
 
-func (r *run) halt(why string) {
+// halt stops the run for why; cause is the API's answer that stopped it (nil: the
+// budget).
+func (r *run) halt(why string, cause error) {
 	r.stopOnce.Do(func() {
+		r.stopErr = cause
 		r.stopWhy.Store(why)
 		close(r.stop)
 	})
 }
 
-func (r *run) run(ctx context.Context) (*Summary, error) {
+func (r *run) run(ctx context.Context) (_ *Summary, retErr error) {
 	r.start = time.Now()
 	runRec, stats, err := r.cfg.Store.ImportReporting(ctx, jobs.ImportOptions{
 		Path: r.cfg.Input, Options: r.cfg.Options, Force: r.cfg.Force, MaxAttempts: r.cfg.MaxAttempts,
@@ -241,7 +261,13 @@ func (r *run) run(ctx context.Context) (*Summary, error) {
 			return nil, err
 		}
 		r.out = out
-		defer out.Close()
+		defer func() {
+			// A results file that could not be written (a full disk) fails the run,
+			// whatever else happened: its results are in the store.
+			if err := out.Close(); err != nil && retErr == nil {
+				retErr = err
+			}
+		}()
 	}
 	st, err := r.cfg.Store.Status(ctx, r.runID)
 	if err != nil {
@@ -263,7 +289,7 @@ func (r *run) run(ctx context.Context) (*Summary, error) {
 		}
 	}
 	if why, _ := r.stopWhy.Load().(string); why != "" {
-		return sum, fmt.Errorf("%w: %s", ErrStopped, why)
+		return sum, &stoppedError{why: why, cause: r.stopErr}
 	}
 	return sum, nil
 }

@@ -59,7 +59,7 @@ func (r *run) do(jobCtx context.Context, job *jobs.Job) (jobs.Result, error) {
 		held := int64(next * 1e6)
 		if float64(r.costMicros.Load()+r.heldMicros.Add(held))/1e6 > r.cfg.Budget {
 			r.heldMicros.Add(-held)
-			r.halt(fmt.Sprintf("the budget of $%.2f would be exceeded", r.cfg.Budget))
+			r.halt(fmt.Sprintf("the budget of $%.2f would be exceeded", r.cfg.Budget), nil)
 			return jobs.Result{}, jobs.Snooze(2 * time.Second)
 		}
 		defer r.heldMicros.Add(-held)
@@ -138,7 +138,7 @@ func (r *run) do(jobCtx context.Context, job *jobs.Job) (jobs.Result, error) {
 			}
 		case upstream.Stop:
 			res.RateLimited(hdr)
-			r.halt(stopReason(err))
+			r.halt(stopReason(err), err)
 			return jobs.Result{}, jobs.Snooze(2 * time.Second)
 		default: // Final
 			res.Cancel()
