@@ -342,7 +342,11 @@ func (d *dispatcher) run(ctx context.Context) (_ *Summary, retErr error) {
 		if err != nil {
 			return nil, err
 		}
-		defer lease.Release()
+		defer func() {
+			if err := lease.Release(); err != nil { // it runs out by itself
+				d.log.Warn("release the run's lease (it runs out in 30 s)", "err", err)
+			}
+		}()
 		var cancel context.CancelCauseFunc
 		ctx, cancel = context.WithCancelCause(ctx)
 		defer cancel(nil)
@@ -673,6 +677,7 @@ func (d *dispatcher) summary(ctx context.Context) *Summary {
 	}
 	st, err := d.cfg.Store.Status(ctx, d.runID)
 	if err != nil {
+		d.log.Warn("the summary lacks the run's counts: reading them failed (clade status shows them)", "err", err)
 		return s
 	}
 	s.Requests, s.Problems, s.Pending = st.Requests, st.Problems, st.Pending

@@ -228,7 +228,11 @@ func (h *hybrid) run(ctx context.Context) (_ *Summary, retErr error) {
 	if err != nil {
 		return nil, err
 	}
-	defer lease.Release()
+	defer func() {
+		if err := lease.Release(); err != nil { // it runs out by itself
+			h.log.Warn("release the run's lease (it runs out in 30 s)", "err", err)
+		}
+	}()
 	if h.cfg.Output != "" {
 		if h.out, err = jobs.OpenOutput(ctx, st, h.runID, h.cfg.Output, h.cfg.Ordered); err != nil {
 			return nil, err
@@ -620,6 +624,7 @@ func (h *hybrid) summary(ctx context.Context, bs *batch.Summary) *Summary {
 	}
 	st, err := h.cfg.Store.Status(ctx, h.runID)
 	if err != nil {
+		h.log.Warn("the summary lacks the run's counts: reading them failed (clade status shows them)", "err", err)
 		return s
 	}
 	s.Requests, s.Problems, s.Pending = st.Requests, st.Problems, st.Pending

@@ -393,6 +393,7 @@ func (r *run) summary(ctx context.Context) *Summary {
 	}
 	st, err := r.cfg.Store.Status(ctx, r.runID)
 	if err != nil {
+		r.log.Warn("the summary lacks the run's counts: reading them failed (clade status shows them)", "err", err)
 		return s
 	}
 	s.Requests, s.Problems, s.Pending = st.Requests, st.Problems, st.Pending
