@@ -38,6 +38,11 @@
 //   - count_tokens, models and Message Batches are passed through unadmitted: they
 //     have their own limits. Batch objects' results_url is rewritten to the gateway's
 //     origin, the one change the gateway makes to a body.
+//   - Only the API's own routes are forwarded (see routes), each to the path it
+//     matched, rebuilt from the route and its checked id, with the client's query.
+//     Any other path or method, and any path that is not plain (percent-encoding,
+//     dot segments, doubled slashes, backslashes), gets the API's 404 from the
+//     gateway itself and never reaches the organisation's key.
 //
 // # What is authoritative
 //

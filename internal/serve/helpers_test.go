@@ -135,6 +135,7 @@ type setup struct {
 	upKey         string            // the key the gateway sends; default orgKey
 	backend       ratelimit.Backend // default: in memory
 	em            *emulator.Running // an emulator to share; default: a new one
+	upURL         string            // an upstream to send to instead of an emulator
 	emCfg         emulator.Config   // for a new emulator (Catalog, Tier, BurstFraction, APIKeys are set)
 }
 
@@ -162,11 +163,14 @@ func startGateway(t testing.TB, s setup) *gateway {
 	if s.emBurst == 0 {
 		s.emBurst = s.burst
 	}
-	em := s.em
-	if em == nil {
+	em, upURL := s.em, s.upURL
+	if em == nil && upURL == "" {
 		cfg := s.emCfg
 		cfg.Catalog, cfg.Tier, cfg.BurstFraction, cfg.APIKeys = s.cat, s.tier, s.emBurst, []string{orgKey}
 		em = emulator.StartTB(t, cfg)
+	}
+	if upURL == "" {
+		upURL = em.URL
 	}
 	rec := &recorder{next: http.DefaultTransport.(*http.Transport).Clone(), byCode: map[int]int{}}
 	logs := &syncBuffer{}
@@ -177,7 +181,7 @@ func startGateway(t testing.TB, s setup) *gateway {
 	if s.upKey == "" {
 		s.upKey = orgKey
 	}
-	up, err := upstream.New(upstream.Config{BaseURL: em.URL, APIKey: upstream.NewSecret(s.upKey),
+	up, err := upstream.New(upstream.Config{BaseURL: upURL, APIKey: upstream.NewSecret(s.upKey),
 		HTTPClient: &http.Client{Transport: rec}, Logger: log})
 	if err != nil {
 		t.Fatal(err)

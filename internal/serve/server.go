@@ -134,17 +134,21 @@ func New(cfg Config) (*Gateway, error) {
 }
 
 func (g *Gateway) routes() {
+	// The API's paths, each forwarded as the path it matched, built from the pattern
+	// and the validated id: nothing a client sends reaches the organisation's key
+	// unless it is one of these calls.
 	g.mux.HandleFunc("POST /v1/messages", g.authed(epMessages, g.handleMessages))
-	g.mux.HandleFunc("POST /v1/messages/count_tokens", g.authed(epCountTokens, g.pass(epCountTokens, maxMessageBody)))
-	g.mux.HandleFunc("GET /v1/models", g.authed(epModels, g.pass(epModels, 0)))
-	g.mux.HandleFunc("GET /v1/models/{id}", g.authed(epModels, g.pass(epModels, 0)))
-	g.mux.HandleFunc("/v1/messages/batches", g.authed(epBatches, g.pass(epBatches, maxBatchBody)))
-	g.mux.HandleFunc("/v1/messages/batches/{rest...}", g.authed(epBatches, g.pass(epBatches, maxBatchBody)))
+	g.forward("POST /v1/messages/count_tokens", epCountTokens, maxMessageBody, nil)
+	g.forward("GET /v1/models", epModels, 0, nil)
+	g.forward("GET /v1/models/{id}", epModels, 0, modelID)
+	g.forward("GET /v1/messages/batches", epBatches, maxBatchBody, nil)
+	g.forward("POST /v1/messages/batches", epBatches, maxBatchBody, nil)
+	g.forward("GET /v1/messages/batches/{id}", epBatches, maxBatchBody, batchID)
+	g.forward("DELETE /v1/messages/batches/{id}", epBatches, maxBatchBody, batchID)
+	g.forward("POST /v1/messages/batches/{id}/cancel", epBatches, maxBatchBody, batchID)
+	g.forward("GET /v1/messages/batches/{id}/results", epBatches, maxBatchBody, batchID)
 	// Every other path and method gets the API's 404 envelope, not net/http's text.
-	g.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		g.m.requests.WithLabelValues(teamNone, epOther, "404").Inc()
-		writeError(w, http.StatusNotFound, wire.NotFound, "Not found: "+r.Method+" "+r.URL.Path, nil)
-	})
+	g.mux.HandleFunc("/", g.notFound)
 	g.mux.HandleFunc("GET /_clade/status", g.handleStatus)
 	g.mux.HandleFunc("GET /{$}", g.handleIndex)
 	if g.cfg.Registry != nil {
@@ -152,8 +156,90 @@ func (g *Gateway) routes() {
 	}
 }
 
-// ServeHTTP serves the gateway's API, /metrics, /_clade/status and /.
-func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) { g.mux.ServeHTTP(w, r) }
+// IDs the gateway accepts in a path, checked before a call is forwarded. They are
+// deliberately looser than today's formats (batch ids are msgbatch_ and base62, and
+// the API says their format and length may change) but can never be "." or "..",
+// hold a "/", "\", "%", "?", "#" or ";", nor exceed 128 bytes.
+var (
+	batchID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$`)
+	modelID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$`)
+)
+
+// forward routes pattern ("METHOD /path" with at most one {id}, whose value must
+// match id) to pass, which sends upstream the pattern's method and path with the id
+// put in: byte for byte the path that was matched, never the client's r.URL.Path.
+// Any other method (HEAD on a GET) or an id that does not match gets the 404.
+func (g *Gateway) forward(pattern, endpoint string, limit int64, id *regexp.Regexp) {
+	method, path, _ := strings.Cut(pattern, " ")
+	g.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		p := path
+		if id != nil {
+			v := r.PathValue("id")
+			if !id.MatchString(v) {
+				g.notFound(w, r)
+				return
+			}
+			p = strings.Replace(path, "{id}", v, 1)
+		}
+		if r.Method != method {
+			g.notFound(w, r)
+			return
+		}
+		g.authed(endpoint, g.pass(endpoint, limit, p))(w, r)
+	})
+}
+
+// ServeHTTP serves the gateway's API, /metrics, /_clade/status and /. A path that is
+// not plain (see plainPath) gets the API's 404 before the mux sees it, as the mux
+// would otherwise answer dot segments and doubled slashes with a redirect.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !plainPath(rawPath(r)) {
+		g.notFound(w, r)
+		return
+	}
+	g.mux.ServeHTTP(w, r)
+}
+
+// rawPath is r's path as the client sent it: escaped, without the query.
+func rawPath(r *http.Request) string {
+	if p, _, _ := strings.Cut(r.RequestURI, "?"); strings.HasPrefix(p, "/") {
+		return p
+	}
+	return r.URL.EscapedPath() // absolute-form ("GET http://host/path"), or a request built in-process
+}
+
+// plainPath reports whether p, a raw path, is "/" or "/"-prefixed segments, each
+// non-empty, neither "." nor "..", and made only of letters, digits and "-._~:@".
+// The API's paths are all plain, so a path that is not (percent-encoding of any byte,
+// "\", ";", doubled or trailing slashes, dot segments) can only be an attempt to
+// make the path the upstream resolves differ from the one matched here.
+func plainPath(p string) bool {
+	if p == "/" {
+		return true
+	}
+	if !strings.HasPrefix(p, "/") {
+		return false
+	}
+	for seg := range strings.SplitSeq(p[1:], "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return false
+		}
+		for i := 0; i < len(seg); i++ {
+			c := seg[i]
+			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("-._~:@", c) >= 0) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// notFound answers a path or method the gateway does not route with the API's 404,
+// naming the path as the client sent it.
+func (g *Gateway) notFound(w http.ResponseWriter, r *http.Request) {
+	g.m.requests.WithLabelValues(teamNone, epOther, "404").Inc()
+	writeError(w, http.StatusNotFound, wire.NotFound, "Not found: "+r.Method+" "+rawPath(r), nil)
+}
 
 // clientKey returns the key a client sent, in either style the SDKs use.
 func clientKey(r *http.Request) string {
@@ -185,9 +271,9 @@ func (g *Gateway) authed(endpoint string, h func(http.ResponseWriter, *http.Requ
 	}
 }
 
-// pass relays a call upstream as it is (count_tokens, models, batches), with bodies
-// up to limit bytes.
-func (g *Gateway) pass(endpoint string, limit int64) func(http.ResponseWriter, *http.Request, *Team) {
+// pass relays a call upstream to path (count_tokens, models, batches) with the
+// client's query, method and body, with bodies up to limit bytes.
+func (g *Gateway) pass(endpoint string, limit int64, path string) func(http.ResponseWriter, *http.Request, *Team) {
 	return func(w http.ResponseWriter, r *http.Request, team *Team) {
 		if limit > 0 && r.ContentLength > limit {
 			// Refused before a byte goes upstream, as the API would refuse it.
@@ -205,7 +291,7 @@ func (g *Gateway) pass(endpoint string, limit int64) func(http.ResponseWriter, *
 			length = 0
 		}
 		resp, err := g.up.Proxy(r.Context(), upstream.ProxyRequest{
-			Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery,
+			Method: r.Method, Path: path, RawQuery: r.URL.RawQuery,
 			Body: body, ContentLength: length, Header: r.Header,
 		})
 		if err != nil {
@@ -222,7 +308,7 @@ func (g *Gateway) pass(endpoint string, limit int64) func(http.ResponseWriter, *
 			return
 		}
 		defer resp.Body.Close()
-		if endpoint == epBatches && resp.StatusCode/100 == 2 && !strings.HasSuffix(r.URL.Path, "/results") &&
+		if endpoint == epBatches && resp.StatusCode/100 == 2 && !strings.HasSuffix(path, "/results") &&
 			strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
 			code := g.relayBatchObject(w, r, resp)
 			g.m.requests.WithLabelValues(team.Name, endpoint, statusLabel(code)).Inc()
@@ -233,7 +319,7 @@ func (g *Gateway) pass(endpoint string, limit int64) func(http.ResponseWriter, *
 		if err := copyFlushing(w, resp.Body); err != nil && r.Context().Err() == nil {
 			// The upstream broke off (a results download cut midway): the client must
 			// see it break off, not a clean end that looks like fewer results.
-			g.log.Warn("upstream answer broke off", "method", r.Method, "path", r.URL.Path, "error", err)
+			g.log.Warn("upstream answer broke off", "method", r.Method, "path", path, "error", err)
 			g.m.requests.WithLabelValues(team.Name, endpoint, statusLabel(http.StatusBadGateway)).Inc()
 			panic(http.ErrAbortHandler)
 		}
