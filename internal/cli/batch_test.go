@@ -1,20 +1,22 @@
 package cli_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"math/rand/v2"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/clade-dev/clade/emulator"
 	"github.com/clade-dev/clade/internal/cli"
-	"github.com/clade-dev/clade/internal/upstream"
+	"github.com/clade-dev/clade/internal/jobs"
 )
 
 func TestBatchEmulated(t *testing.T) {
@@ -79,10 +81,12 @@ func TestBatchUsageErrors(t *testing.T) {
 	}
 }
 
-// TestBatchSurvivesSIGKILL kills `clade batch` while its batches are in flight
-// (some kills land between a create call and the store recording its id), then
-// resumes it: every custom_id ends with exactly one result, and the emulator holds
-// no batch beyond one per request (no batch was created twice).
+// TestBatchSurvivesSIGKILL kills `clade batch` four times while its batches are in
+// flight, each time inside a create call (createGate holds it): twice after the API
+// created the batch and before clade learnt its id, twice before the call reached
+// the API. Then it resumes it: every custom_id ends with exactly one result, the
+// emulator holds no batch beyond one per request (no batch was created twice), and
+// each batch created by a killed call was adopted.
 func TestBatchSurvivesSIGKILL(t *testing.T) {
 	if testing.Short() {
 		t.Skip("crash test: skipped with -short")
@@ -92,77 +96,145 @@ func TestBatchSurvivesSIGKILL(t *testing.T) {
 	key := "sk-ant-crash-" + strings.Repeat("b", 24)
 	// 0.4 requests per emulated second at 1,000×: 600 requests take 1.5 s.
 	em := emulator.StartTB(t, emulator.Config{Tier: "tier-4", APIKeys: []string{key}, ClockSpeed: 1000, BatchProcessingRate: 0.4})
+	gate := startCreateGate(t, em.URL)
 	dir := t.TempDir()
 	input, out := filepath.Join(dir, "in.jsonl"), filepath.Join(dir, "out.jsonl")
 	writeWorkload(t, input, n)
-	args := []string{"batch", input, "-o", out, "--base-url", em.URL, "--tier", "tier-4", "--max-requests", "25", "--poll", "10ms"}
-	var mu sync.Mutex
-	var logs bytes.Buffer
+	args := []string{"batch", input, "-o", out, "--base-url", gate.URL, "--tier", "tier-4", "--max-requests", "25", "--poll", "10ms"}
+	var logs strings.Builder
 
-	rng := rand.New(rand.NewPCG(3, 4))
-	kills := 0
-	for i := 0; i < 8 && kills < 4; i++ {
-		cmd := cladeCmd(key, args...)
-		stderr, err := cmd.StderrPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		created := make(chan struct{})
-		scanned := make(chan struct{})
-		go func() {
-			defer close(scanned)
-			once := sync.Once{}
-			sc := bufio.NewScanner(stderr)
-			for sc.Scan() {
-				mu.Lock()
-				logs.WriteString(sc.Text() + "\n")
-				mu.Unlock()
-				if strings.Contains(sc.Text(), " created: ") {
-					once.Do(func() { close(created) })
-				}
-			}
-		}()
-		done := make(chan error, 1)
-		go func() { <-scanned; done <- cmd.Wait() }()
+	// Which create call of each process is held, and whether the API has it.
+	holds := []struct {
+		at       int
+		afterAPI bool
+	}{{2, true}, {1, false}, {1, true}, {1, false}}
+	adoptable := 0
+	for k, h := range holds {
+		held := gate.arm(h.at, h.afterAPI)
+		c := startChild(t, key, args...)
 		select {
-		case <-done: // finished before a kill
-			i = 8
-			continue
-		case <-created:
+		case <-held:
+		case <-c.done:
+			t.Fatalf("clade batch exited (%v) before its create call %d was held:\n%s", c.err, h.at, tail(c.stderr(), 3000))
+		case <-time.After(60 * time.Second):
+			t.Fatalf("timed out waiting for create call %d:\n%s", h.at, tail(c.stderr(), 3000))
 		}
-		time.Sleep(time.Duration(rng.IntN(15000)) * time.Microsecond) // a random point among the creates
-		cmd.Process.Signal(syscall.SIGKILL)
-		<-done
-		kills++
+		c.kill()
+		logs.WriteString(c.stderr())
+
+		bs, _ := storeBatches(t, out+".clade.db")
+		intents, created := 0, 0
+		for _, b := range bs {
+			switch b.State {
+			case jobs.BatchIntent:
+				intents++
+			case jobs.BatchCreated, jobs.BatchDone:
+				created++
+			}
+		}
+		want := created
+		if h.afterAPI {
+			want++
+			adoptable++
+		}
+		if api := len(apiBatches(t, em.URL, key)); intents != 1 || api != want {
+			t.Fatalf("after kill %d (create call %d held, at the API %v) the store has %d intents and %d batches, the API %d batches; want 1 intent and %d at the API",
+				k+1, h.at, h.afterAPI, intents, created, api, want)
+		}
 	}
-	cmd := cladeCmd(key, args...)
-	var final bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &final, &final
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("final run: %v\n%s", err, tail(final.String(), 3000))
+	c := startChild(t, key, args...)
+	if code := c.exitCode(t); code != cli.ExitOK {
+		t.Fatalf("final run: exit %d, want 0\n%s", code, tail(c.stderr(), 3000))
 	}
+	logs.WriteString(c.stderr())
 	seen := wantEachOnce(t, out, n)
-	client, err := upstream.New(upstream.Config{BaseURL: em.URL, APIKey: upstream.NewSecret(key)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	page, err := client.ListBatches(context.Background(), "", 1000)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sent int64
-	for _, b := range page.Data {
-		c := b.RequestCounts
-		sent += c.Processing + c.Succeeded + c.Errored + c.Canceled + c.Expired
-	}
-	if sent != n {
+	api := apiBatches(t, em.URL, key)
+	if sent := apiRequests(api); sent != n {
 		t.Errorf("the emulator's batches hold %d requests in all, want %d (a batch was created twice)", sent, n)
 	}
-	mu.Lock()
-	adopted := strings.Count(logs.String(), " adopted: ")
-	mu.Unlock()
-	t.Logf("%d SIGKILLs (%d between a create and its record), then a resume: %d results in %d batches", kills, adopted, len(seen), len(page.Data))
+	if adopted := strings.Count(logs.String(), " adopted: "); adopted != adoptable {
+		t.Errorf("%d batches adopted, want %d (one per kill after the API created the batch)", adopted, adoptable)
+	}
+	t.Logf("%d SIGKILLs inside a create call (%d after the API created the batch), then a resume: %d results in %d batches",
+		len(holds), adoptable, len(seen), len(api))
+}
+
+// createGate is a proxy in front of the emulator that holds one batch create call
+// of a clade process until the process is gone, so that a test kills clade inside
+// the call: before it reaches the API (the store has the intent, the API has no
+// batch) or after the API created the batch and before its answer reaches clade
+// (the API has a batch that no row of the store names).
+type createGate struct {
+	URL string
+
+	mu       sync.Mutex
+	at, seen int  // hold create call at (1-based, counted by seen since arm); 0: none
+	afterAPI bool // hold the answer, not the call
+	held     chan struct{}
+	stop     chan struct{} // closed at cleanup: every held call returns
+}
+
+type heldAnswerKey struct{}
+
+var errHeld = errors.New("create answer held")
+
+func startCreateGate(t *testing.T, target string) *createGate {
+	t.Helper()
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &createGate{stop: make(chan struct{})}
+	proxy := httputil.NewSingleHostReverseProxy(u)
+	proxy.ModifyResponse = func(resp *http.Response) error {
+		if resp.Request.Context().Value(heldAnswerKey{}) != nil {
+			g.hold(resp.Request.Context())
+			return errHeld
+		}
+		return nil
+	}
+	proxy.ErrorHandler = func(w http.ResponseWriter, _ *http.Request, _ error) { w.WriteHeader(http.StatusBadGateway) }
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && r.URL.Path == "/v1/messages/batches" {
+			if hold, afterAPI := g.next(); hold && !afterAPI {
+				g.hold(r.Context())
+				return
+			} else if hold {
+				r = r.WithContext(context.WithValue(r.Context(), heldAnswerKey{}, true))
+			}
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(g.stop) }) // before srv.Close, which waits for held calls
+	g.URL = srv.URL
+	return g
+}
+
+// arm makes the gate hold the at-th create call from now on; the channel returned
+// is closed once it is held.
+func (g *createGate) arm(at int, afterAPI bool) <-chan struct{} {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.at, g.seen, g.afterAPI, g.held = at, 0, afterAPI, make(chan struct{})
+	return g.held
+}
+
+// next counts a create call and reports whether to hold it, and where.
+func (g *createGate) next() (hold, afterAPI bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.seen++
+	return g.seen == g.at, g.afterAPI
+}
+
+// hold says the call is held and blocks until its client is gone.
+func (g *createGate) hold(ctx context.Context) {
+	g.mu.Lock()
+	close(g.held)
+	g.mu.Unlock()
+	select {
+	case <-ctx.Done():
+	case <-g.stop:
+	}
 }

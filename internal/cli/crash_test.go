@@ -2,17 +2,18 @@ package cli_test
 
 import (
 	"bytes"
-	"math/rand/v2"
+	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/clade-dev/clade/emulator"
 	"github.com/clade-dev/clade/internal/cli"
+	"github.com/clade-dev/clade/internal/jobs"
 	"github.com/clade-dev/clade/internal/testkit"
 )
 
@@ -72,12 +73,19 @@ func wantEachOnce(t *testing.T, out string, n int) map[string]int {
 	return seen
 }
 
+// TestRunSurvivesSIGKILL kills `clade run` ten times mid-run, with requests in
+// flight, then resumes it: every custom_id ends with exactly one result, and the
+// API key is in no log line or file. Each kill lands once the output holds a
+// step more results than the store had after the previous one, so every process
+// makes progress and none finishes first. It fails if a kill found no new result
+// or the run complete, or if fewer than half the kills found jobs running.
 func TestRunSurvivesSIGKILL(t *testing.T) {
 	if testing.Short() {
 		t.Skip("crash test: skipped with -short")
 	}
 	t.Parallel()
-	const n = 1500
+	const n, kills = 900, 10
+	const step = n / (kills + 2) // at most a sixth of the run is left for the resume
 	key := "sk-ant-crash-" + strings.Repeat("k", 24)
 	em := emulator.StartTB(t, emulator.Config{Tier: "tier-4", LatencyScale: 0.1, APIKeys: []string{key}})
 	dir := t.TempDir()
@@ -85,38 +93,44 @@ func TestRunSurvivesSIGKILL(t *testing.T) {
 	writeWorkload(t, input, n, `{"custom_id":"bad id","params":{}}`)
 	out := filepath.Join(dir, "out.jsonl")
 	args := []string{"run", input, "-o", out, "--base-url", em.URL, "--tier", "tier-4", "--concurrency", "64", "--log-level", "debug"}
-	var logs bytes.Buffer
+	var logs strings.Builder
 
-	rng := rand.New(rand.NewPCG(1, 2))
-	kills := 0
-	for i := 0; i < 25 && kills < 10; i++ {
-		cmd := cladeCmd(key, args...)
-		cmd.Stdout, cmd.Stderr = &logs, &logs
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
+	prev := int64(0) // results in the store after the previous kill
+	inFlight := 0    // kills that found jobs running
+	var at []string  // results/running in the store after each kill
+	for k := range kills {
+		c := startChild(t, key, args...)
+		c.waitFor(t, fmt.Sprintf("%d results before kill %d", prev+step, k+1), func() bool {
+			return outputLines(out) >= prev+step
+		})
+		c.kill()
+		logs.WriteString(c.stderr())
+		st, running := runStatus(t, out+".clade.db")
+		var done int64
+		for _, c := range st.Results {
+			done += c
 		}
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case <-done: // finished before the kill: nothing left to crash
-			i = 25
-		case <-time.After(time.Duration(150+rng.IntN(700)) * time.Millisecond):
-			cmd.Process.Signal(syscall.SIGKILL)
-			<-done
-			kills++
+		if done <= prev || done >= n {
+			t.Fatalf("after kill %d the store has %d results, want more than %d and fewer than %d (a kill mid-run)", k+1, done, prev, n)
 		}
+		if running > 0 {
+			inFlight++
+		}
+		at = append(at, fmt.Sprintf("%d/%d", done, running))
+		prev = done
+	}
+	if inFlight < kills/2 {
+		t.Fatalf("%d of %d kills found jobs running (results/running at each kill: %v); want at least %d (kills with requests in flight)",
+			inFlight, kills, at, kills/2)
 	}
 	// Resume to the end.
-	cmd := cladeCmd(key, args...)
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("final run: %v\n%s", err, tail(logs.String(), 3000))
+	c := startChild(t, key, args...)
+	if code := c.exitCode(t); code != cli.ExitOK {
+		t.Fatalf("final run: exit %d, want 0\n%s", code, tail(c.stderr(), 3000))
 	}
-	if kills < 10 {
-		t.Logf("only %d kills landed before the run finished", kills)
-	}
+	logs.WriteString(c.stderr())
 	seen := wantEachOnce(t, out, n)
-	t.Logf("%d SIGKILLs, then a resume: %d results", kills, len(seen))
+	t.Logf("%d SIGKILLs (results/running at each: %v), then a resume: %d results", kills, at, len(seen))
 
 	// The key is in no log line, store file or output file.
 	if strings.Contains(logs.String(), key) {
@@ -132,6 +146,37 @@ func TestRunSurvivesSIGKILL(t *testing.T) {
 			t.Errorf("the API key appears in %s", filepath.Base(f))
 		}
 	}
+}
+
+// outputLines counts the lines of the results file at path (0 if there is none yet).
+func outputLines(path string) int64 {
+	b, _ := os.ReadFile(path)
+	return int64(bytes.Count(b, []byte("\n")))
+}
+
+// runStatus reads the status of the one run in the store at db, and how many of
+// its jobs are running (the child must be dead or done).
+func runStatus(t *testing.T, db string) (*jobs.Status, int64) {
+	t.Helper()
+	ctx := context.Background()
+	st, err := jobs.Open(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	runs, err := st.Runs(ctx)
+	if err != nil || len(runs) != 1 {
+		t.Fatalf("store has %d runs (%v), want 1", len(runs), err)
+	}
+	s, err := st.Status(ctx, runs[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jc, err := st.JobCounts(ctx, runs[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, jc["running"]
 }
 
 func tail(s string, n int) string {
