@@ -98,14 +98,24 @@ func TestRetryViaRealtimeResumes(t *testing.T) {
 	cfg := e.config(writeInput(t, e.dir, n), 50)
 	cfg.RetryVia = batch.RetryRealtime
 	cfg.Realtime = runner.Config{MaxConcurrency: 2}
-	// Interrupted as the first realtime call leaves, like a Ctrl-C.
+	// Interrupted as the first realtime call leaves, like a Ctrl-C: requests are
+	// left pending, some of them handed to realtime.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	calls.onFirst = cancel
-	if _, err := batch.Run(ctx, cfg); err != nil {
+	isum, err := batch.Run(ctx, cfg)
+	if err != nil {
 		t.Fatalf("interrupted Run() error = %v, want nil (the next run resumes)", err)
 	}
 	first := e.apiBatches(t)
+	ist, err := e.store.Status(context.Background(), isum.RunID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if calls.n.Load() == 0 || ist.Pending == 0 {
+		t.Fatalf("interrupted Run() left %d pending after %d realtime calls; want some pending after the first call (nothing was interrupted)",
+			ist.Pending, calls.n.Load())
+	}
 
 	// The resumed run creates no batch and finishes in realtime.
 	sum := run(t, cfg)
@@ -113,7 +123,10 @@ func TestRetryViaRealtimeResumes(t *testing.T) {
 	if bs := e.apiBatches(t); len(bs) != len(first) || requestsIn(bs) != n {
 		t.Errorf("after the resume the API holds %d batches of %d requests, want %d of %d (none created again)", len(bs), requestsIn(bs), len(first), n)
 	}
-	t.Logf("resumed: %d handed to realtime, %d realtime calls in all", sum.Realtime, calls.n.Load())
+	if sum.RealtimeSent == 0 {
+		t.Errorf("resumed Run() sent %d requests in realtime, want some (the interrupted run's, pending in realtime)", sum.RealtimeSent)
+	}
+	t.Logf("interrupted with %d pending; resumed: %d realtime calls (%d in all)", ist.Pending, sum.RealtimeSent, calls.n.Load())
 	var doneInBatches int64
 	for _, b := range e.apiBatches(t) { // all ended by now
 		doneInBatches += b.RequestCounts.Succeeded
@@ -169,6 +182,9 @@ func TestRetryViaRealtimeBudget(t *testing.T) {
 			t.Logf("budget %v requests' worst case: %d succeeded, %d pending, %d to realtime, %d calls, cost %.1f; resumed: %v; err %v",
 				budget, sum.Succeeded, sum.Pending, sum.Realtime, sum.RealtimeSent, sum.CostUSD/perRequest,
 				strings.Contains(progress.String(), "realtime resumes"), err)
+			if sum.Realtime == 0 {
+				t.Errorf("no request was handed to realtime: the budget was not shared between batches and realtime")
+			}
 			if sum.CostUSD > cfg.Budget {
 				t.Errorf("cost $%.6f exceeds the budget $%.6f", sum.CostUSD, cfg.Budget)
 			}

@@ -76,8 +76,13 @@ func TestSQLiteJobRow(t *testing.T) {
 		}
 		rows = append(rows, sb.String())
 	}
-	t.Logf("row: %s", rows[0])
-	if len(rows) != 2 || rows[0] != rows[1] {
-		t.Errorf("river_job rows differ:\nclade: %s\nriver: %s", rows[0], rows[len(rows)-1])
+	if err := rs.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 2 {
+		t.Fatalf("river_job has %d rows, want 2 (clade's insert and River's)", len(rows))
+	}
+	if rows[0] != rows[1] {
+		t.Errorf("river_job rows differ:\nclade: %s\nriver: %s", rows[0], rows[1])
 	}
 }

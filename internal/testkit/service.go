@@ -1,6 +1,7 @@
 package testkit
 
 import (
+	"fmt"
 	"os"
 	"strconv"
 	"testing"
@@ -27,18 +28,22 @@ func Service(tb testing.TB, env, what string) string {
 	if u := os.Getenv(env); u != "" {
 		return u
 	}
-	if inCI() {
-		tb.Fatalf("%s is not set and CI=%s: the tests that need %s must run in CI, not skip", env, os.Getenv("CI"), what)
-	}
-	tb.Skipf("%s is not set: set it to run the tests that need %s", env, what)
+	Unavailable(tb, "%s is not set: set it to run the tests that need %s", env, what)
 	return ""
 }
 
-// inCI reports whether the tests run in CI: the CI environment variable holds a
-// true value (true, 1, …, as strconv.ParseBool reads it).
-func inCI() bool {
-	ci, _ := strconv.ParseBool(os.Getenv("CI"))
-	return ci
+// Unavailable ends a test whose precondition this machine lacks (a service, root
+// for a tmpfs): it skips the test with the message, or, under CI (the CI
+// environment variable holds a true value, as strconv.ParseBool reads it: true,
+// 1, …), fails it, since CI provides everything the tests need and a skip there
+// would pass without testing.
+func Unavailable(tb testing.TB, format string, args ...any) {
+	tb.Helper()
+	msg := fmt.Sprintf(format, args...)
+	if ci, _ := strconv.ParseBool(os.Getenv("CI")); ci {
+		tb.Fatalf("%s (CI=%s: a test that CI skips passes without testing)", msg, os.Getenv("CI"))
+	}
+	tb.Skip(msg)
 }
 
 // PostgresURL returns the Postgres the tests may use, CLADE_TEST_POSTGRES_URL, or

@@ -19,7 +19,7 @@ type endTB struct {
 
 func (f *endTB) Helper() {}
 
-func (f *endTB) Skipf(format string, args ...any) { f.end("skip", fmt.Sprintf(format, args...)) }
+func (f *endTB) Skip(args ...any) { f.end("skip", fmt.Sprint(args...)) }
 
 func (f *endTB) Fatalf(format string, args ...any) { f.end("fatal", fmt.Sprintf(format, args...)) }
 
