@@ -19,10 +19,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/clade-dev/clade/admit"
 	"github.com/clade-dev/clade/catalog"
 	"github.com/clade-dev/clade/emulator"
 	"github.com/clade-dev/clade/internal/jobs"
-	"github.com/clade-dev/clade/internal/ratelimit"
 	"github.com/clade-dev/clade/internal/runner"
 	"github.com/clade-dev/clade/internal/upstream"
 )
@@ -201,7 +201,7 @@ func MeasureUtilization(ctx context.Context, cfg UtilizationConfig) (*Utilizatio
 			return nil, err
 		}
 		defer st.Close()
-		lim, err := ratelimit.New(ratelimit.Config{Catalog: cfg.Catalog, Tier: cfg.Tier, Burst: cfg.Burst})
+		lim, err := admit.New(admit.Config{Catalog: cfg.Catalog, Tier: cfg.Tier, Burst: cfg.Burst})
 		if err != nil {
 			return nil, err
 		}

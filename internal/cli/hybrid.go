@@ -12,11 +12,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
+	"github.com/clade-dev/clade/admit"
 	"github.com/clade-dev/clade/catalog"
 	"github.com/clade-dev/clade/internal/batch"
 	"github.com/clade-dev/clade/internal/hybrid"
 	"github.com/clade-dev/clade/internal/jobs"
-	"github.com/clade-dev/clade/internal/ratelimit"
 	"github.com/clade-dev/clade/internal/runner"
 	"github.com/clade-dev/clade/internal/upstream"
 )
@@ -49,7 +49,7 @@ func parseDeadline(s string, now time.Time) (time.Time, error) {
 }
 
 func runHybrid(cmd *cobra.Command, f *runFlags, input string, cat *catalog.Catalog, client *upstream.Client,
-	store *jobs.Store, routing *runner.Routing, deadline time.Time, reg *prometheus.Registry, lim *ratelimit.Limiter, log *slog.Logger) error {
+	store *jobs.Store, routing *runner.Routing, deadline time.Time, reg *prometheus.Registry, lim *admit.Limiter, log *slog.Logger) error {
 	ctx := cmd.Context()
 	stderr := cmd.ErrOrStderr()
 	var progress io.Writer = stderr

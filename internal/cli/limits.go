@@ -8,8 +8,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/clade-dev/clade/admit"
 	"github.com/clade-dev/clade/catalog"
-	"github.com/clade-dev/clade/internal/ratelimit"
 )
 
 // sharedLimiter returns a limiter whose buckets live in the Redis at rawURL under
@@ -17,9 +17,9 @@ import (
 // closes its connection; command ("clade run") starts its usage hints. Redis must answer at start: a wrong URL fails here rather
 // than leaving the run waiting (the backend fails closed during an outage). Neither
 // the errors nor the logs contain the URL's password.
-func sharedLimiter(ctx context.Context, command, rawURL, namespace string, cat *catalog.Catalog, tier string, concurrency int, log *slog.Logger) (*ratelimit.Limiter, func(), error) {
-	shown := ratelimit.RedactURL(rawURL)
-	opts, err := ratelimit.ParseRedisURL(rawURL)
+func sharedLimiter(ctx context.Context, command, rawURL, namespace string, cat *catalog.Catalog, tier string, concurrency int, log *slog.Logger) (*admit.Limiter, func(), error) {
+	shown := admit.RedactURL(rawURL)
+	opts, err := admit.ParseRedisURL(rawURL)
 	if err != nil {
 		return nil, nil, usageErr(command+" --limits-redis redis://[:PASSWORD@]HOST:6379/0", "--limits-redis: %v", err)
 	}
@@ -33,17 +33,17 @@ func sharedLimiter(ctx context.Context, command, rawURL, namespace string, cat *
 		return nil, nil, failure("check that Redis is up at --limits-redis, and its password; or run without --limits-redis",
 			fmt.Errorf("limits redis %s: %w", shown, err))
 	}
-	be, err := ratelimit.NewRedis(ratelimit.RedisConfig{Client: client, Namespace: namespace, Logger: log})
+	be, err := admit.NewRedis(admit.RedisConfig{Client: client, Namespace: namespace, Logger: log})
 	if err != nil {
 		client.Close()
 		return nil, nil, usageErr(command+" --limits-namespace my-org", "%v", err)
 	}
-	lim, err := ratelimit.New(ratelimit.Config{Catalog: cat, Tier: tier, MaxConcurrency: max(concurrency, 0), Backend: be})
+	lim, err := admit.New(admit.Config{Catalog: cat, Tier: tier, MaxConcurrency: max(concurrency, 0), Backend: be})
 	if err != nil {
 		client.Close()
 		return nil, nil, failure("", fmt.Errorf("limiter: %w", err))
 	}
-	log.Info("limits shared through redis", "url", shown, "namespace", namespace, "on_outage", ratelimit.FailClosed.String())
+	log.Info("limits shared through redis", "url", shown, "namespace", namespace, "on_outage", admit.FailClosed.String())
 	return lim, func() { client.Close() }, nil
 }
 

@@ -19,11 +19,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
+	"github.com/clade-dev/clade/admit"
 	"github.com/clade-dev/clade/catalog"
 	"github.com/clade-dev/clade/emulator"
 	"github.com/clade-dev/clade/internal/jobs"
 	"github.com/clade-dev/clade/internal/plan"
-	"github.com/clade-dev/clade/internal/ratelimit"
 	"github.com/clade-dev/clade/internal/runner"
 	"github.com/clade-dev/clade/internal/upstream"
 )
@@ -199,7 +199,7 @@ func runRun(cmd *cobra.Command, g *globalFlags, f *runFlags, input string) (retE
 		defer stop()
 		fmt.Fprintf(stderr, "metrics on http://%s/metrics\n", addr)
 	}
-	var lim *ratelimit.Limiter
+	var lim *admit.Limiter
 	if f.limitsRedis != "" {
 		l, closeLim, err := sharedLimiter(ctx, "clade run", f.limitsRedis, f.limitsNamespace, cat, f.tier, f.concurrency, log)
 		if err != nil {

@@ -15,8 +15,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
+	"github.com/clade-dev/clade/admit"
 	"github.com/clade-dev/clade/catalog"
-	"github.com/clade-dev/clade/internal/ratelimit"
 	"github.com/clade-dev/clade/internal/serve"
 )
 
@@ -124,7 +124,7 @@ func runServe(cmd *cobra.Command, g *globalFlags, f *serveFlags) error {
 		return err
 	}
 	defer closeEmu()
-	var lim *ratelimit.Limiter
+	var lim *admit.Limiter
 	if f.limitsRedis != "" {
 		l, closeLim, err := sharedLimiter(ctx, "clade serve", f.limitsRedis, f.limitsNamespace, cat, f.tier, f.concurrency, log)
 		if err != nil {
@@ -132,7 +132,7 @@ func runServe(cmd *cobra.Command, g *globalFlags, f *serveFlags) error {
 		}
 		defer closeLim()
 		lim = l
-	} else if lim, err = ratelimit.New(ratelimit.Config{Catalog: cat, Tier: f.tier, MaxConcurrency: f.concurrency}); err != nil {
+	} else if lim, err = admit.New(admit.Config{Catalog: cat, Tier: f.tier, MaxConcurrency: f.concurrency}); err != nil {
 		return failure("", fmt.Errorf("limiter: %w", err))
 	}
 	reg := prometheus.NewRegistry()

@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clade-dev/clade/admit"
 	"github.com/clade-dev/clade/catalog"
 	"github.com/clade-dev/clade/internal/plan"
-	"github.com/clade-dev/clade/internal/ratelimit"
 )
 
 // TestCatalogTier1Haiku pins the numbers the hand-computed cases below rest on.
@@ -287,7 +287,7 @@ func TestPlanScanSample(t *testing.T) {
 	}
 }
 
-// TestLimiterAgrees drives the limiter (package ratelimit, tier-1, no headroom) with a
+// TestLimiterAgrees drives the limiter (package admit, tier-1, no headroom) with a
 // simple workload on a fake clock, every call finishing at once, and checks that the
 // plan's realtime time is within 15 % of the time the limiter takes to admit it all.
 func TestPlanLimiterAgrees(t *testing.T) {
@@ -295,11 +295,11 @@ func TestPlanLimiterAgrees(t *testing.T) {
 	tests := []struct {
 		name     string
 		requests int
-		need     ratelimit.Need
+		need     admit.Need
 	}{
-		{name: "itpm", requests: 300, need: ratelimit.Need{InputTokens: 2000, OutputTokens: 40}},
-		{name: "otpm", requests: 200, need: ratelimit.Need{InputTokens: 60, OutputTokens: 400}},
-		{name: "rpm", requests: 400, need: ratelimit.Need{InputTokens: 100, OutputTokens: 10}},
+		{name: "itpm", requests: 300, need: admit.Need{InputTokens: 2000, OutputTokens: 40}},
+		{name: "otpm", requests: 200, need: admit.Need{InputTokens: 60, OutputTokens: 400}},
+		{name: "rpm", requests: 400, need: admit.Need{InputTokens: 100, OutputTokens: 10}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -307,7 +307,7 @@ func TestPlanLimiterAgrees(t *testing.T) {
 			cat := catalog.Default()
 			start := time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC)
 			now := start
-			lim, err := ratelimit.New(ratelimit.Config{Catalog: cat, Tier: "tier-1", Headroom: -1, Now: func() time.Time { return now }})
+			lim, err := admit.New(admit.Config{Catalog: cat, Tier: "tier-1", Headroom: -1, Now: func() time.Time { return now }})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -321,7 +321,7 @@ func TestPlanLimiterAgrees(t *testing.T) {
 						now = now.Add(wait)
 						continue
 					}
-					if err := r.CommitAt(ratelimit.Usage{InputTokens: tt.need.InputTokens, OutputTokens: tt.need.OutputTokens}, nil, now); err != nil {
+					if err := r.CommitAt(admit.Usage{InputTokens: tt.need.InputTokens, OutputTokens: tt.need.OutputTokens}, nil, now); err != nil {
 						t.Fatal(err)
 					}
 					break

@@ -6,7 +6,7 @@
 // The input is imported into a jobs.Store (one River job per valid line). River's
 // workers take jobs; for each, the runner picks the model (override, alias, routing
 // rules, fallback), estimates the input and output tokens, waits for admission from a
-// ratelimit.Limiter (RPM, ITPM, OTPM per model class; AIMD concurrency on 529s), sends
+// admit.Limiter (RPM, ITPM, OTPM per model class; AIMD concurrency on 529s), sends
 // the user's params unchanged but for the model, and commits the actual usage. The
 // result is written in the same transaction that completes the job, then appended to
 // the output file.

@@ -13,9 +13,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/clade-dev/clade/admit"
 	"github.com/clade-dev/clade/catalog"
 	"github.com/clade-dev/clade/internal/jobs"
-	"github.com/clade-dev/clade/internal/ratelimit"
 	"github.com/clade-dev/clade/internal/upstream"
 )
 
@@ -91,7 +91,7 @@ type Config struct {
 	// to the queue. Cancelling Run's ctx only drains.
 	Abort <-chan struct{}
 	// Limiter, when set, is used instead of one built from Tier (tests, gateways).
-	Limiter *ratelimit.Limiter
+	Limiter *admit.Limiter
 	// Until, when set, keeps the workers running until it is closed, instead of
 	// until every request has a result: the hybrid mode hands requests to realtime
 	// in steps, and closes it when the run is complete.
@@ -138,7 +138,7 @@ type run struct {
 	cfg     Config
 	cat     *catalog.Catalog
 	log     *slog.Logger
-	lim     *ratelimit.Limiter
+	lim     *admit.Limiter
 	est     *estimator
 	backoff upstream.Backoff
 	budget  *upstream.Budget
@@ -176,7 +176,7 @@ func newRun(cfg Config) (*run, error) {
 		cfg.Catalog = catalog.Default()
 	}
 	if cfg.Tier == "" {
-		cfg.Tier = ratelimit.TierAuto
+		cfg.Tier = admit.TierAuto
 	}
 	if cfg.MaxConcurrency <= 0 {
 		cfg.MaxConcurrency = 256
@@ -202,7 +202,7 @@ func newRun(cfg Config) (*run, error) {
 	lim := cfg.Limiter
 	if lim == nil {
 		var err error
-		lim, err = ratelimit.New(ratelimit.Config{Catalog: cfg.Catalog, Tier: cfg.Tier, MaxConcurrency: cfg.MaxConcurrency})
+		lim, err = admit.New(admit.Config{Catalog: cfg.Catalog, Tier: cfg.Tier, MaxConcurrency: cfg.MaxConcurrency})
 		if err != nil {
 			return nil, fmt.Errorf("limiter: %w", err)
 		}

@@ -5,11 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"time"
 
+	"github.com/clade-dev/clade/admit"
 	"github.com/clade-dev/clade/catalog"
 	"github.com/clade-dev/clade/internal/jobs"
-	"github.com/clade-dev/clade/internal/ratelimit"
 	"github.com/clade-dev/clade/internal/upstream"
 	"github.com/clade-dev/clade/internal/wire"
 )
@@ -76,7 +77,7 @@ func (r *run) do(jobCtx context.Context, job *jobs.Job) (jobs.Result, error) {
 			r.retried.Add(1)
 		}
 		cls := r.cat.Classes[model.Class]
-		need := ratelimit.Need{
+		need := admit.Need{
 			InputTokens:  r.est.input(model.ID, estIn),
 			OutputTokens: r.est.output(model.ID, req.MaxTokens),
 		}
@@ -89,11 +90,11 @@ func (r *run) do(jobCtx context.Context, job *jobs.Job) (jobs.Result, error) {
 		// (the job's own context) cuts it.
 		resp, err := r.call(jobCtx, params, req.MaxTokens)
 		if err == nil {
-			u := ratelimit.Usage{
+			u := admit.Usage{
 				InputTokens: resp.Usage.InputTokens, CacheCreationInputTokens: resp.Usage.CacheCreationInputTokens,
 				CacheReadInputTokens: resp.Usage.CacheReadInputTokens, OutputTokens: resp.Usage.OutputTokens,
 			}
-			if cerr := res.Commit(u, &resp.RateLimit); cerr != nil {
+			if cerr := res.Commit(u, resp.Header); cerr != nil {
 				r.log.Warn("limiter commit", "err", cerr)
 			}
 			r.est.observe(model.ID, req.EstInputTokens, u.InputTokens+u.CacheCreationInputTokens+u.CacheReadInputTokens, u.OutputTokens)
@@ -102,9 +103,9 @@ func (r *run) do(jobCtx context.Context, job *jobs.Job) (jobs.Result, error) {
 		lastErr = err
 		var ae *upstream.APIError
 		errors.As(err, &ae)
-		var hdr *wire.RateLimitHeaders
+		var hdr http.Header
 		if ae != nil {
-			hdr = &ae.RateLimit
+			hdr = ae.Header
 		}
 		switch upstream.Classify(err) {
 		case upstream.Canceled:

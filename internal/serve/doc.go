@@ -18,7 +18,7 @@
 //     output), by self-clocked fair queueing (see fairQueue). One call of a class at
 //     a time waits in the limiter, so a team with a few calls waits behind at most
 //     one call of each other team, however many those have queued.
-//   - Admission: package ratelimit, the limiter clade run uses, reserves one request,
+//   - Admission: package admit, the limiter clade run uses, reserves one request,
 //     the estimated input tokens (intake's estimate, calibrated per model from usage
 //     as the runner does) and the expected output (max_tokens until a model has been
 //     seen a few times, then the average generated, never more than max_tokens). A

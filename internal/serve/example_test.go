@@ -8,8 +8,8 @@ import (
 	anthropic "github.com/anthropics/anthropic-sdk-go/v2"
 	"github.com/anthropics/anthropic-sdk-go/v2/option"
 
+	"github.com/clade-dev/clade/admit"
 	"github.com/clade-dev/clade/emulator"
-	"github.com/clade-dev/clade/internal/ratelimit"
 	"github.com/clade-dev/clade/internal/serve"
 	"github.com/clade-dev/clade/internal/upstream"
 )
@@ -26,7 +26,7 @@ func ExampleNew() {
 	if err != nil {
 		panic(err)
 	}
-	lim, err := ratelimit.New(ratelimit.Config{Tier: "tier-1"})
+	lim, err := admit.New(admit.Config{Tier: "tier-1"})
 	if err != nil {
 		panic(err)
 	}

@@ -17,9 +17,9 @@ import (
 	"github.com/anthropics/anthropic-sdk-go/v2/option"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/clade-dev/clade/admit"
 	"github.com/clade-dev/clade/catalog"
 	"github.com/clade-dev/clade/emulator"
-	"github.com/clade-dev/clade/internal/ratelimit"
 	"github.com/clade-dev/clade/internal/serve"
 	"github.com/clade-dev/clade/internal/upstream"
 )
@@ -133,7 +133,7 @@ type setup struct {
 	maxQueueBytes int64
 	backoff       upstream.Backoff
 	upKey         string            // the key the gateway sends; default orgKey
-	backend       ratelimit.Backend // default: in memory
+	backend       admit.Backend     // default: in memory
 	em            *emulator.Running // an emulator to share; default: a new one
 	upURL         string            // an upstream to send to instead of an emulator
 	emCfg         emulator.Config   // for a new emulator (Catalog, Tier, BurstFraction, APIKeys are set)
@@ -186,7 +186,7 @@ func startGateway(t testing.TB, s setup) *gateway {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lim, err := ratelimit.New(ratelimit.Config{Catalog: s.cat, Tier: s.tier, Burst: s.burst, Backend: s.backend})
+	lim, err := admit.New(admit.Config{Catalog: s.cat, Tier: s.tier, Burst: s.burst, Backend: s.backend})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,8 +15,8 @@ import (
 	"github.com/anthropics/anthropic-sdk-go/v2/option"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/clade-dev/clade/admit"
 	"github.com/clade-dev/clade/catalog"
-	"github.com/clade-dev/clade/internal/ratelimit"
 	"github.com/clade-dev/clade/internal/serve"
 	"github.com/clade-dev/clade/internal/testkit"
 )
@@ -152,18 +152,18 @@ func TestServeFairShare(t *testing.T) {
 func TestServeSharedRedis(t *testing.T) {
 	t.Parallel()
 	url := testkit.RedisURL(t)
-	opts, err := ratelimit.ParseRedisURL(url)
+	opts, err := admit.ParseRedisURL(url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	client := redis.NewClient(opts)
 	t.Cleanup(func() { client.Close() })
 	if err := client.Ping(context.Background()).Err(); err != nil {
-		t.Fatalf("redis at %s: %v", ratelimit.RedactURL(url), err)
+		t.Fatalf("redis at %s: %v", admit.RedactURL(url), err)
 	}
 	ns := fmt.Sprintf("serve-test-%d", time.Now().UnixNano())
-	backend := func() ratelimit.Backend {
-		be, err := ratelimit.NewRedis(ratelimit.RedisConfig{Client: client, Namespace: ns})
+	backend := func() admit.Backend {
+		be, err := admit.NewRedis(admit.RedisConfig{Client: client, Namespace: ns})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -11,8 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/clade-dev/clade/admit"
 	"github.com/clade-dev/clade/internal/intake"
-	"github.com/clade-dev/clade/internal/ratelimit"
 	"github.com/clade-dev/clade/internal/upstream"
 	"github.com/clade-dev/clade/internal/wire"
 )
@@ -23,7 +23,7 @@ type call struct {
 	model    string
 	class    string // "" when the model is not in the catalog: not admitted
 	estInput int64  // the intake estimate, for calibration
-	need     ratelimit.Need
+	need     admit.Need
 	body     []byte
 	deadline time.Time // end of the admission budget (MaxWait)
 }
@@ -62,7 +62,7 @@ func (g *Gateway) messages(w http.ResponseWriter, r *http.Request, team *Team) i
 	}
 	if c.class != "" {
 		c.estInput = intake.EstimateInputTokens(body)
-		c.need = ratelimit.Need{
+		c.need = admit.Need{
 			InputTokens:  g.est.Input(c.model, c.estInput),
 			OutputTokens: g.est.Output(c.model, max(p.MaxTokens, 0)),
 		}
@@ -73,7 +73,7 @@ func (g *Gateway) messages(w http.ResponseWriter, r *http.Request, team *Team) i
 	ctx := r.Context()
 	// Every reservation is settled on every path below; should one be missed (a
 	// panic), it fails here rather than stay charged and in flight for good.
-	var res ratelimit.Reservation
+	var res admit.Reservation
 	defer func() {
 		if res.OK() {
 			g.settle(res.Fail(nil))
@@ -113,16 +113,16 @@ func (g *Gateway) messages(w http.ResponseWriter, r *http.Request, team *Team) i
 			// Rate limit or spend cap: the API charged nothing. A retry-after pauses
 			// the class.
 			g.throttled(c, "429")
-			g.settle(res.RateLimited(&ae.RateLimit))
+			g.settle(res.RateLimited(ae.Header))
 		case class == upstream.Overloaded:
 			g.throttled(c, "529")
-			g.settle(res.Overloaded(&ae.RateLimit))
+			g.settle(res.Overloaded(ae.Header))
 		case ae.Status >= 400 && ae.Status < 500:
 			// Refused before generating: the call took one request and no tokens.
-			g.settle(res.Commit(ratelimit.Usage{}, &ae.RateLimit))
+			g.settle(res.Commit(admit.Usage{}, ae.Header))
 		default:
 			// A 5xx: the API may have counted the call.
-			g.settle(res.Fail(&ae.RateLimit))
+			g.settle(res.Fail(ae.Header))
 		}
 		if class == upstream.RateLimited || class == upstream.Overloaded {
 			g.log.Info("upstream refused a call", "status", ae.Status, "class", c.class, "attempt", attempt,
@@ -162,9 +162,9 @@ func (g *Gateway) keyRefused(w http.ResponseWriter, ae *upstream.APIError) int {
 // admit waits for c's turn in its class's fair queue and then for the limiter, up to
 // c.deadline. It answers the client itself when it gives up (ok false, with the
 // status written). A call of no known class is not admitted (zero Reservation).
-func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, c *call) (ratelimit.Reservation, int, bool) {
+func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, c *call) (admit.Reservation, int, bool) {
 	if c.class == "" {
-		return ratelimit.Reservation{}, 0, true
+		return admit.Reservation{}, 0, true
 	}
 	ctx, cancel := context.WithDeadline(r.Context(), c.deadline)
 	defer cancel()
@@ -181,7 +181,7 @@ func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, c *call) (rateli
 			msg = fmt.Sprintf("clade serve: the calls waiting for the organisation's rate limits hold more than %d MiB of requests; try again later", g.cfg.MaxQueueBytes>>20)
 		}
 		writeError(w, http.StatusTooManyRequests, wire.RateLimit, msg, retryAfterHeader(10*time.Second))
-		return ratelimit.Reservation{}, http.StatusTooManyRequests, false
+		return admit.Reservation{}, http.StatusTooManyRequests, false
 	}
 	depth := g.m.depth.WithLabelValues(c.team.Name)
 	onQueue := func(d int) {
@@ -193,7 +193,7 @@ func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, c *call) (rateli
 	}
 	cost := c.need.InputTokens + c.need.OutputTokens
 	release, err := fq.acquire(ctx, c.team, cost, onQueue)
-	var res ratelimit.Reservation
+	var res admit.Reservation
 	if err == nil {
 		res, err = g.lim.Wait(ctx, c.class, c.need)
 		release()
@@ -288,7 +288,7 @@ type usageJSON struct {
 	CacheReadInputTokens     *int64 `json:"cache_read_input_tokens"`
 }
 
-func (u *usageJSON) mergeInto(dst *ratelimit.Usage) {
+func (u *usageJSON) mergeInto(dst *admit.Usage) {
 	if u == nil {
 		return
 	}
@@ -304,12 +304,12 @@ func (u *usageJSON) mergeInto(dst *ratelimit.Usage) {
 }
 
 // relayJSON passes a non-streaming answer on and commits its usage.
-func (g *Gateway) relayJSON(w http.ResponseWriter, c *call, res *ratelimit.Reservation, resp *http.Response) int {
+func (g *Gateway) relayJSON(w http.ResponseWriter, c *call, res *admit.Reservation, resp *http.Response) int {
 	defer resp.Body.Close()
 	rl := wire.ParseRateLimitHeadersAt(resp.Header, g.now())
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxJSONResp+1))
 	if err != nil || len(b) > maxJSONResp {
-		g.settle(res.Fail(&rl))
+		g.settle(res.Fail(resp.Header))
 		g.log.Warn("upstream answer unreadable", "class", c.class, "request_id", rl.RequestID, "error", err)
 		writeError(w, http.StatusBadGateway, wire.APIError, "clade serve: the upstream answer could not be read", nil)
 		return http.StatusBadGateway
@@ -320,21 +320,21 @@ func (g *Gateway) relayJSON(w http.ResponseWriter, c *call, res *ratelimit.Reser
 	var m struct {
 		Usage *usageJSON `json:"usage"`
 	}
-	var u ratelimit.Usage
+	var u admit.Usage
 	if json.Unmarshal(b, &m) != nil || m.Usage == nil {
-		g.settle(res.Fail(&rl))
+		g.settle(res.Fail(resp.Header))
 		return resp.StatusCode
 	}
 	m.Usage.mergeInto(&u)
-	g.done(c, res, u, &rl, true)
+	g.done(c, res, u, resp.Header, true)
 	return resp.StatusCode
 }
 
 // done commits a finished call's usage and counts it; observe calibrates the
 // estimates with it (not with an answer cut short).
-func (g *Gateway) done(c *call, res *ratelimit.Reservation, u ratelimit.Usage, rl *wire.RateLimitHeaders, observe bool) {
+func (g *Gateway) done(c *call, res *admit.Reservation, u admit.Usage, h http.Header, observe bool) {
 	if res.OK() {
-		g.settle(res.Commit(u, rl))
+		g.settle(res.Commit(u, h))
 	}
 	if observe && c.class != "" {
 		g.est.Observe(c.model, c.estInput, u.InputTokens+u.CacheCreationInputTokens+u.CacheReadInputTokens, u.OutputTokens)

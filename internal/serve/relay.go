@@ -8,8 +8,7 @@ import (
 	"io"
 	"net/http"
 
-	"github.com/clade-dev/clade/internal/ratelimit"
-	"github.com/clade-dev/clade/internal/wire"
+	"github.com/clade-dev/clade/admit"
 )
 
 // maxEvent bounds one SSE event, as the SDKs' line buffer does (32 MiB).
@@ -104,18 +103,17 @@ func fieldValue(line []byte, field string) ([]byte, bool) {
 // and reads the usage from message_start and message_delta on the way. The stream's
 // headers resync the limiter when they arrive; its usage is committed at the end
 // (or what was generated before the stream broke off).
-func (g *Gateway) relayStream(w http.ResponseWriter, r *http.Request, c *call, res *ratelimit.Reservation, resp *http.Response) int {
+func (g *Gateway) relayStream(w http.ResponseWriter, r *http.Request, c *call, res *admit.Reservation, resp *http.Response) int {
 	defer resp.Body.Close()
-	rl := wire.ParseRateLimitHeadersAt(resp.Header, g.now())
 	if c.class != "" {
-		g.settle(g.lim.Resync(c.class, &rl))
+		g.settle(g.lim.ResyncAt(c.class, resp.Header, g.now()))
 	}
 	copyHeaders(w.Header(), resp.Header, false)
 	w.WriteHeader(resp.StatusCode)
 	rc := http.NewResponseController(w)
 	_ = rc.Flush()
 	var (
-		u        ratelimit.Usage
+		u        admit.Usage
 		started  bool
 		complete bool
 		broke    bool // upstream's stream ended with an error, not at its end
@@ -127,7 +125,7 @@ func (g *Gateway) relayStream(w http.ResponseWriter, r *http.Request, c *call, r
 		if err != nil {
 			if !errors.Is(err, io.EOF) && r.Context().Err() == nil {
 				broke = true
-				g.log.Warn("upstream stream broke off", "class", c.class, "request_id", rl.RequestID, "error", err)
+				g.log.Warn("upstream stream broke off", "class", c.class, "request_id", resp.Header.Get("request-id"), "error", err)
 			}
 			break
 		}

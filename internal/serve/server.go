@@ -17,7 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/clade-dev/clade/internal/ratelimit"
+	"github.com/clade-dev/clade/admit"
 	"github.com/clade-dev/clade/internal/runner"
 	"github.com/clade-dev/clade/internal/upstream"
 	"github.com/clade-dev/clade/internal/wire"
@@ -29,7 +29,7 @@ type Config struct {
 	Upstream *upstream.Client
 	// Limiter admits Messages calls; give gateways of one organisation limiters on one
 	// shared (Redis) backend.
-	Limiter *ratelimit.Limiter
+	Limiter *admit.Limiter
 	// Keys maps client keys to teams. Nil accepts any non-empty client key, all as
 	// one team (DefaultTeam): only safe on a listener nobody else can reach.
 	Keys *Keys
@@ -79,7 +79,7 @@ const (
 type Gateway struct {
 	cfg     Config
 	up      *upstream.Client
-	lim     *ratelimit.Limiter
+	lim     *admit.Limiter
 	est     *runner.Estimator
 	m       *metrics
 	mux     *http.ServeMux

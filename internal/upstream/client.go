@@ -65,8 +65,10 @@ type Response struct {
 	Usage      Usage
 	// RequestID is the request-id header.
 	RequestID string
-	// RateLimit is the response's rate-limit headers, to resync admission buckets.
+	// RateLimit is the response's rate-limit headers, parsed.
 	RateLimit wire.RateLimitHeaders
+	// Header is the response's headers, to resync admission buckets (admit).
+	Header http.Header
 	// Duration is from sending the request to reading the last byte.
 	Duration time.Duration
 }
@@ -106,7 +108,7 @@ func (c *Client) Messages(ctx context.Context, params []byte) (*Response, error)
 	}
 	return &Response{
 		Status: r.status, Body: r.body, ID: m.ID, Model: m.Model, StopReason: m.StopReason, Usage: *m.Usage,
-		RequestID: r.rl.RequestID, RateLimit: r.rl, Duration: c.now().Sub(start),
+		RequestID: r.rl.RequestID, RateLimit: r.rl, Header: r.header, Duration: c.now().Sub(start),
 	}, nil
 }
 
@@ -152,6 +154,7 @@ type result struct {
 	status int
 	body   []byte
 	rl     wire.RateLimitHeaders
+	header http.Header
 	stream bool // the response was text/event-stream
 }
 
@@ -190,7 +193,7 @@ func (c *Client) roundTrip(ctx context.Context, op, method, path string, body io
 	}
 	c.logCall(ctx, op, resp.StatusCode, rl.RequestID, c.now().Sub(start))
 	stream := strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
-	return &result{status: resp.StatusCode, body: b, rl: rl, stream: stream}, nil
+	return &result{status: resp.StatusCode, body: b, rl: rl, header: c.cfg.APIKey.scrubHeader(resp.Header), stream: stream}, nil
 }
 
 // send builds and sends one request. wrote reports whether the request headers were

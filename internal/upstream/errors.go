@@ -40,8 +40,10 @@ type APIError struct {
 	ErrorCode string
 	// ShouldRetry is x-should-retry: 1 true, -1 false, 0 absent.
 	ShouldRetry int
-	// RateLimit holds the response's rate-limit headers (429s carry them).
+	// RateLimit holds the response's rate-limit headers (429s carry them), parsed.
 	RateLimit wire.RateLimitHeaders
+	// Header is the response's headers, to settle an admission with (admit).
+	Header http.Header
 	// Body is the full error envelope, {"type":"error","error":{...},"request_id":...},
 	// as an errored result line embeds it. When the API sent something else, it is an
 	// envelope built from Status, Type and Message.
@@ -256,6 +258,7 @@ func newAPIError(status int, h http.Header, body []byte, key Secret, now time.Ti
 		HasRetryAfter: rl.HasRetryAfter,
 		ShouldRetry:   rl.ShouldRetry,
 		RateLimit:     rl,
+		Header:        key.scrubHeader(h),
 	}
 	body = key.scrub(bytes.TrimSpace(body))
 	var env struct {

@@ -3,6 +3,7 @@ package upstream
 import (
 	"bytes"
 	"log/slog"
+	"net/http"
 	"strings"
 )
 
@@ -81,4 +82,28 @@ func (s Secret) scrubString(v string) string {
 		return v
 	}
 	return strings.ReplaceAll(v, k, redacted)
+}
+
+// scrubHeader returns h, or a copy of it with the key replaced in every value when a
+// value holds it (a misbehaving proxy echoing the request's headers).
+func (s Secret) scrubHeader(h http.Header) http.Header {
+	k := s.Reveal()
+	if len(k) < minScrubLen {
+		return h
+	}
+	for _, vs := range h {
+		for _, v := range vs {
+			if strings.Contains(v, k) {
+				out := h.Clone()
+				for name, vs := range out {
+					for i := range vs {
+						vs[i] = strings.ReplaceAll(vs[i], k, redacted)
+					}
+					out[name] = vs
+				}
+				return out
+			}
+		}
+	}
+	return h
 }

@@ -108,7 +108,7 @@ func (c *Client) MessagesStream(ctx context.Context, params []byte) (*Response, 
 		_, _ = io.CopyN(io.Discard, src, 4<<10)
 	}
 	c.logCall(ctx, op, resp.StatusCode, rl.RequestID, c.now().Sub(start))
-	return c.decodeMessage(op, resp.StatusCode, msg, rl, start)
+	return c.decodeMessage(op, resp.StatusCode, msg, rl, c.cfg.APIKey.scrubHeader(resp.Header), start)
 }
 
 // readStream reads SSE events from r until message_stop and returns the assembled
@@ -134,7 +134,7 @@ func readStream(r io.Reader, max int64) ([]byte, error) {
 }
 
 // decodeMessage reads the facts clade acts on from a message body, as Messages does.
-func (c *Client) decodeMessage(op string, status int, body []byte, rl wire.RateLimitHeaders, start time.Time) (*Response, error) {
+func (c *Client) decodeMessage(op string, status int, body []byte, rl wire.RateLimitHeaders, h http.Header, start time.Time) (*Response, error) {
 	var m struct {
 		Type       string `json:"type"`
 		ID         string `json:"id"`
@@ -151,7 +151,7 @@ func (c *Client) decodeMessage(op string, status int, body []byte, rl wire.RateL
 	}
 	return &Response{
 		Status: status, Body: body, ID: m.ID, Model: m.Model, StopReason: m.StopReason, Usage: *m.Usage,
-		RequestID: rl.RequestID, RateLimit: rl, Duration: c.now().Sub(start),
+		RequestID: rl.RequestID, RateLimit: rl, Header: h, Duration: c.now().Sub(start),
 	}, nil
 }
 

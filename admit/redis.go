@@ -1,4 +1,4 @@
-package ratelimit
+package admit
 
 import (
 	"context"
@@ -17,7 +17,7 @@ import (
 
 // ErrUnavailable is returned by a Redis backend's State while Redis cannot be reached
 // under FailClosed (the other methods have an answer for that case; see OutagePolicy).
-var ErrUnavailable = errors.New("ratelimit: redis unreachable")
+var ErrUnavailable = errors.New("admit: redis unreachable")
 
 // RedisClock picks the clock the Redis backend's buckets run on.
 type RedisClock int
@@ -229,7 +229,7 @@ var _ Backend = (*Redis)(nil)
 func NewRedis(cfg RedisConfig) (*Redis, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
-		return nil, fmt.Errorf("ratelimit redis config: %w", err)
+		return nil, fmt.Errorf("admit redis config: %w", err)
 	}
 	var b [8]byte
 	rand.Read(b[:])
@@ -363,7 +363,7 @@ func (r *Redis) unreached(err error) {
 	}
 	r.since = now
 	r.down.Store(true)
-	r.cfg.Logger.Warn("ratelimit redis unreachable", "policy", r.cfg.OnOutage.String(),
+	r.cfg.Logger.Warn("admit redis unreachable", "policy", r.cfg.OnOutage.String(),
 		"retry_every", r.cfg.RetryInterval, "err", err)
 }
 
@@ -384,10 +384,10 @@ func (r *Redis) reached(ctx context.Context) {
 	r.pending = map[string]*pendingOps{}
 	outage := time.Since(r.since)
 	r.mu.Unlock()
-	r.cfg.Logger.Info("ratelimit redis reachable again", "outage", outage.Round(time.Millisecond), "replayed_classes", len(pending))
+	r.cfg.Logger.Info("admit redis reachable again", "outage", outage.Round(time.Millisecond), "replayed_classes", len(pending))
 	for class, p := range pending {
 		if err := r.replay(context.WithoutCancel(ctx), class, p); err != nil {
-			r.cfg.Logger.Warn("ratelimit redis replay", "class", class, "err", err)
+			r.cfg.Logger.Warn("admit redis replay", "class", class, "err", err)
 		}
 	}
 }

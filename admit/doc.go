@@ -1,4 +1,4 @@
-// Package ratelimit is clade's admission control for the Messages API: it lets a call
+// Package admit is admission control for the Anthropic Messages API: it lets a call
 // go only when the account's rate limits have room for it, so that a bulk run goes as
 // fast as the tier allows without 429 storms.
 //
@@ -66,7 +66,7 @@
 // Bucket state lives behind the Backend interface: Memory in process (the default),
 // and Redis, shared by limiters in many processes and machines (`clade run
 // --limits-redis`, several gateways). Every backend must pass the conformance suite in
-// package ratelimittest. Calls in flight,
+// package admittest. Calls in flight,
 // pauses' jitter and the concurrency limits are local to each Limiter. Limiters that
 // share an organisation should share a backend: with one backend each, a limiter sees
 // the others only through its own responses' headers, and their use between two of
@@ -106,4 +106,4 @@
 //     sending nothing) until Redis answers again.
 //   - Clocks: a now earlier than one a bucket has already seen adds no refill, so
 //     readings taken out of order are harmless.
-package ratelimit
+package admit

@@ -1,19 +1,19 @@
-package ratelimit_test
+package admit_test
 
 import (
 	"context"
+	"net/http"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/clade-dev/clade/internal/ratelimit"
-	"github.com/clade-dev/clade/internal/wire"
+	"github.com/clade-dev/clade/admit"
 )
 
 // benchLimiter has limits that never bind, so every iteration is the admitted path.
-func benchLimiter(b *testing.B, now func() time.Time) *ratelimit.Limiter {
+func benchLimiter(b *testing.B, now func() time.Time) *admit.Limiter {
 	b.Helper()
-	l, err := ratelimit.New(ratelimit.Config{Tier: "unlimited", MaxConcurrency: 1 << 20, Now: now})
+	l, err := admit.New(admit.Config{Tier: "unlimited", MaxConcurrency: 1 << 20, Now: now})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -21,8 +21,8 @@ func benchLimiter(b *testing.B, now func() time.Time) *ratelimit.Limiter {
 }
 
 var (
-	benchNeed  = ratelimit.Need{InputTokens: 1000, OutputTokens: 200}
-	benchUsage = ratelimit.Usage{InputTokens: 900, CacheReadInputTokens: 300, OutputTokens: 250}
+	benchNeed  = admit.Need{InputTokens: 1000, OutputTokens: 200}
+	benchUsage = admit.Usage{InputTokens: 900, CacheReadInputTokens: 300, OutputTokens: 250}
 )
 
 // BenchmarkReserveCommit is the hot path of every call: ReserveAt, then CommitAt with
@@ -46,10 +46,13 @@ func BenchmarkReserveCommit(b *testing.B) {
 // BenchmarkReserveCommitResync adds the resync with the response's headers.
 func BenchmarkReserveCommitResync(b *testing.B) {
 	l := benchLimiter(b, nil)
-	h := &wire.RateLimitHeaders{
-		Requests:     wire.LimitState{Valid: true, Limit: 1_000_000_000, Remaining: 999_999_000},
-		InputTokens:  wire.LimitState{Valid: true, Limit: 1_000_000_000_000, Remaining: 999_999_000_000},
-		OutputTokens: wire.LimitState{Valid: true, Limit: 1_000_000_000_000, Remaining: 999_999_000_000},
+	h := http.Header{
+		"Anthropic-Ratelimit-Requests-Limit":          {"1000000000"},
+		"Anthropic-Ratelimit-Requests-Remaining":      {"999999000"},
+		"Anthropic-Ratelimit-Input-Tokens-Limit":      {"1000000000000"},
+		"Anthropic-Ratelimit-Input-Tokens-Remaining":  {"999999000000"},
+		"Anthropic-Ratelimit-Output-Tokens-Limit":     {"1000000000000"},
+		"Anthropic-Ratelimit-Output-Tokens-Remaining": {"999999000000"},
 	}
 	now := t0
 	b.ReportAllocs()
@@ -129,14 +132,14 @@ func BenchmarkReserveCommitParallelClasses(b *testing.B) {
 
 // benchRedisLimiter is benchLimiter on a Redis backend (CLADE_TEST_REDIS_URL) with
 // its default clock, Redis TIME.
-func benchRedisLimiter(b *testing.B) *ratelimit.Limiter {
+func benchRedisLimiter(b *testing.B) *admit.Limiter {
 	b.Helper()
 	opts := redisOptions(b)
-	be, err := ratelimit.NewRedis(ratelimit.RedisConfig{Client: redisClient(b, opts), Prefix: testPrefix(b, opts)})
+	be, err := admit.NewRedis(admit.RedisConfig{Client: redisClient(b, opts), Prefix: testPrefix(b, opts)})
 	if err != nil {
 		b.Fatal(err)
 	}
-	l, err := ratelimit.New(ratelimit.Config{Tier: "unlimited", MaxConcurrency: 1 << 20, Backend: be})
+	l, err := admit.New(admit.Config{Tier: "unlimited", MaxConcurrency: 1 << 20, Backend: be})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package ratelimit_test
+package admit_test
 
 import (
 	"bytes"
@@ -14,10 +14,9 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/clade-dev/clade/admit"
 	"github.com/clade-dev/clade/catalog"
 	"github.com/clade-dev/clade/emulator"
-	"github.com/clade-dev/clade/internal/ratelimit"
-	"github.com/clade-dev/clade/internal/wire"
 )
 
 // The simulation drives the real emulator (its buckets, token counting, output model
@@ -54,7 +53,7 @@ type simResult struct {
 	used                               float64 // charged to the binding limit in the window
 	limit                              float64 // its refill in the window
 	minConcurrency                     float64
-	final                              ratelimit.ClassSnapshot
+	final                              admit.ClassSnapshot
 }
 
 func (r simResult) utilization() float64 { return r.used / r.limit }
@@ -167,21 +166,21 @@ func runSim(t *testing.T, tc simCase) simResult {
 	if err != nil {
 		t.Fatalf("emulator.New: %v", err)
 	}
-	cfg := ratelimit.Config{
+	cfg := admit.Config{
 		Catalog: cat, Tier: "sim", MaxConcurrency: tc.workers,
 		Rand: rand.New(rand.NewPCG(1, 1)), Now: time.Now,
 	}
 	if tc.auto {
-		cfg.Tier, cfg.StartTier = ratelimit.TierAuto, "tier-1"
+		cfg.Tier, cfg.StartTier = admit.TierAuto, "tier-1"
 	}
-	lims := make([]*ratelimit.Limiter, max(tc.limiters, 1))
+	lims := make([]*admit.Limiter, max(tc.limiters, 1))
 	if tc.sharedBackend {
-		cfg.Backend = ratelimit.NewMemory()
+		cfg.Backend = admit.NewMemory()
 	}
 	for i := range lims {
 		cfg.Rand = rand.New(rand.NewPCG(1, uint64(i)))
-		if lims[i], err = ratelimit.New(cfg); err != nil {
-			t.Fatalf("ratelimit.New: %v", err)
+		if lims[i], err = admit.New(cfg); err != nil {
+			t.Fatalf("admit.New: %v", err)
 		}
 	}
 
@@ -205,7 +204,7 @@ func runSim(t *testing.T, tc simCase) simResult {
 			for seq := 0; ; seq++ {
 				tokens := tc.inputTokens[0] + rng.Int64N(tc.inputTokens[1]-tc.inputTokens[0]+1)
 				est := int64(float64(tokens) * (1 - tc.estimateErr + 2*tc.estimateErr*rng.Float64()))
-				r, err := lim.Wait(ctx, simClass, ratelimit.Need{InputTokens: est, OutputTokens: tc.expectOut})
+				r, err := lim.Wait(ctx, simClass, admit.Need{InputTokens: est, OutputTokens: tc.expectOut})
 				if err != nil {
 					return // the deadline
 				}
@@ -227,15 +226,15 @@ func runSim(t *testing.T, tc simCase) simResult {
 						res.used += float64(u.OutputTokens)
 					}
 					mu.Unlock()
-					err = r.Commit(u, &h)
+					err = r.Commit(u, h)
 				case http.StatusTooManyRequests:
 					res.rateLimited++
 					mu.Unlock()
-					err = r.RateLimited(&h)
+					err = r.RateLimited(h)
 				case 529:
 					res.overloaded++
 					mu.Unlock()
-					err = r.Overloaded(&h)
+					err = r.Overloaded(h)
 					if s, serr := lim.Snapshot(context.Background()); serr == nil {
 						mu.Lock()
 						res.minConcurrency = min(res.minConcurrency, s.Classes[0].Concurrency.Limit)
@@ -248,7 +247,7 @@ func runSim(t *testing.T, tc simCase) simResult {
 					res.other++
 					mu.Unlock()
 					t.Errorf("status %d: %s", rec.Code, rec.Body.String())
-					err = r.Fail(&h)
+					err = r.Fail(h)
 				}
 				if err != nil {
 					t.Errorf("finish: %v", err)
@@ -267,7 +266,7 @@ func runSim(t *testing.T, tc simCase) simResult {
 		if i == 0 {
 			res.final = s.Classes[0]
 		}
-		if c := s.Classes[0]; s.InFlight != 0 || c.InFlight != (ratelimit.Cost{}) || c.OutputTokens.Held != 0 {
+		if c := s.Classes[0]; s.InFlight != 0 || c.InFlight != (admit.Cost{}) || c.OutputTokens.Held != 0 {
 			t.Errorf("after the run: %d slots in use, in flight %+v, held %v; want none", s.InFlight, c.InFlight, c.OutputTokens.Held)
 		}
 	}
@@ -289,7 +288,7 @@ func simRequest(worker, seq int, tokens int64) *http.Request {
 	return req
 }
 
-func simUsage(t *testing.T, body []byte) ratelimit.Usage {
+func simUsage(t *testing.T, body []byte) admit.Usage {
 	var m struct {
 		Usage struct {
 			InputTokens              int64 `json:"input_tokens"`
@@ -302,17 +301,17 @@ func simUsage(t *testing.T, body []byte) ratelimit.Usage {
 		t.Errorf("response body: %v", err)
 	}
 	u := m.Usage
-	return ratelimit.Usage{InputTokens: u.InputTokens, CacheCreationInputTokens: u.CacheCreationInputTokens,
+	return admit.Usage{InputTokens: u.InputTokens, CacheCreationInputTokens: u.CacheCreationInputTokens,
 		CacheReadInputTokens: u.CacheReadInputTokens, OutputTokens: u.OutputTokens}
 }
 
-// parseRateLimitHeaders parses with wire's parser. The emulator sets some keys in
-// non-canonical case, which a real client's transport canonicalises; a recorder does
-// not, so the keys are canonicalised first.
-func parseRateLimitHeaders(raw http.Header) wire.RateLimitHeaders {
+// parseRateLimitHeaders returns the headers as a client reads them. The emulator sets
+// some keys in non-canonical case, which a real client's transport canonicalises; a
+// recorder does not, so the keys are canonicalised here.
+func parseRateLimitHeaders(raw http.Header) http.Header {
 	h := make(http.Header, len(raw))
 	for k, v := range raw {
 		h[http.CanonicalHeaderKey(k)] = v
 	}
-	return wire.ParseRateLimitHeadersAt(h, time.Now())
+	return h
 }

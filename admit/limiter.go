@@ -1,9 +1,10 @@
-package ratelimit
+package admit
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,7 +17,7 @@ import (
 
 // ErrBusy is returned by ReserveAt when the concurrency limits (Config.MaxConcurrency
 // or the class's AIMD limit) are reached: try again when another reservation ends.
-var ErrBusy = errors.New("ratelimit: concurrency limit reached")
+var ErrBusy = errors.New("admit: concurrency limit reached")
 
 // Slack of the reported remaining counts (see Reading).
 const (
@@ -57,7 +58,7 @@ type class struct {
 func New(cfg Config) (*Limiter, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
-		return nil, fmt.Errorf("ratelimit config: %w", err)
+		return nil, fmt.Errorf("admit config: %w", err)
 	}
 	l := &Limiter{cfg: cfg, be: cfg.Backend, global: semaphore.NewWeighted(int64(cfg.MaxConcurrency))}
 	l.start, _ = cfg.Catalog.Tier(cfg.StartTier)
@@ -140,7 +141,7 @@ type Need struct {
 
 func (n Need) cost() (Cost, error) {
 	if n.InputTokens < 0 || n.OutputTokens < 0 {
-		return Cost{}, fmt.Errorf("ratelimit: negative need %+v", n)
+		return Cost{}, fmt.Errorf("admit: negative need %+v", n)
 	}
 	return Cost{Requests: 1, InputTokens: n.InputTokens, OutputTokens: n.OutputTokens}, nil
 }
@@ -332,21 +333,22 @@ func (l *Limiter) pause(c *class, retryAfter time.Duration, now time.Time) error
 }
 
 // Resync is ResyncAt at the current time.
-func (l *Limiter) Resync(class string, h *wire.RateLimitHeaders) error {
+func (l *Limiter) Resync(class string, h http.Header) error {
 	return l.ResyncAt(class, h, l.cfg.Now())
 }
 
-// ResyncAt applies a response's rate-limit headers, received at now, to class: limits
+// ResyncAt applies a response's anthropic-ratelimit-* headers h, received at now, to class: limits
 // are adopted (auto mode) or lowered (fixed tier), and each level is lowered to what
 // the server reports plus its rounding when that is lower (see Reading). The
 // Reservation methods call it with the response's headers; call it directly only for
 // responses outside a reservation.
-func (l *Limiter) ResyncAt(class string, h *wire.RateLimitHeaders, now time.Time) error {
+func (l *Limiter) ResyncAt(class string, h http.Header, now time.Time) error {
 	c, err := l.class(class)
-	if err != nil {
+	if err != nil || h == nil {
 		return err
 	}
-	return l.resync(c, h, now)
+	p := wire.ParseRateLimitHeadersAt(h, now)
+	return l.resync(c, &p, now)
 }
 
 func (l *Limiter) resync(c *class, h *wire.RateLimitHeaders, now time.Time) error {

@@ -1,9 +1,10 @@
-package ratelimit
+package admit
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/clade-dev/clade/internal/wire"
@@ -38,7 +39,7 @@ func (r *Reservation) Class() string {
 }
 
 // Commit is CommitAt at the current time.
-func (r *Reservation) Commit(u Usage, h *wire.RateLimitHeaders) error {
+func (r *Reservation) Commit(u Usage, h http.Header) error {
 	if r.l == nil {
 		return nil
 	}
@@ -53,7 +54,7 @@ func (r *Reservation) Commit(u Usage, h *wire.RateLimitHeaders) error {
 //
 // A stream's headers arrive before its output: resync them on arrival with
 // Limiter.ResyncAt, and pass nil here, since the buckets have refilled since.
-func (r *Reservation) CommitAt(u Usage, h *wire.RateLimitHeaders, now time.Time) error {
+func (r *Reservation) CommitAt(u Usage, h http.Header, now time.Time) error {
 	l, c := r.l, r.c
 	if l == nil {
 		return nil
@@ -66,7 +67,8 @@ func (r *Reservation) CommitAt(u Usage, h *wire.RateLimitHeaders, now time.Time)
 	r.finish(Success, now)
 	c.wake() // a refund, or released held output, may let the next call in
 	if h != nil {
-		err = errors.Join(err, l.resync(c, h, now))
+		p := wire.ParseRateLimitHeadersAt(h, now)
+		err = errors.Join(err, l.resync(c, &p, now))
 	}
 	return err
 }
@@ -85,7 +87,7 @@ func (r *Reservation) CancelAt(now time.Time) error {
 }
 
 // RateLimited is RateLimitedAt at the current time.
-func (r *Reservation) RateLimited(h *wire.RateLimitHeaders) error {
+func (r *Reservation) RateLimited(h http.Header) error {
 	if r.l == nil {
 		return nil
 	}
@@ -97,20 +99,24 @@ func (r *Reservation) RateLimited(h *wire.RateLimitHeaders) error {
 // the class pauses until then plus jitter. A 429 without retry-after is the spend cap
 // (enforced_spend_limit_reached): nothing pauses, and the caller should stop, as no
 // retry succeeds before the month ends. Concurrency is not touched: quota is not load.
-func (r *Reservation) RateLimitedAt(h *wire.RateLimitHeaders, now time.Time) error {
+func (r *Reservation) RateLimitedAt(h http.Header, now time.Time) error {
 	l, c := r.l, r.c
 	if l == nil {
 		return nil
 	}
-	err := r.refund(Neutral, h, now)
-	if h != nil && h.HasRetryAfter {
-		err = errors.Join(err, l.pause(c, h.RetryAfter, now))
+	if h == nil {
+		return r.refund(Neutral, nil, now)
+	}
+	p := wire.ParseRateLimitHeadersAt(h, now)
+	err := r.refund(Neutral, &p, now)
+	if p.HasRetryAfter {
+		err = errors.Join(err, l.pause(c, p.RetryAfter, now))
 	}
 	return err
 }
 
 // Overloaded is OverloadedAt at the current time.
-func (r *Reservation) Overloaded(h *wire.RateLimitHeaders) error {
+func (r *Reservation) Overloaded(h http.Header) error {
 	if r.l == nil {
 		return nil
 	}
@@ -120,12 +126,16 @@ func (r *Reservation) Overloaded(h *wire.RateLimitHeaders) error {
 // OverloadedAt finishes a call refused with 529 overloaded_error: everything is
 // refunded (an overloaded call charges no bucket) and the class's concurrency limit
 // shrinks (AIMD). The buckets resync with h if given.
-func (r *Reservation) OverloadedAt(h *wire.RateLimitHeaders, now time.Time) error {
-	return r.refund(Overload, h, now)
+func (r *Reservation) OverloadedAt(h http.Header, now time.Time) error {
+	if h == nil {
+		return r.refund(Overload, nil, now)
+	}
+	p := wire.ParseRateLimitHeadersAt(h, now)
+	return r.refund(Overload, &p, now)
 }
 
 // Fail is FailAt at the current time.
-func (r *Reservation) Fail(h *wire.RateLimitHeaders) error {
+func (r *Reservation) Fail(h http.Header) error {
 	if r.l == nil {
 		return nil
 	}
@@ -136,7 +146,7 @@ func (r *Reservation) Fail(h *wire.RateLimitHeaders) error {
 // dropped connection, a stream cut short) with no usage to commit. The reservation
 // stays charged, since the server may have counted the call; the buckets resync with
 // h if given.
-func (r *Reservation) FailAt(h *wire.RateLimitHeaders, now time.Time) error {
+func (r *Reservation) FailAt(h http.Header, now time.Time) error {
 	l, c := r.l, r.c
 	if l == nil {
 		return nil
@@ -147,7 +157,11 @@ func (r *Reservation) FailAt(h *wire.RateLimitHeaders, now time.Time) error {
 	}
 	r.finish(Neutral, now)
 	c.wake() // released held output
-	return errors.Join(err, l.resync(c, h, now))
+	if h != nil {
+		p := wire.ParseRateLimitHeadersAt(h, now)
+		err = errors.Join(err, l.resync(c, &p, now))
+	}
+	return err
 }
 
 // refund gives back the whole reservation, finishes r with o and resyncs with h.

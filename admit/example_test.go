@@ -1,30 +1,30 @@
-package ratelimit_test
+package admit_test
 
 import (
 	"context"
 	"fmt"
+	"net/http"
 
-	"github.com/clade-dev/clade/internal/ratelimit"
-	"github.com/clade-dev/clade/internal/wire"
+	"github.com/clade-dev/clade/admit"
 )
 
 // callAPI stands in for the upstream call: it returns the status, the usage and the
-// parsed rate-limit headers of the response.
-func callAPI(context.Context) (int, ratelimit.Usage, *wire.RateLimitHeaders) {
-	return 200, ratelimit.Usage{InputTokens: 1180, OutputTokens: 240}, &wire.RateLimitHeaders{}
+// headers of the response.
+func callAPI(context.Context) (int, admit.Usage, http.Header) {
+	return 200, admit.Usage{InputTokens: 1180, OutputTokens: 240}, http.Header{}
 }
 
 // A worker's loop: wait for room, send, then finish the reservation according to the
 // outcome.
 func Example() {
-	lim, err := ratelimit.New(ratelimit.Config{Tier: "start"})
+	lim, err := admit.New(admit.Config{Tier: "start"})
 	if err != nil {
 		panic(err)
 	}
 	ctx := context.Background()
 	class, _ := lim.ClassOf("claude-sonnet-5")
 
-	r, err := lim.Wait(ctx, class, ratelimit.Need{InputTokens: 1200, OutputTokens: 300})
+	r, err := lim.Wait(ctx, class, admit.Need{InputTokens: 1200, OutputTokens: 300})
 	if err != nil {
 		panic(err) // ctx ended
 	}

@@ -1,4 +1,4 @@
-package ratelimit
+package admit
 
 import (
 	"context"
@@ -18,7 +18,7 @@ var ErrUnknownClass = errors.New("unknown model class")
 //
 // now is the caller's clock. A shared backend may use its own clock instead (Redis TIME)
 // so that processes agree; it must then still honour the now of the conformance suite
-// (package ratelimittest), which every backend passes.
+// (package admittest), which every backend passes.
 //
 // Backends keep no per-reservation state: a reservation is the Cost the caller took,
 // and Settle replaces it by what the call used. Calls in flight are the caller's to

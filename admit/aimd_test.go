@@ -1,4 +1,4 @@
-package ratelimit_test
+package admit_test
 
 import (
 	"context"
@@ -7,90 +7,90 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/clade-dev/clade/internal/ratelimit"
+	"github.com/clade-dev/clade/admit"
 )
 
 func TestAIMDLimit(t *testing.T) {
 	t.Parallel()
 	type step struct {
 		hold    int // acquire until this many are in flight
-		outcome ratelimit.Outcome
+		outcome admit.Outcome
 		started time.Duration // the released call's start, after t0
 		at      time.Duration // when it ends
 	}
 	tests := []struct {
 		name  string
-		cfg   ratelimit.AIMDConfig
+		cfg   admit.AIMDConfig
 		steps []step
 		want  float64
 	}{
 		{
 			name:  "success in use grows by Increase",
-			cfg:   ratelimit.AIMDConfig{Min: 1, Max: 10, Initial: 4, Increase: 2},
-			steps: []step{{hold: 2, outcome: ratelimit.Success}},
+			cfg:   admit.AIMDConfig{Min: 1, Max: 10, Initial: 4, Increase: 2},
+			steps: []step{{hold: 2, outcome: admit.Success}},
 			want:  6,
 		},
 		{
 			name:  "each success in use adds Increase",
-			cfg:   ratelimit.AIMDConfig{Min: 1, Max: 10, Initial: 2},
-			steps: []step{{hold: 2, outcome: ratelimit.Success}, {hold: 2, outcome: ratelimit.Success}, {hold: 2, outcome: ratelimit.Success}},
+			cfg:   admit.AIMDConfig{Min: 1, Max: 10, Initial: 2},
+			steps: []step{{hold: 2, outcome: admit.Success}, {hold: 2, outcome: admit.Success}, {hold: 2, outcome: admit.Success}},
 			want:  5,
 		},
 		{
 			name:  "success with under half in flight does not grow it",
-			cfg:   ratelimit.AIMDConfig{Min: 1, Max: 10, Initial: 8},
-			steps: []step{{hold: 3, outcome: ratelimit.Success}},
+			cfg:   admit.AIMDConfig{Min: 1, Max: 10, Initial: 8},
+			steps: []step{{hold: 3, outcome: admit.Success}},
 			want:  8,
 		},
 		{
 			name: "success of a call started before the last decrease does not grow it",
-			cfg:  ratelimit.AIMDConfig{Min: 1, Max: 64, Initial: 8},
+			cfg:  admit.AIMDConfig{Min: 1, Max: 64, Initial: 8},
 			steps: []step{
-				{hold: 8, outcome: ratelimit.Overload, at: time.Second},
-				{outcome: ratelimit.Success, at: 2 * time.Second},
-				{outcome: ratelimit.Success, started: time.Second, at: 2 * time.Second},
+				{hold: 8, outcome: admit.Overload, at: time.Second},
+				{outcome: admit.Success, at: 2 * time.Second},
+				{outcome: admit.Success, started: time.Second, at: 2 * time.Second},
 			},
 			want: 5,
 		},
 		{
 			name:  "ceiling",
-			cfg:   ratelimit.AIMDConfig{Min: 1, Max: 4, Initial: 4},
-			steps: []step{{hold: 4, outcome: ratelimit.Success}},
+			cfg:   admit.AIMDConfig{Min: 1, Max: 4, Initial: 4},
+			steps: []step{{hold: 4, outcome: admit.Success}},
 			want:  4,
 		},
 		{
 			name:  "overload multiplies",
-			cfg:   ratelimit.AIMDConfig{Min: 1, Max: 64, Initial: 40, Decrease: 0.7},
-			steps: []step{{hold: 1, outcome: ratelimit.Overload, at: time.Second}},
+			cfg:   admit.AIMDConfig{Min: 1, Max: 64, Initial: 40, Decrease: 0.7},
+			steps: []step{{hold: 1, outcome: admit.Overload, at: time.Second}},
 			want:  28,
 		},
 		{
 			name: "one decrease per round",
-			cfg:  ratelimit.AIMDConfig{Min: 1, Max: 64, Initial: 64},
+			cfg:  admit.AIMDConfig{Min: 1, Max: 64, Initial: 64},
 			steps: []step{
-				{hold: 3, outcome: ratelimit.Overload, at: time.Second},
-				{outcome: ratelimit.Overload, at: 2 * time.Second},                                // started at t0: same round
-				{hold: 1, outcome: ratelimit.Overload, started: time.Second, at: 3 * time.Second}, // started at the decrease: next round
+				{hold: 3, outcome: admit.Overload, at: time.Second},
+				{outcome: admit.Overload, at: 2 * time.Second},                                // started at t0: same round
+				{hold: 1, outcome: admit.Overload, started: time.Second, at: 3 * time.Second}, // started at the decrease: next round
 			},
 			want: 16,
 		},
 		{
 			name:  "floor",
-			cfg:   ratelimit.AIMDConfig{Min: 3, Max: 8, Initial: 4},
-			steps: []step{{hold: 1, outcome: ratelimit.Overload, at: time.Second}},
+			cfg:   admit.AIMDConfig{Min: 3, Max: 8, Initial: 4},
+			steps: []step{{hold: 1, outcome: admit.Overload, at: time.Second}},
 			want:  3,
 		},
 		{
 			name:  "neutral changes nothing",
-			cfg:   ratelimit.AIMDConfig{Min: 1, Max: 8, Initial: 4},
-			steps: []step{{hold: 4, outcome: ratelimit.Neutral, at: time.Second}},
+			cfg:   admit.AIMDConfig{Min: 1, Max: 8, Initial: 4},
+			steps: []step{{hold: 4, outcome: admit.Neutral, at: time.Second}},
 			want:  4,
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			a, err := ratelimit.NewAIMD(tt.cfg)
+			a, err := admit.NewAIMD(tt.cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -111,14 +111,14 @@ func TestAIMDLimit(t *testing.T) {
 
 func TestNewAIMDDefaults(t *testing.T) {
 	t.Parallel()
-	a, err := ratelimit.NewAIMD(ratelimit.AIMDConfig{})
+	a, err := admit.NewAIMD(admit.AIMDConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if s := a.State(); s.Min != 1 || s.Max != 256 || s.Limit != 256 {
 		t.Errorf("NewAIMD(zero) = %+v, want min 1, max 256, limit 256", s)
 	}
-	if _, err := ratelimit.NewAIMD(ratelimit.AIMDConfig{Min: 5, Max: 2}); err == nil {
+	if _, err := admit.NewAIMD(admit.AIMDConfig{Min: 5, Max: 2}); err == nil {
 		t.Errorf("NewAIMD(min 5, max 2) = nil error, want one")
 	}
 }
@@ -126,7 +126,7 @@ func TestNewAIMDDefaults(t *testing.T) {
 func TestAIMDAcquireWaitsInOrder(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		a, err := ratelimit.NewAIMD(ratelimit.AIMDConfig{Min: 1, Max: 4, Initial: 2})
+		a, err := admit.NewAIMD(admit.AIMDConfig{Min: 1, Max: 4, Initial: 2})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -164,11 +164,11 @@ func TestAIMDAcquireWaitsInOrder(t *testing.T) {
 		if s := a.State(); s.Waiting != 2 {
 			t.Errorf("after caller 1 gave up, Waiting = %d, want 2", s.Waiting)
 		}
-		a.Release(ratelimit.Neutral, t0, t0)
+		a.Release(admit.Neutral, t0, t0)
 		if first := <-got; first != 0 {
 			t.Errorf("first slot went to caller %d, want 0", first)
 		}
-		a.Release(ratelimit.Neutral, t0, t0)
+		a.Release(admit.Neutral, t0, t0)
 		if second := <-got; second != 2 {
 			t.Errorf("second slot went to caller %d, want 2", second)
 		}
@@ -181,7 +181,7 @@ func TestAIMDAcquireWaitsInOrder(t *testing.T) {
 func TestAIMDOverloadHoldsBackWaiters(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		a, err := ratelimit.NewAIMD(ratelimit.AIMDConfig{Min: 1, Max: 4, Initial: 4})
+		a, err := admit.NewAIMD(admit.AIMDConfig{Min: 1, Max: 4, Initial: 4})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -195,15 +195,15 @@ func TestAIMDOverloadHoldsBackWaiters(t *testing.T) {
 			}
 		}()
 		synctest.Wait()
-		a.Release(ratelimit.Overload, t0, t0) // limit 2, 3 in flight: still no slot
+		a.Release(admit.Overload, t0, t0) // limit 2, 3 in flight: still no slot
 		synctest.Wait()
 		select {
 		case <-admitted:
 			t.Fatalf("waiter admitted with 3 in flight at a limit of 2")
 		default:
 		}
-		a.Release(ratelimit.Neutral, t0, t0)
-		a.Release(ratelimit.Neutral, t0, t0) // 1 in flight: a slot
+		a.Release(admit.Neutral, t0, t0)
+		a.Release(admit.Neutral, t0, t0) // 1 in flight: a slot
 		<-admitted
 	})
 }

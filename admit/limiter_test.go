@@ -1,18 +1,19 @@
-package ratelimit_test
+package admit_test
 
 import (
 	"context"
 	"errors"
 	"math"
 	"math/rand/v2"
+	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
 
+	"github.com/clade-dev/clade/admit"
 	"github.com/clade-dev/clade/catalog"
-	"github.com/clade-dev/clade/internal/ratelimit"
-	"github.com/clade-dev/clade/internal/wire"
 )
 
 var t0 = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
@@ -35,7 +36,7 @@ func testCatalog(t testing.TB) *catalog.Catalog {
 
 // newLimiter returns a limiter on the tiny tier with no headroom, a fixed seed and a
 // clock stuck at t0, with cfg's non-zero fields laid over.
-func newLimiter(t testing.TB, cfg ratelimit.Config) *ratelimit.Limiter {
+func newLimiter(t testing.TB, cfg admit.Config) *admit.Limiter {
 	t.Helper()
 	if cfg.Catalog == nil {
 		cfg.Catalog = testCatalog(t)
@@ -52,14 +53,14 @@ func newLimiter(t testing.TB, cfg ratelimit.Config) *ratelimit.Limiter {
 	if cfg.Now == nil {
 		cfg.Now = func() time.Time { return t0 }
 	}
-	l, err := ratelimit.New(cfg)
+	l, err := admit.New(cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
 	return l
 }
 
-func classState(t testing.TB, l *ratelimit.Limiter, class string, now time.Time) ratelimit.ClassSnapshot {
+func classState(t testing.TB, l *admit.Limiter, class string, now time.Time) admit.ClassSnapshot {
 	t.Helper()
 	s, err := l.SnapshotAt(context.Background(), now)
 	if err != nil {
@@ -71,10 +72,10 @@ func classState(t testing.TB, l *ratelimit.Limiter, class string, now time.Time)
 		}
 	}
 	t.Fatalf("SnapshotAt: no class %s in %+v", class, s)
-	return ratelimit.ClassSnapshot{}
+	return admit.ClassSnapshot{}
 }
 
-func lv(c ratelimit.ClassSnapshot) [3]float64 {
+func lv(c admit.ClassSnapshot) [3]float64 {
 	return [3]float64{c.Requests.Level, c.InputTokens.Level, c.OutputTokens.Level}
 }
 
@@ -87,7 +88,7 @@ func sameLevels(a, b [3]float64) bool {
 	return true
 }
 
-func mustReserve(t testing.TB, l *ratelimit.Limiter, class string, n ratelimit.Need, now time.Time) ratelimit.Reservation {
+func mustReserve(t testing.TB, l *admit.Limiter, class string, n admit.Need, now time.Time) admit.Reservation {
 	t.Helper()
 	r, w, err := l.ReserveAt(class, n, now)
 	if err != nil || w != 0 || !r.OK() {
@@ -97,12 +98,16 @@ func mustReserve(t testing.TB, l *ratelimit.Limiter, class string, n ratelimit.N
 }
 
 // headers builds the rate-limit headers a response would carry.
-func headers(reqLimit, reqRem, inLimit, inRem, outLimit, outRem int64) *wire.RateLimitHeaders {
-	return &wire.RateLimitHeaders{
-		Requests:     wire.LimitState{Valid: true, Limit: reqLimit, Remaining: reqRem},
-		InputTokens:  wire.LimitState{Valid: true, Limit: inLimit, Remaining: inRem},
-		OutputTokens: wire.LimitState{Valid: true, Limit: outLimit, Remaining: outRem},
+func headers(reqLimit, reqRem, inLimit, inRem, outLimit, outRem int64) http.Header {
+	h := http.Header{}
+	for _, b := range []struct {
+		name       string
+		limit, rem int64
+	}{{"requests", reqLimit, reqRem}, {"input-tokens", inLimit, inRem}, {"output-tokens", outLimit, outRem}} {
+		h.Set("anthropic-ratelimit-"+b.name+"-limit", strconv.FormatInt(b.limit, 10))
+		h.Set("anthropic-ratelimit-"+b.name+"-remaining", strconv.FormatInt(b.rem, 10))
 	}
+	return h
 }
 
 func TestConfigValidate(t *testing.T) {
@@ -110,26 +115,26 @@ func TestConfigValidate(t *testing.T) {
 	cat := testCatalog(t)
 	tests := []struct {
 		name    string
-		cfg     ratelimit.Config
+		cfg     admit.Config
 		wantErr string
 	}{
-		{name: "zero value", cfg: ratelimit.Config{}},
-		{name: "named tier", cfg: ratelimit.Config{Catalog: cat, Tier: "tiny"}},
-		{name: "unknown tier", cfg: ratelimit.Config{Tier: "platinum"}, wantErr: "tier: unknown tier"},
-		{name: "unknown start tier", cfg: ratelimit.Config{StartTier: "nope"}, wantErr: "start tier"},
-		{name: "burst above 1", cfg: ratelimit.Config{Burst: 1.5}, wantErr: "burst 1.5"},
-		{name: "negative burst", cfg: ratelimit.Config{Burst: -1}, wantErr: "burst -1"},
-		{name: "headroom too large", cfg: ratelimit.Config{Headroom: 0.5}, wantErr: "headroom 0.5"},
-		{name: "no headroom", cfg: ratelimit.Config{Headroom: -1}},
-		{name: "negative concurrency", cfg: ratelimit.Config{MaxConcurrency: -3}, wantErr: "max concurrency -3"},
-		{name: "aimd max above cap", cfg: ratelimit.Config{MaxConcurrency: 8, AIMD: ratelimit.AIMDConfig{Max: 16}}, wantErr: "must not exceed max concurrency"},
-		{name: "aimd decrease", cfg: ratelimit.Config{AIMD: ratelimit.AIMDConfig{Decrease: 1}}, wantErr: "aimd decrease 1"},
-		{name: "aimd initial", cfg: ratelimit.Config{AIMD: ratelimit.AIMDConfig{Min: 4, Initial: 2}}, wantErr: "aimd initial 2"},
+		{name: "zero value", cfg: admit.Config{}},
+		{name: "named tier", cfg: admit.Config{Catalog: cat, Tier: "tiny"}},
+		{name: "unknown tier", cfg: admit.Config{Tier: "platinum"}, wantErr: "tier: unknown tier"},
+		{name: "unknown start tier", cfg: admit.Config{StartTier: "nope"}, wantErr: "start tier"},
+		{name: "burst above 1", cfg: admit.Config{Burst: 1.5}, wantErr: "burst 1.5"},
+		{name: "negative burst", cfg: admit.Config{Burst: -1}, wantErr: "burst -1"},
+		{name: "headroom too large", cfg: admit.Config{Headroom: 0.5}, wantErr: "headroom 0.5"},
+		{name: "no headroom", cfg: admit.Config{Headroom: -1}},
+		{name: "negative concurrency", cfg: admit.Config{MaxConcurrency: -3}, wantErr: "max concurrency -3"},
+		{name: "aimd max above cap", cfg: admit.Config{MaxConcurrency: 8, AIMD: admit.AIMDConfig{Max: 16}}, wantErr: "must not exceed max concurrency"},
+		{name: "aimd decrease", cfg: admit.Config{AIMD: admit.AIMDConfig{Decrease: 1}}, wantErr: "aimd decrease 1"},
+		{name: "aimd initial", cfg: admit.Config{AIMD: admit.AIMDConfig{Min: 4, Initial: 2}}, wantErr: "aimd initial 2"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			_, err := ratelimit.New(tt.cfg)
+			_, err := admit.New(tt.cfg)
 			switch {
 			case tt.wantErr == "" && err != nil:
 				t.Errorf("New(%+v) = %v, want nil", tt.cfg, err)
@@ -142,11 +147,11 @@ func TestConfigValidate(t *testing.T) {
 
 func TestAutoStartsFromCautiousTier(t *testing.T) {
 	t.Parallel()
-	l, err := ratelimit.New(ratelimit.Config{Now: func() time.Time { return t0 }})
+	l, err := admit.New(admit.Config{Now: func() time.Time { return t0 }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustReserve(t, l, "sonnet-4", ratelimit.Need{}, t0)
+	mustReserve(t, l, "sonnet-4", admit.Need{}, t0)
 	c := classState(t, l, "sonnet-4", t0)
 	if c.Requests.Limit != 50 || c.InputTokens.Limit != 30000 || c.OutputTokens.Limit != 8000 {
 		t.Errorf("auto mode starts with %d/%d/%d, want tier-1's 50/30000/8000", c.Requests.Limit, c.InputTokens.Limit, c.OutputTokens.Limit)
@@ -158,23 +163,23 @@ func TestReserveAt(t *testing.T) {
 	tests := []struct {
 		name     string
 		headroom float64
-		first    ratelimit.Need // admitted n times
+		first    admit.Need // admitted n times
 		n        int
-		then     ratelimit.Need
+		then     admit.Need
 		wantWait time.Duration
 	}{
-		{name: "requests", first: ratelimit.Need{}, n: 60, then: ratelimit.Need{}, wantWait: time.Second},
-		{name: "input", first: ratelimit.Need{InputTokens: 2000}, n: 3, then: ratelimit.Need{InputTokens: 50}, wantWait: 500 * time.Millisecond},
-		{name: "output", first: ratelimit.Need{OutputTokens: 300}, n: 2, then: ratelimit.Need{OutputTokens: 20}, wantWait: 2 * time.Second},
-		{name: "headroom", headroom: 0.1, first: ratelimit.Need{}, n: 54, then: ratelimit.Need{}, wantWait: time.Second},
+		{name: "requests", first: admit.Need{}, n: 60, then: admit.Need{}, wantWait: time.Second},
+		{name: "input", first: admit.Need{InputTokens: 2000}, n: 3, then: admit.Need{InputTokens: 50}, wantWait: 500 * time.Millisecond},
+		{name: "output", first: admit.Need{OutputTokens: 300}, n: 2, then: admit.Need{OutputTokens: 20}, wantWait: 2 * time.Second},
+		{name: "headroom", headroom: 0.1, first: admit.Need{}, n: 54, then: admit.Need{}, wantWait: time.Second},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			l := newLimiter(t, ratelimit.Config{Headroom: tt.headroom})
+			l := newLimiter(t, admit.Config{Headroom: tt.headroom})
 			for i := 0; i < tt.n; i++ {
 				r := mustReserve(t, l, "sonnet-5", tt.first, t0)
-				if err := r.CommitAt(ratelimit.Usage{InputTokens: tt.first.InputTokens, OutputTokens: tt.first.OutputTokens}, nil, t0); err != nil {
+				if err := r.CommitAt(admit.Usage{InputTokens: tt.first.InputTokens, OutputTokens: tt.first.OutputTokens}, nil, t0); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -192,11 +197,11 @@ func TestReserveAt(t *testing.T) {
 
 func TestReserveErrors(t *testing.T) {
 	t.Parallel()
-	l := newLimiter(t, ratelimit.Config{})
-	if _, _, err := l.ReserveAt("gpt-5", ratelimit.Need{}, t0); !errors.Is(err, ratelimit.ErrUnknownClass) {
+	l := newLimiter(t, admit.Config{})
+	if _, _, err := l.ReserveAt("gpt-5", admit.Need{}, t0); !errors.Is(err, admit.ErrUnknownClass) {
 		t.Errorf("ReserveAt(gpt-5) = %v, want ErrUnknownClass", err)
 	}
-	if _, _, err := l.ReserveAt("sonnet-5", ratelimit.Need{InputTokens: -1}, t0); err == nil {
+	if _, _, err := l.ReserveAt("sonnet-5", admit.Need{InputTokens: -1}, t0); err == nil {
 		t.Errorf("ReserveAt(negative need) = nil error, want one")
 	}
 	if cls, err := l.ClassOf("claude-opus-4-6"); err != nil || cls != "opus-4" {
@@ -208,37 +213,37 @@ func TestFinishing(t *testing.T) {
 	t.Parallel()
 	// Every case reserves 1,000 input and 100 output tokens on a full tiny bucket
 	// (60 requests, 6,000 input, 600 output) and finishes at t0.
-	need := ratelimit.Need{InputTokens: 1000, OutputTokens: 100}
+	need := admit.Need{InputTokens: 1000, OutputTokens: 100}
 	tests := []struct {
 		name   string
 		class  string
-		finish func(r *ratelimit.Reservation) error
+		finish func(r *admit.Reservation) error
 		want   [3]float64
 	}{
-		{"commit exact", "sonnet-5", func(r *ratelimit.Reservation) error {
-			return r.CommitAt(ratelimit.Usage{InputTokens: 1000, OutputTokens: 100}, nil, t0)
+		{"commit exact", "sonnet-5", func(r *admit.Reservation) error {
+			return r.CommitAt(admit.Usage{InputTokens: 1000, OutputTokens: 100}, nil, t0)
 		}, [3]float64{59, 5000, 500}},
-		{"commit refunds", "sonnet-5", func(r *ratelimit.Reservation) error {
-			return r.CommitAt(ratelimit.Usage{InputTokens: 300, CacheCreationInputTokens: 200, OutputTokens: 40}, nil, t0)
+		{"commit refunds", "sonnet-5", func(r *admit.Reservation) error {
+			return r.CommitAt(admit.Usage{InputTokens: 300, CacheCreationInputTokens: 200, OutputTokens: 40}, nil, t0)
 		}, [3]float64{59, 5500, 560}},
-		{"commit charges", "sonnet-5", func(r *ratelimit.Reservation) error {
-			return r.CommitAt(ratelimit.Usage{InputTokens: 1500, OutputTokens: 900}, nil, t0)
+		{"commit charges", "sonnet-5", func(r *admit.Reservation) error {
+			return r.CommitAt(admit.Usage{InputTokens: 1500, OutputTokens: 900}, nil, t0)
 		}, [3]float64{59, 4500, -300}},
-		{"cache reads free", "sonnet-5", func(r *ratelimit.Reservation) error {
-			return r.CommitAt(ratelimit.Usage{InputTokens: 100, CacheReadInputTokens: 5000, OutputTokens: 100}, nil, t0)
+		{"cache reads free", "sonnet-5", func(r *admit.Reservation) error {
+			return r.CommitAt(admit.Usage{InputTokens: 100, CacheReadInputTokens: 5000, OutputTokens: 100}, nil, t0)
 		}, [3]float64{59, 5900, 500}},
-		{"cache reads count on †", "haiku-3", func(r *ratelimit.Reservation) error {
-			return r.CommitAt(ratelimit.Usage{InputTokens: 100, CacheReadInputTokens: 5000, OutputTokens: 100}, nil, t0)
+		{"cache reads count on †", "haiku-3", func(r *admit.Reservation) error {
+			return r.CommitAt(admit.Usage{InputTokens: 100, CacheReadInputTokens: 5000, OutputTokens: 100}, nil, t0)
 		}, [3]float64{59, 900, 500}},
-		{"cancel", "sonnet-5", func(r *ratelimit.Reservation) error { return r.CancelAt(t0) }, [3]float64{60, 6000, 600}},
-		{"rate limited", "sonnet-5", func(r *ratelimit.Reservation) error { return r.RateLimitedAt(nil, t0) }, [3]float64{60, 6000, 600}},
-		{"overloaded", "sonnet-5", func(r *ratelimit.Reservation) error { return r.OverloadedAt(nil, t0) }, [3]float64{60, 6000, 600}},
-		{"fail keeps the charge", "sonnet-5", func(r *ratelimit.Reservation) error { return r.FailAt(nil, t0) }, [3]float64{59, 5000, 500}},
+		{"cancel", "sonnet-5", func(r *admit.Reservation) error { return r.CancelAt(t0) }, [3]float64{60, 6000, 600}},
+		{"rate limited", "sonnet-5", func(r *admit.Reservation) error { return r.RateLimitedAt(nil, t0) }, [3]float64{60, 6000, 600}},
+		{"overloaded", "sonnet-5", func(r *admit.Reservation) error { return r.OverloadedAt(nil, t0) }, [3]float64{60, 6000, 600}},
+		{"fail keeps the charge", "sonnet-5", func(r *admit.Reservation) error { return r.FailAt(nil, t0) }, [3]float64{59, 5000, 500}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			l := newLimiter(t, ratelimit.Config{})
+			l := newLimiter(t, admit.Config{})
 			r := mustReserve(t, l, tt.class, need, t0)
 			if err := tt.finish(&r); err != nil {
 				t.Fatalf("finish: %v", err)
@@ -250,7 +255,7 @@ func TestFinishing(t *testing.T) {
 			if got := lv(c); !sameLevels(got, tt.want) {
 				t.Errorf("levels = %v, want %v", got, tt.want)
 			}
-			if c.InFlight != (ratelimit.Cost{}) || c.Concurrency.InFlight != 0 {
+			if c.InFlight != (admit.Cost{}) || c.Concurrency.InFlight != 0 {
 				t.Errorf("after finishing: InFlight %+v, concurrency in flight %d, want none", c.InFlight, c.Concurrency.InFlight)
 			}
 			// Finishing twice does nothing.
@@ -267,15 +272,15 @@ func TestFinishing(t *testing.T) {
 
 func TestRateLimitedPausesWithJitter(t *testing.T) {
 	t.Parallel()
-	l := newLimiter(t, ratelimit.Config{PauseJitter: time.Second})
-	var rs []ratelimit.Reservation
+	l := newLimiter(t, admit.Config{PauseJitter: time.Second})
+	var rs []admit.Reservation
 	for i := 0; i < 20; i++ {
-		rs = append(rs, mustReserve(t, l, "sonnet-5", ratelimit.Need{}, t0))
+		rs = append(rs, mustReserve(t, l, "sonnet-5", admit.Need{}, t0))
 	}
 	var ends []time.Time
 	for i := range rs {
 		h := headers(60, 59, 6000, 6000, 600, 600)
-		h.RetryAfter, h.HasRetryAfter = 3*time.Second, true
+		h.Set("retry-after", "3")
 		if err := rs[i].RateLimitedAt(h, t0); err != nil {
 			t.Fatal(err)
 		}
@@ -288,16 +293,16 @@ func TestRateLimitedPausesWithJitter(t *testing.T) {
 	if ends[0].Equal(ends[len(ends)-1]) {
 		t.Errorf("20 pauses all ended at t0+%v: want jitter", ends[0].Sub(t0))
 	}
-	if _, w, _ := l.ReserveAt("sonnet-5", ratelimit.Need{}, t0.Add(2*time.Second)); w < time.Second {
+	if _, w, _ := l.ReserveAt("sonnet-5", admit.Need{}, t0.Add(2*time.Second)); w < time.Second {
 		t.Errorf("ReserveAt during the pause = wait %v, want at least 1s", w)
 	}
 	// Another class is not paused.
-	mustReserve(t, l, "haiku-4-5", ratelimit.Need{}, t0)
+	mustReserve(t, l, "haiku-4-5", admit.Need{}, t0)
 
 	// The spend cap's 429 has no retry-after: no pause.
-	l2 := newLimiter(t, ratelimit.Config{})
-	r := mustReserve(t, l2, "sonnet-5", ratelimit.Need{}, t0)
-	if err := r.RateLimitedAt(&wire.RateLimitHeaders{}, t0); err != nil {
+	l2 := newLimiter(t, admit.Config{})
+	r := mustReserve(t, l2, "sonnet-5", admit.Need{}, t0)
+	if err := r.RateLimitedAt(http.Header{}, t0); err != nil {
 		t.Fatal(err)
 	}
 	if p := classState(t, l2, "sonnet-5", t0).PausedUntil; !p.IsZero() {
@@ -308,7 +313,7 @@ func TestRateLimitedPausesWithJitter(t *testing.T) {
 func TestPauseJitterIsSeeded(t *testing.T) {
 	t.Parallel()
 	pauseEnd := func(seed uint64) time.Time {
-		l := newLimiter(t, ratelimit.Config{Rand: rand.New(rand.NewPCG(seed, 0))})
+		l := newLimiter(t, admit.Config{Rand: rand.New(rand.NewPCG(seed, 0))})
 		if err := l.PauseAt("opus-4", time.Second, t0); err != nil {
 			t.Fatal(err)
 		}
@@ -324,12 +329,12 @@ func TestPauseJitterIsSeeded(t *testing.T) {
 
 func TestOverloadShrinksConcurrency(t *testing.T) {
 	t.Parallel()
-	l := newLimiter(t, ratelimit.Config{MaxConcurrency: 8})
-	var rs []ratelimit.Reservation
+	l := newLimiter(t, admit.Config{MaxConcurrency: 8})
+	var rs []admit.Reservation
 	for i := 0; i < 8; i++ {
-		rs = append(rs, mustReserve(t, l, "sonnet-5", ratelimit.Need{}, t0))
+		rs = append(rs, mustReserve(t, l, "sonnet-5", admit.Need{}, t0))
 	}
-	if _, _, err := l.ReserveAt("sonnet-5", ratelimit.Need{}, t0); !errors.Is(err, ratelimit.ErrBusy) {
+	if _, _, err := l.ReserveAt("sonnet-5", admit.Need{}, t0); !errors.Is(err, admit.ErrBusy) {
 		t.Fatalf("9th ReserveAt with MaxConcurrency 8 = %v, want ErrBusy", err)
 	}
 	t1 := t0.Add(time.Second)
@@ -341,7 +346,7 @@ func TestOverloadShrinksConcurrency(t *testing.T) {
 		{"first 529 halves", func() error { return rs[0].OverloadedAt(nil, t1) }, 4},
 		{"529 of a call started before the decrease", func() error { return rs[1].OverloadedAt(nil, t1) }, 4},
 		{"429 is not overload", func() error { return rs[2].RateLimitedAt(nil, t1) }, 4},
-		{"success of a call started before the decrease does not grow it", func() error { return rs[3].CommitAt(ratelimit.Usage{}, nil, t1) }, 4},
+		{"success of a call started before the decrease does not grow it", func() error { return rs[3].CommitAt(admit.Usage{}, nil, t1) }, 4},
 	}
 	for _, s := range steps {
 		if err := s.finish(); err != nil {
@@ -352,13 +357,13 @@ func TestOverloadShrinksConcurrency(t *testing.T) {
 		}
 	}
 	// 4 still in flight at a limit of 4: busy, although the global cap has room.
-	if _, _, err := l.ReserveAt("sonnet-5", ratelimit.Need{}, t1); !errors.Is(err, ratelimit.ErrBusy) {
+	if _, _, err := l.ReserveAt("sonnet-5", admit.Need{}, t1); !errors.Is(err, admit.ErrBusy) {
 		t.Errorf("ReserveAt at the AIMD limit = %v, want ErrBusy", err)
 	}
-	mustReserve(t, l, "haiku-4-5", ratelimit.Need{}, t1) // another class has its own controller
+	mustReserve(t, l, "haiku-4-5", admit.Need{}, t1) // another class has its own controller
 	// A call started after the decrease that gets a 529 halves again.
 	rs[4].CancelAt(t1)
-	late := mustReserve(t, l, "sonnet-5", ratelimit.Need{}, t1.Add(time.Millisecond))
+	late := mustReserve(t, l, "sonnet-5", admit.Need{}, t1.Add(time.Millisecond))
 	if err := late.OverloadedAt(nil, t1.Add(time.Second)); err != nil {
 		t.Fatal(err)
 	}
@@ -372,7 +377,7 @@ func TestResync(t *testing.T) {
 	tests := []struct {
 		name       string
 		tier       string
-		h          *wire.RateLimitHeaders
+		h          http.Header
 		wantLimits [3]int64
 		wantLevels [3]float64
 	}{
@@ -393,19 +398,19 @@ func TestResync(t *testing.T) {
 		},
 		{
 			name: "auto adopts reported limits",
-			tier: ratelimit.TierAuto, h: headers(1000, 990, 2000000, 1990000, 400000, 400000),
+			tier: admit.TierAuto, h: headers(1000, 990, 2000000, 1990000, 400000, 400000),
 			wantLimits: [3]int64{1000, 2000000, 400000}, wantLevels: [3]float64{991, 1990500, 400000},
 		},
 		{
 			name: "absent headers change nothing",
-			tier: "tiny", h: &wire.RateLimitHeaders{},
+			tier: "tiny", h: http.Header{},
 			wantLimits: [3]int64{60, 6000, 600}, wantLevels: [3]float64{60, 6000, 600},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			l := newLimiter(t, ratelimit.Config{Tier: tt.tier, StartTier: "tiny"})
+			l := newLimiter(t, admit.Config{Tier: tt.tier, StartTier: "tiny"})
 			if err := l.ResyncAt("sonnet-5", tt.h, t0); err != nil {
 				t.Fatal(err)
 			}
@@ -434,11 +439,11 @@ func TestCommitThenResyncCountsOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := newLimiter(t, ratelimit.Config{Catalog: cat, Tier: "big"})
-	r := mustReserve(t, l, "sonnet-5", ratelimit.Need{InputTokens: 10000, OutputTokens: 1000}, t0)
+	l := newLimiter(t, admit.Config{Catalog: cat, Tier: "big"})
+	r := mustReserve(t, l, "sonnet-5", admit.Need{InputTokens: 10000, OutputTokens: 1000}, t0)
 	// The call used 25,000 input and 3,000 output; the server counts exactly that.
 	h := headers(600, 599, 600000, 575000, 60000, 57000)
-	if err := r.CommitAt(ratelimit.Usage{InputTokens: 25000, OutputTokens: 3000}, h, t0); err != nil {
+	if err := r.CommitAt(admit.Usage{InputTokens: 25000, OutputTokens: 3000}, h, t0); err != nil {
 		t.Fatal(err)
 	}
 	if got, want := lv(classState(t, l, "sonnet-5", t0)), [3]float64{599, 575000, 57000}; !sameLevels(got, want) {
@@ -446,7 +451,7 @@ func TestCommitThenResyncCountsOnce(t *testing.T) {
 	}
 	// Headers of another response that lag a reservation in flight do not lower the
 	// level below what is held for it.
-	r2 := mustReserve(t, l, "sonnet-5", ratelimit.Need{InputTokens: 10000, OutputTokens: 1000}, t0)
+	r2 := mustReserve(t, l, "sonnet-5", admit.Need{InputTokens: 10000, OutputTokens: 1000}, t0)
 	if err := l.ResyncAt("sonnet-5", headers(600, 599, 600000, 575000, 60000, 57000), t0); err != nil {
 		t.Fatal(err)
 	}
@@ -458,9 +463,9 @@ func TestCommitThenResyncCountsOnce(t *testing.T) {
 
 func TestSnapshot(t *testing.T) {
 	t.Parallel()
-	l := newLimiter(t, ratelimit.Config{MaxConcurrency: 16})
-	r := mustReserve(t, l, "sonnet-5", ratelimit.Need{InputTokens: 1200, OutputTokens: 300}, t0)
-	mustReserve(t, l, "haiku-4-5", ratelimit.Need{InputTokens: 10}, t0)
+	l := newLimiter(t, admit.Config{MaxConcurrency: 16})
+	r := mustReserve(t, l, "sonnet-5", admit.Need{InputTokens: 1200, OutputTokens: 300}, t0)
+	mustReserve(t, l, "haiku-4-5", admit.Need{InputTokens: 10}, t0)
 	if err := l.PauseAt("haiku-4-5", 2*time.Second, t0); err != nil {
 		t.Fatal(err)
 	}
@@ -478,7 +483,7 @@ func TestSnapshot(t *testing.T) {
 	if !h.Paused(s.At) || so.Paused(s.At) {
 		t.Errorf("paused: haiku %v, sonnet %v; want true, false", h.Paused(s.At), so.Paused(s.At))
 	}
-	if want := (ratelimit.Cost{Requests: 1, InputTokens: 1200, OutputTokens: 300}); so.InFlight != want {
+	if want := (admit.Cost{Requests: 1, InputTokens: 1200, OutputTokens: 300}); so.InFlight != want {
 		t.Errorf("sonnet InFlight = %+v, want %+v", so.InFlight, want)
 	}
 	if so.Concurrency.InFlight != 1 || so.Concurrency.Limit != 16 || so.Concurrency.Max != 16 {
@@ -500,11 +505,11 @@ func TestSnapshot(t *testing.T) {
 func TestWaitSleepsUntilFit(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		l := newLimiter(t, ratelimit.Config{Now: time.Now})
+		l := newLimiter(t, admit.Config{Now: time.Now})
 		ctx := context.Background()
 		start := time.Now()
 		for i := 0; i < 60; i++ {
-			if _, err := l.Wait(ctx, "sonnet-5", ratelimit.Need{}); err != nil {
+			if _, err := l.Wait(ctx, "sonnet-5", admit.Need{}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -512,7 +517,7 @@ func TestWaitSleepsUntilFit(t *testing.T) {
 			t.Fatalf("60 Waits on a full 60 RPM bucket took %v, want none", d)
 		}
 		for i := 1; i <= 3; i++ {
-			if _, err := l.Wait(ctx, "sonnet-5", ratelimit.Need{}); err != nil {
+			if _, err := l.Wait(ctx, "sonnet-5", admit.Need{}); err != nil {
 				t.Fatal(err)
 			}
 			if d := time.Since(start); d < time.Duration(i)*time.Second || d > time.Duration(i)*time.Second+time.Millisecond {
@@ -526,7 +531,7 @@ func TestWaitQueuesInOrderAfterPause(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		// MaxConcurrency 1: each caller holds its slot until it has reported its turn.
-		l := newLimiter(t, ratelimit.Config{Now: time.Now, PauseJitter: -1, MaxConcurrency: 1})
+		l := newLimiter(t, admit.Config{Now: time.Now, PauseJitter: -1, MaxConcurrency: 1})
 		start := time.Now()
 		if err := l.Pause("sonnet-5", 5*time.Second); err != nil {
 			t.Fatal(err)
@@ -535,7 +540,7 @@ func TestWaitQueuesInOrderAfterPause(t *testing.T) {
 		order := make(chan int, 10)
 		for i := 0; i < 10; i++ {
 			go func() {
-				r, err := l.Wait(context.Background(), "sonnet-5", ratelimit.Need{})
+				r, err := l.Wait(context.Background(), "sonnet-5", admit.Need{})
 				if err != nil {
 					t.Error(err)
 					return
@@ -559,16 +564,16 @@ func TestWaitQueuesInOrderAfterPause(t *testing.T) {
 func TestWaitWakesOnRefund(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		l := newLimiter(t, ratelimit.Config{Now: time.Now})
+		l := newLimiter(t, admit.Config{Now: time.Now})
 		ctx := context.Background()
-		big, err := l.Wait(ctx, "sonnet-5", ratelimit.Need{OutputTokens: 600})
+		big, err := l.Wait(ctx, "sonnet-5", admit.Need{OutputTokens: 600})
 		if err != nil {
 			t.Fatal(err)
 		}
 		start := time.Now()
 		done := make(chan time.Duration)
 		go func() {
-			r, err := l.Wait(ctx, "sonnet-5", ratelimit.Need{OutputTokens: 300}) // 30 s of refill
+			r, err := l.Wait(ctx, "sonnet-5", admit.Need{OutputTokens: 300}) // 30 s of refill
 			if err != nil {
 				t.Error(err)
 			}
@@ -578,7 +583,7 @@ func TestWaitWakesOnRefund(t *testing.T) {
 		time.Sleep(2 * time.Second)
 		synctest.Wait()
 		// The big call produced only 100 tokens: 500 come back at once.
-		if err := big.Commit(ratelimit.Usage{OutputTokens: 100}, nil); err != nil {
+		if err := big.Commit(admit.Usage{OutputTokens: 100}, nil); err != nil {
 			t.Fatal(err)
 		}
 		if d := <-done; d != 2*time.Second {
@@ -590,12 +595,12 @@ func TestWaitWakesOnRefund(t *testing.T) {
 func TestWaitCancelReleasesSlots(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		l := newLimiter(t, ratelimit.Config{Now: time.Now, MaxConcurrency: 2})
+		l := newLimiter(t, admit.Config{Now: time.Now, MaxConcurrency: 2})
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
-		var held []ratelimit.Reservation
+		var held []admit.Reservation
 		for i := 0; i < 60; i++ { // drain the RPM bucket
-			r, err := l.Wait(ctx, "sonnet-5", ratelimit.Need{})
+			r, err := l.Wait(ctx, "sonnet-5", admit.Need{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -610,10 +615,10 @@ func TestWaitCancelReleasesSlots(t *testing.T) {
 		errs := make(chan error, 3)
 		short, cancelShort := context.WithTimeout(ctx, 500*time.Millisecond)
 		defer cancelShort()
-		go func() { _, err := l.Wait(short, "sonnet-5", ratelimit.Need{}); errs <- err }()
+		go func() { _, err := l.Wait(short, "sonnet-5", admit.Need{}); errs <- err }()
 		synctest.Wait()
-		go func() { _, err := l.Wait(short, "sonnet-5", ratelimit.Need{}); errs <- err }()
-		go func() { _, err := l.Wait(short, "haiku-4-5", ratelimit.Need{}); errs <- err }()
+		go func() { _, err := l.Wait(short, "sonnet-5", admit.Need{}); errs <- err }()
+		go func() { _, err := l.Wait(short, "haiku-4-5", admit.Need{}); errs <- err }()
 		for i := 0; i < 3; i++ {
 			if err := <-errs; !errors.Is(err, context.DeadlineExceeded) {
 				t.Errorf("Wait with a 500ms deadline = %v, want DeadlineExceeded", err)
@@ -624,7 +629,7 @@ func TestWaitCancelReleasesSlots(t *testing.T) {
 			t.Errorf("after cancelled waits, %d slots in use, want 1 (the held reservation)", s.InFlight)
 		}
 		held[0].Cancel()
-		if r, err := l.Wait(ctx, "haiku-4-5", ratelimit.Need{}); err != nil || !r.OK() {
+		if r, err := l.Wait(ctx, "haiku-4-5", admit.Need{}); err != nil || !r.OK() {
 			t.Errorf("Wait after the cancellations = %v, want admitted", err)
 		}
 	})

@@ -1,4 +1,4 @@
-package ratelimit_test
+package admit_test
 
 import (
 	"context"
@@ -15,15 +15,15 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/clade-dev/clade/internal/ratelimit"
-	"github.com/clade-dev/clade/internal/ratelimit/ratelimittest"
+	"github.com/clade-dev/clade/admit"
+	"github.com/clade-dev/clade/admit/admittest"
 	"github.com/clade-dev/clade/internal/testkit"
 )
 
 // redisOptions returns the options of the Redis at CLADE_TEST_REDIS_URL, or skips.
 func redisOptions(tb testing.TB) *redis.Options {
 	tb.Helper()
-	opts, err := ratelimit.ParseRedisURL(testkit.RedisURL(tb))
+	opts, err := admit.ParseRedisURL(testkit.RedisURL(tb))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -60,9 +60,9 @@ func testPrefix(tb testing.TB, opts *redis.Options) string {
 	return prefix
 }
 
-func newRedis(tb testing.TB, cfg ratelimit.RedisConfig) *ratelimit.Redis {
+func newRedis(tb testing.TB, cfg admit.RedisConfig) *admit.Redis {
 	tb.Helper()
-	r, err := ratelimit.NewRedis(cfg)
+	r, err := admit.NewRedis(cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -75,14 +75,14 @@ func TestRedisConformance(t *testing.T) {
 	client := redisClient(t, opts)
 	prefix := testPrefix(t, opts)
 	var n atomic.Int64
-	ratelimittest.Run(t, func(t *testing.T) ratelimit.Backend {
+	admittest.Run(t, func(t *testing.T) admit.Backend {
 		// A namespace of its own for each subtest: each needs an empty backend.
 		ns := "ns" + string(rune('a'+n.Add(1)%26)) + hex.EncodeToString([]byte(t.Name()))
-		return newRedis(t, ratelimit.RedisConfig{Client: client, Prefix: prefix, Namespace: ns, Clock: ratelimit.ClockCaller})
+		return newRedis(t, admit.RedisConfig{Client: client, Prefix: prefix, Namespace: ns, Clock: admit.ClockCaller})
 	})
 }
 
-var spec60 = ratelimit.Spec{Limits: ratelimit.Limits{RPM: 60, ITPM: 6000, OTPM: 600}, Burst: 1}
+var spec60 = admit.Spec{Limits: admit.Limits{RPM: 60, ITPM: 6000, OTPM: 600}, Burst: 1}
 
 // TestRedisClockAgreesAcrossProcesses: with Redis TIME, a process whose clock is an
 // hour ahead gets no refill the others did not.
@@ -91,17 +91,17 @@ func TestRedisClockAgreesAcrossProcesses(t *testing.T) {
 	opts := redisOptions(t)
 	prefix := testPrefix(t, opts)
 	ctx := context.Background()
-	a := newRedis(t, ratelimit.RedisConfig{Client: redisClient(t, opts), Prefix: prefix})
-	b := newRedis(t, ratelimit.RedisConfig{Client: redisClient(t, opts), Prefix: prefix})
-	for _, be := range []*ratelimit.Redis{a, b} {
+	a := newRedis(t, admit.RedisConfig{Client: redisClient(t, opts), Prefix: prefix})
+	b := newRedis(t, admit.RedisConfig{Client: redisClient(t, opts), Prefix: prefix})
+	for _, be := range []*admit.Redis{a, b} {
 		if err := be.Init(ctx, "sonnet-5", spec60, time.Now()); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if w, err := a.Reserve(ctx, "sonnet-5", ratelimit.Cost{Requests: 60}, time.Now()); w != 0 || err != nil {
+	if w, err := a.Reserve(ctx, "sonnet-5", admit.Cost{Requests: 60}, time.Now()); w != 0 || err != nil {
 		t.Fatalf("a.Reserve(60 of 60) = %v, %v, want admitted", w, err)
 	}
-	w, err := b.Reserve(ctx, "sonnet-5", ratelimit.Cost{Requests: 1}, time.Now().Add(time.Hour))
+	w, err := b.Reserve(ctx, "sonnet-5", admit.Cost{Requests: 1}, time.Now().Add(time.Hour))
 	if err != nil || w <= 0 || w > time.Second {
 		t.Errorf("b.Reserve(1) with a clock an hour ahead = %v, %v, want a wait in (0, 1s]: the bucket is shared and Redis's clock counts", w, err)
 	}
@@ -126,10 +126,10 @@ func TestRedisSharedLimiters(t *testing.T) {
 	opts := redisOptions(t)
 	prefix := testPrefix(t, opts)
 	const rpm = 50 // tier-1
-	var lims []*ratelimit.Limiter
+	var lims []*admit.Limiter
 	for range 2 {
-		be := newRedis(t, ratelimit.RedisConfig{Client: redisClient(t, opts), Prefix: prefix, Namespace: "org"})
-		l, err := ratelimit.New(ratelimit.Config{Tier: "tier-1", Backend: be})
+		be := newRedis(t, admit.RedisConfig{Client: redisClient(t, opts), Prefix: prefix, Namespace: "org"})
+		l, err := admit.New(admit.Config{Tier: "tier-1", Backend: be})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -143,8 +143,8 @@ func TestRedisSharedLimiters(t *testing.T) {
 		for range 16 {
 			wg.Go(func() {
 				for time.Now().Before(stop) {
-					r, wait, err := l.ReserveAt("sonnet-5", ratelimit.Need{InputTokens: 10, OutputTokens: 10}, time.Now())
-					if errors.Is(err, ratelimit.ErrBusy) || (err == nil && wait > 0) {
+					r, wait, err := l.ReserveAt("sonnet-5", admit.Need{InputTokens: 10, OutputTokens: 10}, time.Now())
+					if errors.Is(err, admit.ErrBusy) || (err == nil && wait > 0) {
 						continue
 					}
 					if err != nil {
@@ -152,7 +152,7 @@ func TestRedisSharedLimiters(t *testing.T) {
 						return
 					}
 					admitted.Add(1)
-					if err := r.Commit(ratelimit.Usage{InputTokens: 10, OutputTokens: 10}, nil); err != nil {
+					if err := r.Commit(admit.Usage{InputTokens: 10, OutputTokens: 10}, nil); err != nil {
 						t.Errorf("Commit = %v", err)
 						return
 					}
@@ -177,13 +177,13 @@ func TestRedisNamespacesAreSeparate(t *testing.T) {
 	client := redisClient(t, opts)
 	prefix := testPrefix(t, opts)
 	ctx := context.Background()
-	a := newRedis(t, ratelimit.RedisConfig{Client: client, Prefix: prefix, Namespace: "org-a"})
-	b := newRedis(t, ratelimit.RedisConfig{Client: client, Prefix: prefix, Namespace: "org-b"})
-	for _, be := range []*ratelimit.Redis{a, b} {
+	a := newRedis(t, admit.RedisConfig{Client: client, Prefix: prefix, Namespace: "org-a"})
+	b := newRedis(t, admit.RedisConfig{Client: client, Prefix: prefix, Namespace: "org-b"})
+	for _, be := range []*admit.Redis{a, b} {
 		if err := be.Init(ctx, "sonnet-5", spec60, time.Now()); err != nil {
 			t.Fatal(err)
 		}
-		if w, err := be.Reserve(ctx, "sonnet-5", ratelimit.Cost{Requests: 60}, time.Now()); w != 0 || err != nil {
+		if w, err := be.Reserve(ctx, "sonnet-5", admit.Cost{Requests: 60}, time.Now()); w != 0 || err != nil {
 			t.Errorf("Reserve(60 of 60) in %s = %v, %v, want admitted: namespaces are separate budgets", be.Key("sonnet-5"), w, err)
 		}
 	}
@@ -196,23 +196,23 @@ func TestRedisRecreatesLostClass(t *testing.T) {
 	opts := redisOptions(t)
 	client := redisClient(t, opts)
 	ctx := context.Background()
-	be := newRedis(t, ratelimit.RedisConfig{Client: client, Prefix: testPrefix(t, opts), Clock: ratelimit.ClockCaller})
-	t0 := ratelimittest.T0
+	be := newRedis(t, admit.RedisConfig{Client: client, Prefix: testPrefix(t, opts), Clock: admit.ClockCaller})
+	t0 := admittest.T0
 	if err := be.Init(ctx, "sonnet-5", spec60, t0); err != nil {
 		t.Fatal(err)
 	}
 	if err := client.Del(ctx, be.Key("sonnet-5")).Err(); err != nil {
 		t.Fatal(err)
 	}
-	if w, err := be.Reserve(ctx, "sonnet-5", ratelimit.Cost{Requests: 60}, t0); w != 0 || err != nil {
+	if w, err := be.Reserve(ctx, "sonnet-5", admit.Cost{Requests: 60}, t0); w != 0 || err != nil {
 		t.Fatalf("Reserve after the key was lost = %v, %v, want admitted from a recreated full bucket", w, err)
 	}
 	if ttl := client.PTTL(ctx, be.Key("sonnet-5")).Val(); ttl <= 0 || ttl > time.Hour {
 		t.Errorf("PTTL(class key) = %v, want in (0, 1h]", ttl)
 	}
 	// Another instance that never initialised the class does not invent one.
-	other := newRedis(t, ratelimit.RedisConfig{Client: client, Prefix: testPrefix(t, opts), Clock: ratelimit.ClockCaller})
-	if _, err := other.Reserve(ctx, "sonnet-5", ratelimit.Cost{Requests: 1}, t0); !errors.Is(err, ratelimit.ErrUnknownClass) {
+	other := newRedis(t, admit.RedisConfig{Client: client, Prefix: testPrefix(t, opts), Clock: admit.ClockCaller})
+	if _, err := other.Reserve(ctx, "sonnet-5", admit.Cost{Requests: 1}, t0); !errors.Is(err, admit.ErrUnknownClass) {
 		t.Errorf("Reserve(never initialised, key missing) = %v, want ErrUnknownClass", err)
 	}
 }
@@ -225,15 +225,15 @@ func TestRedisHeldLeaseFreesCrashedInstance(t *testing.T) {
 	client := redisClient(t, opts)
 	prefix := testPrefix(t, opts)
 	ctx := context.Background()
-	t0 := ratelimittest.T0
-	cfg := ratelimit.RedisConfig{Client: client, Prefix: prefix, Clock: ratelimit.ClockCaller, HeldLease: 10 * time.Minute}
+	t0 := admittest.T0
+	cfg := admit.RedisConfig{Client: client, Prefix: prefix, Clock: admit.ClockCaller, HeldLease: 10 * time.Minute}
 	crashed, live := newRedis(t, cfg), newRedis(t, cfg)
-	for _, be := range []*ratelimit.Redis{crashed, live} {
+	for _, be := range []*admit.Redis{crashed, live} {
 		if err := be.Init(ctx, "sonnet-5", spec60, t0); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if w, err := crashed.Reserve(ctx, "sonnet-5", ratelimit.Cost{Requests: 1, OutputTokens: 500}, t0); w != 0 || err != nil {
+	if w, err := crashed.Reserve(ctx, "sonnet-5", admit.Cost{Requests: 1, OutputTokens: 500}, t0); w != 0 || err != nil {
 		t.Fatalf("Reserve = %v, %v", w, err)
 	}
 	s, err := live.State(ctx, "sonnet-5", t0.Add(time.Minute))
@@ -259,14 +259,14 @@ func TestRedisErrorsAreNotOutages(t *testing.T) {
 	opts := redisOptions(t)
 	client := redisClient(t, opts)
 	ctx := context.Background()
-	be := newRedis(t, ratelimit.RedisConfig{Client: client, Prefix: testPrefix(t, opts)})
+	be := newRedis(t, admit.RedisConfig{Client: client, Prefix: testPrefix(t, opts)})
 	if err := client.Set(ctx, be.Key("sonnet-5"), "not a hash", time.Minute).Err(); err != nil {
 		t.Fatal(err)
 	}
 	if err := be.Init(ctx, "sonnet-5", spec60, time.Now()); err != nil {
 		t.Fatal(err) // the key exists: Init leaves it
 	}
-	_, err := be.Reserve(ctx, "sonnet-5", ratelimit.Cost{Requests: 1}, time.Now())
+	_, err := be.Reserve(ctx, "sonnet-5", admit.Cost{Requests: 1}, time.Now())
 	if err == nil || !strings.Contains(err.Error(), "WRONGTYPE") {
 		t.Errorf("Reserve on a key of another type = %v, want the WRONGTYPE error", err)
 	}
@@ -288,7 +288,7 @@ func TestParseRedisURLHidesPassword(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			_, err := ratelimit.ParseRedisURL(tt.url)
+			_, err := admit.ParseRedisURL(tt.url)
 			if err == nil {
 				t.Fatalf("ParseRedisURL(%s) = nil error, want one", tt.name)
 			}
@@ -297,7 +297,7 @@ func TestParseRedisURLHidesPassword(t *testing.T) {
 			}
 		})
 	}
-	opts, err := ratelimit.ParseRedisURL("redis://:pw@localhost:6379/2")
+	opts, err := admit.ParseRedisURL("redis://:pw@localhost:6379/2")
 	if err != nil || opts.Password != "pw" || opts.DB != 2 || opts.MaxRetries != -1 {
 		t.Errorf("ParseRedisURL(good) = %+v, %v, want password pw, db 2, no retries", opts, err)
 	}
@@ -307,7 +307,7 @@ func TestParseRedisURLHidesPassword(t *testing.T) {
 		"rediss://pw@host/1?dial_timeout": "rediss://xxxxx@host/1?dial_timeout",
 		"redis://host:6379":               "redis://host:6379",
 	} {
-		if got := ratelimit.RedactURL(in); got != want {
+		if got := admit.RedactURL(in); got != want {
 			t.Errorf("RedactURL(%s) = %s, want %s", in, got, want)
 		}
 	}
@@ -406,7 +406,7 @@ func (p *proxy) up() {
 }
 
 // viaProxy returns a Redis backend reaching Redis through a proxy, and the proxy.
-func viaProxy(t *testing.T, cfg ratelimit.RedisConfig) (*ratelimit.Redis, *proxy, *redis.Client) {
+func viaProxy(t *testing.T, cfg admit.RedisConfig) (*admit.Redis, *proxy, *redis.Client) {
 	t.Helper()
 	opts := redisOptions(t)
 	p := startProxy(t, opts.Addr)
@@ -436,22 +436,22 @@ func eventually(t *testing.T, what string, f func() bool) {
 // settled meanwhile reaches Redis when it is back.
 func TestRedisFailClosed(t *testing.T) {
 	t.Parallel()
-	be, p, direct := viaProxy(t, ratelimit.RedisConfig{})
+	be, p, direct := viaProxy(t, admit.RedisConfig{})
 	ctx := context.Background()
 	if err := be.Init(ctx, "sonnet-5", spec60, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	l, err := ratelimit.New(ratelimit.Config{Tier: "tier-1", Backend: be})
+	l, err := admit.New(admit.Config{Tier: "tier-1", Backend: be})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := ratelimit.Cost{Requests: 1, InputTokens: 100, OutputTokens: 300}
+	c := admit.Cost{Requests: 1, InputTokens: 100, OutputTokens: 300}
 	if w, err := be.Reserve(ctx, "sonnet-5", c, time.Now()); w != 0 || err != nil {
 		t.Fatalf("Reserve before the outage = %v, %v, want admitted", w, err)
 	}
 
 	p.down()
-	w, err := be.Reserve(ctx, "sonnet-5", ratelimit.Cost{Requests: 1}, time.Now())
+	w, err := be.Reserve(ctx, "sonnet-5", admit.Cost{Requests: 1}, time.Now())
 	if err != nil || w <= 0 {
 		t.Errorf("Reserve during an outage = %v, %v, want a wait and no error", w, err)
 	}
@@ -459,16 +459,16 @@ func TestRedisFailClosed(t *testing.T) {
 		t.Errorf("Available() = true during an outage")
 	}
 	wctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
-	if r, err := l.Wait(wctx, "sonnet-5", ratelimit.Need{InputTokens: 10}); err == nil || r.OK() {
+	if r, err := l.Wait(wctx, "sonnet-5", admit.Need{InputTokens: 10}); err == nil || r.OK() {
 		t.Errorf("Limiter.Wait during an outage = %v, admitted %v; want it to keep waiting until its context ends", err, r.OK())
 	}
 	cancel()
 	// The call reserved before the outage ends now: its refund and its held output
 	// must not be lost.
-	if err := be.Settle(ctx, "sonnet-5", c, ratelimit.Cost{Requests: 1, InputTokens: 100, OutputTokens: 50}, time.Now()); err != nil {
+	if err := be.Settle(ctx, "sonnet-5", c, admit.Cost{Requests: 1, InputTokens: 100, OutputTokens: 50}, time.Now()); err != nil {
 		t.Errorf("Settle during an outage = %v, want nil (kept for later)", err)
 	}
-	if _, err := be.State(ctx, "sonnet-5", time.Now()); !errors.Is(err, ratelimit.ErrUnavailable) {
+	if _, err := be.State(ctx, "sonnet-5", time.Now()); !errors.Is(err, admit.ErrUnavailable) {
 		t.Errorf("State during an outage = %v, want ErrUnavailable", err)
 	}
 	if held := direct.HGet(ctx, be.Key("sonnet-5"), "held:"+heldID(t, direct, be)).Val(); held != "300" {
@@ -477,7 +477,7 @@ func TestRedisFailClosed(t *testing.T) {
 
 	p.up()
 	eventually(t, "admitted after Redis came back", func() bool {
-		w, err := be.Reserve(ctx, "sonnet-5", ratelimit.Cost{Requests: 1}, time.Now())
+		w, err := be.Reserve(ctx, "sonnet-5", admit.Cost{Requests: 1}, time.Now())
 		return err == nil && w == 0
 	})
 	s, err := be.State(ctx, "sonnet-5", time.Now())
@@ -493,7 +493,7 @@ func TestRedisFailClosed(t *testing.T) {
 }
 
 // heldID returns the instance ID under which be holds output in Redis.
-func heldID(t *testing.T, c *redis.Client, be *ratelimit.Redis) string {
+func heldID(t *testing.T, c *redis.Client, be *admit.Redis) string {
 	t.Helper()
 	fields, err := c.HKeys(context.Background(), be.Key("sonnet-5")).Result()
 	if err != nil {
@@ -513,14 +513,14 @@ func heldID(t *testing.T, c *redis.Client, be *ratelimit.Redis) string {
 // buckets count again.
 func TestRedisFailLocal(t *testing.T) {
 	t.Parallel()
-	be, p, _ := viaProxy(t, ratelimit.RedisConfig{OnOutage: ratelimit.FailLocal, Instances: 2})
+	be, p, _ := viaProxy(t, admit.RedisConfig{OnOutage: admit.FailLocal, Instances: 2})
 	ctx := context.Background()
 	if err := be.Init(ctx, "sonnet-5", spec60, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	p.down()
 	now := time.Now()
-	w, err := be.Reserve(ctx, "sonnet-5", ratelimit.Cost{Requests: 1}, now)
+	w, err := be.Reserve(ctx, "sonnet-5", admit.Cost{Requests: 1}, now)
 	if err != nil || w < 1900*time.Millisecond || w > 2*time.Second {
 		t.Fatalf("first local Reserve = %v, %v, want a wait of 2s (an empty bucket refilling 30/min)", w, err)
 	}
@@ -532,7 +532,7 @@ func TestRedisFailLocal(t *testing.T) {
 	later := now.Add(time.Minute)
 	n := 0
 	for {
-		if w, err := be.Reserve(ctx, "sonnet-5", ratelimit.Cost{Requests: 1}, later); err != nil || w != 0 {
+		if w, err := be.Reserve(ctx, "sonnet-5", admit.Cost{Requests: 1}, later); err != nil || w != 0 {
 			break
 		}
 		n++
@@ -541,7 +541,7 @@ func TestRedisFailLocal(t *testing.T) {
 		t.Errorf("local Reserves admitted after a minute = %d, want 30", n)
 	}
 	// Headers seen during the outage: a limit reported is also shared.
-	rep := ratelimit.Report{Requests: ratelimit.Reading{Valid: true, Limit: 120, Remaining: 100, Slack: 1}}
+	rep := admit.Report{Requests: admit.Reading{Valid: true, Limit: 120, Remaining: 100, Slack: 1}}
 	if err := be.Sync(ctx, "sonnet-5", rep, later); err != nil {
 		t.Fatal(err)
 	}
@@ -567,13 +567,13 @@ func TestRedisNothingListening(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close() // nothing listens there now
 	client := redisClient(t, &redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
-	be := newRedis(t, ratelimit.RedisConfig{Client: client, Namespace: "never", Timeout: 300 * time.Millisecond})
+	be := newRedis(t, admit.RedisConfig{Client: client, Namespace: "never", Timeout: 300 * time.Millisecond})
 	ctx := context.Background()
 	if err := be.Init(ctx, "sonnet-5", spec60, time.Now()); err != nil {
 		t.Errorf("Init with Redis unreachable = %v, want nil (the class is created on first use)", err)
 	}
 	start := time.Now()
-	w, err := be.Reserve(ctx, "sonnet-5", ratelimit.Cost{Requests: 1}, time.Now())
+	w, err := be.Reserve(ctx, "sonnet-5", admit.Cost{Requests: 1}, time.Now())
 	if err != nil || w <= 0 {
 		t.Errorf("Reserve with Redis unreachable = %v, %v, want a wait (fail closed)", w, err)
 	}

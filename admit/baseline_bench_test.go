@@ -1,4 +1,4 @@
-package ratelimit_test
+package admit_test
 
 import (
 	"testing"
