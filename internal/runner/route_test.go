@@ -81,26 +81,3 @@ func TestFallbackAfterOverloads(t *testing.T) {
 		t.Errorf("fallback without opting in = %v, want none", m.ID)
 	}
 }
-
-func TestEstimatorCalibrates(t *testing.T) {
-	t.Parallel()
-	e := newEstimator()
-	if got := e.output("m", 1000); got != 1000 {
-		t.Errorf("output before calibration = %d, want max_tokens 1000", got)
-	}
-	for i := 0; i < 50; i++ {
-		e.observe("m", 100, 150, 200)
-	}
-	if got := e.output("m", 1000); got != 200 {
-		t.Errorf("output after 50 observations of 200 = %d, want 200", got)
-	}
-	if got := e.output("m", 100); got != 100 {
-		t.Errorf("output capped by max_tokens = %d, want 100", got)
-	}
-	if got := e.input("m", 1000); got != 1500 {
-		t.Errorf("input estimate 1000 with a 1.5 ratio = %d, want 1500", got)
-	}
-	if got := e.input("other", 1000); got != 1000 {
-		t.Errorf("uncalibrated model input = %d, want 1000", got)
-	}
-}

@@ -139,7 +139,7 @@ type run struct {
 	cat     *catalog.Catalog
 	log     *slog.Logger
 	lim     *admit.Limiter
-	est     *estimator
+	est     *admit.Estimator
 	backoff upstream.Backoff
 	budget  *upstream.Budget
 	out     *jobs.Output
@@ -212,7 +212,7 @@ func newRun(cfg Config) (*run, error) {
 		cat:      cfg.Catalog,
 		log:      cfg.Logger,
 		lim:      lim,
-		est:      newEstimator(),
+		est:      admit.NewEstimator(),
 		backoff:  upstream.Backoff{MaxAttempts: cfg.MaxAttempts},
 		budget:   upstream.NewBudget(upstream.BudgetConfig{Ratio: 0.2}),
 		m:        newMetrics(cfg.Registry),

@@ -56,7 +56,7 @@ func (r *run) do(jobCtx context.Context, job *jobs.Job) (jobs.Result, error) {
 	if r.cfg.Budget > 0 {
 		// Stop before the budget could be exceeded: count this request at its
 		// estimate, with its whole max_tokens as output.
-		next := r.cat.Cost(model, catalog.Usage{InputTokens: r.est.input(model.ID, estIn), OutputTokens: req.MaxTokens}, false)
+		next := r.cat.Cost(model, catalog.Usage{InputTokens: r.est.Input(model.ID, estIn), OutputTokens: req.MaxTokens}, false)
 		held := int64(next * 1e6)
 		if float64(r.costMicros.Load()+r.heldMicros.Add(held))/1e6 > r.cfg.Budget {
 			r.heldMicros.Add(-held)
@@ -78,8 +78,8 @@ func (r *run) do(jobCtx context.Context, job *jobs.Job) (jobs.Result, error) {
 		}
 		cls := r.cat.Classes[model.Class]
 		need := admit.Need{
-			InputTokens:  r.est.input(model.ID, estIn),
-			OutputTokens: r.est.output(model.ID, req.MaxTokens),
+			InputTokens:  r.est.Input(model.ID, estIn),
+			OutputTokens: r.est.Output(model.ID, req.MaxTokens),
 		}
 		res, err := r.lim.Wait(ctx, cls.Name, need)
 		if err != nil {
@@ -97,7 +97,7 @@ func (r *run) do(jobCtx context.Context, job *jobs.Job) (jobs.Result, error) {
 			if cerr := res.Commit(u, resp.Header); cerr != nil {
 				r.log.Warn("limiter commit", "err", cerr)
 			}
-			r.est.observe(model.ID, req.EstInputTokens, u.InputTokens+u.CacheCreationInputTokens+u.CacheReadInputTokens, u.OutputTokens)
+			r.est.Observe(model.ID, req.EstInputTokens, u.InputTokens+u.CacheCreationInputTokens+u.CacheReadInputTokens, u.OutputTokens)
 			return r.succeeded1(model, resp), nil
 		}
 		lastErr = err

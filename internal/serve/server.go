@@ -18,7 +18,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/clade-dev/clade/admit"
-	"github.com/clade-dev/clade/internal/runner"
 	"github.com/clade-dev/clade/internal/upstream"
 	"github.com/clade-dev/clade/internal/wire"
 )
@@ -80,7 +79,7 @@ type Gateway struct {
 	cfg     Config
 	up      *upstream.Client
 	lim     *admit.Limiter
-	est     *runner.Estimator
+	est     *admit.Estimator
 	m       *metrics
 	mux     *http.ServeMux
 	log     *slog.Logger
@@ -122,7 +121,7 @@ func New(cfg Config) (*Gateway, error) {
 		reg = cfg.Registry
 	}
 	g := &Gateway{
-		cfg: cfg, up: cfg.Upstream, lim: cfg.Limiter, est: runner.NewEstimator(),
+		cfg: cfg, up: cfg.Upstream, lim: cfg.Limiter, est: admit.NewEstimator(),
 		m: newMetrics(reg), mux: http.NewServeMux(), log: cfg.Logger, now: cfg.Now, started: cfg.Now(),
 		queues: map[string]*fairQueue{}, windows: map[string]*rateWindow{},
 	}
