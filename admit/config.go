@@ -3,6 +3,7 @@ package admit
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"time"
 
@@ -77,6 +78,15 @@ type Config struct {
 	// Now is the clock of the methods without an explicit time (Wait, Commit, …).
 	// Default time.Now.
 	Now func() time.Time
+
+	// Estimator turns the requests Middleware and Transport admit into a Need, and
+	// learns from their usage. Default: a new Estimator, private to this Limiter.
+	Estimator *Estimator
+
+	// Logger receives what Middleware and Transport cannot return to their caller: a
+	// backend that failed to settle a call, a response whose usage could not be
+	// read. Default: discard.
+	Logger *slog.Logger
 }
 
 // withDefaults returns c with every zero field set to its default.
@@ -117,6 +127,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.Estimator == nil {
+		c.Estimator = NewEstimator()
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	return c
 }

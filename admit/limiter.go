@@ -19,6 +19,23 @@ import (
 // or the class's AIMD limit) are reached: try again when another reservation ends.
 var ErrBusy = errors.New("admit: concurrency limit reached")
 
+// ErrDeadline is returned by Wait (and so by Middleware and Transport) at once when
+// the wait for admission would pass the context's deadline: the call could not be
+// sent in time, so it is not waited for. The error also matches
+// context.DeadlineExceeded with errors.Is.
+var ErrDeadline = errors.New("admit: the wait for admission would pass the deadline")
+
+// deadlineError is ErrDeadline with the wait that was needed.
+type deadlineError struct{ wait, left time.Duration }
+
+func (e *deadlineError) Error() string {
+	return fmt.Sprintf("%v: %v needed, %v left", ErrDeadline, e.wait.Round(time.Millisecond), e.left.Round(time.Millisecond))
+}
+
+func (e *deadlineError) Is(target error) bool {
+	return target == ErrDeadline || target == context.DeadlineExceeded
+}
+
 // Slack of the reported remaining counts (see Reading).
 const (
 	requestSlack = 1   // requests-remaining is rounded down
@@ -212,8 +229,10 @@ func (l *Limiter) ReserveAt(class string, n Need, now time.Time) (Reservation, t
 	return l.admitted(c, cost, now), 0, nil
 }
 
-// Wait admits a call to class, blocking until it fits or ctx ends. Waiters of one
-// class queue in FIFO order and only the first waits on the buckets, sleeping until
+// Wait admits a call to class, blocking until it fits or ctx ends. When ctx has a
+// deadline that the wait would pass, Wait returns ErrDeadline at once instead of
+// waiting for it (a call that waits in the queue behind others returns it when its
+// turn comes). Waiters of one class queue in FIFO order and only the first waits on the buckets, sleeping until
 // they would admit it (or a refund arrives) rather than polling; so after a pause
 // waiters leave one at a time, each re-checking the buckets, not as a herd.
 // The first waiter holds its concurrency slots while it waits for tokens.
@@ -267,6 +286,9 @@ func (l *Limiter) waitAtGate(ctx context.Context, c *class, cost Cost) (Reservat
 		wait, err := l.be.Reserve(ctx, c.name, cost, now)
 		if err == nil && wait == 0 {
 			return l.admitted(c, cost, now), nil
+		}
+		if dl, ok := ctx.Deadline(); err == nil && ok && now.Add(wait).After(dl) {
+			err = &deadlineError{wait: wait, left: dl.Sub(now)}
 		}
 		if err == nil {
 			if timer == nil {

@@ -612,16 +612,19 @@ func TestWaitCancelReleasesSlots(t *testing.T) {
 		}
 		// One slot left; the first waiter takes it and waits for a token (1 s), the
 		// second waits for the first to pass the gate, the third for a slot.
+		// Cancelled, not a deadline: a wait past a deadline fails at once
+		// (TestWaitFailsFastPastDeadline), and these must be waiting when it ends.
 		errs := make(chan error, 3)
-		short, cancelShort := context.WithTimeout(ctx, 500*time.Millisecond)
+		short, cancelShort := context.WithCancel(ctx)
 		defer cancelShort()
+		time.AfterFunc(500*time.Millisecond, cancelShort)
 		go func() { _, err := l.Wait(short, "sonnet-5", admit.Need{}); errs <- err }()
 		synctest.Wait()
 		go func() { _, err := l.Wait(short, "sonnet-5", admit.Need{}); errs <- err }()
 		go func() { _, err := l.Wait(short, "haiku-4-5", admit.Need{}); errs <- err }()
 		for i := 0; i < 3; i++ {
-			if err := <-errs; !errors.Is(err, context.DeadlineExceeded) {
-				t.Errorf("Wait with a 500ms deadline = %v, want DeadlineExceeded", err)
+			if err := <-errs; !errors.Is(err, context.Canceled) {
+				t.Errorf("Wait cancelled after 500ms = %v, want Canceled", err)
 			}
 		}
 		s, _ := l.Snapshot(ctx)
@@ -632,5 +635,44 @@ func TestWaitCancelReleasesSlots(t *testing.T) {
 		if r, err := l.Wait(ctx, "haiku-4-5", admit.Need{}); err != nil || !r.OK() {
 			t.Errorf("Wait after the cancellations = %v, want admitted", err)
 		}
+	})
+}
+
+func TestWaitFailsFastPastDeadline(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		l := newLimiter(t, admit.Config{Now: time.Now, MaxConcurrency: 4})
+		ctx := context.Background()
+		for i := 0; i < 60; i++ { // drain the RPM bucket: the next request fits in 1 s
+			r, err := l.Wait(ctx, "sonnet-5", admit.Need{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.FailAt(nil, time.Now())
+		}
+		short, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		_, err := l.Wait(short, "sonnet-5", admit.Need{})
+		if !errors.Is(err, admit.ErrDeadline) || !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Wait needing 1s with 500ms left = %v, want ErrDeadline (and DeadlineExceeded)", err)
+		}
+		if waited := time.Since(start); waited != 0 {
+			t.Errorf("Wait waited %v before failing, want 0 (at once)", waited)
+		}
+		if s, _ := l.Snapshot(ctx); s.InFlight != 0 {
+			t.Errorf("after a refused wait, %d slots in use, want 0", s.InFlight)
+		}
+		// With time enough, the same wait goes through after the second.
+		long, cancelLong := context.WithTimeout(ctx, 2*time.Second)
+		defer cancelLong()
+		r, err := l.Wait(long, "sonnet-5", admit.Need{})
+		if err != nil {
+			t.Fatalf("Wait needing 1s with 2s left = %v, want admitted", err)
+		}
+		if waited := time.Since(start); waited < time.Second-50*time.Millisecond || waited > time.Second+50*time.Millisecond {
+			t.Errorf("admitted after %v, want about 1s", waited)
+		}
+		r.Cancel()
 	})
 }

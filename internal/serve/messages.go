@@ -279,30 +279,6 @@ func writeAPIError(w http.ResponseWriter, ae *upstream.APIError) {
 	w.Write(ae.Body)
 }
 
-// usageJSON is a usage object; pointers tell a field sent from one left out, as
-// message_delta's usage carries only what changed (cumulatively).
-type usageJSON struct {
-	InputTokens              *int64 `json:"input_tokens"`
-	OutputTokens             *int64 `json:"output_tokens"`
-	CacheCreationInputTokens *int64 `json:"cache_creation_input_tokens"`
-	CacheReadInputTokens     *int64 `json:"cache_read_input_tokens"`
-}
-
-func (u *usageJSON) mergeInto(dst *admit.Usage) {
-	if u == nil {
-		return
-	}
-	set := func(p *int64, v *int64) {
-		if v != nil {
-			*p = *v
-		}
-	}
-	set(&dst.InputTokens, u.InputTokens)
-	set(&dst.OutputTokens, u.OutputTokens)
-	set(&dst.CacheCreationInputTokens, u.CacheCreationInputTokens)
-	set(&dst.CacheReadInputTokens, u.CacheReadInputTokens)
-}
-
 // relayJSON passes a non-streaming answer on and commits its usage.
 func (g *Gateway) relayJSON(w http.ResponseWriter, c *call, res *admit.Reservation, resp *http.Response) int {
 	defer resp.Body.Close()
@@ -317,15 +293,11 @@ func (g *Gateway) relayJSON(w http.ResponseWriter, c *call, res *admit.Reservati
 	copyHeaders(w.Header(), resp.Header, true)
 	w.WriteHeader(resp.StatusCode)
 	w.Write(b)
-	var m struct {
-		Usage *usageJSON `json:"usage"`
-	}
-	var u admit.Usage
-	if json.Unmarshal(b, &m) != nil || m.Usage == nil {
+	u, ok := admit.MessageUsage(b)
+	if !ok {
 		g.settle(res.Fail(resp.Header))
 		return resp.StatusCode
 	}
-	m.Usage.mergeInto(&u)
 	g.done(c, res, u, resp.Header, true)
 	return resp.StatusCode
 }

@@ -3,7 +3,6 @@ package serve
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -113,9 +112,7 @@ func (g *Gateway) relayStream(w http.ResponseWriter, r *http.Request, c *call, r
 	rc := http.NewResponseController(w)
 	_ = rc.Flush()
 	var (
-		u        admit.Usage
-		started  bool
-		complete bool
+		su       admit.StreamUsage
 		broke    bool // upstream's stream ended with an error, not at its end
 		clientOK = true
 	)
@@ -143,42 +140,19 @@ func (g *Gateway) relayStream(w http.ResponseWriter, r *http.Request, c *call, r
 				break
 			}
 		}
-		switch string(name) {
-		case "message_start":
-			var ev struct {
-				Message struct {
-					Usage *usageJSON `json:"usage"`
-				} `json:"message"`
-			}
-			if json.Unmarshal(eventData(raw), &ev) == nil && ev.Message.Usage != nil {
-				started = true
-				ev.Message.Usage.mergeInto(&u)
-			}
-		case "message_delta":
-			var ev struct {
-				Usage *usageJSON `json:"usage"`
-			}
-			if json.Unmarshal(eventData(raw), &ev) == nil {
-				ev.Usage.mergeInto(&u)
-			}
-		case "message_stop":
-			complete = true
+		if len(name) > 0 {
+			su.Event(name, eventData(raw))
 		}
 	}
-	switch {
-	case started && complete:
-		g.done(c, res, u, nil, true)
-	case started:
-		// Cut short (by the client, upstream, or an error event): the API charged
-		// the output it generated up to here, which the last usage seen may not
-		// include (message_delta's comes at the end). Charge at least the output
-		// reserved, and do not calibrate the estimates with a cut answer.
-		charged := u
-		charged.OutputTokens = max(u.OutputTokens, res.Cost().OutputTokens)
-		g.settle(res.Commit(charged, nil))
-		g.done(c, res, u, nil, false)
-	default:
-		g.settle(res.Fail(nil))
+	complete := su.Complete()
+	// Cut short (by the client, upstream, or an error event), the stream is charged
+	// at least the output reserved (StreamUsage.Settle), and its usage does not
+	// calibrate the estimates.
+	if res.OK() {
+		g.settle(su.Settle(res))
+	}
+	if su.Started() {
+		g.done(c, res, su.Usage(), nil, complete)
 	}
 	switch {
 	case !clientOK || (!complete && r.Context().Err() != nil):
