@@ -2,6 +2,21 @@
 // go only when the account's rate limits have room for it, so that a bulk run goes as
 // fast as the tier allows without 429 storms.
 //
+// # Use
+//
+// With the official Go SDK (v1 or v2), give the client the Limiter's Middleware;
+// every other HTTP client takes its Transport:
+//
+//	lim, err := admit.New(admit.Config{Tier: "tier-4"}) // or TierAuto: learn from headers
+//	client := anthropic.NewClient(option.WithMiddleware(lim.Middleware))
+//	hc := &http.Client{Transport: lim.Transport(nil)}
+//
+// Each Messages call then waits for room (failing at once with ErrDeadline when the
+// wait would pass its context's deadline), and its answer settles what it took. The
+// lower-level API below (Wait or Reserve, then Commit, RateLimited, Overloaded, Fail
+// or Cancel) is for callers that are not HTTP clients. docs/library.md has the whole
+// story; clade run and clade serve admit their calls with this package.
+//
 // # Model
 //
 // The API limits each model class (a pool of models, catalog.Class) with three token
