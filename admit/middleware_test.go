@@ -8,6 +8,8 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,9 +20,11 @@ import (
 	option1 "github.com/anthropics/anthropic-sdk-go/option"
 	"github.com/anthropics/anthropic-sdk-go/v2"
 	"github.com/anthropics/anthropic-sdk-go/v2/option"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/clade-dev/clade/admit"
 	"github.com/clade-dev/clade/emulator"
+	"github.com/clade-dev/clade/internal/testkit"
 )
 
 const mwModel = "claude-haiku-4-5"
@@ -355,4 +359,94 @@ func TestTransportRawHTTP(t *testing.T) {
 	if s, _ := lim.Snapshot(context.Background()); s.InFlight != 0 {
 		t.Errorf("%d in flight after the call, want 0", s.InFlight)
 	}
+}
+
+// TestMiddlewareRedisSharedAcrossProcesses: two processes whose limiters share one
+// Redis namespace together stay within one organisation's limit (the emulator
+// answers no 429), where with a namespace each they overrun it. The processes are
+// this test binary run again (the child half below).
+func TestMiddlewareRedisSharedAcrossProcesses(t *testing.T) {
+	if os.Getenv("ADMIT_TEST_CHILD") != "" {
+		redisChild(t)
+		return
+	}
+	redisURL := testkit.RedisURL(t)
+	t.Parallel()
+	for _, tt := range []struct {
+		name    string
+		shared  bool
+		want429 bool
+	}{{"one namespace", true, false}, {"a namespace each", false, true}} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			em := emulator.StartTB(t, emulator.Config{Tier: "tier-1"})
+			c := &counting{h: em.Server}
+			srv := httptestServer(t, c)
+			ns := fmt.Sprintf("admit-test-%d-%d", os.Getpid(), time.Now().UnixNano())
+			var wg sync.WaitGroup
+			outs := make([]string, 2)
+			for i := range 2 {
+				name := ns
+				if !tt.shared {
+					name = fmt.Sprintf("%s-%d", ns, i)
+				}
+				cmd := exec.Command(os.Args[0], "-test.run=^TestMiddlewareRedisSharedAcrossProcesses$")
+				cmd.Env = append(os.Environ(), "ADMIT_TEST_CHILD=1", "ADMIT_TEST_URL="+srv, "ADMIT_TEST_REDIS="+redisURL, "ADMIT_TEST_NS="+name)
+				wg.Go(func() {
+					out, err := cmd.CombinedOutput()
+					if err != nil {
+						t.Errorf("child %d: %v\n%s", i, err, out)
+					}
+					outs[i] = string(out)
+				})
+			}
+			wg.Wait()
+			calls, limited := c.calls.Load(), c.limited.Load()
+			t.Logf("%d calls reached the emulator (tier-1: 50 RPM), %d answered 429", calls, limited)
+			if calls < 40 {
+				t.Fatalf("only %d calls reached the emulator: the children did not run\n%s\n%s", calls, outs[0], outs[1])
+			}
+			if tt.want429 && limited == 0 {
+				t.Errorf("with a namespace each, no 429: the test does not exercise the overrun it guards against")
+			}
+			if !tt.want429 && limited != 0 {
+				t.Errorf("sharing one namespace, the emulator answered %d 429s, want 0", limited)
+			}
+		})
+	}
+}
+
+// redisChild is one process of TestMiddlewareRedisSharedAcrossProcesses: 20
+// goroutines call the emulator through the SDK and a Redis-shared limiter for 3 s.
+func redisChild(t *testing.T) {
+	opts, err := admit.ParseRedisURL(os.Getenv("ADMIT_TEST_REDIS"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(opts)
+	defer rdb.Close()
+	be, err := admit.NewRedis(admit.RedisConfig{Client: rdb, Namespace: os.Getenv("ADMIT_TEST_NS")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lim, err := admit.New(admit.Config{Tier: "tier-1", Backend: be})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	cl := v2Client(os.Getenv("ADMIT_TEST_URL"), lim, option.WithMaxRetries(0))
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				_, err := cl.Messages.New(ctx, anthropic.MessageNewParams{Model: mwModel, MaxTokens: 20,
+					Messages: []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock("hi"))}})
+				if errors.Is(err, admit.ErrDeadline) || ctx.Err() != nil {
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
