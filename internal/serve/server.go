@@ -58,6 +58,24 @@ type Config struct {
 	Now func() time.Time
 }
 
+// validate refuses what no default can stand for: a missing part, a negative bound
+// (zero means the default; a negative value is an error, not silently replaced).
+func (c Config) validate() error {
+	var errs []error
+	if c.Upstream == nil || c.Limiter == nil {
+		errs = append(errs, errors.New("Upstream and Limiter are required"))
+	}
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{{"MaxWait", int64(c.MaxWait)}, {"MaxQueue", int64(c.MaxQueue)}, {"MaxQueueBytes", c.MaxQueueBytes}, {"MaxAttempts", int64(c.MaxAttempts)}} {
+		if f.v < 0 {
+			errs = append(errs, fmt.Errorf("%s %d: must not be negative (0: the default)", f.name, f.v))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // Defaults.
 const (
 	DefaultMaxWait     = 10 * time.Minute
@@ -95,19 +113,19 @@ type Gateway struct {
 
 // New returns a Gateway for cfg.
 func New(cfg Config) (*Gateway, error) {
-	if cfg.Upstream == nil || cfg.Limiter == nil {
-		return nil, errors.New("serve: Upstream and Limiter are required")
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("serve config: %w", err)
 	}
-	if cfg.MaxWait <= 0 {
+	if cfg.MaxWait == 0 {
 		cfg.MaxWait = DefaultMaxWait
 	}
-	if cfg.MaxQueue <= 0 {
+	if cfg.MaxQueue == 0 {
 		cfg.MaxQueue = DefaultMaxQueue
 	}
-	if cfg.MaxQueueBytes <= 0 {
+	if cfg.MaxQueueBytes == 0 {
 		cfg.MaxQueueBytes = DefaultMaxQueueMiB << 20
 	}
-	if cfg.MaxAttempts <= 0 {
+	if cfg.MaxAttempts == 0 {
 		cfg.MaxAttempts = DefaultMaxAttempts
 	}
 	if cfg.Logger == nil {
