@@ -1,15 +1,11 @@
 package cli
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -145,19 +141,6 @@ func runServe(cmd *cobra.Command, g *globalFlags, f *serveFlags) error {
 	if err != nil {
 		return usageErr("clade serve --listen 127.0.0.1:8081", "--listen: %v", err)
 	}
-	// handlers counts the calls being answered, so that clade serve returns (and closes
-	// the limiter's Redis and the emulator) only after the last one has settled its
-	// reservation, also when the second signal cut it off.
-	var handlers sync.WaitGroup
-	srv := &http.Server{
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			handlers.Add(1)
-			defer handlers.Done()
-			gw.ServeHTTP(w, r)
-		}),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute, // SDKs keep connections alive; idle ones are not kept for ever
-	}
 	teams := "any client key (one team)"
 	if keys != nil {
 		teams = fmt.Sprintf("%d teams from %s", len(keys.Teams()), f.clientKeys)
@@ -166,32 +149,15 @@ func runServe(cmd *cobra.Command, g *globalFlags, f *serveFlags) error {
 	fmt.Fprintf(stderr, "clade serve on http://%s (tier %s; %s)\n", addr, f.tier, teams)
 	fmt.Fprintf(stderr, "point clients at it: ANTHROPIC_BASE_URL=http://%s\n", addr)
 	fmt.Fprintf(stderr, "live view: http://%s/  status: /_clade/status  metrics: /metrics\n", addr)
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return failure("", fmt.Errorf("serve: %w", err))
-	case <-ctx.Done():
-	}
-	fmt.Fprintln(stderr, "shutting down: no new calls; waiting for calls in flight (Ctrl-C again to cut them off)")
-	sctx, cancel := context.WithTimeout(context.Background(), f.shutdownTimeout)
-	defer cancel()
-	abort := secondSignal(ctx)
-	go func() {
-		select {
-		case <-abort:
-			cancel()
-		case <-sctx.Done():
-		}
-	}()
-	err = srv.Shutdown(sctx)
+	err = gw.Run(ctx, ln, serve.RunOptions{
+		ShutdownTimeout: f.shutdownTimeout,
+		Abort:           secondSignal(ctx),
+		OnShutdown: func() {
+			fmt.Fprintln(stderr, "shutting down: no new calls; waiting for calls in flight (Ctrl-C again to cut them off)")
+		},
+	})
 	if err != nil {
-		srv.Close()
-	}
-	<-errc
-	handlers.Wait() // after Close, cut-off calls end as their connections close
-	if err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return failure("", fmt.Errorf("calls in flight cut off at shutdown: %w", err))
+		return failure("", err)
 	}
 	fmt.Fprintln(stderr, "stopped")
 	return nil
