@@ -207,9 +207,13 @@ func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, c *call) (admit.
 	case r.Context().Err() != nil:
 		return res, 499, false
 	case errors.Is(err, context.DeadlineExceeded):
-		writeError(w, http.StatusTooManyRequests, wire.RateLimit,
-			fmt.Sprintf("clade serve: waited %s for the organisation's rate limits (--max-wait); try again later", g.cfg.MaxWait),
-			retryAfterHeader(g.cfg.MaxWait/10))
+		// Waited out --max-wait, or admission saw that the limits have no room for
+		// the call before it would pass (admit.ErrDeadline: refused at once).
+		msg := fmt.Sprintf("clade serve: waited %s for the organisation's rate limits (--max-wait); try again later", g.cfg.MaxWait)
+		if errors.Is(err, admit.ErrDeadline) {
+			msg = fmt.Sprintf("clade serve: the organisation's rate limits have no room for this call within %s (--max-wait); try again later", c.deadline.Sub(start).Round(time.Second))
+		}
+		writeError(w, http.StatusTooManyRequests, wire.RateLimit, msg, retryAfterHeader(g.cfg.MaxWait/10))
 		return res, http.StatusTooManyRequests, false
 	}
 	g.log.Error("admission failed", "class", c.class, "error", err)
