@@ -2,7 +2,6 @@ package admit
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -47,48 +46,20 @@ func (l *Limiter) Middleware(req *http.Request, next func(*http.Request) (*http.
 	if err != nil {
 		return nil, fmt.Errorf("admit: read the request body: %w", err)
 	}
-	var p struct {
-		Model     string `json:"model"`
-		MaxTokens int64  `json:"max_tokens"`
+	c, ok := l.Prepare(body)
+	if !ok {
+		return next(req) // not JSON, no model, or one newer than the catalog: the API decides
 	}
-	if json.Unmarshal(body, &p) != nil || p.Model == "" {
-		return next(req)
-	}
-	class, err := l.ClassOf(p.Model)
-	if err != nil {
-		return next(req) // a model newer than the catalog: the API decides
-	}
-	est := EstimateInput(body)
-	need := Need{InputTokens: l.cfg.Estimator.Input(p.Model, est), OutputTokens: l.cfg.Estimator.Output(p.Model, max(p.MaxTokens, 0))}
-	r, err := l.Wait(req.Context(), class, need)
+	a, err := c.Admit(req.Context())
 	if err != nil {
 		return nil, err
 	}
 	resp, err := next(req)
 	if err != nil {
-		// Sent or not, nobody knows: keep the charge.
-		l.settled(class, r.Fail(nil))
+		a.Settle(0, nil, nil) // sent or not, nobody knows: keep the charge
 		return nil, err
 	}
-	c := &call{l: l, r: r, class: class, model: p.Model, est: est}
-	switch code := resp.StatusCode; {
-	case code == http.StatusTooManyRequests:
-		l.settled(class, r.RateLimited(resp.Header))
-	case code == 529:
-		l.settled(class, r.Overloaded(resp.Header))
-	case code >= 500:
-		l.settled(class, r.Fail(resp.Header))
-	case code >= 400:
-		// Refused before generating: one request, no tokens.
-		l.settled(class, r.Commit(Usage{}, resp.Header))
-	case strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream"):
-		l.settled(class, l.Resync(class, resp.Header))
-		resp.Body = &streamTap{call: c, rc: resp.Body}
-	default:
-		c.header = resp.Header
-		resp.Body = &jsonTap{call: c, rc: resp.Body}
-	}
-	return resp, nil
+	return a.Response(resp), nil
 }
 
 // Transport returns an http.RoundTripper that admits the Messages calls sent
@@ -144,39 +115,20 @@ func (l *Limiter) settled(class string, err error) {
 	}
 }
 
-// call is one admitted call whose answer is being read.
-type call struct {
-	l      *Limiter
-	r      Reservation
-	class  string
-	model  string
-	est    int64       // EstimateInput of the request, for calibration
-	header http.Header // a JSON answer's headers, resynced at commit
-
-	once sync.Once
+func isEventStream(h http.Header) bool {
+	return strings.HasPrefix(h.Get("Content-Type"), "text/event-stream")
 }
 
-// commit settles a finished answer with its usage and calibrates the estimates.
-func (c *call) commit(u Usage) {
-	c.once.Do(func() {
-		c.l.settled(c.class, c.r.Commit(u, c.header))
-		c.l.cfg.Estimator.Observe(c.model, c.est, u.InputTokens+u.CacheCreationInputTokens+u.CacheReadInputTokens, u.OutputTokens)
-	})
-}
-
-// settle finishes the call with f, once.
-func (c *call) settle(f func(*Reservation) error) {
-	c.once.Do(func() { c.l.settled(c.class, f(&c.r)) })
-}
-
-// jsonTap passes a JSON answer on and keeps its bytes, to commit its usage at EOF.
+// jsonTap passes a JSON answer on and keeps its bytes, to settle the attempt with
+// its usage at EOF.
 type jsonTap struct {
-	*call
-	rc   io.ReadCloser
-	mu   sync.Mutex
-	buf  []byte
-	over bool // more than maxUsageBody
-	done bool // settled
+	a      *Attempt
+	rc     io.ReadCloser
+	header http.Header
+	mu     sync.Mutex
+	buf    []byte
+	over   bool // more than maxUsageBody
+	done   bool // settled
 }
 
 func (t *jsonTap) Read(p []byte) (int, error) {
@@ -196,18 +148,19 @@ func (t *jsonTap) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// end settles the call: with the usage of the whole body, or (cut short, too long,
-// unreadable) keeping the charge.
+// end settles the attempt: with the usage of the whole body, or (cut short, too
+// long, unreadable) keeping the charge.
 func (t *jsonTap) end(eof bool) {
 	if t.done {
 		return
 	}
 	t.done = true
 	if u, ok := MessageUsage(t.buf); eof && !t.over && ok {
-		t.commit(u)
+		t.a.Settle(http.StatusOK, t.header, &u)
 		return
 	}
-	t.settle(func(r *Reservation) error { return r.Fail(t.header) })
+	t.a.Settle(http.StatusOK, t.header, nil)
+	t.buf = nil
 }
 
 func (t *jsonTap) Close() error {
@@ -220,7 +173,7 @@ func (t *jsonTap) Close() error {
 
 // streamTap passes a stream on and follows its events as they pass.
 type streamTap struct {
-	*call
+	a  *Attempt
 	rc io.ReadCloser
 
 	mu         sync.Mutex
@@ -236,7 +189,7 @@ func (t *streamTap) Read(p []byte) (int, error) {
 	t.scan(p[:n])
 	if err == io.EOF {
 		t.scan([]byte("\n\n")) // a last event without its blank line
-		t.end()
+		t.a.SettleStream(&t.su)
 	}
 	return n, err
 }
@@ -276,19 +229,10 @@ func (t *streamTap) scan(b []byte) {
 	}
 }
 
-// end settles the call with what the stream showed.
-func (t *streamTap) end() {
-	if t.su.Complete() {
-		t.commit(t.su.Usage())
-		return
-	}
-	t.settle(t.su.Settle)
-}
-
 func (t *streamTap) Close() error {
 	err := t.rc.Close()
 	t.mu.Lock()
-	t.end()
+	t.a.SettleStream(&t.su)
 	t.mu.Unlock()
 	return err
 }

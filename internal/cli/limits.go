@@ -38,7 +38,7 @@ func sharedLimiter(ctx context.Context, command, rawURL, namespace string, cat *
 		client.Close()
 		return nil, nil, usageErr(command+" --limits-namespace my-org", "%v", err)
 	}
-	lim, err := admit.New(admit.Config{Catalog: cat, Tier: tier, MaxConcurrency: max(concurrency, 0), Backend: be})
+	lim, err := admit.New(admit.Config{Catalog: cat, Tier: tier, MaxConcurrency: max(concurrency, 0), Backend: be, Logger: log})
 	if err != nil {
 		client.Close()
 		return nil, nil, failure("", fmt.Errorf("limiter: %w", err))

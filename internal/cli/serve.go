@@ -128,7 +128,7 @@ func runServe(cmd *cobra.Command, g *globalFlags, f *serveFlags) error {
 		}
 		defer closeLim()
 		lim = l
-	} else if lim, err = admit.New(admit.Config{Catalog: cat, Tier: f.tier, MaxConcurrency: f.concurrency}); err != nil {
+	} else if lim, err = admit.New(admit.Config{Catalog: cat, Tier: f.tier, MaxConcurrency: f.concurrency, Logger: log}); err != nil {
 		return failure("", fmt.Errorf("limiter: %w", err))
 	}
 	reg := prometheus.NewRegistry()

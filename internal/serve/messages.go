@@ -3,7 +3,6 @@ package serve
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,7 +11,6 @@ import (
 	"time"
 
 	"github.com/clade-dev/clade/admit"
-	"github.com/clade-dev/clade/internal/intake"
 	"github.com/clade-dev/clade/internal/upstream"
 	"github.com/clade-dev/clade/internal/wire"
 )
@@ -20,10 +18,8 @@ import (
 // call is one Messages call on its way through the gateway.
 type call struct {
 	team     *Team
-	model    string
-	class    string // "" when the model is not in the catalog: not admitted
-	estInput int64  // the intake estimate, for calibration
-	need     admit.Need
+	adm      *admit.Call // nil when admission does not pace it (an unknown model)
+	class    string      // adm's class, or ""
 	body     []byte
 	deadline time.Time // end of the admission budget (MaxWait)
 }
@@ -50,41 +46,24 @@ func (g *Gateway) messages(w http.ResponseWriter, r *http.Request, team *Team) i
 		return g.proxyFailed(w, r, cb.failed())
 	}
 	c := &call{team: team, body: body, deadline: g.now().Add(g.cfg.MaxWait)}
-	var p struct {
-		Model     string `json:"model"`
-		MaxTokens int64  `json:"max_tokens"`
-	}
-	if json.Unmarshal(body, &p) == nil && p.Model != "" {
-		c.model = p.Model
-		if cl, err := g.lim.ClassOf(p.Model); err == nil {
-			c.class = cl
-		}
-	}
-	if c.class != "" {
-		c.estInput = intake.EstimateInputTokens(body)
-		c.need = admit.Need{
-			InputTokens:  g.est.Input(c.model, c.estInput),
-			OutputTokens: g.est.Output(c.model, max(p.MaxTokens, 0)),
-		}
+	if adm, ok := g.lim.Prepare(body); ok {
+		c.adm, c.class = adm, adm.Class()
 	}
 	// A body the gateway cannot read, or a model the catalog does not know, goes
 	// upstream unadmitted: the API answers it (a 400 or 404, or a model newer than
 	// the catalog), and the gateway does not reject what the API may accept.
 	ctx := r.Context()
-	// Every reservation is settled on every path below; should one be missed (a
-	// panic), it fails here rather than stay charged and in flight for good.
-	var res admit.Reservation
-	defer func() {
-		if res.OK() {
-			g.settle(res.Fail(nil))
-		}
-	}()
+	// Every attempt is settled on every path below; should one be missed (a panic),
+	// it fails here rather than stay charged and in flight for good (settling a
+	// settled attempt does nothing).
+	var att *admit.Attempt
+	defer func() { att.Settle(0, nil, nil) }()
 	for attempt := 1; ; attempt++ {
 		var (
 			code int
 			ok   bool
 		)
-		res, code, ok = g.admit(w, r, c)
+		att, code, ok = g.admit(w, r, c)
 		if !ok {
 			return code
 		}
@@ -95,35 +74,29 @@ func (g *Gateway) messages(w http.ResponseWriter, r *http.Request, team *Team) i
 		})
 		if err != nil {
 			g.m.inFlight.Dec()
-			g.settle(res.Fail(nil))
+			att.Settle(0, nil, nil)
 			return g.proxyFailed(w, r, err)
 		}
 		if resp.StatusCode/100 == 2 {
 			defer g.m.inFlight.Dec()
 			if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
-				return g.relayStream(w, r, c, &res, resp)
+				return g.relayStream(w, r, c, att, resp)
 			}
-			return g.relayJSON(w, c, &res, resp)
+			return g.relayJSON(w, c, att, resp)
 		}
 		g.m.inFlight.Dec()
 		ae := g.up.ReadAPIError(resp)
 		class := upstream.Classify(ae)
+		// Rate limit or spend cap: the API charged nothing, and a retry-after pauses
+		// the class; 529: concurrency shrinks; another 4xx: one request, no tokens;
+		// a 5xx: the API may have counted the call (admit.Attempt.Settle).
 		switch {
 		case ae.Status == http.StatusTooManyRequests:
-			// Rate limit or spend cap: the API charged nothing. A retry-after pauses
-			// the class.
 			g.throttled(c, "429")
-			g.settle(res.RateLimited(ae.Header))
 		case class == upstream.Overloaded:
 			g.throttled(c, "529")
-			g.settle(res.Overloaded(ae.Header))
-		case ae.Status >= 400 && ae.Status < 500:
-			// Refused before generating: the call took one request and no tokens.
-			g.settle(res.Commit(admit.Usage{}, ae.Header))
-		default:
-			// A 5xx: the API may have counted the call.
-			g.settle(res.Fail(ae.Header))
 		}
+		att.Settle(ae.Status, ae.Header, nil)
 		if class == upstream.RateLimited || class == upstream.Overloaded {
 			g.log.Info("upstream refused a call", "status", ae.Status, "class", c.class, "attempt", attempt,
 				"retry_after", ae.RetryAfter, "request_id", ae.RequestID)
@@ -162,9 +135,9 @@ func (g *Gateway) keyRefused(w http.ResponseWriter, ae *upstream.APIError) int {
 // admit waits for c's turn in its class's fair queue and then for the limiter, up to
 // c.deadline. It answers the client itself when it gives up (ok false, with the
 // status written). A call of no known class is not admitted (zero Reservation).
-func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, c *call) (admit.Reservation, int, bool) {
-	if c.class == "" {
-		return admit.Reservation{}, 0, true
+func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, c *call) (*admit.Attempt, int, bool) {
+	if c.adm == nil {
+		return nil, 0, true
 	}
 	ctx, cancel := context.WithDeadline(r.Context(), c.deadline)
 	defer cancel()
@@ -181,7 +154,7 @@ func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, c *call) (admit.
 			msg = fmt.Sprintf("clade serve: the calls waiting for the organisation's rate limits hold more than %d MiB of requests; try again later", g.cfg.MaxQueueBytes>>20)
 		}
 		writeError(w, http.StatusTooManyRequests, wire.RateLimit, msg, retryAfterHeader(10*time.Second))
-		return admit.Reservation{}, http.StatusTooManyRequests, false
+		return nil, http.StatusTooManyRequests, false
 	}
 	depth := g.m.depth.WithLabelValues(c.team.Name)
 	onQueue := func(d int) {
@@ -191,11 +164,11 @@ func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, c *call) (admit.
 		g.qbytes += int64(d) * size
 		g.mu.Unlock()
 	}
-	cost := c.need.InputTokens + c.need.OutputTokens
-	release, err := fq.acquire(ctx, c.team, cost, onQueue)
-	var res admit.Reservation
+	need := c.adm.Need()
+	release, err := fq.acquire(ctx, c.team, need.InputTokens+need.OutputTokens, onQueue)
+	var res *admit.Attempt
 	if err == nil {
-		res, err = g.lim.Wait(ctx, c.class, c.need)
+		res, err = c.adm.Admit(ctx)
 		release()
 	}
 	waited := g.now().Sub(start)
@@ -284,12 +257,12 @@ func writeAPIError(w http.ResponseWriter, ae *upstream.APIError) {
 }
 
 // relayJSON passes a non-streaming answer on and commits its usage.
-func (g *Gateway) relayJSON(w http.ResponseWriter, c *call, res *admit.Reservation, resp *http.Response) int {
+func (g *Gateway) relayJSON(w http.ResponseWriter, c *call, att *admit.Attempt, resp *http.Response) int {
 	defer resp.Body.Close()
 	rl := wire.ParseRateLimitHeadersAt(resp.Header, g.now())
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxJSONResp+1))
 	if err != nil || len(b) > maxJSONResp {
-		g.settle(res.Fail(resp.Header))
+		att.Settle(resp.StatusCode, resp.Header, nil)
 		g.log.Warn("upstream answer unreadable", "class", c.class, "request_id", rl.RequestID, "error", err)
 		writeError(w, http.StatusBadGateway, wire.APIError, "clade serve: the upstream answer could not be read", nil)
 		return http.StatusBadGateway
@@ -299,22 +272,16 @@ func (g *Gateway) relayJSON(w http.ResponseWriter, c *call, res *admit.Reservati
 	w.Write(b)
 	u, ok := admit.MessageUsage(b)
 	if !ok {
-		g.settle(res.Fail(resp.Header))
+		att.Settle(resp.StatusCode, resp.Header, nil)
 		return resp.StatusCode
 	}
-	g.done(c, res, u, resp.Header, true)
+	att.Settle(resp.StatusCode, resp.Header, &u)
+	g.done(c, u)
 	return resp.StatusCode
 }
 
-// done commits a finished call's usage and counts it; observe calibrates the
-// estimates with it (not with an answer cut short).
-func (g *Gateway) done(c *call, res *admit.Reservation, u admit.Usage, h http.Header, observe bool) {
-	if res.OK() {
-		g.settle(res.Commit(u, h))
-	}
-	if observe && c.class != "" {
-		g.est.Observe(c.model, c.estInput, u.InputTokens+u.CacheCreationInputTokens+u.CacheReadInputTokens, u.OutputTokens)
-	}
+// done counts a finished call's usage (its attempt is settled by then).
+func (g *Gateway) done(c *call, u admit.Usage) {
 	t := c.team.Name
 	g.m.tokens.WithLabelValues(t, "input").Add(float64(u.InputTokens))
 	g.m.tokens.WithLabelValues(t, "output").Add(float64(u.OutputTokens))

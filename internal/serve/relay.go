@@ -102,7 +102,7 @@ func fieldValue(line []byte, field string) ([]byte, bool) {
 // and reads the usage from message_start and message_delta on the way. The stream's
 // headers resync the limiter when they arrive; its usage is committed at the end
 // (or what was generated before the stream broke off).
-func (g *Gateway) relayStream(w http.ResponseWriter, r *http.Request, c *call, res *admit.Reservation, resp *http.Response) int {
+func (g *Gateway) relayStream(w http.ResponseWriter, r *http.Request, c *call, att *admit.Attempt, resp *http.Response) int {
 	defer resp.Body.Close()
 	if c.class != "" {
 		g.settle(g.lim.ResyncAt(c.class, resp.Header, g.now()))
@@ -148,11 +148,9 @@ func (g *Gateway) relayStream(w http.ResponseWriter, r *http.Request, c *call, r
 	// Cut short (by the client, upstream, or an error event), the stream is charged
 	// at least the output reserved (StreamUsage.Settle), and its usage does not
 	// calibrate the estimates.
-	if res.OK() {
-		g.settle(su.Settle(res))
-	}
+	att.SettleStream(&su)
 	if su.Started() {
-		g.done(c, res, su.Usage(), nil, complete)
+		g.done(c, su.Usage())
 	}
 	switch {
 	case !clientOK || (!complete && r.Context().Err() != nil):

@@ -97,7 +97,6 @@ type Gateway struct {
 	cfg     Config
 	up      *upstream.Client
 	lim     *admit.Limiter
-	est     *admit.Estimator
 	m       *metrics
 	mux     *http.ServeMux
 	log     *slog.Logger
@@ -139,7 +138,7 @@ func New(cfg Config) (*Gateway, error) {
 		reg = cfg.Registry
 	}
 	g := &Gateway{
-		cfg: cfg, up: cfg.Upstream, lim: cfg.Limiter, est: admit.NewEstimator(),
+		cfg: cfg, up: cfg.Upstream, lim: cfg.Limiter,
 		m: newMetrics(reg), mux: http.NewServeMux(), log: cfg.Logger, now: cfg.Now, started: cfg.Now(),
 		queues: map[string]*fairQueue{}, windows: map[string]*rateWindow{},
 	}

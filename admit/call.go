@@ -1,0 +1,167 @@
+package admit
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"sync"
+)
+
+// Call is one Messages call as admission sees it: its model class and what it is
+// expected to use, estimated once from its body (Prepare). Each attempt to send it
+// is admitted with Admit and settled from its answer with the Attempt's methods.
+// This is the admission loop of Middleware, of clade serve and of clade run: one
+// estimate, one wait, one table from an answer to what the buckets are charged.
+type Call struct {
+	l     *Limiter
+	class string
+	model string
+	est   int64 // EstimateInput of the body, for calibration
+	need  Need
+}
+
+// Prepare estimates a Messages request body for admission. It reports false for a
+// call admission does not pace, to be sent as it is: a body that is not JSON or has
+// no model, a model the catalog does not know (newer than it, or misspelt: the API
+// answers).
+func (l *Limiter) Prepare(body []byte) (*Call, bool) {
+	var p struct {
+		Model     string `json:"model"`
+		MaxTokens int64  `json:"max_tokens"`
+	}
+	if json.Unmarshal(body, &p) != nil || p.Model == "" {
+		return nil, false
+	}
+	class, err := l.ClassOf(p.Model)
+	if err != nil {
+		return nil, false
+	}
+	est := EstimateInput(body)
+	e := l.cfg.Estimator
+	return &Call{l: l, class: class, model: p.Model, est: est, need: Need{
+		InputTokens: e.Input(p.Model, est), OutputTokens: e.Output(p.Model, max(p.MaxTokens, 0)),
+	}}, true
+}
+
+// Class is the call's model class.
+func (c *Call) Class() string { return c.class }
+
+// Need is what each attempt reserves.
+func (c *Call) Need() Need { return c.need }
+
+// SetInputTokens replaces the input estimate by a count known to be exact (the
+// API's count_tokens); calibration still uses the body's estimate.
+func (c *Call) SetInputTokens(n int64) { c.need.InputTokens = max(n, 0) }
+
+// Admit waits under ctx until the buckets have room for one attempt (Limiter.Wait:
+// ErrDeadline at once when the wait would pass ctx's deadline) and returns it, to
+// be settled exactly once.
+func (c *Call) Admit(ctx context.Context) (*Attempt, error) {
+	r, err := c.l.Wait(ctx, c.class, c.need)
+	if err != nil {
+		return nil, err
+	}
+	return &Attempt{c: c, r: r}, nil
+}
+
+// Attempt is one admitted attempt of a Call. Settle it once, with the method that
+// matches what happened; later calls do nothing. Methods on a nil *Attempt do
+// nothing, so a call admission does not pace can go through the same code.
+type Attempt struct {
+	c    *Call
+	r    Reservation
+	once sync.Once
+}
+
+// Cost is what the attempt reserved.
+func (a *Attempt) Cost() Cost {
+	if a == nil {
+		return Cost{}
+	}
+	return a.r.Cost()
+}
+
+// Cancel settles an attempt that was never sent: everything is refunded.
+func (a *Attempt) Cancel() {
+	if a == nil {
+		return
+	}
+	a.once.Do(func() { a.c.l.settled(a.c.class, a.r.Cancel()) })
+}
+
+// Settle settles the attempt from its answer: status 0 when there was none (a
+// dropped connection, a timeout), h the answer's headers (nil if none), u its usage
+// when status is 2xx and the answer was read whole (nil otherwise). The table:
+//
+//	2xx with usage      commit the usage (and calibrate the estimates with it)
+//	2xx without usage   keep the charge (an answer cut short or unreadable)
+//	429                 refund; a retry-after pauses the class for every caller
+//	529                 refund; the class's concurrency shrinks
+//	other 4xx           one request, no tokens (refused before generating)
+//	5xx, or no answer   keep the charge (the API may have counted the call)
+//
+// Every answer's headers resync the buckets.
+func (a *Attempt) Settle(status int, h http.Header, u *Usage) {
+	if a == nil {
+		return
+	}
+	a.once.Do(func() {
+		l, r := a.c.l, &a.r
+		var err error
+		switch {
+		case status == http.StatusTooManyRequests:
+			err = r.RateLimited(h)
+		case status == 529:
+			err = r.Overloaded(h)
+		case status >= 500 || status == 0:
+			err = r.Fail(h)
+		case status >= 400:
+			err = r.Commit(Usage{}, h)
+		case u != nil:
+			err = r.Commit(*u, h)
+			l.cfg.Estimator.Observe(a.c.model, a.c.est, u.InputTokens+u.CacheCreationInputTokens+u.CacheReadInputTokens, u.OutputTokens)
+		default:
+			err = r.Fail(h)
+		}
+		l.settled(a.c.class, err)
+	})
+}
+
+// SettleStream settles a streamed answer with what its events showed (su): a
+// complete stream commits its usage and calibrates the estimates; one cut short
+// after it started commits its input and at least the output reserved (the API
+// charged what it generated up to the cut, which the last usage seen may not
+// include); one that never started keeps the charge. Resync the stream's headers
+// when they arrive (Limiter.Resync): the buckets have refilled since.
+func (a *Attempt) SettleStream(su *StreamUsage) {
+	if a == nil {
+		return
+	}
+	if su.Complete() {
+		u := su.Usage()
+		a.Settle(http.StatusOK, nil, &u)
+		return
+	}
+	a.once.Do(func() { a.c.l.settled(a.c.class, su.Settle(&a.r)) })
+}
+
+// Response settles the attempt from an answer that is being passed on: an error
+// answer at once (its body untouched), a 2xx as its body is read: a JSON answer's
+// usage when the body reaches its end, a stream's as its events pass (its headers
+// resync the buckets now). The returned response, whose body must be read and
+// closed as usual, is resp with that body.
+func (a *Attempt) Response(resp *http.Response) *http.Response {
+	if a == nil {
+		return resp
+	}
+	switch {
+	case resp.StatusCode >= 300 || resp.StatusCode < 200:
+		a.Settle(resp.StatusCode, resp.Header, nil)
+	case isEventStream(resp.Header):
+		a.c.l.settled(a.c.class, a.c.l.Resync(a.c.class, resp.Header))
+		resp.Body = &streamTap{a: a, rc: resp.Body}
+	default:
+		resp.Body = &jsonTap{a: a, rc: resp.Body, header: resp.Header}
+	}
+	return resp
+}
