@@ -177,9 +177,9 @@ func (s *Server) batchResultLine(snap *resultsSnapshot, i int, opt wire.ParseOpt
 	return line
 }
 
-// batchMessage is what s.complete(p, "batch") returns for request i, with the cache
-// usage decided at validation and ids derived from the batch, so it is the same at
-// every download.
+// batchMessage is the message for request i, generated as /v1/messages generates it
+// but with the "batch" service tier, the cache usage decided at validation and ids
+// derived from the batch, so it is the same at every download.
 func (s *Server) batchMessage(snap *resultsSnapshot, i int, opt wire.ParseOptions) (*Message, *wire.Error) {
 	p, werr := s.prepareBatchItem(snap.items[i].params, opt)
 	if werr != nil {

@@ -94,7 +94,7 @@ func TestFaultOverloadedSDK(t *testing.T) {
 	t.Run("v2", func(t *testing.T) {
 		c := clientV2(em.URL)
 		for i := range 3 {
-			_, err := c.Messages.New(context.Background(), hello(anthropic.ModelClaudeSonnet4_5, 100))
+			_, err := c.Messages.New(context.Background(), hello(anthropic.ModelClaudeSonnet5_5, 100))
 			var apiErr *anthropic.Error
 			if !errors.As(err, &apiErr) {
 				t.Fatalf("request %d: Messages.New error = %v, want an API error", i, err)
@@ -135,7 +135,7 @@ type streamOutcome struct {
 
 func streamV2(c anthropic.Client, maxTokens int64) streamOutcome {
 	var o streamOutcome
-	st := c.Messages.NewStreaming(context.Background(), hello(anthropic.ModelClaudeSonnet4_5, maxTokens))
+	st := c.Messages.NewStreaming(context.Background(), hello(anthropic.ModelClaudeSonnet5_5, maxTokens))
 	for st.Next() {
 		switch st.Current().Type {
 		case "message_start":

@@ -1,7 +1,6 @@
 package emulator
 
 import (
-	"fmt"
 	"math"
 	"net/http"
 	"strconv"
@@ -270,5 +269,3 @@ func commas(n int64) string {
 	}
 	return string(out)
 }
-
-var _ = fmt.Sprintf

@@ -103,14 +103,6 @@ func (g generation) message(model string, u Usage) *Message {
 	}
 }
 
-// complete produces the response to a prepared request without latency, faults or rate
-// limits: what the batch engine uses. serviceTier is "standard" or "batch".
-func (s *Server) complete(p *prepared, serviceTier string) *Message {
-	cu := s.cache.lookup(p.input, p.class.MinCacheTokens, s.cfg.Now(), true)
-	g := s.generate(p.req, p.body)
-	return g.message(p.req.Model, makeUsage(cu, g.outputTokens, serviceTier))
-}
-
 func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request, c *call) {
 	body, werr := readBody(r, MaxMessageBody)
 	if werr != nil {

@@ -49,7 +49,7 @@ func TestMessagesPlainV1(t *testing.T) {
 	em := start(t, emulator.Config{Tier: "unlimited"})
 	c := clientV1(em.URL)
 	msg, err := c.Messages.New(context.Background(), anthropic1.MessageNewParams{
-		Model:     anthropic1.ModelClaudeSonnet4_5,
+		Model:     anthropic1.ModelClaudeSonnet5_5,
 		MaxTokens: 5,
 		Messages:  []anthropic1.MessageParam{anthropic1.NewUserMessage(anthropic1.NewTextBlock("Write a long essay"))},
 	}, option1.WithHeader("x-test", "1"))
@@ -94,7 +94,7 @@ func TestMessagesStreamingAccumulates(t *testing.T) {
 			case "v1":
 				c := clientV1(em.URL)
 				st := c.Messages.NewStreaming(context.Background(), anthropic1.MessageNewParams{
-					Model: anthropic1.ModelClaudeSonnet4_5, MaxTokens: 300,
+					Model: anthropic1.ModelClaudeSonnet5_5, MaxTokens: 300,
 					Messages: []anthropic1.MessageParam{anthropic1.NewUserMessage(anthropic1.NewTextBlock("stream please"))},
 				})
 				acc := anthropic1.Message{}

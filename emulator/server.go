@@ -1,19 +1,13 @@
 package emulator
 
 import (
-	"context"
-	"crypto/rand"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	mrand "math/rand/v2"
 	"net/http"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/clade-dev/clade/catalog"
@@ -110,9 +104,6 @@ type Server struct {
 	faults  *faultState
 	batches *batchEngine
 	keys    map[string]bool
-	reqSeq  atomic.Uint64
-	closeMu sync.Mutex
-	closed  bool
 }
 
 // New returns a Server for cfg.
@@ -402,17 +393,3 @@ func (r *statusRecorder) Flush() {
 
 // Unwrap lets http.ResponseController reach the underlying writer.
 func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
-
-// randInt returns a uniform integer in [0, n) from crypto/rand; used only for ids.
-func randInt(n int64) int64 {
-	v, err := rand.Int(rand.Reader, big.NewInt(n))
-	if err != nil {
-		panic(err)
-	}
-	return v.Int64()
-}
-
-// errClosed is returned by Run after Close.
-var errClosed = errors.New("emulator closed")
-
-var _ = context.Background

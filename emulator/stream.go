@@ -3,7 +3,6 @@ package emulator
 import (
 	"encoding/json"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/clade-dev/clade/internal/wire"
@@ -189,5 +188,4 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, c *call, p *prep
 		"usage": deltaUsage{InputTokens: u.InputTokens, CacheCreationInputTokens: u.CacheCreationInputTokens, CacheReadInputTokens: u.CacheReadInputTokens, OutputTokens: u.OutputTokens},
 	})
 	sw.event("message_stop", map[string]string{"type": "message_stop"})
-	_ = strconv.Itoa
 }
