@@ -333,7 +333,7 @@ func (h *hybrid) run(ctx context.Context) (_ *Summary, retErr error) {
 		}
 	}
 
-	err = h.watch(ctx, est, batchDone, rtDone, lease.Lost())
+	err = h.watch(ctx, batchDone, rtDone, lease.Lost())
 	h.finish()
 	cancelRun()
 	wg.Wait()
@@ -387,11 +387,10 @@ func (h *hybrid) finish() { h.untilOnce.Do(func() { close(h.until) }) }
 
 // watch re-plans every tick until every request has a result (and the batches
 // left are cancelled and read), ctx ends, or a part fails.
-func (h *hybrid) watch(ctx context.Context, first estimate, batchDone, rtDone, leaseLost <-chan struct{}) error {
+func (h *hybrid) watch(ctx context.Context, batchDone, rtDone, leaseLost <-chan struct{}) error {
 	t := time.NewTicker(h.cfg.Tick)
 	defer t.Stop()
 	lastPrint := time.Now()
-	spillAt := h.spillTime(first)
 	for {
 		select {
 		case <-ctx.Done():
@@ -438,7 +437,7 @@ func (h *hybrid) watch(ctx context.Context, first estimate, batchDone, rtDone, l
 		if err != nil {
 			return err
 		}
-		spillAt = h.spillTime(est)
+		spillAt := h.spillTime(est)
 		now := time.Now()
 		if time.Since(lastPrint) >= 30*time.Second || now.Sub(lastPrint) >= time.Until(spillAt)/2 && time.Since(lastPrint) >= 5*time.Second {
 			lastPrint = now
