@@ -149,15 +149,18 @@ func (c *stmtCacheConn) Close() error {
 	return errors.Join(append(errs, c.conn.Close())...)
 }
 
-func (c *stmtCacheConn) Begin() (driver.Tx, error) { //nolint:staticcheck // required by driver.Conn
+// Begin is required by driver.Conn; database/sql calls BeginTx.
+func (c *stmtCacheConn) Begin() (driver.Tx, error) {
 	return c.BeginTx(context.Background(), driver.TxOptions{})
 }
 
+// BeginTx needs the wrapped connection's BeginTx (modernc.org/sqlite has it): the
+// deprecated Begin would drop ctx and opts (a read-only or isolation request).
 func (c *stmtCacheConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
 	if b, ok := c.conn.(driver.ConnBeginTx); ok {
 		return b.BeginTx(ctx, opts)
 	}
-	return c.conn.Begin() //nolint:staticcheck // fallback of database/sql too
+	return nil, errors.New("sqlite connection without BeginTx")
 }
 
 func (c *stmtCacheConn) Ping(ctx context.Context) error {

@@ -29,16 +29,15 @@ func MaybeChild() {
 	if os.Getenv(childEnv) == "" {
 		return
 	}
-	if err := child(); err != nil {
-		fmt.Fprintln(os.Stderr, "child:", err)
-		os.Exit(1)
-	}
-	os.Exit(0)
+	// child returns only when it could not do its work: it is killed, never done.
+	fmt.Fprintln(os.Stderr, "child:", child())
+	os.Exit(1)
 }
 
 // child works the store with one worker, so jobs complete in id order, and
 // blocks forever inside the completing transaction of the request named by
 // CLADE_JOBSTEST_BLOCK, after printing "blocked". The parent then kills it.
+// It returns only an error (opening the store, starting the client).
 func child() error {
 	ctx := context.Background()
 	s, err := jobs.Open(ctx, os.Getenv(childDSNEnv))
