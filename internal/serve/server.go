@@ -63,7 +63,7 @@ type Config struct {
 func (c Config) validate() error {
 	var errs []error
 	if c.Upstream == nil || c.Limiter == nil {
-		errs = append(errs, errors.New("Upstream and Limiter are required"))
+		errs = append(errs, errors.New("both Upstream and Limiter are required"))
 	}
 	for _, f := range []struct {
 		name string
