@@ -93,7 +93,7 @@ func (p *progress) line(now time.Time) string {
 		eta := time.Duration(float64(left) / doneRate * float64(time.Minute))
 		fmt.Fprintf(&b, "  |  ETA %s", eta.Round(time.Second))
 	}
-	cost := float64(r.costMicros.Load()) / 1e6
+	cost := r.usd.Spent().USD()
 	fmt.Fprintf(&b, "  |  $%.4f (batch $%.4f)", cost, cost*r.cat.Pricing.Batch)
 	return b.String()
 }

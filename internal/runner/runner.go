@@ -16,6 +16,7 @@ import (
 	"github.com/clade-dev/clade/admit"
 	"github.com/clade-dev/clade/catalog"
 	"github.com/clade-dev/clade/internal/jobs"
+	"github.com/clade-dev/clade/internal/spend"
 	"github.com/clade-dev/clade/internal/upstream"
 )
 
@@ -164,8 +165,9 @@ type run struct {
 	sent, rateLimited, overloaded, retried atomic.Int64
 	succeeded, errored                     atomic.Int64
 	inTok, outTok                          atomic.Int64
-	costMicros, batchMicros                atomic.Int64
-	heldMicros                             atomic.Int64 // worst-case cost of requests in flight (Budget)
+	// usd is the budget (Config.Budget; spend.NoLimit without one): the run's
+	// cost, and the worst case of the requests in flight.
+	usd *spend.Budget
 }
 
 func newRun(cfg Config) (*run, error) {
@@ -207,6 +209,10 @@ func newRun(cfg Config) (*run, error) {
 			return nil, fmt.Errorf("limiter: %w", err)
 		}
 	}
+	limit := spend.NoLimit
+	if cfg.Budget > 0 {
+		limit = spend.FromUSD(cfg.Budget)
+	}
 	return &run{
 		cfg:      cfg,
 		cat:      cfg.Catalog,
@@ -216,6 +222,7 @@ func newRun(cfg Config) (*run, error) {
 		backoff:  upstream.Backoff{MaxAttempts: cfg.MaxAttempts},
 		budget:   upstream.NewBudget(upstream.BudgetConfig{Ratio: 0.2}),
 		m:        newMetrics(cfg.Registry),
+		usd:      spend.NewBudget(limit),
 		stop:     make(chan struct{}),
 		draining: make(chan struct{}),
 
@@ -275,7 +282,7 @@ func (r *run) run(ctx context.Context) (_ *Summary, retErr error) {
 	}
 	r.succeeded.Store(st.Results[jobs.Succeeded])
 	r.errored.Store(st.Results[jobs.Errored])
-	r.costMicros.Store(int64(st.CostUSD * 1e6))
+	r.usd.Spend(spend.FromUSD(st.CostUSD)) // this run's results so far, batches' too
 
 	if st.Pending > 0 {
 		if err := r.work(ctx, st.Pending); err != nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/clade-dev/clade/admit"
 	"github.com/clade-dev/clade/catalog"
 	"github.com/clade-dev/clade/internal/jobs"
+	"github.com/clade-dev/clade/internal/spend"
 	"github.com/clade-dev/clade/internal/upstream"
 	"github.com/clade-dev/clade/internal/wire"
 )
@@ -53,18 +54,15 @@ func (r *run) do(jobCtx context.Context, job *jobs.Job) (jobs.Result, error) {
 			estIn = n
 		}
 	}
-	if r.cfg.Budget > 0 {
-		// Stop before the budget could be exceeded: count this request at its
-		// estimate, with its whole max_tokens as output.
-		next := r.cat.Cost(model, catalog.Usage{InputTokens: r.est.Input(model.ID, estIn), OutputTokens: req.MaxTokens}, false)
-		held := int64(next * 1e6)
-		if float64(r.costMicros.Load()+r.heldMicros.Add(held))/1e6 > r.cfg.Budget {
-			r.heldMicros.Add(-held)
-			r.halt(fmt.Sprintf("the budget of $%.2f would be exceeded", r.cfg.Budget), nil)
-			return jobs.Result{}, jobs.Snooze(2 * time.Second)
-		}
-		defer r.heldMicros.Add(-held)
+	// Stop before the budget could be exceeded: hold this request's worst case (its
+	// estimate, with its whole max_tokens as output) while it is in flight.
+	hold, err := r.usd.Hold(spend.WorstCase(r.cat, model, r.est.Input(model.ID, estIn), req.MaxTokens, false))
+	if err != nil {
+		r.halt(fmt.Sprintf("the budget of $%.2f would be exceeded", r.cfg.Budget), nil)
+		return jobs.Result{}, jobs.Snooze(2 * time.Second)
 	}
+	defer hold.Release() // a no-op once succeeded1 settled it
+
 	overloads := 0 // 529s in a row, for the fallback model
 	failures := 0  // failed attempts that count toward MaxAttempts (not 429 waits)
 	var lastErr error
@@ -98,7 +96,7 @@ func (r *run) do(jobCtx context.Context, job *jobs.Job) (jobs.Result, error) {
 				r.log.Warn("limiter commit", "err", cerr)
 			}
 			r.est.Observe(model.ID, req.EstInputTokens, u.InputTokens+u.CacheCreationInputTokens+u.CacheReadInputTokens, u.OutputTokens)
-			return r.succeeded1(model, resp), nil
+			return r.succeeded1(model, resp, hold), nil
 		}
 		lastErr = err
 		var ae *upstream.APIError
@@ -217,21 +215,13 @@ func (r *run) countTokens(ctx context.Context, params []byte) (int64, error) {
 	return tc.InputTokens, nil
 }
 
-func (r *run) succeeded1(m *catalog.Model, resp *upstream.Response) jobs.Result {
-	cu := catalog.Usage{
-		InputTokens:        resp.Usage.InputTokens,
-		OutputTokens:       resp.Usage.OutputTokens,
-		CacheWrite5mTokens: resp.Usage.CacheCreation.Ephemeral5m,
-		CacheWrite1hTokens: resp.Usage.CacheCreation.Ephemeral1h,
-		CacheReadTokens:    resp.Usage.CacheReadInputTokens,
-	}
-	if cu.CacheWrite5mTokens+cu.CacheWrite1hTokens == 0 && resp.Usage.CacheCreationInputTokens > 0 {
-		cu.CacheWrite5mTokens = resp.Usage.CacheCreationInputTokens
-	}
-	cost := r.cat.Cost(m, cu, false)
+// succeeded1 is the result of a successful response, whose cost settles hold.
+func (r *run) succeeded1(m *catalog.Model, resp *upstream.Response, hold *spend.Hold) jobs.Result {
+	cu := spend.Usage(resp.Usage)
+	cost := spend.Cost(r.cat, m, cu, false)
 	r.inTok.Add(cu.InputTokens + cu.CacheWrite5mTokens + cu.CacheWrite1hTokens + cu.CacheReadTokens)
 	r.outTok.Add(cu.OutputTokens)
-	r.costMicros.Add(int64(cost * 1e6))
+	hold.Settle(spend.FromUSD(cost))
 	r.m.tokens.WithLabelValues("input").Add(float64(cu.InputTokens + cu.CacheWrite5mTokens + cu.CacheWrite1hTokens + cu.CacheReadTokens))
 	r.m.tokens.WithLabelValues("output").Add(float64(cu.OutputTokens))
 	r.m.cost.Add(cost)
