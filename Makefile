@@ -3,14 +3,14 @@ GO      ?= go
 PKGS    ?= ./...
 FUZZTIME ?= 20s
 
-.PHONY: all build test fmt-check vet unit bench fuzz clean
+.PHONY: all build test fmt-check vet staticcheck unit bench fuzz clean
 
 all: build
 
 build:
 	$(GO) build -o bin/clade ./cmd/clade
 
-test: fmt-check vet unit
+test: fmt-check vet staticcheck unit
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -18,6 +18,13 @@ fmt-check:
 
 vet:
 	$(GO) vet $(PKGS)
+
+# staticcheck is a tool dependency in go.mod (go tool): the module proxy is all it
+# needs. On this 2-core machine it takes about 1 s when nothing changed, 20-60 s
+# after changes, about 70 s after a cold vet on a fresh GOCACHE.
+staticcheck:
+	@echo "== staticcheck $(PKGS) (up to a minute or so; longer on a cold build cache)"
+	$(GO) tool staticcheck $(PKGS)
 
 unit:
 	$(GO) test -race -count=1 -timeout 12m $(PKGS)
