@@ -174,7 +174,7 @@ func (d *dispatcher) fill(ctx context.Context) error {
 		return nil
 	}
 	limit := d.cfg.QueueLimit - d.othersInQueue(ctx)
-	budget, err := d.budgetLeft(ctx)
+	budget, err := d.budget(ctx)
 	if err != nil {
 		return err
 	}
@@ -209,8 +209,10 @@ func (d *dispatcher) fill(ctx context.Context) error {
 			}
 			req := &page[0]
 			d.resolveModel(req)
-			worst := d.worstCost(req)
-			if worst > budget {
+			// Held until the next fill, which reads the batch's hold from the
+			// store (HeldWorstCase).
+			hold, err := budget.Hold(d.worstCost(req))
+			if err != nil {
 				d.stop(fmt.Sprintf("the budget of $%.2f would be exceeded: requests from line %d on are not sent", d.cfg.Budget, req.Line))
 				break
 			}
@@ -219,14 +221,13 @@ func (d *dispatcher) fill(ctx context.Context) error {
 				return err
 			}
 			if !added {
+				hold.Release()
 				if len(b.ids) > 0 {
 					break // it starts the next batch
 				}
 				if err := d.tooLarge(ctx, req); err != nil {
 					return err
 				}
-			} else {
-				budget -= worst
 			}
 			after = req.Line
 			page = page[1:]

@@ -9,6 +9,7 @@ import (
 
 	"github.com/clade-dev/clade/catalog"
 	"github.com/clade-dev/clade/internal/jobs"
+	"github.com/clade-dev/clade/internal/spend"
 	"github.com/clade-dev/clade/internal/upstream"
 )
 
@@ -158,17 +159,7 @@ func (d *dispatcher) cost(it jobs.BatchItem, r upstream.Result) (catalog.Usage, 
 	if r.Usage == nil {
 		return catalog.Usage{}, 0
 	}
-	u := *r.Usage
-	cu := catalog.Usage{
-		InputTokens:        u.InputTokens,
-		OutputTokens:       u.OutputTokens,
-		CacheWrite5mTokens: u.CacheCreation.Ephemeral5m,
-		CacheWrite1hTokens: u.CacheCreation.Ephemeral1h,
-		CacheReadTokens:    u.CacheReadInputTokens,
-	}
-	if cu.CacheWrite5mTokens+cu.CacheWrite1hTokens == 0 && u.CacheCreationInputTokens > 0 {
-		cu.CacheWrite5mTokens = u.CacheCreationInputTokens
-	}
+	cu := spend.Usage(*r.Usage)
 	// The model that answered (routing may have changed the line's), else the
 	// line's own.
 	m, err := d.cfg.Catalog.Resolve(r.Model)
@@ -177,5 +168,5 @@ func (d *dispatcher) cost(it jobs.BatchItem, r upstream.Result) (catalog.Usage, 
 			return cu, 0
 		}
 	}
-	return cu, d.cfg.Catalog.Cost(m, cu, true)
+	return cu, spend.Cost(d.cfg.Catalog, m, cu, true)
 }

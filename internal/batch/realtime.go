@@ -16,6 +16,7 @@ import (
 
 	"github.com/clade-dev/clade/internal/jobs"
 	"github.com/clade-dev/clade/internal/runner"
+	"github.com/clade-dev/clade/internal/spend"
 )
 
 // Where resubmitted requests go (Config.RetryVia).
@@ -30,7 +31,8 @@ type realtime struct {
 	until     chan struct{}
 	untilOnce sync.Once
 	done      chan struct{}
-	budget    float64 // the runner's; 0 without one
+	budget    bool         // the runner has a budget
+	room      spend.Micros // the run's budget less what the runner held back for batches
 	sum       *runner.Summary
 	err       error
 }
@@ -41,7 +43,7 @@ func (rt *realtime) stop() { rt.untilOnce.Do(func() { close(rt.until) }) }
 func (rt *realtime) stoppedByBudget() bool {
 	select {
 	case <-rt.done:
-		return errors.Is(rt.err, runner.ErrStopped) && rt.budget > 0
+		return errors.Is(rt.err, runner.ErrStopped) && rt.budget
 	default:
 		return false
 	}
@@ -74,12 +76,12 @@ func (d *dispatcher) handOver(ctx context.Context) error {
 	return err
 }
 
-// realtimeBudget is what realtime workers starting now may spend: the run's budget
-// less the worst case of everything batches may still cost (the requests in open
-// batches and those not yet sent). A runner counts the run's cost at its start and
-// its own calls, not the batches read after, so with that held back the two
-// together stay within the budget. 0: no budget.
-func (d *dispatcher) realtimeBudget(ctx context.Context) (float64, error) {
+// realtimeHeld is what realtime workers starting now hold back from the run's
+// budget (runner.Config.BudgetHeld): the worst case of everything batches may still
+// cost (the requests in open batches and those not yet sent). A runner counts the
+// run's cost at its start and its own calls, not the batches read after, so with
+// that held back the two together stay within the budget. 0: no budget.
+func (d *dispatcher) realtimeHeld(ctx context.Context) (spend.Micros, error) {
 	if d.cfg.Budget <= 0 {
 		return 0, nil
 	}
@@ -91,7 +93,7 @@ func (d *dispatcher) realtimeBudget(ctx context.Context) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
-	return max(d.cfg.Budget-held-fresh, 1e-9), nil // 1e-9: spend nothing
+	return held + fresh, nil
 }
 
 // startRealtime starts realtime workers on the dispatcher's store, results file,
@@ -99,16 +101,17 @@ func (d *dispatcher) realtimeBudget(ctx context.Context) (float64, error) {
 // since (batches that end free the worst case held for them). It reports whether
 // it started them.
 func (d *dispatcher) startRealtime(ctx context.Context) (bool, error) {
-	budget, err := d.realtimeBudget(ctx)
+	held, err := d.realtimeHeld(ctx)
 	if err != nil {
 		return false, err
 	}
+	room := max(spend.FromUSD(d.cfg.Budget)-held, 0)
 	if prev := d.rt; prev != nil {
-		if budget <= prev.budget*1.001 {
+		if room <= prev.room+prev.room/1000 {
 			return false, nil
 		}
 		d.rtCarry(prev)
-		d.progress("realtime resumes: batches that ended freed budget ($%.4f for realtime)", budget)
+		d.progress("realtime resumes: batches that ended freed budget ($%.4f for realtime)", room.USD())
 	}
 	rc := d.cfg.Realtime
 	rc.Store, rc.Client, rc.Catalog, rc.Input, rc.Output = d.cfg.Store, d.cfg.Client, d.cfg.Catalog, d.cfg.Input, ""
@@ -122,8 +125,8 @@ func (d *dispatcher) startRealtime(ctx context.Context) (bool, error) {
 	if rc.Logger == nil {
 		rc.Logger = d.log
 	}
-	rc.Budget = budget
-	rt := &realtime{until: make(chan struct{}), done: make(chan struct{}), budget: budget}
+	rc.Budget, rc.BudgetHeld = d.cfg.Budget, held
+	rt := &realtime{until: make(chan struct{}), done: make(chan struct{}), budget: d.cfg.Budget > 0, room: room}
 	rc.Until = rt.until
 	d.rt = rt
 	go func() {

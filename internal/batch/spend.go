@@ -6,6 +6,7 @@ import (
 
 	"github.com/clade-dev/clade/catalog"
 	"github.com/clade-dev/clade/internal/jobs"
+	"github.com/clade-dev/clade/internal/spend"
 	"github.com/clade-dev/clade/internal/upstream"
 )
 
@@ -20,9 +21,9 @@ func (d *dispatcher) stop(why string) {
 	}
 }
 
-// worstCost is the most req can cost at batch prices: its estimated input and its
-// whole max_tokens as output. A model the catalog does not know counts as free.
-func (d *dispatcher) worstCost(req *jobs.Request) float64 {
+// worstCost is the most req can cost at batch prices (spend.WorstCase). A model
+// the catalog does not know counts as free.
+func (d *dispatcher) worstCost(req *jobs.Request) spend.Micros {
 	if d.cfg.Budget <= 0 {
 		return 0
 	}
@@ -30,31 +31,35 @@ func (d *dispatcher) worstCost(req *jobs.Request) float64 {
 	if err != nil {
 		return 0
 	}
-	return d.cfg.Catalog.Cost(m, catalog.Usage{InputTokens: req.EstInputTokens, OutputTokens: req.MaxTokens}, true)
+	return spend.WorstCase(d.cfg.Catalog, m, req.EstInputTokens, req.MaxTokens, true)
 }
 
-// budgetLeft is what new batches may still cost: the budget less the run's cost so
-// far and the worst case of the requests in open batches without a result. With
-// no budget it is unlimited.
-func (d *dispatcher) budgetLeft(ctx context.Context) (float64, error) {
+// budget is the run's budget as the store has it now, for the batches fill
+// creates: the run's cost so far spent, the worst case of the requests in open
+// batches without a result held. With no budget it only counts.
+func (d *dispatcher) budget(ctx context.Context) (*spend.Budget, error) {
 	if d.cfg.Budget <= 0 {
-		return 1e300, nil
+		return spend.NewBudget(spend.NoLimit), nil
 	}
 	s, err := d.cfg.Store.Status(ctx, d.runID)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	held, err := HeldWorstCase(ctx, d.cfg.Store, d.cfg.Catalog, d.runID)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	return d.cfg.Budget - s.CostUSD - held, nil
+	b := spend.NewBudget(spend.FromUSD(d.cfg.Budget))
+	b.Spend(spend.FromUSD(s.CostUSD))
+	b.Force(held)
+	return b, nil
 }
 
 // HeldWorstCase is the most the run's requests in open batches that have no result
-// yet can still cost: their estimated input and whole max_tokens at batch prices.
-// Budgets hold it back until the results are read (the hybrid mode too).
-func HeldWorstCase(ctx context.Context, st *jobs.Store, cat *catalog.Catalog, runID int64) (float64, error) {
+// yet can still cost: their estimated input and whole max_tokens at batch prices
+// (spend.WorstCase). Budgets hold it back until the results are read (the hybrid
+// mode too).
+func HeldWorstCase(ctx context.Context, st *jobs.Store, cat *catalog.Catalog, runID int64) (spend.Micros, error) {
 	all, err := st.RemainingNeed(ctx, runID, true)
 	if err != nil {
 		return 0, err
@@ -67,30 +72,30 @@ func HeldWorstCase(ctx context.Context, st *jobs.Store, cat *catalog.Catalog, ru
 	for _, n := range outside {
 		out[n.Model] = n
 	}
-	held := 0.0
+	var held spend.Micros
 	for _, n := range all {
 		o := out[n.Model]
 		m, err := cat.Resolve(n.Model)
 		if err != nil {
 			continue
 		}
-		held += cat.Cost(m, catalog.Usage{InputTokens: n.InputTokens - o.InputTokens, OutputTokens: n.MaxTokens - o.MaxTokens}, true)
+		held += spend.WorstCase(cat, m, n.InputTokens-o.InputTokens, n.MaxTokens-o.MaxTokens, true)
 	}
 	return held, nil
 }
 
 // FreshWorstCase is the most the run's requests that have never been in a batch
 // (and have no result) can cost in batches: their estimated input and whole
-// max_tokens at batch prices.
-func FreshWorstCase(ctx context.Context, st *jobs.Store, cat *catalog.Catalog, runID int64) (float64, error) {
+// max_tokens at batch prices (spend.WorstCase).
+func FreshWorstCase(ctx context.Context, st *jobs.Store, cat *catalog.Catalog, runID int64) (spend.Micros, error) {
 	need, err := st.FreshNeed(ctx, runID)
 	if err != nil {
 		return 0, err
 	}
-	w := 0.0
+	var w spend.Micros
 	for _, n := range need {
 		if m, err := cat.Resolve(n.Model); err == nil {
-			w += cat.Cost(m, catalog.Usage{InputTokens: n.InputTokens, OutputTokens: n.MaxTokens}, true)
+			w += spend.WorstCase(cat, m, n.InputTokens, n.MaxTokens, true)
 		}
 	}
 	return w, nil

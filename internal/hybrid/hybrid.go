@@ -316,7 +316,7 @@ func (h *hybrid) run(ctx context.Context) (_ *Summary, retErr error) {
 			if err != nil {
 				return err
 			}
-			rc.Budget = max(h.cfg.Budget-held, 1e-9) // 1e-9: spend nothing
+			rc.Budget, rc.BudgetHeld = h.cfg.Budget, held
 		}
 		rc.Logger = h.log
 		wg.Add(1)

@@ -80,6 +80,10 @@ type Config struct {
 	CountTokens bool
 	// Budget, when positive, stops the run before its cost in USD exceeds it.
 	Budget float64
+	// BudgetHeld is held back from Budget, in micro-dollars, for spend the run does
+	// not see while it works: the worst case of requests in open batches, whose
+	// results the batch and hybrid modes read while realtime workers run. Default 0.
+	BudgetHeld spend.Micros
 	// Progress receives the live display and the summary; nil for none.
 	Progress io.Writer
 	// ProgressEvery is the display period. Default 1 s.
@@ -209,9 +213,10 @@ func newRun(cfg Config) (*run, error) {
 			return nil, fmt.Errorf("limiter: %w", err)
 		}
 	}
-	limit := spend.NoLimit
+	usd := spend.NewBudget(spend.NoLimit)
 	if cfg.Budget > 0 {
-		limit = spend.FromUSD(cfg.Budget)
+		usd = spend.NewBudget(spend.FromUSD(cfg.Budget))
+		usd.Force(cfg.BudgetHeld)
 	}
 	return &run{
 		cfg:      cfg,
@@ -222,7 +227,7 @@ func newRun(cfg Config) (*run, error) {
 		backoff:  upstream.Backoff{MaxAttempts: cfg.MaxAttempts},
 		budget:   upstream.NewBudget(upstream.BudgetConfig{Ratio: 0.2}),
 		m:        newMetrics(cfg.Registry),
-		usd:      spend.NewBudget(limit),
+		usd:      usd,
 		stop:     make(chan struct{}),
 		draining: make(chan struct{}),
 
