@@ -146,7 +146,7 @@ type run struct {
 	lim     *admit.Limiter
 	est     *admit.Estimator
 	backoff upstream.Backoff
-	budget  *upstream.Budget
+	retries *upstream.RetryBudget
 	out     *jobs.Output
 	m       *metrics
 	runID   int64
@@ -225,7 +225,7 @@ func newRun(cfg Config) (*run, error) {
 		lim:      lim,
 		est:      admit.NewEstimator(),
 		backoff:  upstream.Backoff{MaxAttempts: cfg.MaxAttempts},
-		budget:   upstream.NewBudget(upstream.BudgetConfig{Ratio: 0.2}),
+		retries:  upstream.NewRetryBudget(upstream.RetryBudgetConfig{Ratio: 0.2}),
 		m:        newMetrics(cfg.Registry),
 		usd:      usd,
 		stop:     make(chan struct{}),

@@ -66,7 +66,7 @@ func (r *run) do(jobCtx context.Context, job *jobs.Job) (jobs.Result, error) {
 	overloads := 0 // 529s in a row, for the fallback model
 	failures := 0  // failed attempts that count toward MaxAttempts (not 429 waits)
 	var lastErr error
-	r.budget.Request()
+	r.retries.Request()
 	for calls := 0; ; calls++ {
 		if failures > 0 || calls > 0 {
 			if failures >= r.cfg.MaxAttempts || calls >= 10*r.cfg.MaxAttempts {
@@ -153,7 +153,7 @@ func (r *run) retryWait(ctx context.Context, failures int, err error) bool {
 	if failures >= r.cfg.MaxAttempts {
 		return true // the loop turns it into an errored result
 	}
-	if !r.budget.Allow() {
+	if !r.retries.Allow() {
 		return false
 	}
 	return sleep(ctx, r.backoff.Delay(failures, err))

@@ -18,9 +18,9 @@ import (
 )
 
 // Client calls the Anthropic API with the caller's raw JSON. It makes exactly one
-// attempt per call: retrying is the caller's decision (Classify, Backoff, Budget), so
-// that admission, backoff and the job store see every attempt. A Client is safe for
-// concurrent use.
+// attempt per call: retrying is the caller's decision (Classify, Backoff,
+// RetryBudget), so that admission, backoff and the job store see every attempt. A
+// Client is safe for concurrent use.
 type Client struct {
 	cfg    Config
 	prefix string // base URL without a trailing slash

@@ -17,9 +17,9 @@
 //	Canceled     the caller's ctx ended: requeue without counting an attempt
 //
 // Backoff.Delay turns a retryable failure into a wait (0.5 s doubling to a cap,
-// jittered, retry-after as a floor), and Budget.Allow keeps retries to a fraction of
-// recent traffic so a failing API is not hammered. Admission (rate limits, AIMD on
-// 529) lives in another package; this one only reports.
+// jittered, retry-after as a floor), and RetryBudget.Allow keeps retries to a
+// fraction of recent traffic so a failing API is not hammered. Admission (rate
+// limits, AIMD on 529) lives in another package; this one only reports.
 //
 // Streaming: MessagesStream sends the same params with "stream": true and assembles the
 // server-sent events into the message JSON Messages would have returned (members in

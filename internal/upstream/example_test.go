@@ -9,9 +9,10 @@ import (
 	"github.com/clade-dev/clade/internal/upstream"
 )
 
-// A runner composes the pieces: one attempt per call, Classify decides, Backoff says
-// how long, Budget says whether the API can take another retry. Admission (pausing a
-// model class on RateLimited, shrinking concurrency on Overloaded) sits around this loop.
+// A runner composes the pieces: one attempt per call, Classify decides, Backoff
+// says how long, RetryBudget says whether the API can take another retry.
+// Admission (pausing a model class on RateLimited, shrinking concurrency on
+// Overloaded) sits around this loop.
 func Example() {
 	client, err := upstream.New(upstream.Config{APIKey: upstream.NewSecret(os.Getenv("ANTHROPIC_API_KEY"))})
 	if err != nil {
@@ -19,7 +20,7 @@ func Example() {
 		return
 	}
 	backoff := upstream.Backoff{MaxAttempts: 5}
-	budget := upstream.NewBudget(upstream.BudgetConfig{Ratio: 0.1})
+	budget := upstream.NewRetryBudget(upstream.RetryBudgetConfig{Ratio: 0.1})
 	params := []byte(`{"model":"claude-haiku-4-5","max_tokens":256,"messages":[{"role":"user","content":"Hello"}]}`)
 
 	ctx := context.Background()

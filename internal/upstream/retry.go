@@ -135,16 +135,17 @@ func (b Backoff) Exhausted(attempt int) bool {
 	return b.MaxAttempts > 0 && attempt >= b.MaxAttempts
 }
 
-// Budget caps retries at a fraction of recent requests, so a failing API sees at
-// most (1 + Ratio)× the normal load instead of MaxAttempts×. Over a sliding Window,
-// retries may be at most Ratio × first attempts + MinPerSecond × Window (the reserve
-// that lets a quiet client still retry). Call Request for every first attempt and
-// Allow before every retry; a denied retry should be recorded as failed (or requeued
-// for later), not sent.
+// RetryBudget caps retries at a fraction of recent requests, so a failing API sees
+// at most (1 + Ratio)× the normal load instead of MaxAttempts×. Over a sliding
+// Window, retries may be at most Ratio × first attempts + MinPerSecond × Window
+// (the reserve that lets a quiet client still retry). Call Request for every first
+// attempt and Allow before every retry; a denied retry should be recorded as failed
+// (or requeued for later), not sent. It counts calls, not money: USD budgets are
+// package spend's.
 //
-// Methods ending in At take the time, for tests; the others use Now. A Budget is safe
-// for concurrent use. The zero value is not usable: use NewBudget.
-type Budget struct {
+// Methods ending in At take the time, for tests; the others use Now. A RetryBudget
+// is safe for concurrent use. The zero value is not usable: use NewRetryBudget.
+type RetryBudget struct {
 	ratio   float64
 	reserve float64
 	slot    time.Duration
@@ -158,8 +159,8 @@ type Budget struct {
 	started  bool
 }
 
-// BudgetConfig configures NewBudget.
-type BudgetConfig struct {
+// RetryBudgetConfig configures NewRetryBudget.
+type RetryBudgetConfig struct {
 	// Ratio is the allowed retries per first attempt. Default 0.1 (10 %).
 	Ratio float64
 	// MinPerSecond is the retry rate always allowed. Default 1.
@@ -170,11 +171,11 @@ type BudgetConfig struct {
 	Now func() time.Time
 }
 
-// budgetSlots is the window's resolution.
-const budgetSlots = 10
+// retryBudgetSlots is the window's resolution.
+const retryBudgetSlots = 10
 
-// NewBudget returns a Budget for cfg; zero fields take their defaults.
-func NewBudget(cfg BudgetConfig) *Budget {
+// NewRetryBudget returns a RetryBudget for cfg; zero fields take their defaults.
+func NewRetryBudget(cfg RetryBudgetConfig) *RetryBudget {
 	if cfg.Ratio <= 0 {
 		cfg.Ratio = 0.1
 	}
@@ -189,25 +190,25 @@ func NewBudget(cfg BudgetConfig) *Budget {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	slot := cfg.Window / budgetSlots
+	slot := cfg.Window / retryBudgetSlots
 	if slot <= 0 {
 		slot = 1
 	}
-	return &Budget{
+	return &RetryBudget{
 		ratio:    cfg.Ratio,
 		reserve:  cfg.MinPerSecond * cfg.Window.Seconds(),
 		slot:     slot,
 		now:      cfg.Now,
-		requests: make([]float64, budgetSlots),
-		retries:  make([]float64, budgetSlots),
+		requests: make([]float64, retryBudgetSlots),
+		retries:  make([]float64, retryBudgetSlots),
 	}
 }
 
 // Request records a first attempt.
-func (b *Budget) Request() { b.RequestAt(b.now()) }
+func (b *RetryBudget) Request() { b.RequestAt(b.now()) }
 
 // RequestAt records a first attempt at t.
-func (b *Budget) RequestAt(t time.Time) {
+func (b *RetryBudget) RequestAt(t time.Time) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.advance(t)
@@ -215,10 +216,10 @@ func (b *Budget) RequestAt(t time.Time) {
 }
 
 // Allow reports whether a retry may be sent now, and if so counts it.
-func (b *Budget) Allow() bool { return b.AllowAt(b.now()) }
+func (b *RetryBudget) Allow() bool { return b.AllowAt(b.now()) }
 
 // AllowAt is Allow at t.
-func (b *Budget) AllowAt(t time.Time) bool {
+func (b *RetryBudget) AllowAt(t time.Time) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.advance(t)
@@ -236,7 +237,7 @@ func (b *Budget) AllowAt(t time.Time) bool {
 
 // advance moves the ring to t's slot, clearing the slots it passes. A clock that goes
 // backwards is treated as standing still.
-func (b *Budget) advance(t time.Time) {
+func (b *RetryBudget) advance(t time.Time) {
 	n := t.UnixNano() / int64(b.slot)
 	if !b.started {
 		b.started, b.headSlot = true, n
@@ -246,11 +247,11 @@ func (b *Budget) advance(t time.Time) {
 	if steps <= 0 {
 		return
 	}
-	if steps > budgetSlots {
-		steps = budgetSlots
+	if steps > retryBudgetSlots {
+		steps = retryBudgetSlots
 	}
 	for range steps {
-		b.head = (b.head + 1) % budgetSlots
+		b.head = (b.head + 1) % retryBudgetSlots
 		b.requests[b.head], b.retries[b.head] = 0, 0
 	}
 	b.headSlot = n
@@ -263,18 +264,18 @@ type Decision struct {
 	Retry bool
 	Delay time.Duration
 	// Reason says why not, when Retry is false and Class is retryable: "attempts"
-	// (MaxAttempts reached) or "budget" (the retry budget is spent).
+	// (MaxAttempts reached) or "retry budget" (the retry budget is spent).
 	Reason string
 }
 
-// Retrier composes the pieces for a caller that does not need them apart: Classify,
-// Backoff and an optional Budget. It does no rate limiting: a runner pauses a model
-// class on RateLimited and shrinks concurrency on Overloaded itself.
+// Retrier composes the pieces for a caller that does not need them apart:
+// Classify, Backoff and an optional RetryBudget. It does no rate limiting: a runner
+// pauses a model class on RateLimited and shrinks concurrency on Overloaded itself.
 type Retrier struct {
 	Backoff Backoff
-	// Budget, when set, must allow every Retry and Overloaded retry. RateLimited
+	// RetryBudget, when set, must allow every Retry and Overloaded retry. RateLimited
 	// retries bypass it: the API said when to come back, and admission paces them.
-	Budget *Budget
+	RetryBudget *RetryBudget
 	// Sleep waits d or until ctx ends (Do only). Default: a timer.
 	Sleep func(ctx context.Context, d time.Duration) error
 }
@@ -291,8 +292,8 @@ func (r *Retrier) Decide(attempt int, err error) Decision {
 		d.Reason = "attempts"
 		return d
 	}
-	if r.Budget != nil && c != RateLimited && !r.Budget.Allow() {
-		d.Reason = "budget"
+	if r.RetryBudget != nil && c != RateLimited && !r.RetryBudget.Allow() {
+		d.Reason = "retry budget"
 		return d
 	}
 	d.Retry, d.Delay = true, r.Backoff.Delay(attempt, err)
@@ -307,8 +308,8 @@ func (r *Retrier) Do(ctx context.Context, fn func(ctx context.Context) error) er
 	if sleep == nil {
 		sleep = sleepCtx
 	}
-	if r.Budget != nil {
-		r.Budget.Request()
+	if r.RetryBudget != nil {
+		r.RetryBudget.Request()
 	}
 	for attempt := 1; ; attempt++ {
 		err := fn(ctx)

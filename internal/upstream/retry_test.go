@@ -102,7 +102,7 @@ func TestBackoffExhausted(t *testing.T) {
 	}
 }
 
-func TestBudget(t *testing.T) {
+func TestRetryBudget(t *testing.T) {
 	t.Parallel()
 	t0 := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
 	type step struct {
@@ -113,32 +113,32 @@ func TestBudget(t *testing.T) {
 	}
 	tests := []struct {
 		name  string
-		cfg   upstream.BudgetConfig
+		cfg   upstream.RetryBudgetConfig
 		steps []step
 	}{
-		{name: "reserve only", cfg: upstream.BudgetConfig{Ratio: 0.1, MinPerSecond: 1, Window: 10 * time.Second},
+		{name: "reserve only", cfg: upstream.RetryBudgetConfig{Ratio: 0.1, MinPerSecond: 1, Window: 10 * time.Second},
 			steps: []step{{at: 0, retries: 15, want: 10}}},
-		{name: "ratio of requests", cfg: upstream.BudgetConfig{Ratio: 0.1, MinPerSecond: 0.1, Window: 10 * time.Second},
+		{name: "ratio of requests", cfg: upstream.RetryBudgetConfig{Ratio: 0.1, MinPerSecond: 0.1, Window: 10 * time.Second},
 			steps: []step{{at: 0, requests: 1000, retries: 500, want: 101}}},
-		{name: "window slides", cfg: upstream.BudgetConfig{Ratio: 0.2, MinPerSecond: 0.1, Window: 10 * time.Second},
+		{name: "window slides", cfg: upstream.RetryBudgetConfig{Ratio: 0.2, MinPerSecond: 0.1, Window: 10 * time.Second},
 			steps: []step{
 				{at: 0, requests: 100, retries: 100, want: 21},
 				{at: 5 * time.Second, retries: 10, want: 0},                 // still spent
 				{at: 11 * time.Second, retries: 10, want: 1},                // old requests and retries gone: reserve of 1
 				{at: 12 * time.Second, requests: 50, retries: 20, want: 10}, // 0.2·50 + 1 - 1 used
 			}},
-		{name: "clock backwards", cfg: upstream.BudgetConfig{Ratio: 0.5, MinPerSecond: 0.1, Window: 10 * time.Second},
+		{name: "clock backwards", cfg: upstream.RetryBudgetConfig{Ratio: 0.5, MinPerSecond: 0.1, Window: 10 * time.Second},
 			steps: []step{
 				{at: 5 * time.Second, requests: 10, retries: 3, want: 3},
 				{at: 0, retries: 10, want: 3},
 			}},
-		{name: "no reserve", cfg: upstream.BudgetConfig{Ratio: 0.1, MinPerSecond: -1, Window: time.Second},
+		{name: "no reserve", cfg: upstream.RetryBudgetConfig{Ratio: 0.1, MinPerSecond: -1, Window: time.Second},
 			steps: []step{{at: 0, retries: 1, want: 0}, {at: 0, requests: 10, retries: 2, want: 1}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			b := upstream.NewBudget(tt.cfg)
+			b := upstream.NewRetryBudget(tt.cfg)
 			for i, s := range tt.steps {
 				now := t0.Add(s.at)
 				for range s.requests {
@@ -158,10 +158,10 @@ func TestBudget(t *testing.T) {
 	}
 }
 
-func TestBudgetDefaultsAndClock(t *testing.T) {
+func TestRetryBudgetDefaultsAndClock(t *testing.T) {
 	t.Parallel()
 	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
-	b := upstream.NewBudget(upstream.BudgetConfig{Now: func() time.Time { return now }})
+	b := upstream.NewRetryBudget(upstream.RetryBudgetConfig{Now: func() time.Time { return now }})
 	allowed := 0
 	for range 100 {
 		b.Request()
@@ -177,9 +177,9 @@ func TestBudgetDefaultsAndClock(t *testing.T) {
 	}
 }
 
-func TestBudgetConcurrent(t *testing.T) {
+func TestRetryBudgetConcurrent(t *testing.T) {
 	t.Parallel()
-	b := upstream.NewBudget(upstream.BudgetConfig{Ratio: 0.5, MinPerSecond: -1})
+	b := upstream.NewRetryBudget(upstream.RetryBudgetConfig{Ratio: 0.5, MinPerSecond: -1})
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	allowed := 0
@@ -220,7 +220,7 @@ func TestRetrierDecide(t *testing.T) {
 		{name: "retry", attempt: 2, err: &upstream.APIError{Status: 500}, wantRetry: true, wantDelay: time.Second},
 		{name: "rate limited", attempt: 1, err: limited, wantRetry: true, wantDelay: 3 * time.Second},
 		{name: "attempts", attempt: 3, err: overloaded, wantReason: "attempts"},
-		{name: "budget", budget: true, attempt: 1, err: overloaded, wantReason: "budget"},
+		{name: "retry budget", budget: true, attempt: 1, err: overloaded, wantReason: "retry budget"},
 		{name: "budget skips 429", budget: true, attempt: 1, err: limited, wantRetry: true, wantDelay: 3 * time.Second},
 	}
 	for _, tt := range tests {
@@ -228,7 +228,7 @@ func TestRetrierDecide(t *testing.T) {
 			t.Parallel()
 			r := upstream.Retrier{Backoff: upstream.Backoff{Jitter: upstream.JitterNone, RetryAfterSpread: -1, MaxAttempts: 3}}
 			if tt.budget {
-				r.Budget = upstream.NewBudget(upstream.BudgetConfig{MinPerSecond: -1, Now: func() time.Time { return now }})
+				r.RetryBudget = upstream.NewRetryBudget(upstream.RetryBudgetConfig{MinPerSecond: -1, Now: func() time.Time { return now }})
 			}
 			d := r.Decide(tt.attempt, tt.err)
 			if d.Class != upstream.Classify(tt.err) || d.Retry != tt.wantRetry || d.Reason != tt.wantReason || d.Delay != tt.wantDelay {
