@@ -2,6 +2,8 @@ package cli
 
 import (
 	"fmt"
+	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -17,7 +19,7 @@ func newBenchCmd(g *globalFlags) *cobra.Command {
 		Use:   "bench",
 		Short: "Measure clade end to end against the built-in emulator",
 	}
-	cmd.AddCommand(newBenchUtilizationCmd(g))
+	cmd.AddCommand(newBenchUtilizationCmd(g), newBenchAdmitCmd(g))
 	return cmd
 }
 
@@ -112,4 +114,100 @@ answered 429. Every measurement runs at the same time, each against its own emul
 	fl.DurationVar(&window, "window", time.Minute, "measured time")
 	fl.IntVar(&workers, "workers", 10, "the fixed client's concurrency")
 	return cmd
+}
+
+func newBenchAdmitCmd(g *globalFlags) *cobra.Command {
+	var shapes []string
+	var tier, model, catalogPath string
+	var warmup, window time.Duration
+	var goroutines, sem int
+	cmd := &cobra.Command{
+		Use:   "admit",
+		Short: "How much of the binding rate limit the admit SDK middleware sustains, against a semaphore and no limiter",
+		Long: `For each workload shape, three clients of the official Go SDK v2 call Messages in a
+loop from the same number of goroutines (64; 256 for otpm, which 64 cannot fill),
+at the same time, each against its own in-process emulator (latency on):
+admit (option.WithMiddleware(lim.Middleware), admit.New(admit.Config{Tier})), a
+semaphore of --semaphore around each call (p-limit(10)), and none; all with the
+SDK's default retries. After --warmup (which spends the emulator's initial
+one-minute burst), the emulator counts over --window what it served per minute of
+each limit ÷ the limit, and the share of requests it answered 429. Shapes: rpm
+(short prompts, ~8 output tokens), otpm (~1,000 output tokens), stream (rpm with
+NewStreaming). A run takes about the number of shapes × (warm-up + window).`,
+		Example: `  clade bench admit
+  clade bench admit --shape rpm --warmup 5s --window 10s`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cat, err := catalog.Load(catalogPath)
+			if err != nil {
+				return usageErr("clade bench admit --catalog PATH", "%v", err)
+			}
+			cfg := bench.AdmitConfig{Catalog: cat, Tier: tier, Model: model, Goroutines: goroutines,
+				Semaphore: sem, Warmup: warmup, Window: window}
+			for _, s := range shapes {
+				i := slices.IndexFunc(bench.AdmitShapes, func(sh bench.AdmitShape) bool { return sh.Name == s })
+				if i < 0 {
+					return usageErr("clade bench admit --shape rpm", "--shape %q: want rpm, otpm or stream", s)
+				}
+				cfg.Shapes = append(cfg.Shapes, bench.AdmitShapes[i])
+			}
+			if _, err := cat.Tier(tier); err != nil {
+				return usageErr("clade bench admit --tier tier-4", "--tier: %v", err)
+			}
+			if _, err := cat.Resolve(model); err != nil {
+				return usageErr("clade bench admit --model claude-haiku-4-5", "--model: %v", err)
+			}
+			if window <= 0 || warmup < 0 || goroutines < 0 || sem < 1 {
+				return usageErr("clade bench admit --warmup 75s --window 60s", "--window must be positive, --warmup and --goroutines not negative, --semaphore at least 1")
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "running %d shapes, 3 clients at once, %s each …\n", len(cfg.Shapes), warmup+window)
+			rep, err := bench.RunAdmit(cmd.Context(), cfg)
+			if err != nil {
+				return failure("", err)
+			}
+			w := cmd.OutOrStdout()
+			fmt.Fprintf(w, "| shape | client | binding | utilization | ÷ semaphore | ÷ none | RPM | ITPM | OTPM | requests | 429s | SDK calls | gave up | conns | bucket | warm-up 429s |\n")
+			fmt.Fprintf(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+			for _, s := range rep.Shapes {
+				base := map[string]float64{}
+				for _, c := range s.Clients {
+					base[c.Client] = c.Utilization(s.Shape.Binding)
+				}
+				for _, c := range s.Clients {
+					u := c.Utilization(s.Shape.Binding)
+					client := c.Client
+					if client == bench.ClientSemaphore {
+						client = fmt.Sprintf("semaphore(%d)", rep.Config.Semaphore)
+					}
+					fmt.Fprintf(w, "| %s ×%d | %s | %s | **%.3f** | %s | %s | %.3f | %.3f | %.3f | %d | %d (%.2f%%) | %d | %d | %d | %.2f→%.2f | %d of %d |\n",
+						s.Shape.Name, s.Goroutines, client, strings.ToUpper(s.Shape.Binding), u, ratio(u, base[bench.ClientSemaphore]), ratio(u, base[bench.ClientNone]),
+						c.RPM, c.ITPM, c.OTPM, c.Requests, c.RateLimited, 100*c.RateLimitedShare(), c.Calls, c.GaveUp, c.Conns, c.BucketStart, c.BucketEnd,
+						c.WarmupRateLimited, c.WarmupRequests)
+				}
+			}
+			fmt.Fprintf(w, "\n| shape | process CPU over the window (cores of %d) | machine busy |\n|---|---|---|\n", runtime.NumCPU())
+			for _, s := range rep.Shapes {
+				fmt.Fprintf(w, "| %s | %.2f | %.0f%% |\n", s.Shape.Name, s.CPU, 100*s.MachineBusy)
+			}
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringSliceVar(&shapes, "shape", []string{"rpm", "otpm", "stream"}, "workload shapes: rpm, otpm, stream")
+	fl.StringVar(&tier, "tier", "tier-4", "tier of the emulator and of the middleware")
+	fl.StringVar(&model, "model", "claude-haiku-4-5", "model of every call")
+	fl.StringVar(&catalogPath, "catalog", "", "YAML `PATH` laid over the embedded catalog")
+	fl.DurationVar(&warmup, "warmup", 75*time.Second, "time before the window (spends the initial burst)")
+	fl.DurationVar(&window, "window", time.Minute, "measured time")
+	fl.IntVar(&goroutines, "goroutines", 0, "goroutines per client (0: each shape's own, 64 or 256)")
+	fl.IntVar(&sem, "semaphore", 10, "the semaphore client's concurrency")
+	return cmd
+}
+
+// ratio is a ÷ b, or "—" when b is 0.
+func ratio(a, b float64) string {
+	if b == 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%.2f×", a/b)
 }
