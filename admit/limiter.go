@@ -88,6 +88,10 @@ func New(cfg Config) (*Limiter, error) {
 	return l, nil
 }
 
+// Estimator is the Estimator of Config.Estimator: the one Prepare estimates with and
+// settled attempts calibrate.
+func (l *Limiter) Estimator() *Estimator { return l.cfg.Estimator }
+
 // class returns the local state of name, creating it (and the backend's buckets, from
 // the start tier) on first use.
 func (l *Limiter) class(name string) (*class, error) {

@@ -223,7 +223,7 @@ func newRun(cfg Config) (*run, error) {
 		cat:      cfg.Catalog,
 		log:      cfg.Logger,
 		lim:      lim,
-		est:      admit.NewEstimator(),
+		est:      lim.Estimator(), // the one the limiter calibrates
 		backoff:  upstream.Backoff{MaxAttempts: cfg.MaxAttempts},
 		retries:  upstream.NewRetryBudget(upstream.RetryBudgetConfig{Ratio: 0.2}),
 		m:        newMetrics(cfg.Registry),

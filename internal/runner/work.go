@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"time"
 
 	"github.com/clade-dev/clade/admit"
@@ -48,10 +47,10 @@ func (r *run) do(jobCtx context.Context, job *jobs.Job) (jobs.Result, error) {
 	if err != nil {
 		return errored(wire.InvalidRequest, err.Error()), nil
 	}
-	estIn := req.EstInputTokens
+	estIn, exact := req.EstInputTokens, int64(0)
 	if r.cfg.CountTokens {
 		if n, err := r.countTokens(ctx, params); err == nil {
-			estIn = n
+			estIn, exact = n, n
 		}
 	}
 	// Stop before the budget could be exceeded: hold this request's worst case (its
@@ -67,6 +66,10 @@ func (r *run) do(jobCtx context.Context, job *jobs.Job) (jobs.Result, error) {
 	failures := 0  // failed attempts that count toward MaxAttempts (not 429 waits)
 	var lastErr error
 	r.retries.Request()
+	call, err := r.prepare(params, exact)
+	if err != nil {
+		return errored(wire.InvalidRequest, err.Error()), nil
+	}
 	for calls := 0; ; calls++ {
 		if failures > 0 || calls > 0 {
 			if failures >= r.cfg.MaxAttempts || calls >= 10*r.cfg.MaxAttempts {
@@ -74,12 +77,7 @@ func (r *run) do(jobCtx context.Context, job *jobs.Job) (jobs.Result, error) {
 			}
 			r.retried.Add(1)
 		}
-		cls := r.cat.Classes[model.Class]
-		need := admit.Need{
-			InputTokens:  r.est.Input(model.ID, estIn),
-			OutputTokens: r.est.Output(model.ID, req.MaxTokens),
-		}
-		res, err := r.lim.Wait(ctx, cls.Name, need)
+		att, err := call.Admit(ctx)
 		if err != nil {
 			return requeue(err) // drained or shut down: back to the queue
 		}
@@ -92,38 +90,42 @@ func (r *run) do(jobCtx context.Context, job *jobs.Job) (jobs.Result, error) {
 				InputTokens: resp.Usage.InputTokens, CacheCreationInputTokens: resp.Usage.CacheCreationInputTokens,
 				CacheReadInputTokens: resp.Usage.CacheReadInputTokens, OutputTokens: resp.Usage.OutputTokens,
 			}
-			if cerr := res.Commit(u, resp.Header); cerr != nil {
-				r.log.Warn("limiter commit", "err", cerr)
-			}
-			r.est.Observe(model.ID, req.EstInputTokens, u.InputTokens+u.CacheCreationInputTokens+u.CacheReadInputTokens, u.OutputTokens)
+			att.Settle(resp.Status, resp.Header, &u) // commits and calibrates
 			return r.succeeded1(model, resp, hold), nil
 		}
 		lastErr = err
 		var ae *upstream.APIError
 		errors.As(err, &ae)
-		var hdr http.Header
-		if ae != nil {
-			hdr = ae.Header
+		class := upstream.Classify(err)
+		// The answer settles the attempt (admit's one table: a 429 pauses the class
+		// until retry-after plus jitter, a 529 shrinks concurrency, another 4xx takes
+		// one request, a 5xx or no answer keeps the charge), except a call cut off
+		// by the run's own abort, which never counted.
+		if class == upstream.Canceled {
+			att.Cancel()
+		} else if ae != nil {
+			att.Settle(ae.Status, ae.Header, nil)
+		} else {
+			att.Settle(0, nil, nil)
 		}
-		switch upstream.Classify(err) {
+		switch class {
 		case upstream.Canceled:
-			res.Cancel()
 			return requeue(err)
 		case upstream.RateLimited:
 			r.rateLimited.Add(1)
 			r.m.rateLimited.Inc()
-			res.RateLimited(hdr) // pauses the class until retry-after (+ jitter)
 		case upstream.Overloaded:
 			failures++
 			r.overloaded.Add(1)
 			r.m.overloaded.Inc()
-			res.Overloaded(hdr)
 			overloads++
 			if fb := r.fallback(overloads); fb != nil && fb.ID != model.ID {
 				p, perr := wire.SetTopLevelString(params, "model", fb.ID)
 				if perr == nil {
-					r.log.Info("fallback model", "custom_id", req.CustomID, "from", model.ID, "to", fb.ID)
-					model, params = fb, p
+					if c, err := r.prepare(p, exact); err == nil {
+						r.log.Info("fallback model", "custom_id", req.CustomID, "from", model.ID, "to", fb.ID)
+						model, params, call = fb, p, c
+					}
 				}
 			}
 			if !r.retryWait(ctx, failures, err) {
@@ -131,19 +133,29 @@ func (r *run) do(jobCtx context.Context, job *jobs.Job) (jobs.Result, error) {
 			}
 		case upstream.Retry:
 			failures++
-			res.Fail(hdr)
 			if !r.retryWait(ctx, failures, err) {
 				return requeue(fmt.Errorf("retry budget spent: %w", err))
 			}
 		case upstream.Stop:
-			res.RateLimited(hdr)
 			r.halt(stopReason(err), err)
 			return jobs.Result{}, jobs.Snooze(2 * time.Second)
 		default: // Final
-			res.Cancel()
 			return errorResult(err), nil
 		}
 	}
+}
+
+// prepare estimates a request's params for admission; exact, when positive, is the
+// API's count of its input tokens (--count-tokens) and replaces the estimate.
+func (r *run) prepare(params []byte, exact int64) (*admit.Call, error) {
+	call, ok := r.lim.Prepare(params)
+	if !ok {
+		return nil, errors.New("params: model is not in the catalog") // route resolved it: not expected
+	}
+	if exact > 0 {
+		call.SetInputTokens(exact)
+	}
+	return call, nil
 }
 
 // retryWait sleeps before retry number failures, within the retry budget. It
