@@ -2,6 +2,7 @@ package admit_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/anthropics/anthropic-sdk-go/v2"
+	"github.com/anthropics/anthropic-sdk-go/v2/option"
 )
 
 // benchAnswer is an in-memory API: every call is answered with body, with headers as
@@ -105,3 +107,56 @@ func BenchmarkMiddleware(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkMiddlewareSDK puts BenchmarkMiddleware in proportion: a whole
+// client.Messages.New (or a NewStreaming read to its end) of the official SDK v2,
+// over an http.Client whose transport answers in memory, without a middleware (none)
+// and with Limiter.Middleware (admit). admit − none is the middleware's cost, none
+// the SDK's own.
+func BenchmarkMiddlewareSDK(b *testing.B) {
+	params := anthropic.MessageNewParams{Model: "claude-haiku-4-5", MaxTokens: 300,
+		Messages: []anthropic.MessageParam{anthropic.NewUserMessage(anthropic.NewTextBlock(prompt(1)))}}
+	for _, answer := range []struct {
+		name, contentType string
+		body              []byte
+	}{
+		{"json", "application/json", benchMessage},
+		{"stream", "text/event-stream; charset=utf-8", benchStream},
+	} {
+		hc := &http.Client{Transport: roundTrip(benchAnswer(answer.contentType, answer.body))}
+		for _, mw := range []string{"none", "admit"} {
+			b.Run(answer.name+"/"+mw, func(b *testing.B) {
+				opts := []option.RequestOption{option.WithoutEnvironmentDefaults(), option.WithHTTPClient(hc),
+					option.WithBaseURL("https://api.anthropic.com"), option.WithAPIKey("sk-ant-bench")}
+				if mw == "admit" {
+					opts = append(opts, option.WithMiddleware(benchLimiter(b, nil).Middleware))
+				}
+				client := anthropic.NewClient(opts...)
+				ctx := context.Background()
+				b.ReportAllocs()
+				for b.Loop() {
+					if answer.name == "json" {
+						m, err := client.Messages.New(ctx, params)
+						if err != nil || m.Usage.OutputTokens != 100 {
+							b.Fatalf("Messages.New = %v output tokens, %v", m.Usage.OutputTokens, err)
+						}
+						continue
+					}
+					s := client.Messages.NewStreaming(ctx, params)
+					n := 0
+					for s.Next() {
+						n++
+					}
+					if err := s.Err(); err != nil || n == 0 {
+						b.Fatalf("NewStreaming = %d events, %v", n, err)
+					}
+					s.Close()
+				}
+			})
+		}
+	}
+}
+
+type roundTrip func(*http.Request) (*http.Response, error)
+
+func (f roundTrip) RoundTrip(req *http.Request) (*http.Response, error) { return f(req) }
