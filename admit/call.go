@@ -32,14 +32,19 @@ func (l *Limiter) Prepare(body []byte) (*Call, bool) {
 	if json.Unmarshal(body, &p) != nil || p.Model == "" {
 		return nil, false
 	}
-	class, err := l.ClassOf(p.Model)
+	return l.PrepareFor(p.Model, p.MaxTokens, EstimateInput(body))
+}
+
+// PrepareFor is Prepare for a caller that has read the body already: its model,
+// max_tokens and EstimateInput estimate est.
+func (l *Limiter) PrepareFor(model string, maxTokens, est int64) (*Call, bool) {
+	class, err := l.ClassOf(model)
 	if err != nil {
 		return nil, false
 	}
-	est := EstimateInput(body)
 	e := l.cfg.Estimator
-	return &Call{l: l, class: class, model: p.Model, est: est, need: Need{
-		InputTokens: e.Input(p.Model, est), OutputTokens: e.Output(p.Model, max(p.MaxTokens, 0)),
+	return &Call{l: l, class: class, model: model, est: est, need: Need{
+		InputTokens: e.Input(model, est), OutputTokens: e.Output(model, max(maxTokens, 0)),
 	}}, true
 }
 

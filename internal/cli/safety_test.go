@@ -381,19 +381,7 @@ func TestFullDiskFailsTheRun(t *testing.T) {
 				}
 			}
 			// Nothing is lost: every result is in the store.
-			st, err := jobs.Open(context.Background(), db)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer st.Close()
-			runs, err := st.Runs(context.Background())
-			if err != nil || len(runs) != 1 {
-				t.Fatalf("store runs: %v, %v", runs, err)
-			}
-			s, err := st.Status(context.Background(), runs[0].ID)
-			if err != nil {
-				t.Fatal(err)
-			}
+			s, _ := runStatus(t, db)
 			if got := s.Results[jobs.Succeeded]; got != n {
 				t.Errorf("store has %d succeeded results, want %d", got, n)
 			}

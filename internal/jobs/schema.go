@@ -100,19 +100,8 @@ var sqliteMigrations = [][]string{
 		`CREATE INDEX clade_result_run_type ON clade_result (run_id, type, input_tokens, output_tokens,
 			cache_write_5m_tokens, cache_write_1h_tokens, cache_read_tokens, cost_usd)`,
 	},
-	// 3: which run writes which results file (ClaimOutput), so that no run replaces
-	// another's file. The path is absolute with symlinks resolved, per host: hosts
-	// sharing a Postgres store each have their own files.
-	{
-		`CREATE TABLE clade_output (
-			host       TEXT   NOT NULL,
-			path       TEXT   NOT NULL,
-			run_name   TEXT   NOT NULL,
-			claimed_at BIGINT NOT NULL,
-			PRIMARY KEY (host, path)
-		)`,
-		`CREATE INDEX clade_output_run ON clade_output (run_name)`,
-	},
+	// 3: outputMigration.
+	outputMigration,
 }
 
 // Postgres stores rows in insertion order already (a heap); its migrations need
@@ -172,17 +161,21 @@ var postgresMigrations = [][]string{
 		)`,
 		`CREATE INDEX clade_problem_run_line ON clade_problem (run_id, line)`,
 	},
-	// 2: which run writes which results file (ClaimOutput), so that no run replaces
-	// another's file. The path is absolute with symlinks resolved, per host: hosts
-	// sharing a Postgres store each have their own files.
-	{
-		`CREATE TABLE clade_output (
-			host       TEXT   NOT NULL,
-			path       TEXT   NOT NULL,
-			run_name   TEXT   NOT NULL,
-			claimed_at BIGINT NOT NULL,
-			PRIMARY KEY (host, path)
-		)`,
-		`CREATE INDEX clade_output_run ON clade_output (run_name)`,
-	},
+	// 2: outputMigration.
+	outputMigration,
+}
+
+// outputMigration records which run writes which results file (ClaimOutput), so that
+// no run replaces another's file. The path is absolute with symlinks resolved, per
+// host: hosts sharing a Postgres store each have their own files. The same SQL on
+// both backends.
+var outputMigration = []string{
+	`CREATE TABLE clade_output (
+		host       TEXT   NOT NULL,
+		path       TEXT   NOT NULL,
+		run_name   TEXT   NOT NULL,
+		claimed_at BIGINT NOT NULL,
+		PRIMARY KEY (host, path)
+	)`,
+	`CREATE INDEX clade_output_run ON clade_output (run_name)`,
 }

@@ -66,7 +66,7 @@ func (r *run) do(jobCtx context.Context, job *jobs.Job) (jobs.Result, error) {
 	failures := 0  // failed attempts that count toward MaxAttempts (not 429 waits)
 	var lastErr error
 	r.retries.Request()
-	call, err := r.prepare(params, exact)
+	call, err := r.prepare(model, req, exact)
 	if err != nil {
 		return errored(wire.InvalidRequest, err.Error()), nil
 	}
@@ -122,7 +122,7 @@ func (r *run) do(jobCtx context.Context, job *jobs.Job) (jobs.Result, error) {
 			if fb := r.fallback(overloads); fb != nil && fb.ID != model.ID {
 				p, perr := wire.SetTopLevelString(params, "model", fb.ID)
 				if perr == nil {
-					if c, err := r.prepare(p, exact); err == nil {
+					if c, err := r.prepare(fb, req, exact); err == nil {
 						r.log.Info("fallback model", "custom_id", req.CustomID, "from", model.ID, "to", fb.ID)
 						model, params, call = fb, p, c
 					}
@@ -145,12 +145,13 @@ func (r *run) do(jobCtx context.Context, job *jobs.Job) (jobs.Result, error) {
 	}
 }
 
-// prepare estimates a request's params for admission; exact, when positive, is the
-// API's count of its input tokens (--count-tokens) and replaces the estimate.
-func (r *run) prepare(params []byte, exact int64) (*admit.Call, error) {
-	call, ok := r.lim.Prepare(params)
+// prepare makes the admission Call of req sent to m, from what the import read of it
+// (max_tokens, the input estimate); exact, when positive, is the API's count of its
+// input tokens (--count-tokens) and replaces the estimate.
+func (r *run) prepare(m *catalog.Model, req jobs.Request, exact int64) (*admit.Call, error) {
+	call, ok := r.lim.PrepareFor(m.ID, req.MaxTokens, req.EstInputTokens)
 	if !ok {
-		return nil, errors.New("params: model is not in the catalog") // route resolved it: not expected
+		return nil, fmt.Errorf("params.model: %s is not in the limiter's catalog", m.ID)
 	}
 	if exact > 0 {
 		call.SetInputTokens(exact)

@@ -259,11 +259,10 @@ func writeAPIError(w http.ResponseWriter, ae *upstream.APIError) {
 // relayJSON passes a non-streaming answer on and commits its usage.
 func (g *Gateway) relayJSON(w http.ResponseWriter, c *call, att *admit.Attempt, resp *http.Response) int {
 	defer resp.Body.Close()
-	rl := wire.ParseRateLimitHeadersAt(resp.Header, g.now())
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxJSONResp+1))
 	if err != nil || len(b) > maxJSONResp {
 		att.Settle(resp.StatusCode, resp.Header, nil)
-		g.log.Warn("upstream answer unreadable", "class", c.class, "request_id", rl.RequestID, "error", err)
+		g.log.Warn("upstream answer unreadable", "class", c.class, "request_id", string(g.up.Scrub([]byte(resp.Header.Get("request-id")))), "error", err)
 		writeError(w, http.StatusBadGateway, wire.APIError, "clade serve: the upstream answer could not be read", nil)
 		return http.StatusBadGateway
 	}

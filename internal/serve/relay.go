@@ -122,7 +122,7 @@ func (g *Gateway) relayStream(w http.ResponseWriter, r *http.Request, c *call, a
 		if err != nil {
 			if !errors.Is(err, io.EOF) && r.Context().Err() == nil {
 				broke = true
-				g.log.Warn("upstream stream broke off", "class", c.class, "request_id", resp.Header.Get("request-id"), "error", err)
+				g.log.Warn("upstream stream broke off", "class", c.class, "request_id", string(g.up.Scrub([]byte(resp.Header.Get("request-id")))), "error", err)
 			}
 			break
 		}
