@@ -2,29 +2,24 @@ package batch
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
 	"github.com/clade-dev/clade/catalog"
 	"github.com/clade-dev/clade/internal/jobs"
+	"github.com/clade-dev/clade/internal/lifecycle"
 	"github.com/clade-dev/clade/internal/runner"
 	"github.com/clade-dev/clade/internal/upstream"
 )
 
 // ErrStrict is returned by Run when the input had bad lines and Config.Strict is set.
-var ErrStrict = jobs.ErrBadLines
-
-// errLeaseLost stops a dispatcher whose lease on the run was taken or ran out.
-var errLeaseLost = errors.New("lost the run's lease (another process took it, or the store was unreachable); stopped dispatching")
+var ErrStrict = lifecycle.ErrStrict
 
 // Defaults.
 const (
@@ -52,30 +47,16 @@ type realClock struct{}
 func (realClock) Now() time.Time                         { return time.Now() }
 func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
 
-// Config configures Run. Store, Client and Input are required.
+// Config configures Run. Store, Client and Input (in the Spec) are required;
+// the Spec's Tier names the catalog tier whose batch limits apply (default
+// DefaultTier), its Progress receives one line per batch event and a status line
+// every ProgressEvery, and its Budget, when positive, stops creating batches
+// before the run's cost could exceed it: each request counts at batch prices
+// with its estimated input and whole max_tokens until its result is read (open
+// batches are still read). Its Registry receives the clade_batch_* metrics, read
+// from the store when scraped.
 type Config struct {
-	// Store holds the run. Run does not close it.
-	Store *jobs.Store
-	// Client calls the Message Batches API.
-	Client *upstream.Client
-	// Catalog supplies tiers and prices. Default catalog.Default().
-	Catalog *catalog.Catalog
-	// Input is the JSONL file; Output, when set, the results file (rebuilt from the
-	// store at start, then appended to as results are written).
-	Input  string
-	Output string
-	// Out, when set, is the results file to append to instead of opening Output
-	// (the hybrid mode shares one between realtime and batch). Run does not close it.
-	Out *jobs.Output
-	// Ordered writes the output in input order when every request has a result,
-	// instead of as results are read.
-	Ordered bool
-	// Force re-imports a changed input; Strict aborts when the input has a bad line.
-	Force, Strict bool
-	// Options is stored with a new run, opaque.
-	Options json.RawMessage
-	// Tier names the catalog tier whose batch limits apply. Default DefaultTier.
-	Tier string
+	lifecycle.Spec
 	// MaxRequests caps the requests of one batch. Default: the tier's max_requests
 	// (100,000).
 	MaxRequests int
@@ -95,8 +76,9 @@ type Config struct {
 	// realtime.go).
 	RetryVia string
 	// Realtime carries the realtime workers' own settings for RetryRealtime
-	// (concurrency, attempts, limiter); the store, client, catalog, input, results
-	// file, tier, routing and budget are this Config's.
+	// (concurrency, attempts, limiter, Progress, Registry); the store, client,
+	// catalog, input, results file, tier and budget are this Config's
+	// (lifecycle.Spec.Sharing), and so is the routing unless it has its own.
 	Realtime runner.Config
 	// PollMin and PollMax bound the wait between two polls of a running batch, which
 	// is a fortieth of the batch's age; polls also keep to half the batch RPM.
@@ -106,24 +88,15 @@ type Config struct {
 	// against the API's batches: batches created from the intent's time less this
 	// are candidates. Default 10 min.
 	ReconcileWindow time.Duration
-	// Clock is the time source. Default: the real clock.
-	Clock Clock
-	// Registry, when set, receives the run's Prometheus metrics (clade_batch_*),
-	// read from the store when scraped.
-	Registry prometheus.Registerer
-	// Progress receives one line per batch event, and a status line every
-	// ProgressEvery (default 30 s); nil for none.
-	Progress      io.Writer
+	// ProgressEvery is the period of the status line. Default 30 s.
 	ProgressEvery time.Duration
-	// Logger receives structured logs. Default: discard.
-	Logger *slog.Logger
 	// Routing picks each request's model (--model, --routing), as clade run does;
 	// nil keeps each line's model, clade's aliases resolved.
 	Routing *runner.Routing
-	// Budget, when positive, stops creating batches before the run's cost could
-	// exceed it: each request counts at batch prices with its estimated input and
-	// whole max_tokens until its result is read. Open batches are still read.
-	Budget float64
+	// ResumeCanceled sends again the requests of a run stopped by Cancel (clade
+	// batch cancel): their canceled results are deleted first. Without it, a
+	// canceled run reads its batches and sends nothing again.
+	ResumeCanceled bool
 	// OwnQueueOnly counts only this run's requests against the tier's processing
 	// queue. By default the organisation's other batches in progress (listed at
 	// most once a minute) count too, as the API counts them.
@@ -143,42 +116,54 @@ type Config struct {
 	// requests that have one. By default they are deleted, as batch dispatch owns
 	// every request.
 	KeepJobs bool
-	// AfterCreate, when set, runs after a create call returns and before its id is
-	// recorded; an error stops Run there, as a crash would (crash tests).
-	AfterCreate func(b *upstream.Batch) error
+	// Test holds hooks for tests; leave it zero.
+	Test TestHooks
 }
 
-// Summary is what a batch run did.
+// TestHooks are the dispatcher's hooks for tests.
+type TestHooks struct {
+	// AfterCreate, when set, runs after a create call returns and before its id
+	// is recorded; an error stops Run there, as a crash would (crash tests).
+	AfterCreate func(b *upstream.Batch) error
+	// Clock is the time source. Default: the real clock.
+	Clock Clock
+}
+
+// Summary is what a batch run did: the run's Totals (from the store; its cost
+// at batch prices, realtime retries at full price) and this process's batches.
 type Summary struct {
-	RunID     int64
-	Requests  int64 // valid requests in the input
-	Problems  int64 // bad lines skipped
-	Succeeded int64
-	Errored   int64
-	Expired   int64 // final after MaxRounds
-	Canceled  int64 // final after MaxRounds
-	Pending   int64
+	lifecycle.Totals
 	// Batches counts batches this process created (or adopted); Resubmitted the
 	// result lines that sent their request to a later batch (or to realtime).
 	Batches, Resubmitted int64
 	// Realtime counts the requests this process handed to realtime workers
 	// (RetryRealtime), RealtimeSent their calls.
 	Realtime, RealtimeSent int64
-	InputTokens            int64
-	OutputTokens           int64
-	CostUSD                float64 // at batch prices; realtime retries at full price
-	Elapsed                time.Duration
-	// Stopped says why batch creation stopped with requests left (the budget).
-	Stopped string
+}
+
+// Common is the run's Totals; nil for a nil Summary.
+func (s *Summary) Common() *lifecycle.Totals {
+	if s == nil {
+		return nil
+	}
+	return &s.Totals
+}
+
+// Lines describes the run for people.
+func (s *Summary) Lines() []string {
+	how := []string{fmt.Sprintf("%d batches created, %d requests resubmitted, in %s", s.Batches, s.Resubmitted, s.Elapsed.Round(time.Millisecond))}
+	prices := "at batch prices"
+	if s.Realtime > 0 {
+		how = append(how, fmt.Sprintf("%d requests retried in realtime (%d calls)", s.Realtime, s.RealtimeSent))
+		prices = "at batch and realtime prices"
+	}
+	return s.Describe(prices, how...)
 }
 
 func (c *Config) withDefaults() (Config, error) {
 	out := *c
-	if out.Store == nil || out.Client == nil || out.Input == "" {
-		return out, errors.New("batch: Store, Client and Input are required")
-	}
-	if out.Catalog == nil {
-		out.Catalog = catalog.Default()
+	if err := out.Check("batch"); err != nil {
+		return out, err
 	}
 	if out.Tier == "" {
 		out.Tier = DefaultTier
@@ -230,11 +215,8 @@ func (c *Config) withDefaults() (Config, error) {
 	if out.ReconcileWindow <= 0 {
 		out.ReconcileWindow = DefaultReconcileWindow
 	}
-	if out.Clock == nil {
-		out.Clock = realClock{}
-	}
-	if out.Logger == nil {
-		out.Logger = slog.New(slog.DiscardHandler)
+	if out.Test.Clock == nil {
+		out.Test.Clock = realClock{}
 	}
 	if out.ProgressEvery <= 0 {
 		out.ProgressEvery = 30 * time.Second
@@ -250,7 +232,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &dispatcher{cfg: c, log: c.Logger, start: c.Clock.Now(), polls: map[int64]*pollState{}, canceling: map[int64]bool{}}
+	d := &dispatcher{cfg: c, log: c.Logger, clock: c.Test.Clock, start: c.Test.Clock.Now(), polls: map[int64]*pollState{}, canceling: map[int64]bool{}}
 	burst := max(1, int(c.RPM/60))
 	d.lim = rate.NewLimiter(rate.Limit(c.RPM/60), burst)
 	return d.run(ctx)
@@ -259,18 +241,15 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 type dispatcher struct {
 	cfg   Config
 	log   *slog.Logger
+	clock Clock
 	lim   *rate.Limiter
+	life  *lifecycle.Run // the run: its import and results file
 	out   *outputFile
 	runID int64
 	start time.Time
 	polls map[int64]*pollState // by clade_batch row
 	// canceling holds the rows of batches last seen canceling.
 	canceling map[int64]bool
-	// importing is set while the input is imported in the background (startImport);
-	// importErr then receives its end. stopImport cancels it.
-	importing  bool
-	importErr  chan error
-	stopImport context.CancelFunc
 	// drained is set when a fill found no request left to send; only a batch that
 	// ends (or a create that fails) can make requests pending again. It spares a
 	// scan of the whole run on every loop.
@@ -323,45 +302,32 @@ func (d *dispatcher) pollFloor() time.Duration {
 
 func (d *dispatcher) run(ctx context.Context) (_ *Summary, retErr error) {
 	st := d.cfg.Store
-	runRec, err := d.startImport(ctx)
-	if err != nil {
+	// Unless Strict (which must see every line before sending any), the import
+	// goes on in the background: the first batch is created while the rest of a
+	// large file is read (the loop takes only full batches until it ends).
+	life, err := lifecycle.Start(ctx, d.cfg.Spec, lifecycle.Import{NoJobs: true, Background: true})
+	if life == nil {
 		return nil, err
 	}
-	defer func() {
-		if d.importing { // stopped early: end the background import first
-			d.stopImport()
-			<-d.importErr
-			d.importing = false
-		}
-	}()
-	d.runID = runRec.ID
+	d.life, d.runID = life, life.ID
+	defer func() { retErr = life.Finish(ctx, retErr) }()
+	if err != nil { // Strict
+		return d.summary(ctx), err
+	}
 	if !d.cfg.Leased {
 		// One dispatcher per run: two would both create batches for the same
 		// requests.
-		lease, err := st.AcquireLease(ctx, d.runID, 0)
+		leased, release, err := life.HoldLease(ctx)
 		if err != nil {
 			return nil, err
 		}
-		defer func() {
-			if err := lease.Release(); err != nil { // it runs out by itself
-				d.log.Warn("release the run's lease (it runs out in 30 s)", "err", err)
-			}
-		}()
-		var cancel context.CancelCauseFunc
-		ctx, cancel = context.WithCancelCause(ctx)
-		defer cancel(nil)
-		go func() {
-			select {
-			case <-lease.Lost():
-				cancel(errLeaseLost)
-			case <-ctx.Done():
-			}
-		}()
-	}
-	if d.cfg.Strict && runRec.Problems > 0 { // Strict imports before anything else
-		return d.summary(ctx), fmt.Errorf("%w: %d bad lines (see `clade status`)", ErrStrict, runRec.Problems)
+		defer release()
+		ctx = leased
 	}
 	if err := st.PrepareBatches(ctx); err != nil {
+		return nil, err
+	}
+	if err := d.prepareCanceled(ctx); err != nil {
 		return nil, err
 	}
 	if !d.cfg.KeepJobs && d.cfg.RetryVia != RetryRealtime {
@@ -369,19 +335,11 @@ func (d *dispatcher) run(ctx context.Context) (_ *Summary, retErr error) {
 			return nil, fmt.Errorf("drop realtime jobs: %w", err)
 		}
 	}
-	if o := d.cfg.Out; o != nil {
-		d.out = &outputFile{o}
-	} else if d.cfg.Output != "" {
-		o, err := jobs.OpenOutput(ctx, st, d.runID, d.cfg.Output, d.cfg.Ordered)
-		if err != nil {
-			return nil, err
-		}
-		d.out = &outputFile{o}
-		defer func() {
-			if err := o.Close(); err != nil && retErr == nil {
-				retErr = err // a full disk: the results are in the store
-			}
-		}()
+	if err := life.OpenOutput(ctx); err != nil {
+		return nil, err
+	}
+	if life.Out != nil {
+		d.out = &outputFile{life.Out}
 	}
 	if s, err := st.Status(ctx, d.runID); err == nil {
 		d.doneAtStart = s.Requests - s.Pending
@@ -404,11 +362,8 @@ func (d *dispatcher) run(ctx context.Context) (_ *Summary, retErr error) {
 	}
 	d.closeRealtime()
 	sum := d.summary(context.WithoutCancel(ctx))
-	if err == nil && d.cfg.Out == nil && d.out != nil && d.cfg.Ordered && sum.Pending == 0 {
-		err = d.out.o.ExportOrdered(context.WithoutCancel(ctx), st, d.runID)
-	}
-	if cause := context.Cause(ctx); errors.Is(cause, errLeaseLost) {
-		return sum, cause
+	if lifecycle.LeaseLost(ctx) {
+		return sum, context.Cause(ctx)
 	}
 	if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
 		return sum, nil // interrupted: the batches in flight stay recorded
@@ -416,58 +371,35 @@ func (d *dispatcher) run(ctx context.Context) (_ *Summary, retErr error) {
 	return sum, err
 }
 
-// startImport imports the input. Unless Strict (which must see every line before
-// sending any), it returns as soon as the run exists and goes on importing in the
-// background: the first batch is created while the rest of a large file is read
-// (the loop takes only full batches until the import ends). d.importErr reports
-// its end.
-func (d *dispatcher) startImport(ctx context.Context) (*jobs.Run, error) {
-	opt := jobs.ImportOptions{Path: d.cfg.Input, Options: d.cfg.Options, Force: d.cfg.Force, NoJobs: true}
-	if d.cfg.Strict {
-		run, _, err := d.cfg.Store.ImportReporting(ctx, opt, d.cfg.Progress)
-		return run, err
+// prepareCanceled handles a run stopped by Cancel: with ResumeCanceled it
+// reopens the run (its canceled results are deleted, so those requests are sent
+// again); without, it says what this run will do.
+func (d *dispatcher) prepareCanceled(ctx context.Context) error {
+	at, err := d.cfg.Store.BatchRunCanceled(ctx, d.runID)
+	if err != nil || at.IsZero() {
+		return err
 	}
-	started := make(chan *jobs.Run, 1)
-	opt.OnRun = func(r *jobs.Run) { started <- r }
-	type result struct {
-		run *jobs.Run
-		err error
+	if d.cfg.ResumeCanceled {
+		n, err := d.cfg.Store.ReopenCanceledRun(ctx, d.runID)
+		if err != nil {
+			return err
+		}
+		d.progress("run %d resumed after its cancel: %d canceled requests will be sent again", d.runID, n)
+		return nil
 	}
-	done := make(chan result, 1)
-	importCtx, cancel := context.WithCancel(ctx)
-	d.stopImport = cancel
-	go func() {
-		run, _, err := d.cfg.Store.ImportReporting(importCtx, opt, d.cfg.Progress)
-		done <- result{run, err}
-	}()
-	select {
-	case r := <-done: // nothing to import (done before), or failed at once
-		cancel()
-		return r.run, r.err
-	case r := <-started:
-		d.importing = true
-		d.importErr = make(chan error, 1)
-		go func() {
-			r := <-done
-			d.importErr <- r.err
-		}()
-		return r, nil
-	}
+	d.progress("run %d was canceled at %s: reading its batches, nothing is sent again (--resume-canceled sends the canceled requests)",
+		d.runID, at.Local().Format(time.DateTime))
+	return nil
 }
 
 // importEnded reports whether the background import is over, and its error.
 func (d *dispatcher) importEnded() (bool, error) {
-	if !d.importing {
-		return true, nil
-	}
-	select {
-	case err := <-d.importErr:
-		d.importing = false
+	was := d.life.Importing()
+	ended, err := d.life.ImportEnded()
+	if was && ended {
 		d.drained = false // new rows may be pending
-		return true, err
-	default:
-		return false, nil
 	}
+	return ended, err
 }
 
 // loop polls, ingests and fills until no request is pending and no batch is open.
@@ -481,7 +413,7 @@ func (d *dispatcher) loop(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		now := d.cfg.Clock.Now()
+		now := d.clock.Now()
 		for _, b := range open {
 			ps := d.polls[b.Row]
 			if ps == nil {
@@ -495,7 +427,7 @@ func (d *dispatcher) loop(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			now = d.cfg.Clock.Now()
+			now = d.clock.Now()
 			if ended {
 				delete(d.polls, b.Row)
 				delete(d.canceling, b.Row)
@@ -508,7 +440,7 @@ func (d *dispatcher) loop(ctx context.Context) error {
 				ps.next = now.Add(d.cfg.PollMin)
 			}
 		}
-		if d.handDue && !d.importing {
+		if d.handDue && !d.life.Importing() {
 			if err := d.handOver(ctx); err != nil {
 				return err
 			}
@@ -527,7 +459,7 @@ func (d *dispatcher) loop(ctx context.Context) error {
 			d.nextStatus = now.Add(d.cfg.ProgressEvery)
 			d.status(ctx, openN)
 		}
-		if openN == 0 && !d.importing {
+		if openN == 0 && !d.life.Importing() {
 			// A run canceled meanwhile (clade batch cancel) ends here: what is left
 			// gets its final canceled line.
 			if err := d.settleCanceled(ctx); err != nil {
@@ -564,14 +496,14 @@ func (d *dispatcher) loop(ctx context.Context) error {
 			// send (MayFill said no). Look again later.
 			wake = now.Add(d.cfg.PollMin)
 		}
-		if d.importing && wake.After(now.Add(importPoll)) {
+		if d.life.Importing() && wake.After(now.Add(importPoll)) {
 			wake = now.Add(importPoll) // more rows: maybe a full batch
 		}
-		if wait := wake.Sub(d.cfg.Clock.Now()); wait > 0 {
+		if wait := wake.Sub(d.clock.Now()); wait > 0 {
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
-			case <-d.cfg.Clock.After(wait):
+			case <-d.clock.After(wait):
 			case <-d.cfg.Nudge:
 				for _, ps := range d.polls {
 					ps.next = time.Time{}
@@ -585,7 +517,7 @@ func (d *dispatcher) loop(ctx context.Context) error {
 
 // pace waits for the batch RPM limiter.
 func (d *dispatcher) pace(ctx context.Context) error {
-	now := d.cfg.Clock.Now()
+	now := d.clock.Now()
 	r := d.lim.ReserveN(now, 1)
 	if !r.OK() {
 		return errors.New("batch rpm limiter: burst too small")
@@ -595,7 +527,7 @@ func (d *dispatcher) pace(ctx context.Context) error {
 		case <-ctx.Done():
 			r.CancelAt(now)
 			return ctx.Err()
-		case <-d.cfg.Clock.After(wait):
+		case <-d.clock.After(wait):
 		}
 	}
 	return nil
@@ -611,7 +543,7 @@ func (d *dispatcher) poll(ctx context.Context, b jobs.BatchRecord) (ended bool, 
 	if errors.As(err, &ae) && ae.Status == http.StatusNotFound {
 		// Deleted outside clade: its requests without a result are pending again.
 		d.log.Warn("batch not found; its requests are sent again", "batch_id", b.BatchID, "requests", b.Requests)
-		if err := d.cfg.Store.FinishBatch(ctx, b.Row, d.cfg.Clock.Now()); err != nil {
+		if err := d.cfg.Store.FinishBatch(ctx, b.Row, d.clock.Now()); err != nil {
 			return false, err
 		}
 		d.resubmitted.Add(b.Requests)
@@ -648,7 +580,7 @@ func (d *dispatcher) status(ctx context.Context, inFlight int64) {
 		return
 	}
 	done := st.Requests - st.Pending
-	elapsed := d.cfg.Clock.Now().Sub(d.start)
+	elapsed := d.clock.Now().Sub(d.start)
 	prices := "at batch prices"
 	if d.cfg.RetryVia == RetryRealtime {
 		prices = "so far"
@@ -667,24 +599,17 @@ func (d *dispatcher) status(ctx context.Context, inFlight int64) {
 }
 
 func (d *dispatcher) summary(ctx context.Context) *Summary {
-	s := &Summary{RunID: d.runID, Batches: d.batches.Load(), Resubmitted: d.resubmitted.Load(), Elapsed: d.cfg.Clock.Now().Sub(d.start), Stopped: d.stopped}
+	s := &Summary{Batches: d.batches.Load(), Resubmitted: d.resubmitted.Load()}
+	s.Totals = d.life.Totals(ctx)
+	s.Elapsed, s.Stopped = d.clock.Now().Sub(d.start), d.stopped
 	s.Realtime, s.RealtimeSent = d.rtHanded, d.rtSent
-	if d.rt != nil && d.rt.sum != nil {
-		s.RealtimeSent += d.rt.sum.Sent
-		if s.Stopped == "" {
-			s.Stopped = d.rt.sum.Stopped
+	if d.rt != nil {
+		if rs, _ := d.rt.w.Result(); rs != nil {
+			s.RealtimeSent += rs.Sent
+			if s.Stopped == "" {
+				s.Stopped = rs.Stopped
+			}
 		}
 	}
-	st, err := d.cfg.Store.Status(ctx, d.runID)
-	if err != nil {
-		d.log.Warn("the summary lacks the run's counts: reading them failed (clade status shows them)", "err", err)
-		return s
-	}
-	s.Requests, s.Problems, s.Pending = st.Requests, st.Problems, st.Pending
-	s.Succeeded, s.Errored = st.Results[jobs.Succeeded], st.Results[jobs.Errored]
-	s.Expired, s.Canceled = st.Results[jobs.Expired], st.Results[jobs.Canceled]
-	s.InputTokens = st.Usage.InputTokens + st.Usage.CacheWrite5mTokens + st.Usage.CacheWrite1hTokens + st.Usage.CacheReadTokens
-	s.OutputTokens = st.Usage.OutputTokens
-	s.CostUSD = st.CostUSD
 	return s
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/clade-dev/clade/emulator"
 	"github.com/clade-dev/clade/internal/batch"
 	"github.com/clade-dev/clade/internal/jobs"
+	"github.com/clade-dev/clade/internal/lifecycle"
 	"github.com/clade-dev/clade/internal/runner"
 	"github.com/clade-dev/clade/internal/testkit"
 	"github.com/clade-dev/clade/internal/upstream"
@@ -90,9 +91,8 @@ func setup(t *testing.T, cfg emulator.Config) *env {
 
 // config is a batch.Config on a fast poll.
 func (e *env) config(input string, maxRequests int) batch.Config {
-	return batch.Config{
-		Store: e.store, Client: e.client, Input: input, Output: filepath.Join(e.dir, "results.jsonl"),
-		Tier: "tier-4", MaxRequests: maxRequests, RPM: 3000,
+	return batch.Config{Spec: lifecycle.Spec{Store: e.store, Client: e.client, Input: input, Output: filepath.Join(e.dir, "results.jsonl"),
+		Tier: "tier-4"}, MaxRequests: maxRequests, RPM: 3000,
 		PollMin: 5 * time.Millisecond, PollMax: 40 * time.Millisecond,
 	}
 }
@@ -247,7 +247,7 @@ func TestCanceledRequestsResubmitted(t *testing.T) {
 	const n = 60
 	cfg := e.config(writeInput(t, e.dir, n), 30)
 	calls := 0
-	cfg.AfterCreate = func(b *upstream.Batch) error {
+	cfg.Test.AfterCreate = func(b *upstream.Batch) error {
 		if calls++; calls == 1 {
 			_, err := e.client.CancelBatch(context.Background(), b.ID)
 			return err
@@ -268,7 +268,7 @@ func TestResumeAfterCrashBeforeRecordingID(t *testing.T) {
 	cfg := e.config(writeInput(t, e.dir, n), 50)
 	crash := errors.New("crash after create")
 	calls := 0
-	cfg.AfterCreate = func(*upstream.Batch) error {
+	cfg.Test.AfterCreate = func(*upstream.Batch) error {
 		if calls++; calls == 2 {
 			return crash
 		}
@@ -283,7 +283,7 @@ func TestResumeAfterCrashBeforeRecordingID(t *testing.T) {
 		t.Fatalf("after the crash the emulator holds %d batches, want 2", len(bs))
 	}
 
-	cfg.AfterCreate = nil
+	cfg.Test.AfterCreate = nil
 	sum := run(t, cfg)
 	if sum.Succeeded != n {
 		t.Errorf("resumed Run() = %d succeeded, want %d", sum.Succeeded, n)

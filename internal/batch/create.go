@@ -184,7 +184,7 @@ func (d *dispatcher) fill(ctx context.Context) error {
 	var page []jobs.Request
 	for open < limit {
 		room := min(int64(d.cfg.MaxRequests), limit-open)
-		if d.importing {
+		if d.life.Importing() {
 			// While the input is still read, only a full batch is worth creating.
 			s, err := st.Status(ctx, d.runID)
 			if err != nil {
@@ -203,7 +203,7 @@ func (d *dispatcher) fill(ctx context.Context) error {
 				if len(page) == 0 {
 					// Every pending request is in this body (and, once the
 					// import is over, no more will come).
-					d.drained = !d.importing
+					d.drained = !d.life.Importing()
 					break
 				}
 			}
@@ -344,8 +344,8 @@ func (d *dispatcher) create(ctx context.Context, b *body) (bool, error) {
 		}
 		return false, fmt.Errorf("create batch of %d requests: %w", rec.Requests, err)
 	}
-	if d.cfg.AfterCreate != nil {
-		if err := d.cfg.AfterCreate(got); err != nil {
+	if d.cfg.Test.AfterCreate != nil {
+		if err := d.cfg.Test.AfterCreate(got); err != nil {
 			return false, err
 		}
 	}
@@ -354,7 +354,7 @@ func (d *dispatcher) create(ctx context.Context, b *body) (bool, error) {
 	}
 	d.failures = 0
 	d.batches.Add(1)
-	now := d.cfg.Clock.Now()
+	now := d.clock.Now()
 	d.polls[rec.Row] = &pollState{next: now.Add(d.cfg.PollMin)}
 	d.log.Debug("batch created", "batch_id", got.ID, "requests", rec.Requests, "bytes", rec.BodyBytes)
 	d.progress("batch %s created: %d requests, %d bytes", got.ID, rec.Requests, rec.BodyBytes)
@@ -368,7 +368,7 @@ func (d *dispatcher) backoff(retryAfter time.Duration) {
 	if wait <= 0 {
 		wait = min(d.cfg.PollMin<<min(d.failures-1, 6), d.cfg.PollMax)
 	}
-	d.fillAfter = d.cfg.Clock.Now().Add(wait)
+	d.fillAfter = d.clock.Now().Add(wait)
 }
 
 func (d *dispatcher) progress(format string, args ...any) {

@@ -11,7 +11,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/clade-dev/clade/internal/jobs"
@@ -28,22 +27,17 @@ const (
 // realtime is the runner that works the requests handed to it, started on the
 // first hand-over (or at start when a resumed run left some).
 type realtime struct {
-	until     chan struct{}
-	untilOnce sync.Once
-	done      chan struct{}
-	budget    bool         // the runner has a budget
-	room      spend.Micros // the run's budget less what the runner held back for batches
-	sum       *runner.Summary
-	err       error
+	w      *runner.Worker
+	budget bool         // the runner has a budget
+	room   spend.Micros // the run's budget less what the runner held back for batches
 }
-
-func (rt *realtime) stop() { rt.untilOnce.Do(func() { close(rt.until) }) }
 
 // stoppedByBudget reports whether the runner has ended on its budget.
 func (rt *realtime) stoppedByBudget() bool {
 	select {
-	case <-rt.done:
-		return errors.Is(rt.err, runner.ErrStopped) && rt.budget
+	case <-rt.w.Done():
+		_, err := rt.w.Result()
+		return errors.Is(err, runner.ErrStopped) && rt.budget
 	default:
 		return false
 	}
@@ -53,7 +47,7 @@ func (rt *realtime) stoppedByBudget() bool {
 // it if it has work and is not running. It does nothing while the input is still
 // imported (the runner resumes the run's import; it must find it complete).
 func (d *dispatcher) handOver(ctx context.Context) error {
-	if d.cfg.RetryVia != RetryRealtime || d.importing {
+	if d.cfg.RetryVia != RetryRealtime || d.life.Importing() {
 		return nil
 	}
 	st := d.cfg.Store
@@ -114,32 +108,19 @@ func (d *dispatcher) startRealtime(ctx context.Context) (bool, error) {
 		d.progress("realtime resumes: batches that ended freed budget ($%.4f for realtime)", room.USD())
 	}
 	rc := d.cfg.Realtime
-	rc.Store, rc.Client, rc.Catalog, rc.Input, rc.Output = d.cfg.Store, d.cfg.Client, d.cfg.Catalog, d.cfg.Input, ""
-	rc.Options, rc.Tier, rc.Ordered, rc.Force, rc.Strict = d.cfg.Options, d.cfg.Tier, false, false, false
-	if d.out != nil {
-		rc.Out = d.out.o
-	}
+	rc.Spec = d.cfg.Sharing(rc.Spec, d.life.Out)
 	if rc.Routing == nil {
 		rc.Routing = d.cfg.Routing
 	}
-	if rc.Logger == nil {
-		rc.Logger = d.log
-	}
-	rc.Budget, rc.BudgetHeld = d.cfg.Budget, held
-	rt := &realtime{until: make(chan struct{}), done: make(chan struct{}), budget: d.cfg.Budget > 0, room: room}
-	rc.Until = rt.until
-	d.rt = rt
-	go func() {
-		defer close(rt.done)
-		rt.sum, rt.err = runner.Run(ctx, rc)
-	}()
+	rc.BudgetHeld = held
+	d.rt = &realtime{w: runner.Start(ctx, rc), budget: d.cfg.Budget > 0, room: room}
 	return true, nil
 }
 
 // rtCarry adds an ended runner's calls to the run's count.
 func (d *dispatcher) rtCarry(rt *realtime) {
-	if rt.sum != nil {
-		d.rtSent += rt.sum.Sent
+	if sum, _ := rt.w.Result(); sum != nil {
+		d.rtSent += sum.Sent
 	}
 }
 
@@ -169,7 +150,7 @@ wait:
 		case <-ctx.Done():
 			err = ctx.Err()
 			break wait
-		case <-d.rt.done:
+		case <-d.rt.w.Done():
 			if d.rt.stoppedByBudget() {
 				started, serr := d.startRealtime(ctx)
 				if serr != nil {
@@ -185,10 +166,10 @@ wait:
 		}
 	}
 	rt := d.rt
-	rt.stop()
-	<-rt.done
-	if rt.err != nil && !errors.Is(rt.err, context.Canceled) {
-		err = errors.Join(err, fmt.Errorf("realtime retries: %w", rt.err))
+	rt.w.Finish()
+	<-rt.w.Done()
+	if _, rerr := rt.w.Result(); rerr != nil && !errors.Is(rerr, context.Canceled) {
+		err = errors.Join(err, fmt.Errorf("realtime retries: %w", rerr))
 	}
 	return err
 }
@@ -197,8 +178,8 @@ wait:
 // exit path, whatever ended it).
 func (d *dispatcher) closeRealtime() {
 	if d.rt != nil {
-		d.rt.stop()
-		<-d.rt.done
+		d.rt.w.Finish()
+		<-d.rt.w.Done()
 	}
 }
 

@@ -111,7 +111,7 @@ func (d *dispatcher) othersInQueue(ctx context.Context) int64 {
 	if d.cfg.OwnQueueOnly {
 		return 0
 	}
-	now := d.cfg.Clock.Now()
+	now := d.clock.Now()
 	if !d.othersAt.IsZero() && now.Sub(d.othersAt) < othersRefresh {
 		return d.others
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/clade-dev/clade/catalog"
 	"github.com/clade-dev/clade/emulator"
 	"github.com/clade-dev/clade/internal/jobs"
+	"github.com/clade-dev/clade/internal/lifecycle"
 	"github.com/clade-dev/clade/internal/runner"
 	"github.com/clade-dev/clade/internal/upstream"
 )
@@ -205,7 +206,7 @@ func MeasureUtilization(ctx context.Context, cfg UtilizationConfig) (*Utilizatio
 		if err != nil {
 			return nil, err
 		}
-		_, err = runner.Run(runCtx, runner.Config{Store: st, Client: client, Catalog: cfg.Catalog, Input: input, Tier: cfg.Tier, Limiter: lim})
+		_, err = runner.Run(runCtx, runner.Config{Spec: lifecycle.Spec{Store: st, Client: client, Catalog: cfg.Catalog, Input: input, Tier: cfg.Tier}, Limiter: lim})
 		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
 			return nil, err
 		}

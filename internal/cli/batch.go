@@ -3,11 +3,9 @@ package cli
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -17,6 +15,7 @@ import (
 	"github.com/clade-dev/clade/catalog"
 	"github.com/clade-dev/clade/internal/batch"
 	"github.com/clade-dev/clade/internal/jobs"
+	"github.com/clade-dev/clade/internal/lifecycle"
 	"github.com/clade-dev/clade/internal/runner"
 )
 
@@ -156,9 +155,6 @@ func runBatch(cmd *cobra.Command, g *globalFlags, f *batchFlags, input string) (
 	if f.quiet {
 		progress = nil
 	}
-	if err := prepareCanceled(ctx, store, input, f.resumeCanceled, progress); err != nil {
-		return failure("check --db", err)
-	}
 	var reg *prometheus.Registry
 	if f.metricsAddr != "" {
 		reg = prometheus.NewRegistry()
@@ -171,12 +167,11 @@ func runBatch(cmd *cobra.Command, g *globalFlags, f *batchFlags, input string) (
 	}
 	opts, _ := json.Marshal(map[string]any{"mode": "batch", "tier": f.tier, "output": f.output})
 	cfg := batch.Config{
-		Store: store, Client: client, Catalog: cat, Input: input, Output: f.output,
-		Force: f.force, Strict: f.strict, Options: opts, Tier: f.tier,
-		MaxRequests: f.maxRequests, MaxRounds: f.maxRounds, PollMin: f.poll,
-		Routing: routing, Budget: f.budget, Ordered: f.ordered,
-		Progress: progress, Logger: log,
-		RetryVia: f.retryVia,
+		Spec: lifecycle.Spec{Store: store, Client: client, Catalog: cat, Input: input, Output: f.output,
+			Force: f.force, Strict: f.strict, Options: opts, Tier: f.tier, Budget: f.budget, Ordered: f.ordered,
+			Progress: progress, Logger: log},
+		MaxRequests: f.maxRequests, MaxRounds: f.maxRounds, PollMin: f.poll, Routing: routing,
+		RetryVia: f.retryVia, ResumeCanceled: f.resumeCanceled,
 		Realtime: runner.Config{MaxConcurrency: f.concurrency, MaxAttempts: f.maxAttempts},
 	}
 	if reg != nil {
@@ -184,80 +179,7 @@ func runBatch(cmd *cobra.Command, g *globalFlags, f *batchFlags, input string) (
 		cfg.Registry, cfg.Realtime.Registry = reg, reg
 	}
 	sum, err := batch.Run(ctx, cfg)
-	if sum != nil && !errors.As(err, new(*jobs.NoRequestsError)) { // nothing to sum up
-		printBatchSummary(stderr, sum, f.output, f.db)
-	}
-	if err != nil {
-		return runError(cmd, input, f.output, f.db, err)
-	}
-	if sum != nil && sum.Stopped != "" && sum.Pending > 0 {
-		return failure("raise --budget and run the same command again: what was sent is kept", fmt.Errorf("stopped with %d requests not sent: %s", sum.Pending, sum.Stopped))
-	}
-	if ctx.Err() != nil && sum != nil && sum.Pending > 0 {
-		fmt.Fprintf(stderr, "interrupted: %d requests pending (batches in flight keep running); run the same command again to resume\n", sum.Pending)
-		return &cliError{code: ExitFailure, err: errors.New("interrupted"), try: "run the same command again to resume, or clade batch cancel " + f.output}
-	}
-	if sum != nil && sum.Errored+sum.Expired+sum.Canceled > 0 {
-		try := "clade status --db " + redactDSN(f.db)
-		if sum.Canceled > 0 {
-			try += "; to send the canceled requests again: clade batch " + input + " -o " + f.output + " --resume-canceled"
-		}
-		return &cliError{code: ExitFailedRequests, err: fmt.Errorf("%d requests did not succeed (their result lines are in %s)", sum.Errored+sum.Expired+sum.Canceled, f.output),
-			try: try}
-	}
-	return nil
-}
-
-// prepareCanceled handles a run stopped by clade batch cancel before batch.Run: with
-// resume it reopens the run (its canceled results are deleted, so those requests are
-// sent again); without, it says what this run will do.
-func prepareCanceled(ctx context.Context, st *jobs.Store, input string, resume bool, progress io.Writer) error {
-	abs, err := filepath.Abs(input)
-	if err != nil {
-		return err
-	}
-	run, err := st.RunByName(ctx, abs)
-	if errors.Is(err, jobs.ErrNoRun) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if err := st.PrepareBatches(ctx); err != nil {
-		return err
-	}
-	at, err := st.BatchRunCanceled(ctx, run.ID)
-	if err != nil || at.IsZero() {
-		return err
-	}
-	if resume {
-		n, err := st.ReopenCanceledRun(ctx, run.ID)
-		if err != nil {
-			return err
-		}
-		if progress != nil {
-			fmt.Fprintf(progress, "run %d resumed after its cancel: %d canceled requests will be sent again\n", run.ID, n)
-		}
-		return nil
-	}
-	if progress != nil {
-		fmt.Fprintf(progress, "run %d was canceled at %s: reading its batches, nothing is sent again (--resume-canceled sends the canceled requests)\n",
-			run.ID, at.Local().Format(time.DateTime))
-	}
-	return nil
-}
-
-func printBatchSummary(w io.Writer, s *batch.Summary, output, db string) {
-	fmt.Fprintf(w, "\n%d requests: %d succeeded, %d errored, %d expired, %d canceled, %d pending; %d bad lines skipped\n",
-		s.Requests, s.Succeeded, s.Errored, s.Expired, s.Canceled, s.Pending, s.Problems)
-	fmt.Fprintf(w, "%d batches created, %d requests resubmitted, in %s\n", s.Batches, s.Resubmitted, s.Elapsed.Round(time.Millisecond))
-	prices := "batch prices"
-	if s.Realtime > 0 {
-		fmt.Fprintf(w, "%d requests retried in realtime (%d calls)\n", s.Realtime, s.RealtimeSent)
-		prices = "batch and realtime prices"
-	}
-	fmt.Fprintf(w, "tokens: %d input, %d output; cost $%.4f at %s\n", s.InputTokens, s.OutputTokens, s.CostUSD, prices)
-	fmt.Fprintf(w, "results: %s\nstore:   %s\n", output, redactDSN(db))
+	return endRun(cmd, sum, err, ending{input: input, output: f.output, db: f.db, batches: true})
 }
 
 func newBatchCancelCmd(g *globalFlags) *cobra.Command {
@@ -327,51 +249,24 @@ requests after all, run clade batch with --resume-canceled.`,
 const statusMaxBatches = 20
 
 // batchStatusLines describes a run's Message Batches for clade status (nothing when
-// the run has none and was not canceled): a summary line with the batches by state
-// and the requests pending (in batches in flight, and in none), then one line per
-// batch, those in flight first: id, state, requests, age (since created_at, or since
-// the create was attempted for an unconfirmed one) and, for a done batch, how long
-// ago it ended. now is the time ages are measured at.
+// the run has none and was not canceled, or its batches cannot be read): a summary
+// line with the batches by state and the requests pending (in batches in flight,
+// and in none), then one line per batch, those in flight first: id, state,
+// requests, age (since created_at, or since the create was attempted for an
+// unconfirmed one) and, for a done batch, how long ago it ended. now is the time
+// ages are measured at.
 func batchStatusLines(ctx context.Context, st *jobs.Store, runID int64, now time.Time) []string {
-	if err := st.PrepareBatches(ctx); err != nil {
+	o, err := batch.Describe(ctx, st, runID)
+	if err != nil || o == nil {
 		return nil
-	}
-	bs, err := st.Batches(ctx, runID)
-	if err != nil {
-		return nil
-	}
-	canceledAt, err := st.BatchRunCanceled(ctx, runID)
-	if err != nil || (len(bs) == 0 && canceledAt.IsZero()) {
-		return nil
-	}
-	inBatches, unsent, err := st.BatchPendingCounts(ctx, runID)
-	if err != nil {
-		return nil
-	}
-	counts, err := st.BatchCountsOf(ctx, runID)
-	if err != nil {
-		return nil
-	}
-	var open, done []jobs.BatchRecord
-	intents := 0
-	for _, b := range bs {
-		switch b.State {
-		case jobs.BatchDone:
-			done = append(done, b)
-		case jobs.BatchIntent:
-			intents++
-			open = append(open, b)
-		default:
-			open = append(open, b)
-		}
 	}
 	head := fmt.Sprintf("  batches: %d done, %d in flight, %d unconfirmed; pending %d: %d in batches in flight, %d in none",
-		len(done), len(open)-intents, intents, inBatches+unsent, inBatches, unsent)
-	if !canceledAt.IsZero() {
-		head += fmt.Sprintf("; canceled %s ago (clade batch cancel)", age(now, canceledAt))
+		len(o.Done), len(o.Open)-o.Unconfirmed, o.Unconfirmed, o.InBatches+o.Unsent, o.InBatches, o.Unsent)
+	if !o.CanceledAt.IsZero() {
+		head += fmt.Sprintf("; canceled %s ago (clade batch cancel)", age(now, o.CanceledAt))
 	}
 	lines := []string{head}
-	shown := append(open, done...)
+	shown := append(o.Open, o.Done...)
 	more := 0
 	if len(shown) > statusMaxBatches {
 		more = len(shown) - statusMaxBatches
@@ -389,7 +284,7 @@ func batchStatusLines(ctx context.Context, st *jobs.Store, runID int64, now time
 		if b.State == jobs.BatchDone && !b.EndedAt.IsZero() {
 			l += fmt.Sprintf(", ended %s ago", age(now, b.EndedAt))
 		}
-		if c, ok := counts[b.Row]; ok {
+		if c, ok := o.Counts[b.Row]; ok {
 			l += fmt.Sprintf(": %d succeeded, %d errored, %d expired, %d canceled", c.Succeeded, c.Errored, c.Expired, c.Canceled)
 		}
 		lines = append(lines, l)

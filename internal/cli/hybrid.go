@@ -2,11 +2,9 @@ package cli
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,6 +15,7 @@ import (
 	"github.com/clade-dev/clade/internal/batch"
 	"github.com/clade-dev/clade/internal/hybrid"
 	"github.com/clade-dev/clade/internal/jobs"
+	"github.com/clade-dev/clade/internal/lifecycle"
 	"github.com/clade-dev/clade/internal/runner"
 	"github.com/clade-dev/clade/internal/upstream"
 )
@@ -57,10 +56,9 @@ func runHybrid(cmd *cobra.Command, f *runFlags, input string, cat *catalog.Catal
 		progress = nil
 	}
 	opts, _ := json.Marshal(map[string]any{"mode": "auto", "tier": f.tier, "output": f.output})
-	rc := runner.Config{
-		MaxConcurrency: f.concurrency, MaxAttempts: f.maxAttempts, Routing: routing,
+	rc := runner.Config{Spec: lifecycle.Spec{Progress: progress}, MaxConcurrency: f.concurrency, MaxAttempts: f.maxAttempts, Routing: routing,
 		StreamAbove: f.streamAbove, CountTokens: f.countTokens, Limiter: lim,
-		Progress: progress, Abort: secondSignal(ctx),
+		Abort: secondSignal(ctx),
 	}
 	bc := batch.Config{MaxRequests: f.maxBatch, PollMin: f.poll, Routing: routing}
 	if reg != nil {
@@ -77,57 +75,10 @@ func runHybrid(cmd *cobra.Command, f *runFlags, input string, cat *catalog.Catal
 		spec = f.deadline
 	}
 	sum, err := hybrid.Run(ctx, hybrid.Config{
-		Store: store, Client: client, Catalog: cat, Input: input, Output: f.output, Ordered: f.ordered,
-		Force: f.force, Strict: f.strict, Options: opts, Tier: f.tier, Deadline: deadline, DeadlineSpec: spec, Budget: f.budget,
-		MinBatchWindow: f.batchMinWindow,
-		Realtime:       rc, Batch: bc,
-		Progress: progress, Logger: log,
+		Spec: lifecycle.Spec{Store: store, Client: client, Catalog: cat, Input: input, Output: f.output, Ordered: f.ordered,
+			Force: f.force, Strict: f.strict, Options: opts, Tier: f.tier, Budget: f.budget, Progress: progress, Logger: log},
+		Deadline: deadline, DeadlineSpec: spec, MinBatchWindow: f.batchMinWindow,
+		Realtime: rc, Batch: bc,
 	})
-	if sum != nil {
-		if !sum.Deadline.IsZero() {
-			deadline = sum.Deadline
-		}
-		printHybridSummary(stderr, sum, deadline, f.output, f.db)
-	}
-	if err != nil {
-		return runError(cmd, input, f.output, f.db, err)
-	}
-	if sum != nil && sum.Stopped != "" && sum.Pending > 0 {
-		return failure("raise the budget or the limit, then run the same command again to resume", fmt.Errorf("stopped: %s", sum.Stopped))
-	}
-	if ctx.Err() != nil && sum != nil && sum.Pending > 0 {
-		fmt.Fprintf(stderr, "interrupted: %d requests pending (batches in flight keep running); run the same command again to resume\n", sum.Pending)
-		return &cliError{code: ExitFailure, err: errors.New("interrupted"), try: "run the same command again to resume"}
-	}
-	if sum != nil && sum.Errored > 0 {
-		return &cliError{code: ExitFailedRequests, err: fmt.Errorf("%d requests ended errored (their error envelopes are in %s)", sum.Errored, f.output),
-			try: "clade status --db " + redactDSN(f.db)}
-	}
-	return nil
-}
-
-func printHybridSummary(w io.Writer, s *hybrid.Summary, deadline time.Time, output, db string) {
-	fmt.Fprintf(w, "\n%d requests: %d succeeded, %d errored, %d pending; %d bad lines skipped\n",
-		s.Requests, s.Succeeded, s.Errored, s.Pending, s.Problems)
-	var how []string
-	how = append(how, fmt.Sprintf("%d batches created (%d canceled for realtime to take over)", s.Batches, s.BatchesCanceled))
-	if s.Spilled {
-		how = append(how, fmt.Sprintf("realtime from %s: %d calls", s.SpilledAt.Local().Format("15:04:05"), s.RealtimeSent))
-	} else {
-		how = append(how, "no realtime needed")
-	}
-	fmt.Fprintf(w, "%s; in %s\n", strings.Join(how, "; "), s.Elapsed.Round(time.Millisecond))
-	switch {
-	case s.Pending > 0:
-		fmt.Fprintf(w, "deadline %s: not finished\n", deadline.Local().Format("15:04:05"))
-	case s.Late > 0:
-		fmt.Fprintf(w, "deadline %s: missed by %s\n", deadline.Local().Format("15:04:05"), s.Late.Round(time.Second))
-	default:
-		fmt.Fprintf(w, "deadline %s: met with %s to spare\n", deadline.Local().Format("15:04:05"), deadline.Sub(s.Finished).Round(time.Second))
-	}
-	fmt.Fprintf(w, "tokens: %d input, %d output; cost $%.4f\n", s.InputTokens, s.OutputTokens, s.CostUSD)
-	if s.Stopped != "" {
-		fmt.Fprintf(w, "stopped: %s\n", s.Stopped)
-	}
-	fmt.Fprintf(w, "results: %s\nstore:   %s\n", output, redactDSN(db))
+	return endRun(cmd, sum, err, ending{input: input, output: f.output, db: f.db, batches: true})
 }

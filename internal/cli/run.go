@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -23,6 +22,7 @@ import (
 	"github.com/clade-dev/clade/catalog"
 	"github.com/clade-dev/clade/emulator"
 	"github.com/clade-dev/clade/internal/jobs"
+	"github.com/clade-dev/clade/internal/lifecycle"
 	"github.com/clade-dev/clade/internal/plan"
 	"github.com/clade-dev/clade/internal/runner"
 	"github.com/clade-dev/clade/internal/upstream"
@@ -222,27 +222,13 @@ func runRun(cmd *cobra.Command, g *globalFlags, f *runFlags, input string) (retE
 		registerer = reg
 	}
 	sum, err := runner.Run(ctx, runner.Config{
-		Store: store, Client: client, Catalog: cat, Input: input, Output: f.output,
-		Ordered: f.ordered, Force: f.force, Strict: f.strict, Options: opts, Tier: f.tier,
+		Spec: lifecycle.Spec{Store: store, Client: client, Catalog: cat, Input: input, Output: f.output,
+			Ordered: f.ordered, Force: f.force, Strict: f.strict, Options: opts, Tier: f.tier,
+			Budget: f.budget, Progress: progress, Registry: registerer, Logger: log},
 		MaxConcurrency: f.concurrency, MaxAttempts: f.maxAttempts, Routing: routing, StreamAbove: f.streamAbove,
-		CountTokens: f.countTokens, Budget: f.budget, Progress: progress, Registry: registerer,
-		Logger: log, Abort: abort, Limiter: lim,
+		CountTokens: f.countTokens, Abort: abort, Limiter: lim,
 	})
-	if sum != nil {
-		printSummary(stderr, sum, f.output, f.db)
-	}
-	if err != nil {
-		return runError(cmd, input, f.output, f.db, err)
-	}
-	if ctx.Err() != nil && sum != nil && sum.Pending > 0 {
-		fmt.Fprintf(stderr, "interrupted: %d requests pending; run the same command again to resume\n", sum.Pending)
-		return &cliError{code: ExitFailure, err: errors.New("interrupted"), try: "run the same command again to resume"}
-	}
-	if sum != nil && sum.Errored > 0 {
-		return &cliError{code: ExitFailedRequests, err: fmt.Errorf("%d requests ended errored (their error envelopes are in %s)", sum.Errored, f.output),
-			try: "clade status --db " + redactDSN(f.db)}
-	}
-	return nil
+	return endRun(cmd, sum, err, ending{input: input, output: f.output, db: f.db})
 }
 
 // buildRouting makes the routing of --model, --routing FILE and --fallback-model
@@ -340,19 +326,6 @@ func serveMetrics(addr string, reg *prometheus.Registry) (func(), string, error)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(ln)
 	return func() { srv.Close() }, ln.Addr().String(), nil
-}
-
-func printSummary(w io.Writer, s *runner.Summary, output, db string) {
-	fmt.Fprintf(w, "\n%d requests: %d succeeded, %d errored, %d pending; %d bad lines skipped\n",
-		s.Requests, s.Succeeded, s.Errored, s.Pending, s.Problems)
-	fmt.Fprintf(w, "sent %d calls in %s (%d rate-limited, %d overloaded, %d retries)\n",
-		s.Sent, s.Elapsed.Round(time.Millisecond), s.RateLimited, s.Overloaded, s.Retried)
-	fmt.Fprintf(w, "tokens: %d input, %d output; cost $%.4f (through batches: $%.4f)\n",
-		s.InputTokens, s.OutputTokens, s.CostUSD, s.BatchCostUSD)
-	if s.Stopped != "" {
-		fmt.Fprintf(w, "stopped: %s\n", s.Stopped)
-	}
-	fmt.Fprintf(w, "results: %s\nstore:   %s\n", output, redactDSN(db))
 }
 
 // redactDSN hides a password in a postgres URL.

@@ -32,10 +32,8 @@ package hybrid
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"slices"
 	"sync"
@@ -45,9 +43,9 @@ import (
 	"github.com/clade-dev/clade/catalog"
 	"github.com/clade-dev/clade/internal/batch"
 	"github.com/clade-dev/clade/internal/jobs"
+	"github.com/clade-dev/clade/internal/lifecycle"
 	"github.com/clade-dev/clade/internal/plan"
 	"github.com/clade-dev/clade/internal/runner"
-	"github.com/clade-dev/clade/internal/upstream"
 )
 
 // Defaults.
@@ -59,21 +57,14 @@ const (
 	maxSlack = 5 * time.Minute
 )
 
-// Config configures Run. Store, Client, Input, Tier and Deadline are required.
+// Config configures Run. Store, Client, Input and Tier (in the Spec) and Deadline
+// are required. The Spec's results file is shared by realtime and batch; its
+// Tier is the catalog tier whose realtime and batch limits apply (the plan needs
+// numbers, so "auto" is not allowed); its Budget, when positive, stops the run
+// before its cost could exceed it; its Progress receives the plan, re-plans and
+// both modes' progress.
 type Config struct {
-	Store   *jobs.Store
-	Client  *upstream.Client
-	Catalog *catalog.Catalog
-	// Input and Output as for clade run; the results file is shared by realtime
-	// and batch.
-	Input, Output string
-	// Ordered writes the output in input order when the run ends.
-	Ordered       bool
-	Force, Strict bool
-	Options       json.RawMessage
-	// Tier is the catalog tier whose realtime and batch limits apply. The plan
-	// needs numbers, so "auto" is not allowed.
-	Tier string
+	lifecycle.Spec
 	// Deadline is when every request should have its result.
 	Deadline time.Time
 	// DeadlineSpec, when set, is the --deadline text Deadline was computed from as
@@ -82,8 +73,6 @@ type Config struct {
 	// counting the duration again from its own start. Leave it empty for a clock
 	// time, which means the same instant whenever it is given.
 	DeadlineSpec string
-	// Budget, when positive, stops the run before its cost could exceed it.
-	Budget float64
 	// Safety multiplies the realtime estimate. Default DefaultSafety (1.25).
 	Safety float64
 	// Slack is added to the realtime estimate. Default 5% of the window at start,
@@ -99,26 +88,19 @@ type Config struct {
 	// Output assumption of the estimate. Zero: plan.DefaultOutputRatio.
 	OutputAssumption plan.OutputAssumption
 	// Realtime and Batch carry the runner's and the dispatcher's own settings
-	// (concurrency, routing, batch size, polling, ...); the shared fields above
-	// override theirs.
+	// (concurrency, routing, batch size, polling, Progress, Registry, ...); their
+	// Spec is this Config's (lifecycle.Spec.Sharing).
 	Realtime runner.Config
 	Batch    batch.Config
 	// Tick is how often the plan is re-made. Default 1% of the window, within
 	// [200 ms, 5 s].
 	Tick time.Duration
-	// Progress receives the plan, re-plans and both modes' progress; nil for none.
-	Progress io.Writer
-	Logger   *slog.Logger
 }
 
-// Summary is what a hybrid run did.
+// Summary is what a hybrid run did: the run's Totals (from the store) and how
+// the work was shared between batches and realtime.
 type Summary struct {
-	RunID     int64
-	Requests  int64
-	Problems  int64
-	Succeeded int64
-	Errored   int64
-	Pending   int64
+	lifecycle.Totals
 	// Spilled says whether realtime took part, and when.
 	Spilled   bool
 	SpilledAt time.Time
@@ -127,22 +109,46 @@ type Summary struct {
 	RealtimeSent, RealtimeRateLimited int64
 	// Batches created; BatchesCanceled because realtime had done their work.
 	Batches, BatchesCanceled int64
-	InputTokens              int64
-	OutputTokens             int64
-	CostUSD                  float64
-	Elapsed                  time.Duration
 	Finished                 time.Time
 	// Deadline is the deadline the run worked to (a resumed run's may be the one
 	// recorded at its first start: Config.DeadlineSpec).
 	Deadline time.Time
 	// Late is how long after the deadline the last result came (0: in time).
 	Late time.Duration
-	// Stopped says why the run stopped early (budget, API), if it did.
-	Stopped string
+}
+
+// Common is the run's Totals; nil for a nil Summary.
+func (s *Summary) Common() *lifecycle.Totals {
+	if s == nil {
+		return nil
+	}
+	return &s.Totals
+}
+
+// Lines describes the run for people.
+func (s *Summary) Lines() []string {
+	how := fmt.Sprintf("%d batches created (%d canceled for realtime to take over)", s.Batches, s.BatchesCanceled)
+	if s.Spilled {
+		how += fmt.Sprintf("; realtime from %s: %d calls", s.SpilledAt.Local().Format("15:04:05"), s.RealtimeSent)
+	} else {
+		how += "; no realtime needed"
+	}
+	how += fmt.Sprintf("; in %s", s.Elapsed.Round(time.Millisecond))
+	at := s.Deadline.Local().Format("15:04:05")
+	var met string
+	switch {
+	case s.Pending > 0:
+		met = fmt.Sprintf("deadline %s: not finished", at)
+	case s.Late > 0:
+		met = fmt.Sprintf("deadline %s: missed by %s", at, s.Late.Round(time.Second))
+	default:
+		met = fmt.Sprintf("deadline %s: met with %s to spare", at, s.Deadline.Sub(s.Finished).Round(time.Second))
+	}
+	return s.Describe("", how, met)
 }
 
 // ErrStrict is returned when the input has bad lines and Strict is set.
-var ErrStrict = jobs.ErrBadLines
+var ErrStrict = lifecycle.ErrStrict
 
 // Run imports the input (or resumes its run) and works it to the deadline.
 func Run(ctx context.Context, cfg Config) (*Summary, error) {
@@ -159,19 +165,18 @@ type hybrid struct {
 	tier  *catalog.Tier
 	start time.Time
 	runID int64
-	out   *jobs.Output
+	life  *lifecycle.Run
 
 	spilled   atomic.Bool
 	spilledAt time.Time
 	canceled  map[string]bool // batch ids asked to cancel
 	nCanceled int64
 
-	// Realtime: startRealtime starts it (once); until is closed when the run is
-	// complete; takeover holds the batches cancelled for realtime (clade_batch
+	// Realtime: startRealtime starts rt (once), finish lets it stop when the run
+	// is complete; takeover holds the batches cancelled for realtime (clade_batch
 	// row → when), lowWater the queue depth under which it takes another.
 	startRealtime func() error
-	until         chan struct{}
-	untilOnce     sync.Once
+	rt            *runner.Worker
 	takeover      map[int64]time.Time
 	lowWater      int64
 	// nudge asks the dispatcher to poll its batches now.
@@ -179,14 +184,11 @@ type hybrid struct {
 }
 
 func newHybrid(cfg Config) (*hybrid, error) {
-	if cfg.Store == nil || cfg.Client == nil || cfg.Input == "" {
-		return nil, errors.New("hybrid: Store, Client and Input are required")
+	if err := cfg.Check("hybrid"); err != nil {
+		return nil, err
 	}
 	if cfg.Deadline.IsZero() {
 		return nil, errors.New("hybrid: a deadline is required")
-	}
-	if cfg.Catalog == nil {
-		cfg.Catalog = catalog.Default()
 	}
 	tier, err := cfg.Catalog.Tier(cfg.Tier)
 	if err != nil {
@@ -195,11 +197,8 @@ func newHybrid(cfg Config) (*hybrid, error) {
 	if cfg.Safety <= 0 {
 		cfg.Safety = DefaultSafety
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
 	return &hybrid{cfg: cfg, log: cfg.Logger, tier: tier, canceled: map[string]bool{},
-		until: make(chan struct{}), takeover: map[int64]time.Time{}, nudge: make(chan struct{}, 1)}, nil
+		takeover: map[int64]time.Time{}, nudge: make(chan struct{}, 1)}, nil
 }
 
 func (h *hybrid) printf(format string, args ...any) {
@@ -211,42 +210,31 @@ func (h *hybrid) printf(format string, args ...any) {
 func (h *hybrid) run(ctx context.Context) (_ *Summary, retErr error) {
 	h.start = time.Now()
 	st := h.cfg.Store
-	runRec, stats, err := st.ImportReporting(ctx, jobs.ImportOptions{
-		Path: h.cfg.Input, Options: h.cfg.Options, Force: h.cfg.Force, NoJobs: true,
-	}, h.cfg.Progress)
-	if err != nil {
+	life, err := lifecycle.Start(ctx, h.cfg.Spec, lifecycle.Import{NoJobs: true})
+	if life == nil {
 		return nil, err
 	}
-	h.runID = runRec.ID
-	if h.cfg.Strict && runRec.Problems > 0 {
-		return h.summary(ctx, nil), fmt.Errorf("%w: %d bad lines (see `clade status`)", ErrStrict, runRec.Problems)
+	h.life, h.runID = life, life.ID
+	if err != nil { // Strict
+		return h.summary(ctx, nil), err
 	}
 	if err := st.PrepareBatches(ctx); err != nil {
 		return nil, err
 	}
-	lease, err := st.AcquireLease(ctx, h.runID, 0)
+	// One dispatcher per run, realtime and batch together.
+	ctx, release, err := life.HoldLease(ctx)
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		if err := lease.Release(); err != nil { // it runs out by itself
-			h.log.Warn("release the run's lease (it runs out in 30 s)", "err", err)
-		}
-	}()
-	if h.cfg.Output != "" {
-		if h.out, err = jobs.OpenOutput(ctx, st, h.runID, h.cfg.Output, h.cfg.Ordered); err != nil {
-			return nil, err
-		}
-		defer func() {
-			if err := h.out.Close(); err != nil && retErr == nil {
-				retErr = err // a full disk: the results are in the store
-			}
-		}()
+	defer release()
+	if err := life.OpenOutput(ctx); err != nil {
+		return nil, err
 	}
+	defer func() { retErr = life.Finish(ctx, retErr) }()
 	if err := st.PrepareHybrid(ctx); err != nil {
 		return nil, err
 	}
-	if err := h.settleDeadline(ctx, stats.Reset); err != nil {
+	if err := h.settleDeadline(ctx, life.Stats.Reset); err != nil {
 		return nil, err
 	}
 	window := time.Until(h.cfg.Deadline)
@@ -288,11 +276,10 @@ func (h *hybrid) run(ctx context.Context) (_ *Summary, retErr error) {
 			defer wg.Done()
 			defer close(batchDone)
 			bc := h.cfg.Batch
-			bc.Store, bc.Client, bc.Catalog, bc.Input, bc.Output = st, h.cfg.Client, h.cfg.Catalog, h.cfg.Input, ""
-			bc.Out, bc.Force, bc.Strict, bc.Options, bc.Tier = h.out, false, false, h.cfg.Options, h.cfg.Tier
-			bc.KeepJobs, bc.Nudge, bc.Leased, bc.Budget = true, h.nudge, true, h.cfg.Budget
+			bc.Spec = h.cfg.Sharing(bc.Spec, life.Out)
+			bc.Progress = h.cfg.Progress // batch events are the run's
+			bc.KeepJobs, bc.Nudge, bc.Leased = true, h.nudge, true
 			bc.MayFill = func() bool { return !h.spilled.Load() }
-			bc.Progress, bc.Logger = h.cfg.Progress, h.log
 			batchSum, batchErr = batch.Run(runCtx, bc)
 		}()
 	}
@@ -306,9 +293,7 @@ func (h *hybrid) run(ctx context.Context) (_ *Summary, retErr error) {
 			return err
 		}
 		rc := h.cfg.Realtime
-		rc.Store, rc.Client, rc.Catalog, rc.Input, rc.Output = st, h.cfg.Client, h.cfg.Catalog, h.cfg.Input, ""
-		rc.Out, rc.Options, rc.Tier, rc.Ordered = h.out, h.cfg.Options, h.cfg.Tier, false
-		rc.Until = h.until
+		rc.Spec = h.cfg.Sharing(rc.Spec, life.Out)
 		if h.cfg.Budget > 0 {
 			// Requests in open batches may still be billed, at batch price: hold
 			// their worst case back from what realtime may spend.
@@ -316,14 +301,15 @@ func (h *hybrid) run(ctx context.Context) (_ *Summary, retErr error) {
 			if err != nil {
 				return err
 			}
-			rc.Budget, rc.BudgetHeld = h.cfg.Budget, held
+			rc.BudgetHeld = held
 		}
-		rc.Logger = h.log
+		h.rt = runner.Start(runCtx, rc)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer close(rtDone)
-			rtSum, rtErr = runner.Run(runCtx, rc)
+			<-h.rt.Done()
+			rtSum, rtErr = h.rt.Result()
 		}()
 		return nil
 	}
@@ -333,7 +319,10 @@ func (h *hybrid) run(ctx context.Context) (_ *Summary, retErr error) {
 		}
 	}
 
-	err = h.watch(ctx, batchDone, rtDone, lease.Lost())
+	err = h.watch(ctx, batchDone, rtDone)
+	if lifecycle.LeaseLost(ctx) {
+		err = lifecycle.ErrLeaseLost
+	}
 	h.finish()
 	cancelRun()
 	wg.Wait()
@@ -346,9 +335,6 @@ func (h *hybrid) run(ctx context.Context) (_ *Summary, retErr error) {
 	}
 	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
 		err = nil // interrupted: the store holds where the run is; the next Run resumes
-	}
-	if err == nil && h.out != nil && h.cfg.Ordered && sum.Pending == 0 {
-		err = h.out.ExportOrdered(context.WithoutCancel(ctx), st, h.runID)
 	}
 	return sum, err
 }
@@ -383,11 +369,15 @@ func (h *hybrid) settleDeadline(ctx context.Context, reset bool) error {
 }
 
 // finish lets the realtime workers stop (once).
-func (h *hybrid) finish() { h.untilOnce.Do(func() { close(h.until) }) }
+func (h *hybrid) finish() {
+	if h.rt != nil {
+		h.rt.Finish()
+	}
+}
 
 // watch re-plans every tick until every request has a result (and the batches
 // left are cancelled and read), ctx ends, or a part fails.
-func (h *hybrid) watch(ctx context.Context, batchDone, rtDone, leaseLost <-chan struct{}) error {
+func (h *hybrid) watch(ctx context.Context, batchDone, rtDone <-chan struct{}) error {
 	t := time.NewTicker(h.cfg.Tick)
 	defer t.Stop()
 	lastPrint := time.Now()
@@ -395,8 +385,6 @@ func (h *hybrid) watch(ctx context.Context, batchDone, rtDone, leaseLost <-chan 
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-leaseLost:
-			return errors.New("lost the run's lease (another process took it, or the store was unreachable); stopped")
 		case <-batchDone:
 			batchDone = nil
 			if h.spilled.Load() {
@@ -615,22 +603,13 @@ func (h *hybrid) unfinished(ctx context.Context) (int64, error) {
 }
 
 func (h *hybrid) summary(ctx context.Context, bs *batch.Summary) *Summary {
+	s := &Summary{Totals: h.life.Totals(ctx), Spilled: h.spilled.Load(), SpilledAt: h.spilledAt, BatchesCanceled: h.nCanceled,
+		Deadline: h.cfg.Deadline}
 	now := time.Now()
-	s := &Summary{RunID: h.runID, Spilled: h.spilled.Load(), SpilledAt: h.spilledAt, BatchesCanceled: h.nCanceled,
-		Elapsed: now.Sub(h.start), Finished: now, Deadline: h.cfg.Deadline}
+	s.Elapsed, s.Finished = now.Sub(h.start), now
 	if bs != nil {
 		s.Batches = bs.Batches
 	}
-	st, err := h.cfg.Store.Status(ctx, h.runID)
-	if err != nil {
-		h.log.Warn("the summary lacks the run's counts: reading them failed (clade status shows them)", "err", err)
-		return s
-	}
-	s.Requests, s.Problems, s.Pending = st.Requests, st.Problems, st.Pending
-	s.Succeeded, s.Errored = st.Results[jobs.Succeeded], st.Results[jobs.Errored]
-	s.InputTokens = st.Usage.InputTokens + st.Usage.CacheWrite5mTokens + st.Usage.CacheWrite1hTokens + st.Usage.CacheReadTokens
-	s.OutputTokens = st.Usage.OutputTokens
-	s.CostUSD = st.CostUSD
 	if s.Pending == 0 && now.After(h.cfg.Deadline) {
 		s.Late = now.Sub(h.cfg.Deadline)
 	}

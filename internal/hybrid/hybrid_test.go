@@ -13,6 +13,7 @@ import (
 	"github.com/clade-dev/clade/internal/batch"
 	"github.com/clade-dev/clade/internal/hybrid"
 	"github.com/clade-dev/clade/internal/jobs"
+	"github.com/clade-dev/clade/internal/lifecycle"
 	"github.com/clade-dev/clade/internal/runner"
 	"github.com/clade-dev/clade/internal/testkit"
 	"github.com/clade-dev/clade/internal/upstream"
@@ -49,12 +50,12 @@ func setup(t *testing.T, n int, em emulator.Config) *env {
 }
 
 func (e *env) config(deadline time.Time, progress *testkit.Buffer) hybrid.Config {
-	return hybrid.Config{
-		Store: e.store, Client: e.client, Input: e.input, Output: e.output,
-		Tier: "tier-4", Deadline: deadline, Slack: time.Second, Tick: 100 * time.Millisecond,
+	return hybrid.Config{Spec: lifecycle.Spec{Store: e.store, Client: e.client, Input: e.input, Output: e.output,
+		Tier: "tier-4",
+
+		Progress: progress}, Deadline: deadline, Slack: time.Second, Tick: 100 * time.Millisecond,
 		Realtime: runner.Config{MaxConcurrency: 64},
 		Batch:    batch.Config{MaxRequests: 100, PollMin: 50 * time.Millisecond, PollMax: 200 * time.Millisecond},
-		Progress: progress,
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/clade-dev/clade/catalog"
 	"github.com/clade-dev/clade/emulator"
+	"github.com/clade-dev/clade/internal/lifecycle"
 	"github.com/clade-dev/clade/internal/runner"
 	"github.com/clade-dev/clade/internal/testkit"
 )
@@ -30,8 +31,8 @@ func TestRunBudgetStopsAndResumes(t *testing.T) {
 	}
 	// One request's worst case is its few input tokens and its 64 output tokens.
 	perRequest := cat.Cost(m, catalog.Usage{OutputTokens: testkit.DefaultMaxTokens}, false)
-	cfg := runner.Config{Store: st, Client: client, Input: input, Output: out, Tier: "tier-4",
-		MaxConcurrency: 16, Budget: n / 4 * perRequest}
+	cfg := runner.Config{Spec: lifecycle.Spec{Store: st, Client: client, Input: input, Output: out, Tier: "tier-4",
+		Budget: n / 4 * perRequest}, MaxConcurrency: 16}
 	sum, err := runner.Run(context.Background(), cfg)
 	if !errors.Is(err, runner.ErrStopped) || !strings.Contains(err.Error(), "budget") {
 		t.Fatalf("Run() error = %v, want ErrStopped naming the budget", err)

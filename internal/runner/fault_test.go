@@ -12,6 +12,7 @@ import (
 	"github.com/clade-dev/clade/catalog"
 	"github.com/clade-dev/clade/emulator"
 	"github.com/clade-dev/clade/internal/jobs"
+	"github.com/clade-dev/clade/internal/lifecycle"
 	"github.com/clade-dev/clade/internal/runner"
 	"github.com/clade-dev/clade/internal/testkit"
 	"github.com/clade-dev/clade/internal/upstream"
@@ -75,7 +76,7 @@ func TestRunUnderFaults(t *testing.T) {
 	defer st.Close()
 	input := writeInput(t, dir, 120)
 	out := filepath.Join(dir, "results.jsonl")
-	sum, err := runner.Run(context.Background(), runner.Config{Store: st, Client: client, Catalog: cat, Input: input, Output: out, Tier: "tier-4", MaxConcurrency: 32})
+	sum, err := runner.Run(context.Background(), runner.Config{Spec: lifecycle.Spec{Store: st, Client: client, Catalog: cat, Input: input, Output: out, Tier: "tier-4"}, MaxConcurrency: 32})
 	if err != nil {
 		t.Fatalf("Run: %v", err)
 	}

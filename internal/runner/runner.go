@@ -2,20 +2,17 @@ package runner
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/clade-dev/clade/admit"
 	"github.com/clade-dev/clade/catalog"
 	"github.com/clade-dev/clade/internal/jobs"
+	"github.com/clade-dev/clade/internal/lifecycle"
 	"github.com/clade-dev/clade/internal/spend"
 	"github.com/clade-dev/clade/internal/upstream"
 )
@@ -41,34 +38,12 @@ func (e *stoppedError) Unwrap() []error {
 }
 
 // ErrStrict is returned by Run when the input had bad lines and Config.Strict is set.
-var ErrStrict = jobs.ErrBadLines
+var ErrStrict = lifecycle.ErrStrict
 
-// Config configures a Run. Store, Client and Input are required.
+// Config configures a Run. Store, Client and Input (in the Spec) are required;
+// the Spec's Tier defaults to "auto" (learn the limits from the headers).
 type Config struct {
-	// Store holds the run. Run does not close it.
-	Store *jobs.Store
-	// Client sends the requests.
-	Client *upstream.Client
-	// Catalog supplies model classes and prices. Default catalog.Default().
-	Catalog *catalog.Catalog
-	// Input is the JSONL file; Output, when set, the results file written as results
-	// arrive (rebuilt from the store at start, so a resumed run writes each result once).
-	Input  string
-	Output string
-	// Out, when set, is the results file to append to instead of opening Output
-	// (the hybrid mode shares one between realtime and batch). Run does not close it.
-	Out *jobs.Output
-	// Ordered writes the output in input order at the end instead of as results arrive.
-	Ordered bool
-	// Force re-imports a changed input (its earlier results are dropped).
-	Force bool
-	// Strict aborts before any request when the input has a bad line.
-	Strict bool
-	// Options is stored with a new run (the CLI's flags), opaque.
-	Options json.RawMessage
-	// Tier is the catalog tier whose limits apply, or "auto" (learn from headers).
-	// Default "auto".
-	Tier string
+	lifecycle.Spec
 	// MaxConcurrency caps requests in flight. Default 256.
 	MaxConcurrency int
 	// MaxAttempts is how many times a request is tried in all before it is errored.
@@ -78,54 +53,56 @@ type Config struct {
 	Routing *Routing
 	// CountTokens asks the API's count_tokens for exact input counts.
 	CountTokens bool
-	// Budget, when positive, stops the run before its cost in USD exceeds it.
-	Budget float64
 	// BudgetHeld is held back from Budget, in micro-dollars, for spend the run does
 	// not see while it works: the worst case of requests in open batches, whose
 	// results the batch and hybrid modes read while realtime workers run. Default 0.
 	BudgetHeld spend.Micros
-	// Progress receives the live display and the summary; nil for none.
-	Progress io.Writer
 	// ProgressEvery is the display period. Default 1 s.
 	ProgressEvery time.Duration
-	// Registry, when set, receives the run's Prometheus metrics.
-	Registry prometheus.Registerer
-	// Logger receives structured logs. Default: discard.
-	Logger *slog.Logger
 	// Abort, when closed, cancels requests in flight (the second Ctrl-C); they return
 	// to the queue. Cancelling Run's ctx only drains.
 	Abort <-chan struct{}
 	// Limiter, when set, is used instead of one built from Tier (tests, gateways).
 	Limiter *admit.Limiter
-	// Until, when set, keeps the workers running until it is closed, instead of
-	// until every request has a result: the hybrid mode hands requests to realtime
-	// in steps, and closes it when the run is complete.
-	Until <-chan struct{}
-	// BeforeCommit is passed to the jobs client (crash tests).
-	BeforeCommit func(ctx context.Context, job *jobs.Job) error
 	// StreamAbove sends a request whose max_tokens is above it as a stream
 	// (upstream.Client.MessagesStream: no 10-minute limit, an idle timeout instead),
 	// so long answers are not cut, retried and paid again. The result is the same.
 	// Default 0: DefaultStreamAbove (21,333, the SDKs' rule); StreamNever (-1) and
 	// StreamAlways (-2) send no request or every request as a stream.
 	StreamAbove int64
+	// Test holds hooks for tests; leave it zero.
+	Test TestHooks
 }
 
-// Summary is what a run did.
+// TestHooks are the runner's hooks for tests (crash tests, fault injection).
+type TestHooks struct {
+	// BeforeCommit is passed to the jobs client: it runs before a result's
+	// transaction commits, and an error there is a crash at that point.
+	BeforeCommit func(ctx context.Context, job *jobs.Job) error
+}
+
+// Summary is what a run did: the run's Totals (from the store) and this
+// process's calls.
 type Summary struct {
-	RunID     int64
-	Requests  int64 // valid requests in the input
-	Problems  int64 // bad lines skipped
-	Succeeded int64
-	Errored   int64
-	Pending   int64 // not finished (drained, aborted or stopped)
+	lifecycle.Totals
 	// Sent, RateLimited, Overloaded and Retried count HTTP calls of this process.
 	Sent, RateLimited, Overloaded, Retried int64
-	InputTokens, OutputTokens              int64
-	CostUSD                                float64
-	BatchCostUSD                           float64 // the same usage at batch prices
-	Elapsed                                time.Duration
-	Stopped                                string // why the API stopped the run, if it did
+	BatchCostUSD                           float64 // the run's usage at batch prices
+}
+
+// Common is the run's Totals; nil for a nil Summary.
+func (s *Summary) Common() *lifecycle.Totals {
+	if s == nil {
+		return nil
+	}
+	return &s.Totals
+}
+
+// Lines describes the run for people.
+func (s *Summary) Lines() []string {
+	return s.Describe(fmt.Sprintf("(through batches: $%.4f)", s.BatchCostUSD),
+		fmt.Sprintf("sent %d calls in %s (%d rate-limited, %d overloaded, %d retries)",
+			s.Sent, s.Elapsed.Round(time.Millisecond), s.RateLimited, s.Overloaded, s.Retried))
 }
 
 // Run imports cfg.Input (or resumes it) and works every pending request. It returns
@@ -139,18 +116,66 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	return r.run(ctx)
 }
 
+// Worker is a runner started by Start: realtime workers inside a batch or
+// hybrid run, which hands them requests in steps.
+type Worker struct {
+	until     chan struct{}
+	untilOnce sync.Once
+	done      chan struct{}
+	sum       *Summary
+	err       error
+}
+
+// Start runs cfg in the background, like Run, except that the workers keep
+// going until Finish is called, instead of until every request has a result:
+// the caller enqueues requests for them as it goes (the batch mode's retries,
+// the hybrid mode's hand-over). cfg.Spec is usually the caller's Spec.Sharing.
+func Start(ctx context.Context, cfg Config) *Worker {
+	w := &Worker{until: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		r, err := newRun(cfg)
+		if err != nil {
+			w.err = err
+			return
+		}
+		r.until = w.until
+		w.sum, w.err = r.run(ctx)
+	}()
+	return w
+}
+
+// Finish lets the workers stop once the requests in flight are done (once; it
+// does not wait: see Done).
+func (w *Worker) Finish() { w.untilOnce.Do(func() { close(w.until) }) }
+
+// Done is closed when the workers have stopped.
+func (w *Worker) Done() <-chan struct{} { return w.done }
+
+// Result is the runner's summary and error, once Done is closed (nil, nil before).
+func (w *Worker) Result() (*Summary, error) {
+	select {
+	case <-w.done:
+		return w.sum, w.err
+	default:
+		return nil, nil
+	}
+}
+
 type run struct {
 	cfg     Config
 	cat     *catalog.Catalog
 	log     *slog.Logger
 	lim     *admit.Limiter
-	est     *admit.Estimator
 	backoff upstream.Backoff
 	retries *upstream.RetryBudget
+	life    *lifecycle.Run
 	out     *jobs.Output
 	m       *metrics
 	runID   int64
 	start   time.Time
+	// until, when set (Start), keeps the workers running until it is closed.
+	until <-chan struct{}
 	// streamAbove is the resolved Config.StreamAbove: -1 never streams.
 	streamAbove int64
 
@@ -175,11 +200,8 @@ type run struct {
 }
 
 func newRun(cfg Config) (*run, error) {
-	if cfg.Store == nil || cfg.Client == nil || cfg.Input == "" {
-		return nil, errors.New("runner: Store, Client and Input are required")
-	}
-	if cfg.Catalog == nil {
-		cfg.Catalog = catalog.Default()
+	if err := cfg.Check("runner"); err != nil {
+		return nil, err
 	}
 	if cfg.Tier == "" {
 		cfg.Tier = admit.TierAuto
@@ -192,9 +214,6 @@ func newRun(cfg Config) (*run, error) {
 	}
 	if cfg.ProgressEvery <= 0 {
 		cfg.ProgressEvery = time.Second
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Routing != nil {
 		if err := cfg.Routing.Validate(cfg.Catalog); err != nil {
@@ -223,7 +242,6 @@ func newRun(cfg Config) (*run, error) {
 		cat:      cfg.Catalog,
 		log:      cfg.Logger,
 		lim:      lim,
-		est:      lim.Estimator(), // the one the limiter calibrates
 		backoff:  upstream.Backoff{MaxAttempts: cfg.MaxAttempts},
 		retries:  upstream.NewRetryBudget(upstream.RetryBudgetConfig{Ratio: 0.2}),
 		m:        newMetrics(cfg.Registry),
@@ -247,40 +265,19 @@ func (r *run) halt(why string, cause error) {
 
 func (r *run) run(ctx context.Context) (_ *Summary, retErr error) {
 	r.start = time.Now()
-	runRec, stats, err := r.cfg.Store.ImportReporting(ctx, jobs.ImportOptions{
-		Path: r.cfg.Input, Options: r.cfg.Options, Force: r.cfg.Force, MaxAttempts: r.cfg.MaxAttempts,
-	}, r.cfg.Progress)
-	if err != nil {
+	life, err := lifecycle.Start(ctx, r.cfg.Spec, lifecycle.Import{MaxAttempts: r.cfg.MaxAttempts})
+	if life == nil {
 		return nil, err
 	}
-	r.runID = runRec.ID
-	// An input imported before (a resume, or realtime joining a batch or hybrid run)
-	// is not news: debug level.
-	level := slog.LevelInfo
-	if stats.NoOp {
-		level = slog.LevelDebug
+	r.life, r.runID = life, life.ID
+	if err != nil { // Strict
+		return r.summary(ctx), err
 	}
-	r.log.Log(ctx, level, "input imported", "run_id", runRec.ID, "requests", runRec.Requests, "problems", runRec.Problems,
-		"resumed", stats.Resumed, "unchanged", stats.NoOp)
-	if r.cfg.Strict && runRec.Problems > 0 {
-		return r.summary(ctx), fmt.Errorf("%w: %d bad lines (see `clade status`)", ErrStrict, runRec.Problems)
+	if err := life.OpenOutput(ctx); err != nil {
+		return nil, err
 	}
-
-	r.out = r.cfg.Out
-	if r.out == nil && r.cfg.Output != "" {
-		out, err := jobs.OpenOutput(ctx, r.cfg.Store, r.runID, r.cfg.Output, r.cfg.Ordered)
-		if err != nil {
-			return nil, err
-		}
-		r.out = out
-		defer func() {
-			// A results file that could not be written (a full disk) fails the run,
-			// whatever else happened: its results are in the store.
-			if err := out.Close(); err != nil && retErr == nil {
-				retErr = err
-			}
-		}()
-	}
+	defer func() { retErr = life.Finish(ctx, retErr) }()
+	r.out = life.Out
 	st, err := r.cfg.Store.Status(ctx, r.runID)
 	if err != nil {
 		return nil, err
@@ -295,11 +292,6 @@ func (r *run) run(ctx context.Context) (_ *Summary, retErr error) {
 		}
 	}
 	sum := r.summary(context.WithoutCancel(ctx))
-	if r.out != nil && r.cfg.Out == nil && r.cfg.Ordered && sum.Pending == 0 {
-		if err := r.out.ExportOrdered(context.WithoutCancel(ctx), r.cfg.Store, r.runID); err != nil {
-			return sum, err
-		}
-	}
 	if why, _ := r.stopWhy.Load().(string); why != "" {
 		return sum, &stoppedError{why: why, cause: r.stopErr}
 	}
@@ -315,7 +307,7 @@ func (r *run) work(ctx context.Context, pending int64) error {
 	}
 	client, err := jobs.NewClient(r.cfg.Store, r.do, jobs.ClientConfig{
 		MaxWorkers:   r.cfg.MaxConcurrency,
-		BeforeCommit: r.cfg.BeforeCommit,
+		BeforeCommit: r.cfg.Test.BeforeCommit,
 		RetryDelay:   func(attempt int) time.Duration { return r.backoff.Delay(attempt, nil) },
 		AfterCommit:  r.committed,
 	})
@@ -328,10 +320,10 @@ func (r *run) work(ctx context.Context, pending int64) error {
 		return fmt.Errorf("start workers: %w", err)
 	}
 	done := make(chan error, 1)
-	if r.cfg.Until != nil {
+	if r.until != nil {
 		go func() {
 			select {
-			case <-r.cfg.Until:
+			case <-r.until:
 				done <- nil
 			case <-workCtx.Done():
 				done <- workCtx.Err()
@@ -397,22 +389,16 @@ func (r *run) committed(job *jobs.Job, res jobs.Result) {
 
 func (r *run) summary(ctx context.Context) *Summary {
 	s := &Summary{
-		RunID: r.runID, Sent: r.sent.Load(), RateLimited: r.rateLimited.Load(),
-		Overloaded: r.overloaded.Load(), Retried: r.retried.Load(), Elapsed: time.Since(r.start),
+		Sent: r.sent.Load(), RateLimited: r.rateLimited.Load(),
+		Overloaded: r.overloaded.Load(), Retried: r.retried.Load(),
 	}
+	if r.life != nil {
+		s.Totals = r.life.Totals(ctx)
+	}
+	s.Elapsed = time.Since(r.start)
 	if why, _ := r.stopWhy.Load().(string); why != "" {
 		s.Stopped = why
 	}
-	st, err := r.cfg.Store.Status(ctx, r.runID)
-	if err != nil {
-		r.log.Warn("the summary lacks the run's counts: reading them failed (clade status shows them)", "err", err)
-		return s
-	}
-	s.Requests, s.Problems, s.Pending = st.Requests, st.Problems, st.Pending
-	s.Succeeded, s.Errored = st.Results[jobs.Succeeded], st.Results[jobs.Errored]
-	s.InputTokens = st.Usage.InputTokens + st.Usage.CacheWrite5mTokens + st.Usage.CacheWrite1hTokens + st.Usage.CacheReadTokens
-	s.OutputTokens = st.Usage.OutputTokens
-	s.CostUSD = st.CostUSD
-	s.BatchCostUSD = st.CostUSD * r.cat.Pricing.Batch
+	s.BatchCostUSD = s.CostUSD * r.cat.Pricing.Batch
 	return s
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/clade-dev/clade/emulator"
 	"github.com/clade-dev/clade/internal/jobs"
+	"github.com/clade-dev/clade/internal/lifecycle"
 	"github.com/clade-dev/clade/internal/runner"
 	"github.com/clade-dev/clade/internal/testkit"
 	"github.com/clade-dev/clade/internal/upstream"
@@ -53,9 +54,7 @@ func TestRunEndToEndWithBadLines(t *testing.T) {
 	)
 	out := filepath.Join(dir, "results.jsonl")
 	var progress bytes.Buffer
-	sum, err := runner.Run(context.Background(), runner.Config{
-		Store: st, Client: client, Input: input, Output: out, Tier: "tier-4", Progress: &progress,
-	})
+	sum, err := runner.Run(context.Background(), runner.Config{Spec: lifecycle.Spec{Store: st, Client: client, Input: input, Output: out, Tier: "tier-4", Progress: &progress}})
 	if err != nil {
 		t.Fatalf("Run: %v", err)
 	}
@@ -84,7 +83,7 @@ func TestRunEndToEndWithBadLines(t *testing.T) {
 	}
 
 	// Running it again sends nothing and rewrites the same results.
-	sum2, err := runner.Run(context.Background(), runner.Config{Store: st, Client: client, Input: input, Output: out, Tier: "tier-4"})
+	sum2, err := runner.Run(context.Background(), runner.Config{Spec: lifecycle.Spec{Store: st, Client: client, Input: input, Output: out, Tier: "tier-4"}})
 	if err != nil {
 		t.Fatalf("second Run: %v", err)
 	}
@@ -100,7 +99,7 @@ func TestRunStrictAbortsBeforeAnyRequest(t *testing.T) {
 	t.Parallel()
 	client, st, dir := setup(t, emulator.Config{Tier: "tier-4"})
 	input := writeInput(t, dir, 10, `{"custom_id":"x"}`)
-	sum, err := runner.Run(context.Background(), runner.Config{Store: st, Client: client, Input: input, Strict: true})
+	sum, err := runner.Run(context.Background(), runner.Config{Spec: lifecycle.Spec{Store: st, Client: client, Input: input, Strict: true}})
 	if err == nil || !strings.Contains(err.Error(), "bad lines") {
 		t.Fatalf("Run strict: %v, want ErrStrict", err)
 	}
@@ -125,7 +124,7 @@ func TestRunSpendCapStopsAndResumes(t *testing.T) {
 	defer st.Close()
 	input := writeInput(t, dir, 50)
 	out := filepath.Join(dir, "results.jsonl")
-	sum, err := runner.Run(context.Background(), runner.Config{Store: st, Client: client, Input: input, Output: out})
+	sum, err := runner.Run(context.Background(), runner.Config{Spec: lifecycle.Spec{Store: st, Client: client, Input: input, Output: out}})
 	if err == nil || !strings.Contains(err.Error(), "enforced_spend_limit_reached") {
 		t.Fatalf("Run under a spend cap: %v, want ErrStopped naming the spend cap", err)
 	}
@@ -136,7 +135,7 @@ func TestRunSpendCapStopsAndResumes(t *testing.T) {
 	if err := em.Server.SetFaults(emulator.Faults{}); err != nil {
 		t.Fatal(err)
 	}
-	sum, err = runner.Run(context.Background(), runner.Config{Store: st, Client: client, Input: input, Output: out})
+	sum, err = runner.Run(context.Background(), runner.Config{Spec: lifecycle.Spec{Store: st, Client: client, Input: input, Output: out}})
 	if err != nil {
 		t.Fatalf("resumed Run: %v", err)
 	}
@@ -150,8 +149,7 @@ func TestRunModelOverrideAndCountTokens(t *testing.T) {
 	client, st, dir := setup(t, emulator.Config{Tier: "tier-4"})
 	input := writeInput(t, dir, 20)
 	out := filepath.Join(dir, "results.jsonl")
-	sum, err := runner.Run(context.Background(), runner.Config{Store: st, Client: client, Input: input, Output: out,
-		Routing: &runner.Routing{Override: "sonnet"}, CountTokens: true})
+	sum, err := runner.Run(context.Background(), runner.Config{Spec: lifecycle.Spec{Store: st, Client: client, Input: input, Output: out}, Routing: &runner.Routing{Override: "sonnet"}, CountTokens: true})
 	if err != nil || sum.Succeeded != 20 {
 		t.Fatalf("Run: %v, %+v", err, sum)
 	}

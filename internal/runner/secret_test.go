@@ -14,6 +14,7 @@ import (
 
 	"github.com/clade-dev/clade/emulator"
 	"github.com/clade-dev/clade/internal/jobs"
+	"github.com/clade-dev/clade/internal/lifecycle"
 	"github.com/clade-dev/clade/internal/runner"
 	"github.com/clade-dev/clade/internal/upstream"
 )
@@ -40,8 +41,8 @@ func TestKeyNeverLeaks(t *testing.T) {
 	out := filepath.Join(dir, "results.jsonl")
 	reg := prometheus.NewRegistry()
 	var progress bytes.Buffer
-	if _, err := runner.Run(context.Background(), runner.Config{Store: st, Client: client, Input: input, Output: out,
-		Registry: reg, Logger: log, Progress: &progress}); err != nil {
+	if _, err := runner.Run(context.Background(), runner.Config{Spec: lifecycle.Spec{Store: st, Client: client, Input: input, Output: out,
+		Registry: reg, Logger: log, Progress: &progress}}); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
 	st.Close()

@@ -15,6 +15,7 @@ import (
 
 	"github.com/clade-dev/clade/emulator"
 	"github.com/clade-dev/clade/internal/jobs"
+	"github.com/clade-dev/clade/internal/lifecycle"
 	"github.com/clade-dev/clade/internal/runner"
 	"github.com/clade-dev/clade/internal/testkit"
 	"github.com/clade-dev/clade/internal/upstream"
@@ -117,8 +118,8 @@ func TestRunStreamAbove(t *testing.T) {
 			t.Fatal(err)
 		}
 		out := filepath.Join(dir, "results.jsonl")
-		sum, err := runner.Run(context.Background(), runner.Config{Store: st, Client: client, Input: writeMixedInput(t, dir, n),
-			Output: out, Tier: "start", StreamAbove: tt.above})
+		sum, err := runner.Run(context.Background(), runner.Config{Spec: lifecycle.Spec{Store: st, Client: client, Input: writeMixedInput(t, dir, n),
+			Output: out, Tier: "start"}, StreamAbove: tt.above})
 		st.Close()
 		if err != nil {
 			t.Fatalf("%s: Run: %v", tt.name, err)
@@ -169,8 +170,8 @@ func TestRunUnderStreamErrors(t *testing.T) {
 	client, st, dir := setup(t, emulator.Config{Faults: faults, Seed: 9, APIKeys: []string{testKey}})
 	const n = 60
 	out := filepath.Join(dir, "results.jsonl")
-	sum, err := runner.Run(context.Background(), runner.Config{Store: st, Client: client, Input: writeInput(t, dir, n),
-		Output: out, Tier: "start", MaxConcurrency: 16, StreamAbove: runner.StreamAlways})
+	sum, err := runner.Run(context.Background(), runner.Config{Spec: lifecycle.Spec{Store: st, Client: client, Input: writeInput(t, dir, n),
+		Output: out, Tier: "start"}, MaxConcurrency: 16, StreamAbove: runner.StreamAlways})
 	if err != nil {
 		t.Fatalf("Run: %v", err)
 	}
@@ -192,7 +193,7 @@ func TestRunUnderStreamErrors(t *testing.T) {
 func TestRunStreamAboveInvalid(t *testing.T) {
 	t.Parallel()
 	client, st, dir := setup(t, emulator.Config{APIKeys: []string{testKey}})
-	_, err := runner.Run(context.Background(), runner.Config{Store: st, Client: client, Input: writeInput(t, dir, 1), StreamAbove: -3})
+	_, err := runner.Run(context.Background(), runner.Config{Spec: lifecycle.Spec{Store: st, Client: client, Input: writeInput(t, dir, 1)}, StreamAbove: -3})
 	if err == nil || !strings.Contains(err.Error(), "StreamAbove") {
 		t.Errorf("Run(StreamAbove: -3) = %v, want an error naming StreamAbove", err)
 	}

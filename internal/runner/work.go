@@ -55,7 +55,7 @@ func (r *run) do(jobCtx context.Context, job *jobs.Job) (jobs.Result, error) {
 	}
 	// Stop before the budget could be exceeded: hold this request's worst case (its
 	// estimate, with its whole max_tokens as output) while it is in flight.
-	hold, err := r.usd.Hold(spend.WorstCase(r.cat, model, r.est.Input(model.ID, estIn), req.MaxTokens, false))
+	hold, err := r.usd.Hold(spend.WorstCase(r.cat, model, r.lim.Estimator().Input(model.ID, estIn), req.MaxTokens, false))
 	if err != nil {
 		r.halt(fmt.Sprintf("the budget of $%.2f would be exceeded", r.cfg.Budget), nil)
 		return jobs.Result{}, jobs.Snooze(2 * time.Second)
