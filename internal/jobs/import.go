@@ -231,8 +231,13 @@ func (s *Store) checkRequests(ctx context.Context, run *Run, path string) error 
 func (s *Store) createRun(ctx context.Context, opt ImportOptions, fp intake.Fingerprint) (*Run, error) {
 	var id int64
 	err := s.b.queryRow(ctx, `INSERT INTO clade_run (name, input_path, input_size, input_sha256, created_at, options)
-		VALUES ($1, $2, $3, $4, $5, $6) RETURNING id`,
+		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name) DO NOTHING RETURNING id`,
 		opt.Name, opt.Path, fp.Size, fp.Hex(), s.now().UnixMicro(), nullBytes(opt.Options)).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) { // pgx.ErrNoRows is one too
+		// Another process created it at the same moment (several hosts started
+		// at once): the run is theirs and ours.
+		return s.RunByName(ctx, opt.Name)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -23,6 +23,7 @@ type Output struct {
 	mu      sync.Mutex
 	f       *os.File
 	err     error
+	lines   int64 // result lines in the file
 }
 
 // OutputError is a failure to write a run's results file (a full disk, say). The
@@ -48,11 +49,12 @@ func OpenOutput(ctx context.Context, st *Store, runID int64, path string, ordere
 	if err != nil {
 		return nil, &OutputError{path, err}
 	}
-	if _, err := st.Export(ctx, runID, f, ordered); err != nil {
+	n, err := st.Export(ctx, runID, f, ordered)
+	if err != nil {
 		f.Close()
 		return nil, &OutputError{path, err}
 	}
-	return &Output{path: path, ordered: ordered, f: f}, nil
+	return &Output{path: path, ordered: ordered, f: f, lines: n}, nil
 }
 
 // Path is the file's path.
@@ -73,7 +75,7 @@ func (o *Output) AppendResult(customID string, res Result) {
 		o.fail(err)
 		return
 	}
-	o.write(append(line, '\n'))
+	o.write(append(line, '\n'), 1)
 }
 
 // AppendBatch writes the lines of batch results just committed, in one write.
@@ -86,10 +88,11 @@ func (o *Output) AppendBatch(rs []BatchResult) {
 		buf = append(buf, r.Line...)
 		buf = append(buf, '\n')
 	}
-	o.write(buf)
+	o.write(buf, int64(len(rs)))
 }
 
-func (o *Output) write(b []byte) {
+// write appends b, which holds lines result lines.
+func (o *Output) write(b []byte, lines int64) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.err != nil {
@@ -97,7 +100,22 @@ func (o *Output) write(b []byte) {
 	}
 	if _, err := o.f.Write(b); err != nil {
 		o.err = err
+		return
 	}
+	o.lines += lines
+}
+
+// Lines is how many result lines the file holds: those written when it was
+// opened or last exported, and those appended since. Results other processes
+// committed to the store (several hosts on one run) are not among them until
+// Export.
+func (o *Output) Lines() int64 {
+	if o == nil {
+		return 0
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.lines
 }
 
 func (o *Output) fail(err error) {
@@ -124,6 +142,12 @@ func (o *Output) Err() error {
 
 // ExportOrdered rewrites the file in input order.
 func (o *Output) ExportOrdered(ctx context.Context, st *Store, runID int64) error {
+	return o.Export(ctx, st, runID, true)
+}
+
+// Export rewrites the file from the store: every result of the run once, in
+// input order when ordered, else in the store's order.
+func (o *Output) Export(ctx context.Context, st *Store, runID int64, ordered bool) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if err := o.f.Truncate(0); err != nil {
@@ -132,9 +156,11 @@ func (o *Output) ExportOrdered(ctx context.Context, st *Store, runID int64) erro
 	if _, err := o.f.Seek(0, 0); err != nil {
 		return &OutputError{o.path, err}
 	}
-	if _, err := st.Export(ctx, runID, o.f, true); err != nil {
+	n, err := st.Export(ctx, runID, o.f, ordered)
+	if err != nil {
 		return &OutputError{o.path, err}
 	}
+	o.lines = n
 	return nil
 }
 

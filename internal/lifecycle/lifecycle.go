@@ -157,7 +157,7 @@ func Start(ctx context.Context, spec Spec, imp Import) (*Run, error) {
 		r.ID, r.Record = rec.ID, rec
 		return r, nil
 	}
-	rec, stats, err := spec.Store.ImportReporting(ctx, opt, spec.Progress)
+	rec, stats, err := importJoining(ctx, spec, opt)
 	if err != nil {
 		return nil, err
 	}
@@ -174,6 +174,33 @@ func Start(ctx context.Context, spec Spec, imp Import) (*Run, error) {
 		return r, fmt.Errorf("%w: %d bad lines (see `clade status`)", ErrStrict, rec.Problems)
 	}
 	return r, nil
+}
+
+// joinPoll is how long a process waits before it tries again to import a run
+// another process is importing.
+const joinPoll = 250 * time.Millisecond
+
+// importJoining imports the input; when another process is importing the same
+// run (several hosts started at once on one store), it waits and tries again,
+// so it goes on from where the other got to, or finds the run imported: every
+// host joins the one run, and the import is not done twice.
+func importJoining(ctx context.Context, spec Spec, opt jobs.ImportOptions) (*jobs.Run, jobs.ImportStats, error) {
+	said := false
+	for {
+		rec, stats, err := spec.Store.ImportReporting(ctx, opt, spec.Progress)
+		if !errors.Is(err, jobs.ErrConcurrentImport) {
+			return rec, stats, err
+		}
+		if !said {
+			spec.Logger.Info("another process is importing this run; joining it", "input", spec.Input)
+			said = true
+		}
+		select {
+		case <-ctx.Done():
+			return nil, stats, ctx.Err()
+		case <-time.After(joinPoll):
+		}
+	}
 }
 
 func (r *Run) startBackground(ctx context.Context, opt jobs.ImportOptions) (*jobs.Run, error) {
@@ -276,9 +303,10 @@ func (r *Run) Totals(ctx context.Context) Totals {
 	return t
 }
 
-// Finish ends the run: it stops a background import still reading, writes the
-// results file in input order (Spec.Ordered) when the run is complete and err is
-// nil, and closes the results file it opened. A results file that could not be
+// Finish ends the run: it stops a background import still reading; when the
+// run is complete and err is nil, it rewrites the results file from the store in
+// input order (Spec.Ordered), or when the file lacks results other processes
+// wrote (several hosts); and it closes the results file it opened. A results file that could not be
 // written (a full disk) fails the run whatever else happened: the results are in
 // the store. It returns err, or the first error of its own.
 func (r *Run) Finish(ctx context.Context, err error) error {
@@ -291,13 +319,18 @@ func (r *Run) Finish(ctx context.Context, err error) error {
 	if !r.ownsOut {
 		return err
 	}
-	if err == nil && r.spec.Ordered {
+	if err == nil {
 		st, serr := r.spec.Store.Status(ctx, r.ID)
 		switch {
 		case serr != nil:
 			err = serr
-		case st.Pending == 0:
+		case st.Pending > 0:
+		case r.spec.Ordered:
 			err = r.Out.ExportOrdered(ctx, r.spec.Store, r.ID)
+		case r.Out.Lines() != st.Requests:
+			// Other processes worked the run too (several hosts on one store):
+			// the file gets every result, each once, from the store.
+			err = r.Out.Export(ctx, r.spec.Store, r.ID, false)
 		}
 	}
 	if cerr := r.Out.Close(); cerr != nil && err == nil {

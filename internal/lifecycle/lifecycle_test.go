@@ -3,13 +3,16 @@ package lifecycle_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/clade-dev/clade/internal/jobs"
+	"github.com/clade-dev/clade/internal/jobs/jobstest"
 	"github.com/clade-dev/clade/internal/lifecycle"
 	"github.com/clade-dev/clade/internal/testkit"
 	"github.com/clade-dev/clade/internal/upstream"
@@ -211,5 +214,54 @@ func TestTotalsLines(t *testing.T) {
 	}
 	if tot.Failed() != 3 {
 		t.Errorf("Failed() = %d, want 3 (errored + expired + canceled)", tot.Failed())
+	}
+}
+
+// Several processes started at once on one store (several hosts) all join the
+// one run: none fails because another is importing, and every line is imported
+// once (a line imported twice would be a duplicate custom_id problem).
+func TestStartAtOnceJoins(t *testing.T) {
+	for _, b := range jobstest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			const n, hosts = 20_000, 3
+			ctx := context.Background()
+			dsn := b.NewDSN(t)
+			in := testkit.Input{}.Write(t, filepath.Join(t.TempDir(), "in.jsonl"), n)
+			client, err := upstream.New(upstream.Config{BaseURL: "http://127.0.0.1:1", APIKey: upstream.NewSecret("sk-ant-test")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var wg sync.WaitGroup
+			runs := make([]*lifecycle.Run, hosts)
+			errs := make([]error, hosts)
+			for i := range hosts {
+				st := jobstest.Open(t, ctx, dsn)
+				wg.Go(func() {
+					runs[i], errs[i] = lifecycle.Start(ctx, lifecycle.Spec{Store: st, Client: client, Input: in, Logger: slog.New(slog.DiscardHandler)}, lifecycle.Import{})
+				})
+			}
+			wg.Wait()
+			imported := 0
+			for i := range hosts {
+				if errs[i] != nil {
+					t.Fatalf("host %d: Start = %v; want it to join the run", i, errs[i])
+				}
+				if runs[i].ID != runs[0].ID {
+					t.Errorf("host %d works run %d, host 0 run %d", i, runs[i].ID, runs[0].ID)
+				}
+				if runs[i].Stats.Requests > 0 {
+					imported++
+				}
+			}
+			st := jobstest.Open(t, ctx, dsn)
+			s, err := st.Status(ctx, runs[0].ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.Requests != n || s.Problems != 0 || !s.Imported {
+				t.Errorf("the run has %d requests, %d problems, imported %v; want %d, 0, true", s.Requests, s.Problems, s.Imported, n)
+			}
+			t.Logf("%d of %d hosts imported part of the input", imported, hosts)
+		})
 	}
 }

@@ -88,6 +88,10 @@ type Summary struct {
 	// Sent, RateLimited, Overloaded and Retried count HTTP calls of this process.
 	Sent, RateLimited, Overloaded, Retried int64
 	BatchCostUSD                           float64 // the run's usage at batch prices
+	// Committed counts the results this process wrote; Others those that other
+	// processes working the same run (several hosts on one store) wrote while
+	// it ran.
+	Committed, Others int64
 }
 
 // Common is the run's Totals; nil for a nil Summary.
@@ -100,9 +104,12 @@ func (s *Summary) Common() *lifecycle.Totals {
 
 // Lines describes the run for people.
 func (s *Summary) Lines() []string {
-	return s.Describe(fmt.Sprintf("(through batches: $%.4f)", s.BatchCostUSD),
-		fmt.Sprintf("sent %d calls in %s (%d rate-limited, %d overloaded, %d retries)",
-			s.Sent, s.Elapsed.Round(time.Millisecond), s.RateLimited, s.Overloaded, s.Retried))
+	how := []string{fmt.Sprintf("sent %d calls in %s (%d rate-limited, %d overloaded, %d retries)",
+		s.Sent, s.Elapsed.Round(time.Millisecond), s.RateLimited, s.Overloaded, s.Retried)}
+	if s.Others > 0 {
+		how = append(how, fmt.Sprintf("this process wrote %d results, other processes on the store %d", s.Committed, s.Others))
+	}
+	return s.Describe(fmt.Sprintf("(through batches: $%.4f)", s.BatchCostUSD), how...)
 }
 
 // Run imports cfg.Input (or resumes it) and works every pending request. It returns
@@ -193,7 +200,11 @@ type run struct {
 	// counters for the display and summary
 	sent, rateLimited, overloaded, retried atomic.Int64
 	succeeded, errored                     atomic.Int64
-	inTok, outTok                          atomic.Int64
+	// mine counts this process's results; doneAtStart the run's results
+	// when it started.
+	mine          atomic.Int64
+	doneAtStart   int64
+	inTok, outTok atomic.Int64
 	// usd is the budget (Config.Budget; spend.NoLimit without one): the run's
 	// cost, and the worst case of the requests in flight.
 	usd *spend.Budget
@@ -284,6 +295,7 @@ func (r *run) run(ctx context.Context) (_ *Summary, retErr error) {
 	}
 	r.succeeded.Store(st.Results[jobs.Succeeded])
 	r.errored.Store(st.Results[jobs.Errored])
+	r.doneAtStart = st.Requests - st.Pending
 	r.usd.Spend(spend.FromUSD(st.CostUSD)) // this run's results so far, batches' too
 
 	if st.Pending > 0 {
@@ -383,6 +395,7 @@ func (r *run) committed(job *jobs.Job, res jobs.Result) {
 	case jobs.Errored:
 		r.errored.Add(1)
 	}
+	r.mine.Add(1)
 	r.m.results.WithLabelValues(string(res.Type)).Inc()
 	r.out.AppendResult(job.Request.CustomID, res)
 }
@@ -400,5 +413,9 @@ func (r *run) summary(ctx context.Context) *Summary {
 		s.Stopped = why
 	}
 	s.BatchCostUSD = s.CostUSD * r.cat.Pricing.Batch
+	s.Committed = r.mine.Load()
+	if r.life != nil && s.Requests > 0 {
+		s.Others = max(s.Requests-s.Pending-r.doneAtStart-s.Committed, 0)
+	}
 	return s
 }
