@@ -3,8 +3,10 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -140,7 +142,9 @@ func runRun(cmd *cobra.Command, g *globalFlags, f *runFlags, input string) (retE
 	if err != nil {
 		return err
 	}
-	if _, err := os.Stat(input); err != nil {
+	if _, err := os.Stat(input); err != nil && !(errors.Is(err, fs.ErrNotExist) && f.db != "" && f.mode != "auto" && f.deadline == "") {
+		// Without the file, a host can only join the run another host imports
+		// into a shared store (--db): see docs/run.md, several machines.
 		return usageErr("clade run PATH/TO/input.jsonl", "input %s: %v", input, err)
 	}
 	cat, err := catalog.Load(f.catalogPath)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/clade-dev/clade/catalog"
 	"github.com/clade-dev/clade/internal/jobs"
+	"github.com/clade-dev/clade/internal/lifecycle"
 	"github.com/clade-dev/clade/internal/runner"
 	"github.com/clade-dev/clade/internal/upstream"
 )
@@ -112,6 +113,8 @@ func runError(cmd *cobra.Command, input, output, db string, err error) error {
 	case errors.Is(err, jobs.ErrInputChanged):
 		return usageErr(fmt.Sprintf("%s (drops its earlier results), or use another --db", rerun(cmd, map[string]string{"force": ""})),
 			"%s changed since the store %s was made", input, redactDSN(db))
+	case errors.As(err, new(*lifecycle.NoInputError)):
+		return usageErr("give the input's path as the first host gave it (a run is named by its absolute path), start that host first, or copy the file here", "%v", err)
 	case errors.As(err, &noReq):
 		return usageErr(`give a JSONL file of requests, one {"custom_id": "...", "params": {...}} per line (see docs/run.md)`, "%v", err)
 	case errors.As(err, &outErr):

@@ -22,7 +22,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -157,7 +159,16 @@ func Start(ctx context.Context, spec Spec, imp Import) (*Run, error) {
 		r.ID, r.Record = rec.ID, rec
 		return r, nil
 	}
-	rec, stats, err := importJoining(ctx, spec, opt)
+	var rec *jobs.Run
+	var stats jobs.ImportStats
+	var err error
+	if _, serr := os.Stat(spec.Input); errors.Is(serr, fs.ErrNotExist) && !spec.Force {
+		// Not on this host: join the run another host imports from it.
+		rec, err = joinWithoutInput(ctx, spec)
+		stats.NoOp = true
+	} else {
+		rec, stats, err = importJoining(ctx, spec, opt)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -198,6 +209,46 @@ func importJoining(ctx context.Context, spec Spec, opt jobs.ImportOptions) (*job
 		select {
 		case <-ctx.Done():
 			return nil, stats, ctx.Err()
+		case <-time.After(joinPoll):
+		}
+	}
+}
+
+// NoInputError is returned by Start when the input is not on this host and the
+// store has no run imported from that path: a host joins a run without its input
+// only once another host, given the same path, has started it.
+type NoInputError struct{ Path, Name string }
+
+func (e *NoInputError) Error() string {
+	return fmt.Sprintf("input %s: no such file, and the store has no run of %s to join", e.Path, e.Name)
+}
+
+// joinWithoutInput finds the run named after spec.Input in the store, and waits
+// until its import (by the host that has the file) is over.
+func joinWithoutInput(ctx context.Context, spec Spec) (*jobs.Run, error) {
+	name, err := jobs.RunName(spec.Input)
+	if err != nil {
+		return nil, err
+	}
+	said := false
+	for {
+		rec, err := spec.Store.RunByName(ctx, name)
+		switch {
+		case errors.Is(err, jobs.ErrNoRun):
+			return nil, &NoInputError{Path: spec.Input, Name: name}
+		case err != nil:
+			return nil, err
+		case rec.Imported:
+			spec.Logger.Info("joined the run of another host", "run_id", rec.ID, "requests", rec.Requests)
+			return rec, nil
+		}
+		if !said {
+			spec.Logger.Info("the input is not on this host; waiting for the host that has it to import it", "run_id", rec.ID)
+			said = true
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
 		case <-time.After(joinPoll):
 		}
 	}

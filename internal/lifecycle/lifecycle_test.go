@@ -265,3 +265,28 @@ func TestStartAtOnceJoins(t *testing.T) {
 		})
 	}
 }
+
+// A host without the input joins the run another host imported from the same
+// path; with no such run it is told so.
+func TestStartJoinsWithoutInput(t *testing.T) {
+	s := spec(t, 50)
+	ctx := context.Background()
+	first, err := lifecycle.Start(ctx, s, lifecycle.Import{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(s.Input, s.Input+".elsewhere"); err != nil { // the file is on the first host only
+		t.Fatal(err)
+	}
+	joined, err := lifecycle.Start(ctx, s, lifecycle.Import{})
+	if err != nil || joined.ID != first.ID || joined.Record.Requests != 50 {
+		t.Fatalf("Start without the input = run %v, %v; want run %d with 50 requests", joined, err, first.ID)
+	}
+	other := s
+	other.Input = filepath.Join(filepath.Dir(s.Input), "never-imported.jsonl")
+	_, err = lifecycle.Start(ctx, other, lifecycle.Import{})
+	var noInput *lifecycle.NoInputError
+	if !errors.As(err, &noInput) || !strings.Contains(err.Error(), "never-imported.jsonl") {
+		t.Errorf("Start of a missing input no run has = %v, want a NoInputError naming it", err)
+	}
+}
