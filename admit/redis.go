@@ -60,8 +60,9 @@ const (
 	// when Redis answers again the shared buckets are used again. Calls in flight at a
 	// switch settle where they end: refunds of calls reserved in Redis and settled
 	// during the outage are lost (erring on the safe side; their held output lapses
-	// after HeldLease), and calls reserved locally and settled after it refund Redis
-	// for what it never charged, which the next response's headers correct.
+	// after HeldLease), and calls reserved locally and settled after it are settled in
+	// Redis as the calls in flight when Redis loses a class are (see Redis): refunded
+	// no more than this instance's calls took from Redis, their output charged in full.
 	FailLocal
 )
 
@@ -111,12 +112,12 @@ type RedisConfig struct {
 	// crashed process held; it must exceed the longest call, or a long call's output
 	// stops being held (the headers then correct the level). Default 15 min.
 	HeldLease time.Duration
-	// TTL is how long a class's hash lives after its last write. A class that expired,
-	// or that a restarted Redis lost, is recreated full from the spec given to Init,
-	// as a bucket idle for a minute is full anyway. Default 1 h.
+	// TTL is how long a class's hash lives after its last write. A class that expired
+	// is recreated empty, as one Redis lost is (see Redis). Default 1 h.
 	TTL time.Duration
 
-	// Logger receives the outage transitions. Default: discard.
+	// Logger receives the outage transitions and the classes Redis lost. Default:
+	// discard.
 	Logger *slog.Logger
 }
 
@@ -191,6 +192,38 @@ func (c RedisConfig) validate() error {
 // hash per class. Its bucket math is Memory's; see RedisConfig for the clock, the
 // outage policy and how state is cleaned up. Create it with NewRedis; it does not
 // own the client.
+//
+// # Lost classes
+//
+// A class that this instance initialised and finds missing from Redis was lost (a
+// restart of a Redis that keeps nothing on disk, a flush, the TTL). It is recreated
+// from the spec given to Init with empty buckets, refilling at the limits' rates from
+// then on, and Logger is told ("admit redis lost a class, recreated it empty").
+//
+// Not full: the API's buckets may be as drained as the lost ones were, by the
+// namespace's calls of the last minute, and every process would spend a full bucket at
+// once, hundreds of calls in the first second, then 429s. Not seeded from what this
+// process last saw either: it cannot see the others' use since; every process would
+// spend a level seeded too high before the first response's headers pulled it down;
+// and those headers count as room the output that calls in flight have yet to
+// generate. An empty bucket cannot admit more than the API has room for, but for
+// that output, which is charged when its calls settle. Empty costs one bucket's worth
+// of calls, once (the minute after a loss goes at the limits' rate, with no burst),
+// and nothing in steady state, where a saturated bucket is empty anyway.
+//
+// The calls in flight at the loss settle into buckets that never charged them: no
+// refund, and their output charged in full, as the API counted it while it was
+// generated, partly after the loss. The first limit a response reports for a
+// recreated bucket (auto mode recreates it at StartTier's) is adopted without moving
+// the level, which holds only what refilled since the loss, not capacity less calls in
+// flight.
+//
+// A class missing at this instance's first Init is created full, as Backend requires
+// and as the API's buckets are after a minute unused: Redis cannot tell a namespace
+// never used from one it lost, and a first start should not wait a minute for buckets
+// that are full unless the organisation was busy. So a process that starts after a
+// loss, before any process that was running touches the class, gets full buckets; its
+// first responses' headers, and a 429's pause, correct them.
 type Redis struct {
 	cfg      RedisConfig
 	id       string // this instance, for its held output
@@ -295,6 +328,10 @@ func (r *Redis) run(ctx context.Context, s *redis.Script, rc *redisClass, args [
 	switch {
 	case err == nil:
 		r.reached(ctx)
+		if n := len(reply); n > 0 && reply[n-1] == "recreated" {
+			reply = reply[:n-1]
+			r.cfg.Logger.Warn("admit redis lost a class, recreated it empty", "key", rc.key)
+		}
 		if len(reply) > 0 && reply[0] == "unknown" {
 			return nil, ErrUnknownClass
 		}
@@ -453,7 +490,9 @@ func (r *Redis) fallback(class string, now time.Time) (*Memory, error) {
 }
 
 // Init implements Backend. The spec is remembered, so that a class Redis lost is
-// recreated.
+// recreated. A class missing from Redis is created full, as Backend requires, unless
+// this instance initialised it before (another Limiter on this backend): then Redis
+// lost it, and it is recreated empty (see Redis).
 func (r *Redis) Init(ctx context.Context, class string, spec Spec, now time.Time) error {
 	if !spec.valid() {
 		return fmt.Errorf("init class %s: invalid spec %+v", class, spec)
@@ -462,10 +501,11 @@ func (r *Redis) Init(ctx context.Context, class string, spec Spec, now time.Time
 		strconv.FormatInt(spec.Limits.RPM, 10), strconv.FormatInt(spec.Limits.ITPM, 10), strconv.FormatInt(spec.Limits.OTPM, 10),
 		strconv.FormatFloat(spec.Burst, 'g', -1, 64), strconv.FormatFloat(spec.Headroom, 'g', -1, 64),
 	}}
+	start := "full"
 	if v, loaded := r.classes.LoadOrStore(class, rc); loaded {
-		rc = v.(*redisClass)
+		rc, start = v.(*redisClass), "empty"
 	}
-	if _, err := r.run(ctx, redisInit, rc, r.args(rc, now, 0, 0)); err != nil {
+	if _, err := r.run(ctx, redisInit, rc, append(r.args(rc, now, 0, 1), start)); err != nil {
 		return opErr("init", class, err)
 	}
 	return nil // during an outage the class is created on first use

@@ -189,8 +189,9 @@ func TestRedisNamespacesAreSeparate(t *testing.T) {
 	}
 }
 
-// TestRedisRecreatesLostClass: a class Redis lost (a restart without persistence, the
-// TTL) is recreated from the spec this instance initialised it with.
+// TestRedisRecreatesLostClass: a class Redis lost (a restart without persistence, a
+// flush, the TTL) is recreated from the spec this instance initialised it with, with
+// empty buckets refilling from then on: the API's may be as drained as the lost ones.
 func TestRedisRecreatesLostClass(t *testing.T) {
 	t.Parallel()
 	opts := redisOptions(t)
@@ -204,11 +205,18 @@ func TestRedisRecreatesLostClass(t *testing.T) {
 	if err := client.Del(ctx, be.Key("sonnet-5")).Err(); err != nil {
 		t.Fatal(err)
 	}
-	if w, err := be.Reserve(ctx, "sonnet-5", admit.Cost{Requests: 60}, t0); w != 0 || err != nil {
-		t.Fatalf("Reserve after the key was lost = %v, %v, want admitted from a recreated full bucket", w, err)
+	if w, err := be.Reserve(ctx, "sonnet-5", admit.Cost{Requests: 1}, t0); w != time.Second || err != nil {
+		t.Fatalf("Reserve(1 request) after the key was lost = %v, %v, want a wait of 1s (an empty bucket refilling 60/min)", w, err)
 	}
 	if ttl := client.PTTL(ctx, be.Key("sonnet-5")).Val(); ttl <= 0 || ttl > time.Hour {
 		t.Errorf("PTTL(class key) = %v, want in (0, 1h]", ttl)
+	}
+	s, err := be.State(ctx, "sonnet-5", t0.Add(30*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Requests.Limit != 60 || s.Requests.Level != 30 || s.InputTokens.Level != 3000 || s.OutputTokens.Level != 300 {
+		t.Errorf("30s after the loss: %+v, want the spec's limits and half of each bucket refilled", s)
 	}
 	// Another instance that never initialised the class does not invent one.
 	other := newRedis(t, admit.RedisConfig{Client: client, Prefix: testPrefix(t, opts), Clock: admit.ClockCaller})
