@@ -87,10 +87,20 @@ type ClientConfig struct {
 	// back. It exists for crash tests.
 	BeforeCommit func(ctx context.Context, job *Job) error
 	// AfterCommit, when set, is called after a transaction that wrote a result
-	// commits (not for a job whose request already had one), e.g. to append the
-	// line to an output file. A crash between the commit and this call loses
-	// nothing: the store has the result.
+	// commits (not for a job whose request already had one, nor for an attempt
+	// released to another worker), e.g. to append the line to an output file. A
+	// crash between the commit and this call loses nothing: the store has the
+	// result.
 	AfterCommit func(job *Job, res Result)
+	// Worker is the registered process (Store.Register) this client works for:
+	// River's client ID is then the worker's ID, which River writes in each
+	// job's attempted_by, so that ReleaseDead gives back this client's running
+	// jobs if the worker dies, and never while it lives. Set it wherever several
+	// processes may work the store: ReleaseDead takes the running jobs of a
+	// client without a Worker for a dead process's. Give a Worker one Client at
+	// a time (River requires a running client's ID to be unique), and stop it
+	// when the Worker is Lost.
+	Worker *Worker
 	// TestOnly skips River's start-up jitter; for tests.
 	TestOnly bool
 }
@@ -146,11 +156,24 @@ func NewClient(s *Store, work WorkFunc, cfg ClientConfig) (*Client, error) {
 	if c.cfg.JobTimeout > 0 && c.cfg.RescueStuckJobsAfter <= c.cfg.JobTimeout {
 		return nil, fmt.Errorf("new client: RescueStuckJobsAfter (%s) must exceed JobTimeout (%s)", c.cfg.RescueStuckJobsAfter, c.cfg.JobTimeout)
 	}
+	var id string // River's default: host and start time
+	if w := c.cfg.Worker; w != nil {
+		select {
+		case <-w.Lost():
+			return nil, fmt.Errorf("new client: worker %s is lost", w.ID())
+		default:
+		}
+		if w.closed.Load() {
+			return nil, fmt.Errorf("new client: worker %s is closed", w.ID())
+		}
+		id = w.ID()
+	}
 	workers := river.NewWorkers()
 	if err := river.AddWorkerSafely(workers, &worker{c: c}); err != nil {
 		return nil, err
 	}
 	rc, err := s.b.newClient(&river.Config{
+		ID:                   id,
 		FetchCooldown:        c.cfg.FetchCooldown,
 		FetchPollInterval:    c.cfg.FetchPollInterval,
 		JobTimeout:           c.cfg.JobTimeout,
@@ -233,6 +256,13 @@ func (w *worker) Work(ctx context.Context, rj *river.Job[requestArgs]) error {
 // complete writes the result with the job's completion, then calls AfterCommit.
 func (w *worker) complete(ctx context.Context, job *Job, res Result) error {
 	inserted, err := w.c.s.complete(ctx, job, res)
+	if errors.Is(err, errReleased) {
+		// A late attempt, after this worker was found dead: its job row is
+		// finalized, so River's report of this outcome changes nothing.
+		w.c.s.logger.Warn("result dropped: the job was released to another worker while this one was found dead",
+			"custom_id", job.Request.CustomID, "attempt", job.Attempt)
+		return river.JobCancel(err)
+	}
 	if err != nil {
 		return err
 	}

@@ -29,10 +29,20 @@
 // # Failure
 //
 // A crash before the completing transaction commits leaves no result and the job
-// not completed: it runs again (after Store.ReleaseRunning on a single-process
-// SQLite store, or after ClientConfig.RescueStuckJobsAfter when River's leader
-// rescues it). A crash after the commit leaves exactly one result and a completed
-// job. A job whose context is cancelled by StopAndCancel returns to the queue
+// not completed: it runs again once it is released. Each process registers a
+// Worker (Store.Register): a row with a heartbeat every 2 s, whose ID is its
+// River client's ID and so the last attempted_by of each job it runs. A worker
+// whose heartbeat is 15 s old by the database's clock, or whose pid is gone from
+// this machine, is dead for good, and Store.ReleaseDead, which live workers run
+// after each heartbeat, gives its running jobs back without counting the attempt
+// (a process that cannot write its heartbeat for that long sees Worker.Lost and
+// must stop its Client). ReleaseDead replaces each such job with a copy and
+// finalizes the old row, so a host that was only cut off and comes back can
+// neither overwrite the copy's state through River nor commit a result: its late
+// completing transaction writes nothing. Store.ReleaseRunning (every running job,
+// in place) is for a store no other process works; River's leader also rescues
+// jobs stuck past ClientConfig.RescueStuckJobsAfter. A crash after the commit
+// leaves exactly one result and a completed job. A job whose context is cancelled by StopAndCancel returns to the queue
 // without counting an attempt, provided its WorkFunc returns the context's error:
 // River 0.51 treats an error wrapping context.Canceled, when the job context's
 // cause is its stop signal, as "interrupted" (state available, attempt − 1).

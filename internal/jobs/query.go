@@ -173,10 +173,13 @@ func (s *Store) Wait(ctx context.Context, runID int64, poll time.Duration) error
 	}
 }
 
-// ReleaseRunning puts jobs left running by a process that died back in the
-// queue, without counting their attempt, and returns how many. Call it only when
-// no other Client works the store (the SQLite case: one process per store);
-// otherwise River's leader rescues stuck jobs after RescueStuckJobsAfter.
+// ReleaseRunning puts every running request job back in the queue, in place,
+// without counting its attempt, and returns how many. It cannot tell a dead
+// process's jobs from a live one's: call it only when no other process works the
+// store (one process per SQLite store), and only before this process's Client
+// starts. Wherever processes may share a store (Postgres, or to be safe always),
+// use Register instead: it runs ReleaseDead, which gives back only dead
+// workers' jobs, at once for a process gone from this machine.
 func (s *Store) ReleaseRunning(ctx context.Context) (int64, error) {
 	return s.b.exec(ctx, `UPDATE river_job SET state = 'available', attempt = `+s.b.greatest()+`(attempt - 1, 0)
 		WHERE kind = '`+JobKind+`' AND state = 'running'`)

@@ -119,6 +119,9 @@ const completeTimeout = 30 * time.Second
 // (ctx carries River's client); the Client calls it with the Result a WorkFunc
 // returns, so a WorkFunc seldom needs to. If the request already has a result
 // (a rescued job that ran twice), the job is completed and the first result kept.
+// If the job was released from this worker to another (Store.ReleaseDead: this
+// one was found dead, e.g. behind a network partition), nothing is written and
+// the error says so: the released copy's run gives the result.
 func (s *Store) Complete(ctx context.Context, job *Job, res Result) error {
 	_, err := s.complete(ctx, job, res)
 	return err
@@ -135,6 +138,14 @@ func (s *Store) complete(ctx context.Context, job *Job, res Result) (inserted bo
 	defer cancel()
 	err = s.inTx(ctx, func(tx txn) error {
 		inserted = false
+		if job.rj == nil {
+			return errors.New("complete: job was not given by a Client")
+		}
+		// First, before the result: an attempt whose job was released from its
+		// worker, found dead, writes nothing.
+		if err := s.lockAttempt(ctx, tx, job.ID); err != nil {
+			return err
+		}
 		u := res.Usage
 		n, err := tx.exec(ctx, `INSERT INTO clade_result (request_id, run_id, custom_id, line, type, result_line,
 				input_tokens, output_tokens, cache_write_5m_tokens, cache_write_1h_tokens, cache_read_tokens,
@@ -148,9 +159,6 @@ func (s *Store) complete(ctx context.Context, job *Job, res Result) (inserted bo
 			return fmt.Errorf("write result of %s: %w", job.Request.CustomID, err)
 		}
 		inserted = n > 0
-		if job.rj == nil {
-			return errors.New("complete: job was not given by a Client")
-		}
 		if err := tx.completeJob(ctx, job.rj); err != nil {
 			if errors.Is(err, rivertype.ErrNotFound) {
 				return errJobNotRunning

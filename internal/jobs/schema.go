@@ -102,6 +102,8 @@ var sqliteMigrations = [][]string{
 	},
 	// 3: outputMigration.
 	outputMigration,
+	// 4: workerMigration.
+	workerMigration,
 }
 
 // Postgres stores rows in insertion order already (a heap); its migrations need
@@ -163,6 +165,8 @@ var postgresMigrations = [][]string{
 	},
 	// 2: outputMigration.
 	outputMigration,
+	// 3: workerMigration.
+	workerMigration,
 }
 
 // outputMigration records which run writes which results file (ClaimOutput), so that
@@ -178,4 +182,24 @@ var outputMigration = []string{
 		PRIMARY KEY (host, path)
 	)`,
 	`CREATE INDEX clade_output_run ON clade_output (run_name)`,
+}
+
+// workerMigration holds the processes working the store (Store.Register), one
+// row each, so that ReleaseDead gives back only a dead one's running jobs. id is
+// the worker's River client ID, the one River writes in each job's attempted_by;
+// machine names the kernel boot and pid namespace, within which pid is
+// meaningful; heartbeat_at and dead_at are the database's clock, dead_after (µs)
+// the worker's own window. A row with dead_at set is dead for good. The same SQL
+// on both backends.
+var workerMigration = []string{
+	`CREATE TABLE clade_worker (
+		id           TEXT   NOT NULL PRIMARY KEY,
+		host         TEXT   NOT NULL,
+		machine      TEXT   NOT NULL,
+		pid          BIGINT NOT NULL,
+		started_at   BIGINT NOT NULL,
+		heartbeat_at BIGINT NOT NULL,
+		dead_after   BIGINT NOT NULL,
+		dead_at      BIGINT
+	)`,
 }
