@@ -26,11 +26,17 @@ func absPath(p string) (string, error) { return filepath.Abs(p) }
 // was started as one; otherwise it returns at once. Call it first in TestMain of
 // any package that runs the suite.
 func MaybeChild() {
-	if os.Getenv(childEnv) == "" {
+	var err error
+	switch os.Getenv(childEnv) {
+	case "":
 		return
+	case workerChildMode:
+		err = workerChild()
+	default:
+		err = child()
 	}
-	// child returns only when it could not do its work: it is killed, never done.
-	fmt.Fprintln(os.Stderr, "child:", child())
+	// A child returns only when it could not do its work: it is killed, never done.
+	fmt.Fprintln(os.Stderr, "child:", err)
 	os.Exit(1)
 }
 
