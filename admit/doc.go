@@ -95,8 +95,9 @@
 // whose clocks disagree still agree on the buckets; ClockCaller uses the callers' now
 // (the conformance suite). Held output is kept per instance with a lease
 // (RedisConfig.HeldLease), so a process that crashes with calls in flight does not
-// hold output forever; a class Redis lost (restart, TTL) is recreated full from the
-// spec given to Init. While Redis is unreachable the backend follows its OutagePolicy:
+// hold output forever; a class Redis lost (a restart, a flush, the TTL) is recreated
+// empty, refilling from then on, while a class new to the namespace starts full (see
+// Redis). While Redis is unreachable the backend follows its OutagePolicy:
 // FailClosed (the default) admits nothing and keeps settles to apply later, as a
 // shared budget promises no 429 storms and any local guess, times every process, can
 // make one; FailLocal falls back to a Memory with 1/Instances of each limit.
