@@ -130,6 +130,8 @@ func runError(cmd *cobra.Command, input, output, db string, err error) error {
 		return failure("another clade process is working this run: wait for it, or stop it (its lease runs out 30 s after it dies)", err)
 	case errors.Is(err, jobs.ErrBadLines):
 		return usageErr("fix the lines listed above, or run without --strict to skip them", "%v", err)
+	case errors.Is(err, runner.ErrLostStore):
+		return failure("check that this host reaches the store (--db), then run the same command again to rejoin: the other hosts have taken its work", err)
 	case errors.Is(err, runner.ErrStopped):
 		return failure("raise --budget or the account's limit (or wait for it to reset), then run the same command again to resume", err)
 	}

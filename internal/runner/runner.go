@@ -37,6 +37,15 @@ func (e *stoppedError) Unwrap() []error {
 	return []error{ErrStopped, e.cause}
 }
 
+// ErrLostStore is returned by Run when the store did not hear from this process
+// for its dead-after window (jobs.DefaultDeadAfter): the store was unreachable,
+// and other processes working the run take its jobs. Run the same command again
+// to rejoin.
+var ErrLostStore = errors.New("this process lost its place in the store (unreachable too long); the other processes on the run take its jobs")
+
+// closed is a channel that is always closed.
+var closed = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
 // ErrStrict is returned by Run when the input had bad lines and Config.Strict is set.
 var ErrStrict = lifecycle.ErrStrict
 
@@ -79,6 +88,9 @@ type TestHooks struct {
 	// BeforeCommit is passed to the jobs client: it runs before a result's
 	// transaction commits, and an error there is a crash at that point.
 	BeforeCommit func(ctx context.Context, job *jobs.Job) error
+	// Heartbeat sets this process's heartbeat in the store (jobs.WithHeartbeat);
+	// default jobs.DefaultHeartbeatInterval and DefaultDeadAfter.
+	Heartbeat []jobs.WorkerOption
 }
 
 // Summary is what a run did: the run's Totals (from the store) and this
@@ -313,15 +325,25 @@ func (r *run) run(ctx context.Context) (_ *Summary, retErr error) {
 // work runs the River client until every pending request is finished, the run is
 // drained (ctx) or stopped.
 func (r *run) work(ctx context.Context, pending int64) error {
-	// Release jobs left "running" by a crashed process (single-process stores).
-	if _, err := r.cfg.Store.ReleaseRunning(ctx); err != nil {
-		return fmt.Errorf("release stuck jobs: %w", err)
+	// This process heart-beats in the store while it works, so that the jobs it
+	// holds come back to the others within seconds if it dies, and never while
+	// it lives (several hosts on one store). Registering releases the jobs of
+	// processes found dead (a crash, a SIGKILL).
+	w, err := r.cfg.Store.Register(ctx, r.cfg.Test.Heartbeat...)
+	if err != nil {
+		return fmt.Errorf("register with the store: %w", err)
 	}
+	defer func() {
+		if err := w.Close(); err != nil {
+			r.log.Warn("leave the store's workers (its row is dropped when found dead)", "err", err)
+		}
+	}()
 	client, err := jobs.NewClient(r.cfg.Store, r.do, jobs.ClientConfig{
 		MaxWorkers:   r.cfg.MaxConcurrency,
 		BeforeCommit: r.cfg.Test.BeforeCommit,
 		RetryDelay:   func(attempt int) time.Duration { return r.backoff.Delay(attempt, nil) },
 		AfterCommit:  r.committed,
+		Worker:       w,
 	})
 	if err != nil {
 		return err
@@ -352,12 +374,17 @@ func (r *run) work(ctx context.Context, pending int64) error {
 	}
 
 	var waitErr error
-	drained := false
+	drained, lost := false, false
 	select {
 	case waitErr = <-done:
 	case <-ctx.Done():
 		drained = true
 	case <-r.stop:
+	case <-w.Lost():
+		// The store could not hear from this process for its dead-after window:
+		// its jobs are (or will be) given to the others, and what it finishes
+		// now would be dropped. Stop at once.
+		lost = true
 	}
 	// Drain: stop fetching, let requests in flight finish (those waiting for admission
 	// or a retry go back to the queue) — unless aborted.
@@ -367,6 +394,9 @@ func (r *run) work(ctx context.Context, pending int64) error {
 	stopped := make(chan error, 1)
 	go func() { stopped <- client.Stop(stopCtx) }()
 	abort := r.cfg.Abort
+	if lost {
+		abort = closed
+	}
 	select {
 	case err = <-stopped:
 	case <-abort:
@@ -377,6 +407,9 @@ func (r *run) work(ctx context.Context, pending int64) error {
 	cancelWork()
 	if prog != nil {
 		prog.final()
+	}
+	if lost {
+		return ErrLostStore
 	}
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return fmt.Errorf("stop workers: %w", err)
