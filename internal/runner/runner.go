@@ -43,6 +43,10 @@ func (e *stoppedError) Unwrap() []error {
 // to rejoin.
 var ErrLostStore = errors.New("this process lost its place in the store (unreachable too long); the other processes on the run take its jobs")
 
+// lostStopWait bounds how long a process the store lost waits for its workers
+// to stop: their commits cannot reach the store.
+const lostStopWait = 5 * time.Second
+
 // closed is a channel that is always closed.
 var closed = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
@@ -394,15 +398,28 @@ func (r *run) work(ctx context.Context, pending int64) error {
 	stopped := make(chan error, 1)
 	go func() { stopped <- client.Stop(stopCtx) }()
 	abort := r.cfg.Abort
+	stopWithin := context.Background()
 	if lost {
+		// The store is unreachable: stopping cannot wait for it to record what
+		// the workers did (the other processes take those jobs anyway).
 		abort = closed
+		var cancel context.CancelFunc
+		stopWithin, cancel = context.WithTimeout(stopWithin, lostStopWait)
+		defer cancel()
 	}
 	select {
 	case err = <-stopped:
 	case <-abort:
 		cancelStop()
-		err = client.StopAndCancel(context.Background())
-		<-stopped
+		err = client.StopAndCancel(stopWithin)
+		if lost {
+			select {
+			case <-stopped:
+			case <-stopWithin.Done():
+			}
+		} else {
+			<-stopped
+		}
 	}
 	cancelWork()
 	if prog != nil {
