@@ -220,8 +220,10 @@ func TestTotalsLines(t *testing.T) {
 // Several processes started at once on one store (several hosts) all join the
 // one run: none fails because another is importing, and every line is imported
 // once (a line imported twice would be a duplicate custom_id problem).
+// Postgres only: several processes share a store through Postgres; a SQLite store
+// is one process's (three importers of one file wait on its lock, SQLITE_BUSY).
 func TestStartAtOnceJoins(t *testing.T) {
-	for _, b := range jobstest.Backends() {
+	for _, b := range []jobstest.Backend{jobstest.Postgres()} {
 		t.Run(b.Name, func(t *testing.T) {
 			const n, hosts = 20_000, 3
 			ctx := context.Background()
