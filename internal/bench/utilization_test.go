@@ -32,9 +32,12 @@ func TestMeasureUtilizationSmall(t *testing.T) {
 		t.Errorf("binding = %s, want rpm", u.Binding)
 	}
 	// About 30 requests in the window: the sustained rate must reach a good part of
-	// the limit even under -race on a busy machine, and must not exceed it.
-	if u.RPM < 0.5 || u.RPM > 1.1 {
-		t.Errorf("RPM utilization = %.3f, want within [0.5, 1.1]", u.RPM)
+	// the limit even under -race on a busy machine, and must not exceed what the
+	// limit allows in the window: its 30 plus the bucket's 5 of burst, which a
+	// stall of a second (a loaded machine) lets refill, and one at the window's
+	// edge (36/30 = 1.2).
+	if u.RPM < 0.5 || u.RPM > 1.2 {
+		t.Errorf("RPM utilization = %.3f, want within [0.5, 1.2]", u.RPM)
 	}
 	// With one-second buckets, a request delayed on its way (a loaded machine) can
 	// arrive after the server's bucket filled up and stopped refilling, so a few 429s

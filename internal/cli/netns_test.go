@@ -141,7 +141,7 @@ func TestHostsInNetworkNamespaces(t *testing.T) {
 	host1 := "finished through the cut"
 	if err1 != nil {
 		if !strings.Contains(p1.out.String(), "lost its place in the store") {
-			t.Errorf("host 1 after the cut: %v, want success or the lost-store error\n%s", err1, tail(p1.out.String(), 2000))
+			t.Errorf("host 1 after the cut: %v, want success or the lost-store error\n%s", err1, tail(p1.out.String(), 60000))
 		}
 		host1 = fmt.Sprintf("stopped (%v, lost its place in the store) and was run again", err1)
 		p1 = startInHost(t, hosts[1], key, args[1]...)
@@ -354,10 +354,17 @@ func (p *hostProc) wait() error {
 	select {
 	case <-p.done:
 		return p.err
-	case <-time.After(2 * time.Minute):
-		p.cmd.Process.Kill()
-		<-p.done
-		return fmt.Errorf("still running after 2 minutes (killed): %v", p.err)
+	case <-time.After(90 * time.Second):
+		// SIGQUIT: the Go runtime prints every goroutine's stack, to show where
+		// it hangs; then kill it.
+		p.cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-p.done:
+		case <-time.After(5 * time.Second):
+			p.cmd.Process.Kill()
+			<-p.done
+		}
+		return fmt.Errorf("still running after 90 s (SIGQUIT, its goroutines below): %v", p.err)
 	}
 }
 

@@ -218,6 +218,10 @@ func (w *worker) NextRetry(rj *river.Job[requestArgs]) time.Time {
 }
 
 func (w *worker) Work(ctx context.Context, rj *river.Job[requestArgs]) error {
+	if wk := w.c.cfg.Worker; wk != nil {
+		wk.begin(rj.ID)
+		defer wk.end(rj.ID)
+	}
 	job := &Job{ID: rj.ID, Attempt: rj.Attempt, MaxAttempts: rj.MaxAttempts, rj: rj, beforeCommit: w.c.cfg.BeforeCommit}
 	req, done, err := w.c.s.request(ctx, rj.Args.Request)
 	if errors.Is(err, sql.ErrNoRows) {

@@ -37,7 +37,7 @@ const (
 type WorkerOption func(*workerConfig)
 
 type workerConfig struct {
-	interval, deadAfter time.Duration
+	interval, deadAfter, orphanGrace time.Duration
 }
 
 // WithHeartbeat sets how often the worker writes its heartbeat (and releases
@@ -63,10 +63,11 @@ func WithHeartbeat(interval, deadAfter time.Duration) WorkerOption {
 // its late results are dropped (see ReleaseDead). A live worker runs ReleaseDead
 // after each heartbeat, and once at Register.
 type Worker struct {
-	s         *Store
-	id        string
-	interval  time.Duration
-	deadAfter time.Duration
+	s           *Store
+	id          string
+	interval    time.Duration
+	deadAfter   time.Duration
+	orphanGrace time.Duration
 
 	lost      chan struct{}
 	lostOnce  sync.Once
@@ -77,6 +78,9 @@ type Worker struct {
 	closeOnce sync.Once
 	closeErr  error
 	closed    atomic.Bool
+
+	mu     sync.Mutex
+	active map[int64]struct{} // jobs its client is working (begin, end)
 }
 
 // Register records this process as a worker of the store and starts its
@@ -84,7 +88,7 @@ type Worker struct {
 // the process's Client with ClientConfig.Worker set to it, stop that Client on
 // Lost, and Close the worker after the Client has stopped.
 func (s *Store) Register(ctx context.Context, opts ...WorkerOption) (*Worker, error) {
-	cfg := workerConfig{interval: DefaultHeartbeatInterval, deadAfter: DefaultDeadAfter}
+	cfg := workerConfig{interval: DefaultHeartbeatInterval, deadAfter: DefaultDeadAfter, orphanGrace: DefaultOrphanGrace}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -96,8 +100,8 @@ func (s *Store) Register(ctx context.Context, opts ...WorkerOption) (*Worker, er
 	}
 	host, _ := os.Hostname()
 	pid := os.Getpid()
-	w := &Worker{s: s, id: newWorkerID(host, pid), interval: cfg.interval, deadAfter: cfg.deadAfter,
-		lost: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{})}
+	w := &Worker{s: s, id: newWorkerID(host, pid), interval: cfg.interval, deadAfter: cfg.deadAfter, orphanGrace: cfg.orphanGrace,
+		lost: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{}), active: map[int64]struct{}{}}
 	d := s.dialect()
 	start := time.Now()
 	if _, err := s.b.exec(ctx, `INSERT INTO clade_worker (id, host, machine, pid, started_at, heartbeat_at, dead_after)
@@ -193,6 +197,7 @@ func (w *Worker) run(lastOK time.Time) {
 	}()
 	t := time.NewTicker(w.interval)
 	defer t.Stop()
+	orphans := map[int64]time.Time{} // releaseOrphans's suspects
 	for {
 		select {
 		case <-w.stop:
@@ -232,6 +237,14 @@ func (w *Worker) run(lastOK time.Time) {
 			w.s.logger.Warn("release dead workers' jobs", "worker_id", w.id, "err", err)
 		} else if n > 0 {
 			w.s.logger.Info("released the jobs of dead workers", "worker_id", w.id, "jobs", n)
+		}
+		ctx, cancel = context.WithTimeout(base, w.interval)
+		n, err = w.releaseOrphans(ctx, orphans)
+		cancel()
+		if err != nil && base.Err() == nil {
+			w.s.logger.Warn("release orphaned jobs", "worker_id", w.id, "err", err)
+		} else if n > 0 {
+			w.s.logger.Warn("released jobs recorded as this worker's that it was not working (a fetch or report the network lost)", "worker_id", w.id, "jobs", n)
 		}
 	}
 }
@@ -386,23 +399,8 @@ func (s *Store) ReleaseDead(ctx context.Context) (int64, error) {
 		if err != nil || len(ids) == 0 {
 			return err
 		}
-		in := idList(ids)
-		// state takes its default, available (a text literal would not cast to
-		// Postgres's river_job_state in INSERT … SELECT).
-		if _, err := tx.exec(ctx, `INSERT INTO river_job (args, attempt, attempted_at, attempted_by, created_at, errors,
-				kind, max_attempts, metadata, priority, queue, scheduled_at, tags)
-			SELECT args, `+s.b.greatest()+`(attempt - 1, 0), attempted_at, attempted_by, created_at, errors,
-				kind, max_attempts, metadata, priority, queue, `+d.jobNow+`, tags
-			FROM river_job WHERE id IN (`+in+`) ORDER BY id`); err != nil {
-			return fmt.Errorf("requeue: %w", err)
-		}
-		n, err := tx.exec(ctx, `UPDATE river_job SET state = 'cancelled', finalized_at = `+d.jobNow+`,
-			metadata = `+d.markReleased+` WHERE id IN (`+in+`)`)
-		if err != nil {
-			return fmt.Errorf("finalize released: %w", err)
-		}
-		released = n
-		return nil
+		released, err = s.requeue(ctx, tx, ids)
+		return err
 	})
 	if err != nil {
 		return 0, fmt.Errorf("release dead workers' jobs: %w", err)
@@ -413,6 +411,116 @@ func (s *Store) ReleaseDead(ctx context.Context) (int64, error) {
 		return released, fmt.Errorf("delete dead workers: %w", err)
 	}
 	return released, nil
+}
+
+// requeue replaces each running job of ids by a copy, available now with its
+// attempt uncounted, and finalizes the original as released (see ReleaseDead).
+func (s *Store) requeue(ctx context.Context, tx txn, ids []int64) (int64, error) {
+	d := s.dialect()
+	in := idList(ids)
+	// state takes its default, available (a text literal would not cast to
+	// Postgres's river_job_state in INSERT … SELECT).
+	if _, err := tx.exec(ctx, `INSERT INTO river_job (args, attempt, attempted_at, attempted_by, created_at, errors,
+			kind, max_attempts, metadata, priority, queue, scheduled_at, tags)
+		SELECT args, `+s.b.greatest()+`(attempt - 1, 0), attempted_at, attempted_by, created_at, errors,
+			kind, max_attempts, metadata, priority, queue, `+d.jobNow+`, tags
+		FROM river_job WHERE id IN (`+in+`) ORDER BY id`); err != nil {
+		return 0, fmt.Errorf("requeue: %w", err)
+	}
+	n, err := tx.exec(ctx, `UPDATE river_job SET state = 'cancelled', finalized_at = `+d.jobNow+`,
+		metadata = `+d.markReleased+` WHERE id IN (`+in+`)`)
+	if err != nil {
+		return 0, fmt.Errorf("finalize released: %w", err)
+	}
+	return n, nil
+}
+
+// DefaultOrphanGrace is how long a job may be recorded as running under a live
+// worker while the worker's client is not working it, before the worker
+// releases it: longer than River's fetch and completion timeouts (10 s each), so
+// a job just fetched, or whose outcome River is still reporting, is not taken
+// for an orphan.
+const DefaultOrphanGrace = 20 * time.Second
+
+// WithOrphanGrace sets how long a job may look orphaned before the worker
+// releases it (default DefaultOrphanGrace; tests).
+func WithOrphanGrace(d time.Duration) WorkerOption {
+	return func(c *workerConfig) { c.orphanGrace = d }
+}
+
+// begin and end bracket the worker's client working job id.
+func (w *Worker) begin(id int64) {
+	w.mu.Lock()
+	w.active[id] = struct{}{}
+	w.mu.Unlock()
+}
+
+func (w *Worker) end(id int64) {
+	w.mu.Lock()
+	delete(w.active, id)
+	w.mu.Unlock()
+}
+
+// releaseOrphans gives back the jobs the store records as running under this
+// worker that its client is not working: a fetch whose answer the network lost
+// (the database marked the jobs running, the client never got them), or an
+// outcome River gave up reporting. Without it they would stay running as long
+// as the worker lives, and the run would never end. A job is released when it
+// has been such an orphan for its grace (WithOrphanGrace; seen is the worker's record of when
+// each was first seen so).
+func (w *Worker) releaseOrphans(ctx context.Context, seen map[int64]time.Time) (int64, error) {
+	d := w.s.dialect()
+	rs, err := w.s.b.query(ctx, `SELECT id FROM river_job j WHERE kind = '`+JobKind+`' AND state = 'running'
+		AND `+d.lastAttemptedBy+` = $1 ORDER BY id`, w.id)
+	if err != nil {
+		return 0, err
+	}
+	ids, err := scanIDs(rs)
+	if err != nil {
+		return 0, err
+	}
+	now := time.Now()
+	var due []int64
+	still := make(map[int64]bool, len(ids))
+	w.mu.Lock()
+	for _, id := range ids {
+		if _, working := w.active[id]; working {
+			continue
+		}
+		still[id] = true
+		if first, ok := seen[id]; !ok {
+			seen[id] = now
+		} else if now.Sub(first) >= w.orphanGrace {
+			due = append(due, id)
+		}
+	}
+	w.mu.Unlock()
+	for id := range seen {
+		if !still[id] {
+			delete(seen, id)
+		}
+	}
+	if len(due) == 0 {
+		return 0, nil
+	}
+	var n int64
+	err = w.s.inTx(ctx, func(tx txn) error {
+		rs, err := tx.query(ctx, `SELECT id FROM river_job j WHERE id IN (`+idList(due)+`) AND state = 'running'
+			AND `+d.lastAttemptedBy+` = $1 ORDER BY id`+d.lockSkipLocked, w.id)
+		if err != nil {
+			return err
+		}
+		ids, err := scanIDs(rs)
+		if err != nil || len(ids) == 0 {
+			return err
+		}
+		n, err = w.s.requeue(ctx, tx, ids)
+		return err
+	})
+	for _, id := range due {
+		delete(seen, id)
+	}
+	return n, err
 }
 
 // idList formats ids for an IN (…) list.

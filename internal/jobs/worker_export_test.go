@@ -55,3 +55,16 @@ func (s *Store) Attempts(ctx context.Context, state string) (map[int]int64, erro
 	}
 	return out, rs.Err()
 }
+
+// MarkRunningBy marks n available request jobs running under the worker id, as
+// a fetch whose answer the network lost leaves them: the database says the
+// worker has them, its client never got them.
+func (s *Store) MarkRunningBy(ctx context.Context, n int, id string) (int64, error) {
+	d := s.dialect()
+	attemptedBy := `json_array($1)`
+	if s.b.kind() == "postgres" {
+		attemptedBy = `ARRAY[$1::text]`
+	}
+	return s.b.exec(ctx, `UPDATE river_job SET state = 'running', attempt = attempt + 1, attempted_at = `+d.jobNow+`,
+		attempted_by = `+attemptedBy+` WHERE id IN (SELECT id FROM river_job WHERE kind = '`+JobKind+`' AND state = 'available' ORDER BY id LIMIT $2)`, id, n)
+}

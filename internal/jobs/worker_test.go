@@ -727,3 +727,47 @@ func (p *proxy) close() {
 		c.Close()
 	}
 }
+
+// TestWorkerReleasesItsOrphans: jobs the store records as running under a live
+// worker that its client is not working (a fetch whose answer the network lost)
+// come back after the worker's orphan grace, not before; the run can then end.
+func TestWorkerReleasesItsOrphans(t *testing.T) {
+	for _, b := range jobstest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			s := jobstest.Open(t, ctx, b.NewDSN(t))
+			jobstest.Import(t, ctx, s, jobs.ImportOptions{Path: jobstest.WriteInput(t, 5)})
+			const grace = time.Second
+			w, err := s.Register(ctx, jobs.WithHeartbeat(testInterval, testDeadAfter), jobs.WithOrphanGrace(grace))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Close()
+			if n, err := s.MarkRunningBy(ctx, 3, w.ID()); err != nil || n != 3 {
+				t.Fatalf("MarkRunningBy = %d, %v; want 3", n, err)
+			}
+			marked := time.Now()
+			waitFor(t, grace+3*testInterval+testSlack, "the orphans did not come back", func() bool {
+				by, err := s.RunningBy(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if by[w.ID()] > 0 {
+					return false
+				}
+				if d := time.Since(marked); d < grace {
+					t.Fatalf("orphans released %v after they were marked, before the grace (%v)", d, grace)
+				}
+				return true
+			})
+			if n, err := s.Released(ctx); err != nil || n != 3 {
+				t.Errorf("Released = %d, %v; want the 3 orphans", n, err)
+			}
+			if isClosed(w.Lost()) {
+				t.Error("the worker releasing its orphans was lost")
+			}
+		})
+	}
+}
