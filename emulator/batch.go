@@ -436,7 +436,7 @@ func (e *batchEngine) archived(b *batch, now time.Time) bool {
 // spread over GOMAXPROCS goroutines; the prompt-cache lookups, whose answers depend on
 // order, then run one by one in request order.
 func (s *Server) judge(b *batch) {
-	opt := s.parseOptions(b.version, false)
+	opt := s.parseOptions(b.version, nil, false)
 	n := len(b.items)
 	b.outcomes = make([]outcome, n)
 	type cached struct {

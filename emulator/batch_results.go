@@ -88,7 +88,7 @@ func (s *Server) handleBatchResults(w http.ResponseWriter, r *http.Request, c *c
 	bw := bufio.NewWriterSize(w, 64<<10)
 	enc := json.NewEncoder(bw)
 	enc.SetEscapeHTML(false)
-	opt := s.parseOptions(snap.version, false)
+	opt := s.parseOptions(snap.version, nil, false)
 	ctx := r.Context()
 	order := rand.New(rand.NewPCG(uint64(s.cfg.Seed), snap.orderSeed)).Perm(len(snap.items))
 	th := newResultsThrottle(s.faults.resultsRate(), s.cfg.Now())

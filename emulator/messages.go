@@ -1,9 +1,11 @@
 package emulator
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -48,8 +50,32 @@ type prepared struct {
 	input inputCount
 }
 
-func (s *Server) parseOptions(version string, countTokens bool) wire.ParseOptions {
-	return wire.ParseOptions{CountTokens: countTokens, AllowSystemRole: version == Version2026}
+// parseOptions are the checks of a request of this API version and these betas.
+func (s *Server) parseOptions(version string, betas []string, countTokens bool) wire.ParseOptions {
+	system := version == Version2026
+	for _, b := range betas {
+		system = system || slices.Contains(s.cfg.SystemRoleBetas, b)
+	}
+	return wire.ParseOptions{CountTokens: countTokens, AllowSystemRole: system}
+}
+
+// threadUnsupported is the answer to a request with "thread" (the message-threads
+// beta): the API's fallback error, on which clients send the whole conversation
+// without it. Threads (server-held conversations) are not simulated.
+func threadUnsupported(body []byte) *wire.Error {
+	if !bytes.Contains(body, []byte(`"thread"`)) {
+		return nil
+	}
+	var top map[string]json.RawMessage
+	if json.Unmarshal(body, &top) != nil {
+		return nil // the parse reports it
+	}
+	if _, ok := top["thread"]; !ok {
+		return nil
+	}
+	e := wire.Errorf(wire.InvalidRequest, "thread: message threads are not supported by this server; send the whole conversation without thread")
+	e.Details = map[string]string{"error_code": "thread_unsupported_request"}
+	return e
 }
 
 // prepare parses and validates a Messages body the way the API does, up to the
@@ -109,7 +135,11 @@ func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request, c *call)
 		s.writeError(w, c.requestID, werr)
 		return
 	}
-	p, werr := s.prepare(body, s.parseOptions(c.version, false))
+	if werr := threadUnsupported(body); werr != nil {
+		s.writeError(w, c.requestID, werr)
+		return
+	}
+	p, werr := s.prepare(body, s.parseOptions(c.version, c.betas, false))
 	if werr != nil {
 		s.writeError(w, c.requestID, werr)
 		return
@@ -175,7 +205,7 @@ func (s *Server) handleCountTokens(w http.ResponseWriter, r *http.Request, c *ca
 		s.writeError(w, c.requestID, werr)
 		return
 	}
-	p, werr := s.prepare(body, s.parseOptions(c.version, true))
+	p, werr := s.prepare(body, s.parseOptions(c.version, c.betas, true))
 	if werr != nil {
 		s.writeError(w, c.requestID, werr)
 		return

@@ -15,6 +15,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
+// DefaultSystemRoleBetas is Config.SystemRoleBetas's default.
+var DefaultSystemRoleBetas = []string{"mid-conversation-tool-changes-2026-07-01"}
+
 // API versions the emulator accepts in anthropic-version.
 const (
 	Version2023 = "2023-06-01"
@@ -75,6 +78,12 @@ type Config struct {
 	// Registry receives the Prometheus metrics. Default: a private registry, served
 	// at /metrics.
 	Registry *prometheus.Registry
+	// SystemRoleBetas are the anthropic-beta values under which messages may hold
+	// role "system" items with API version 2023-06-01 (2026-10-21 always allows
+	// them). Claude Code sends such messages with the first; which betas the API
+	// ties them to is not documented, hence a setting. Default:
+	// DefaultSystemRoleBetas; an empty non-nil slice allows them under none.
+	SystemRoleBetas []string
 	// OrganizationID is sent in anthropic-organization-id and named in 429 messages.
 	OrganizationID string
 	// Now is the real-time clock. Default time.Now. Tests may inject one.
@@ -110,6 +119,9 @@ type Server struct {
 func New(cfg Config) (*Server, error) {
 	if cfg.Catalog == nil {
 		cfg.Catalog = catalog.Default()
+	}
+	if cfg.SystemRoleBetas == nil {
+		cfg.SystemRoleBetas = DefaultSystemRoleBetas
 	}
 	if cfg.Tier == "" {
 		cfg.Tier = "start"
@@ -226,7 +238,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 type call struct {
 	requestID string
 	version   string
-	endpoint  string
+	// betas are the anthropic-beta header's values.
+	betas    []string
+	endpoint string
 	// class is the model class the request named, once known ("" before).
 	class string
 	start time.Time
@@ -258,6 +272,13 @@ func (s *Server) apiHandler(h func(http.ResponseWriter, *http.Request, *call)) h
 		default:
 			s.writeError(rec, c.requestID, wire.Errorf(wire.InvalidRequest, "anthropic-version: invalid version %q", v))
 			return
+		}
+		for _, h := range r.Header.Values("anthropic-beta") {
+			for b := range strings.SplitSeq(h, ",") {
+				if b = strings.TrimSpace(b); b != "" {
+					c.betas = append(c.betas, b)
+				}
+			}
 		}
 		h(rec, r, c)
 	})
