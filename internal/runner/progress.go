@@ -5,29 +5,42 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/clade-dev/clade/internal/display"
 )
 
-// progress prints the live display: done/total, succeeded/errored, requests and
-// tokens per minute against each limit, 429s and 529s, ETA and cost, once per period.
+// progress draws the live display: on a terminal a block redrawn in place (a bar,
+// done/total, ok/err, elapsed, ETA, cost, and a row per model class with requests,
+// input and output tokens per minute against its limits, the binding one marked);
+// elsewhere one plain line per period.
 type progress struct {
 	r       *run
+	screen  display.Screen
 	done    chan struct{} // closed when loop returns
-	total   int64         // requests pending when the work started, plus those already done
-	base    int64         // done when the work started
+	start   time.Time
+	total   int64 // requests pending when the work started, plus those already done
 	samples []sample
 }
 
+// sample is the counters at one time: the run's, and each class's.
 type sample struct {
-	at                  time.Time
-	done, sent, in, out int64
+	at      time.Time
+	done    int64
+	classes map[string]counts
 }
+
+type counts struct{ sent, in, out int64 }
+
+// rateWindow is how far back the display's rates look: a sustained rate, not the
+// opening burst of full buckets.
+const rateWindow = 10 * time.Second
 
 func newProgress(r *run, pending int64) *progress {
 	done := r.succeeded.Load() + r.errored.Load()
-	return &progress{r: r, total: done + pending, base: done, done: make(chan struct{})}
+	return &progress{r: r, screen: display.New(r.cfg.Progress), start: time.Now(), total: done + pending, done: make(chan struct{})}
 }
 
-// loop prints a line every period until ctx ends.
+// loop draws every period until ctx ends.
 func (p *progress) loop(ctx context.Context, every time.Duration) {
 	defer close(p.done)
 	t := time.NewTicker(every)
@@ -37,65 +50,191 @@ func (p *progress) loop(ctx context.Context, every time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			fmt.Fprintln(p.r.cfg.Progress, p.line(time.Now()))
+			p.draw(time.Now())
 		}
 	}
 }
 
-// final prints the last line, once loop has returned (its ctx must have ended).
+// final draws the last state, once loop has returned (its ctx must have ended).
 func (p *progress) final() {
 	<-p.done
-	fmt.Fprintln(p.r.cfg.Progress, p.line(time.Now()))
+	p.draw(time.Now())
+	p.screen.Close()
 }
 
-// rateWindow is how far back the display's rates look.
-const rateWindow = 10 * time.Second
+func (p *progress) draw(now time.Time) {
+	v := p.view(now)
+	p.screen.Draw(v.block(p.screen.Width()), v.line())
+}
 
-func (p *progress) line(now time.Time) string {
+// view is what the display shows, computed from the counters; block and line
+// only format it.
+type view struct {
+	elapsed           time.Duration
+	done, total       int64
+	ok, bad           int64
+	rateLimited, over int64
+	cost, batchCost   float64
+	// warming is set until the rates cover rateWindow.
+	warming bool
+	eta     time.Duration // 0: unknown
+	classes []classView
+}
+
+type classView struct {
+	name string
+	// rate and limit per minute, for requests, input and output tokens.
+	rate, limit [3]float64
+	paused      time.Duration
+}
+
+// binding is the index of the limit closest to being reached (-1: none used).
+func (c classView) binding() int {
+	best, at := -1, 0.0
+	for i := range 3 {
+		if c.limit[i] > 0 && c.rate[i]/c.limit[i] > at {
+			best, at = i, c.rate[i]/c.limit[i]
+		}
+	}
+	return best
+}
+
+func (p *progress) view(now time.Time) view {
 	r := p.r
 	ok, bad := r.succeeded.Load(), r.errored.Load()
-	done := ok + bad
-	s := sample{at: now, done: done, sent: r.sent.Load(), in: r.inTok.Load(), out: r.outTok.Load()}
+	s := sample{at: now, done: ok + bad, classes: map[string]counts{}}
+	r.byClass.Range(func(k, c any) bool {
+		cc := c.(*classCount)
+		s.classes[k.(string)] = counts{cc.sent.Load(), cc.in.Load(), cc.out.Load()}
+		return true
+	})
 	p.samples = append(p.samples, s)
 	for len(p.samples) > 2 && now.Sub(p.samples[1].at) >= rateWindow {
 		p.samples = p.samples[1:]
 	}
 	first := p.samples[0]
+	span := now.Sub(first.at).Minutes()
 	perMin := func(a, b int64) float64 {
-		dt := s.at.Sub(first.at).Minutes()
-		if dt <= 0 {
+		if span <= 0 {
 			return 0
 		}
-		return float64(b-a) / dt
-	}
-	reqRate := perMin(first.sent, s.sent)
-	doneRate := perMin(first.done, s.done)
-	var b strings.Builder
-	pct := 100.0
-	if p.total > 0 {
-		pct = 100 * float64(done) / float64(p.total)
-	}
-	fmt.Fprintf(&b, "%s/%s (%.1f%%)  ok %s  err %s  |  %s req/min", commas(done), commas(p.total), pct, commas(ok), commas(bad), short(reqRate))
-	if snap, err := r.lim.Snapshot(context.Background()); err == nil {
-		for _, c := range snap.Classes {
-			fmt.Fprintf(&b, "  [%s rpm %s  in %s/%s  out %s/%s tok/min",
-				c.Class, short(float64(c.Requests.Limit)),
-				short(perMin(first.in, s.in)), short(float64(c.InputTokens.Limit)),
-				short(perMin(first.out, s.out)), short(float64(c.OutputTokens.Limit)))
-			if c.Paused(now) {
-				fmt.Fprintf(&b, "  paused %s", c.PausedUntil.Sub(now).Round(100*time.Millisecond))
-			}
-			b.WriteString("]")
-		}
-	}
-	fmt.Fprintf(&b, "  |  429 %s  529 %s", commas(r.rateLimited.Load()), commas(r.overloaded.Load()))
-	if left := p.total - done; left > 0 && doneRate > 0 {
-		eta := time.Duration(float64(left) / doneRate * float64(time.Minute))
-		fmt.Fprintf(&b, "  |  ETA %s", eta.Round(time.Second))
+		return float64(b-a) / span
 	}
 	cost := r.usd.Spent().USD()
-	fmt.Fprintf(&b, "  |  $%.4f (batch $%.4f)", cost, cost*r.cat.Pricing.Batch)
+	v := view{
+		elapsed: now.Sub(p.start), done: s.done, total: p.total, ok: ok, bad: bad,
+		rateLimited: r.rateLimited.Load(), over: r.overloaded.Load(),
+		cost: cost, batchCost: cost * r.cat.Pricing.Batch,
+		warming: now.Sub(first.at) < rateWindow-time.Second/2,
+	}
+	snap, _ := r.lim.Snapshot(context.Background())
+	for _, c := range snap.Classes {
+		a, b := first.classes[c.Class], s.classes[c.Class]
+		cv := classView{name: c.Class,
+			rate:  [3]float64{perMin(a.sent, b.sent), perMin(a.in, b.in), perMin(a.out, b.out)},
+			limit: [3]float64{float64(c.Requests.Limit), float64(c.InputTokens.Limit), float64(c.OutputTokens.Limit)}}
+		if c.Paused(now) {
+			cv.paused = c.PausedUntil.Sub(now)
+		}
+		v.classes = append(v.classes, cv)
+	}
+	if left := p.total - s.done; left > 0 && !v.warming {
+		if rate := perMin(first.done, s.done); rate > 0 {
+			v.eta = time.Duration(float64(left) / rate * float64(time.Minute))
+		}
+	}
+	return v
+}
+
+// block is the terminal display, at most width columns a line.
+func (v view) block(width int) []string {
+	if width <= 0 {
+		width = display.DefaultWidth
+	}
+	pct := 100.0
+	if v.total > 0 {
+		pct = 100 * float64(v.done) / float64(v.total)
+	}
+	tail := fmt.Sprintf(" %5.1f%%  %s/%s  ok %s  err %s", pct, commas(v.done), commas(v.total), commas(v.ok), commas(v.bad))
+	barWidth := min(max(width-len([]rune(tail))-2, 10), 40)
+	lines := []string{"[" + display.Bar(pct/100, barWidth) + "]" + tail}
+	eta := "ETA …"
+	switch {
+	case v.done >= v.total:
+		eta = "done"
+	case v.eta > 0:
+		eta = "ETA " + round(v.eta)
+	}
+	lines = append(lines, fmt.Sprintf("elapsed %s  %s  $%.4f (batch $%.4f)  429s %s  529s %s",
+		round(v.elapsed), eta, v.cost, v.batchCost, commas(v.rateLimited), commas(v.over)))
+	for _, c := range v.classes {
+		lines = append(lines, v.classRow(c))
+	}
+	return lines
+}
+
+// classRow is "haiku  req 950/1.0k  in 40k/50k  out 9.8k/10k* /min": per minute
+// against the limits, * on the binding one; "burst" while the rates do not yet
+// cover rateWindow (full buckets let the first minute go above the limits).
+func (v view) classRow(c classView) string {
+	names := [3]string{"req", "in", "out"}
+	bind := c.binding()
+	var b strings.Builder
+	fmt.Fprintf(&b, "%-7s", c.name)
+	for i := range 3 {
+		rate := short(c.rate[i])
+		if v.warming {
+			rate = "burst"
+		}
+		mark := ""
+		if i == bind && !v.warming {
+			mark = "*"
+		}
+		fmt.Fprintf(&b, " %s %s/%s%s", names[i], rate, short(c.limit[i]), mark)
+	}
+	b.WriteString(" /min")
+	if c.paused > 0 {
+		fmt.Fprintf(&b, "  paused %s", c.paused.Round(100*time.Millisecond))
+	}
 	return b.String()
+}
+
+// line is the plain display: one line per period.
+func (v view) line() string {
+	pct := 100.0
+	if v.total > 0 {
+		pct = 100 * float64(v.done) / float64(v.total)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s/%s (%.1f%%) ok %s err %s | %s", commas(v.done), commas(v.total), pct, commas(v.ok), commas(v.bad), round(v.elapsed))
+	for _, c := range v.classes {
+		if v.warming {
+			fmt.Fprintf(&b, " | %s burst", c.name)
+			continue
+		}
+		fmt.Fprintf(&b, " | %s req %s/%s in %s/%s out %s/%s", c.name, short(c.rate[0]), short(c.limit[0]),
+			short(c.rate[1]), short(c.limit[1]), short(c.rate[2]), short(c.limit[2]))
+	}
+	fmt.Fprintf(&b, " | 429 %s 529 %s", commas(v.rateLimited), commas(v.over))
+	if v.eta > 0 && v.done < v.total {
+		fmt.Fprintf(&b, " | ETA %s", round(v.eta))
+	}
+	fmt.Fprintf(&b, " | $%.4f", v.cost)
+	return b.String()
+}
+
+// round formats d for people: 12s, 3m04s, 1h02m.
+func round(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()+0.5))
+	case d < time.Hour:
+		d = d.Round(time.Second)
+		return fmt.Sprintf("%dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
+	default:
+		d = d.Round(time.Minute)
+		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
+	}
 }
 
 // short formats n as 950, 12.3k or 4.5M.

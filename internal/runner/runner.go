@@ -216,6 +216,8 @@ type run struct {
 	// counters for the display and summary
 	sent, rateLimited, overloaded, retried atomic.Int64
 	succeeded, errored                     atomic.Int64
+	// byClass counts calls and tokens by model class, for the display.
+	byClass sync.Map // class name → *classCount
 	// mine counts this process's results; doneAtStart the run's results
 	// when it started.
 	mine          atomic.Int64
@@ -278,6 +280,19 @@ func newRun(cfg Config) (*run, error) {
 
 		streamAbove: streamAbove,
 	}, nil
+}
+
+// classCount is what a model class's calls sent and used.
+type classCount struct{ sent, in, out atomic.Int64 }
+
+// class returns m's class's counters.
+func (r *run) class(m *catalog.Model) *classCount {
+	name := r.cat.Class(m).Name
+	if c, ok := r.byClass.Load(name); ok {
+		return c.(*classCount)
+	}
+	c, _ := r.byClass.LoadOrStore(name, &classCount{})
+	return c.(*classCount)
 }
 
 // halt stops the run for why; cause is the API's answer that stopped it (nil: the

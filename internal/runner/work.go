@@ -82,6 +82,7 @@ func (r *run) do(jobCtx context.Context, job *jobs.Job) (jobs.Result, error) {
 			return requeue(err) // drained or shut down: back to the queue
 		}
 		r.sent.Add(1)
+		r.class(model).sent.Add(1)
 		// Once sent, a request finishes even when the run drains; only an abort
 		// (the job's own context) cuts it.
 		resp, err := r.call(jobCtx, params, req.MaxTokens)
@@ -232,8 +233,12 @@ func (r *run) countTokens(ctx context.Context, params []byte) (int64, error) {
 func (r *run) succeeded1(m *catalog.Model, resp *upstream.Response, hold *spend.Hold) jobs.Result {
 	cu := spend.Usage(resp.Usage)
 	cost := spend.Cost(r.cat, m, cu, false)
-	r.inTok.Add(cu.InputTokens + cu.CacheWrite5mTokens + cu.CacheWrite1hTokens + cu.CacheReadTokens)
+	in := cu.InputTokens + cu.CacheWrite5mTokens + cu.CacheWrite1hTokens + cu.CacheReadTokens
+	r.inTok.Add(in)
 	r.outTok.Add(cu.OutputTokens)
+	cc := r.class(m)
+	cc.in.Add(in)
+	cc.out.Add(cu.OutputTokens)
 	hold.Settle(spend.FromUSD(cost))
 	r.m.tokens.WithLabelValues("input").Add(float64(cu.InputTokens + cu.CacheWrite5mTokens + cu.CacheWrite1hTokens + cu.CacheReadTokens))
 	r.m.tokens.WithLabelValues("output").Add(float64(cu.OutputTokens))
