@@ -3,13 +3,17 @@ package cli_test
 import (
 	"bytes"
 	"io"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/creack/pty"
+
+	"github.com/clade-dev/clade/internal/testkit"
 )
 
 // ansi matches the escape sequences the live display writes.
@@ -58,4 +62,41 @@ func TestRunProgressInTerminal(t *testing.T) {
 		t.Errorf("last frame = %q, want the run at 100 %% (400/400)", last)
 	}
 	t.Logf("%d redraws; last frame:\n%s", len(redraws), strings.Join(last, "\n"))
+}
+
+// TestRunCtrlCInTerminal: the first Ctrl-C is acknowledged at once, above the
+// display (what it does, how to abort), and the run ends with one line that says
+// it was interrupted and how to resume.
+func TestRunCtrlCInTerminal(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	input := filepath.Join(dir, "in.jsonl")
+	writeWorkload(t, input, 400)
+	cmd := cladeCmd("", "run", input, "-o", filepath.Join(dir, "out.jsonl"), "--emulate", "tier-4", "--concurrency", "8")
+	f, err := pty.StartWithSize(cmd, &pty.Winsize{Cols: 80, Rows: 40})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out testkit.Buffer
+	go io.Copy(&out, f)
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(out.String(), "elapsed 2s") && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	err = cmd.Wait()
+	time.Sleep(100 * time.Millisecond) // the last bytes through the pty
+	got := ansi.ReplaceAllString(out.String(), "")
+	if cmd.ProcessState.ExitCode() != 1 {
+		t.Fatalf("exit %d (%v), want 1 (interrupted)\n%s", cmd.ProcessState.ExitCode(), err, got)
+	}
+	if !strings.Contains(got, "stopping: ") || !strings.Contains(got, "Ctrl-C again to abort") {
+		t.Errorf("the first Ctrl-C was not acknowledged:\n%s", got)
+	}
+	if n := strings.Count(got, "interrupted"); n != 1 || !strings.Contains(got, "Try: run the same command again to resume") {
+		t.Errorf("%d lines say interrupted, want one, with how to resume:\n%s", n, got)
+	}
 }

@@ -44,8 +44,7 @@ func endRun(cmd *cobra.Command, sum lifecycle.Summary, err error, e ending) erro
 				try += ", or clade batch cancel " + e.output
 			}
 		}
-		fmt.Fprintf(stderr, "interrupted: %d requests pending%s; run the same command again to resume\n", t.Pending, inFlight)
-		return &cliError{code: ExitFailure, err: errors.New("interrupted"), try: try}
+		return &cliError{code: ExitFailure, err: fmt.Errorf("interrupted: %d requests pending%s", t.Pending, inFlight), try: try}
 	}
 	if n := t.Failed(); n > 0 {
 		try := "clade status --db " + redactDSN(e.db)

@@ -62,6 +62,13 @@ func (p *progress) final() {
 	p.screen.Close()
 }
 
+// say prints an event above the display (nothing without one: p nil).
+func (p *progress) say(msg string) {
+	if p != nil {
+		p.screen.Say(msg)
+	}
+}
+
 func (p *progress) draw(now time.Time) {
 	v := p.view(now)
 	p.screen.Draw(v.block(p.screen.Width()), v.line())

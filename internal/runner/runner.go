@@ -215,7 +215,9 @@ type run struct {
 
 	// counters for the display and summary
 	sent, rateLimited, overloaded, retried atomic.Int64
-	succeeded, errored                     atomic.Int64
+	// inFlight counts the calls sent and not yet answered.
+	inFlight           atomic.Int64
+	succeeded, errored atomic.Int64
 	// byClass counts calls and tokens by model class, for the display.
 	byClass sync.Map // class name → *classCount
 	// mine counts this process's results; doneAtStart the run's results
@@ -398,6 +400,7 @@ func (r *run) work(ctx context.Context, pending int64) error {
 	case waitErr = <-done:
 	case <-ctx.Done():
 		drained = true
+		prog.say(fmt.Sprintf("stopping: %d calls in flight finish, the rest stay queued (Ctrl-C again to abort them)", r.inFlight.Load()))
 	case <-r.stop:
 	case <-w.Lost():
 		// The store could not hear from this process for its dead-after window:
@@ -425,6 +428,9 @@ func (r *run) work(ctx context.Context, pending int64) error {
 	select {
 	case err = <-stopped:
 	case <-abort:
+		if !lost {
+			prog.say(fmt.Sprintf("aborting: %d calls in flight are cancelled and go back to the queue", r.inFlight.Load()))
+		}
 		cancelStop()
 		err = client.StopAndCancel(stopWithin)
 		if lost {

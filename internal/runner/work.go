@@ -85,7 +85,9 @@ func (r *run) do(jobCtx context.Context, job *jobs.Job) (jobs.Result, error) {
 		r.class(model).sent.Add(1)
 		// Once sent, a request finishes even when the run drains; only an abort
 		// (the job's own context) cuts it.
+		r.inFlight.Add(1)
 		resp, err := r.call(jobCtx, params, req.MaxTokens)
+		r.inFlight.Add(-1)
 		if err == nil {
 			u := admit.Usage{
 				InputTokens: resp.Usage.InputTokens, CacheCreationInputTokens: resp.Usage.CacheCreationInputTokens,
