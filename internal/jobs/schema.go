@@ -104,6 +104,8 @@ var sqliteMigrations = [][]string{
 	outputMigration,
 	// 4: workerMigration.
 	workerMigration,
+	// 5: spendMigration.
+	spendMigration,
 }
 
 // Postgres stores rows in insertion order already (a heap); its migrations need
@@ -167,6 +169,8 @@ var postgresMigrations = [][]string{
 	outputMigration,
 	// 3: workerMigration.
 	workerMigration,
+	// 4: spendMigration.
+	spendMigration,
 }
 
 // outputMigration records which run writes which results file (ClaimOutput), so that
@@ -201,5 +205,19 @@ var workerMigration = []string{
 		heartbeat_at BIGINT NOT NULL,
 		dead_after   BIGINT NOT NULL,
 		dead_at      BIGINT
+	)`,
+}
+
+// spendMigration holds what clade serve spent (Store.AddSpend): one row per scope
+// (a team's or a client key's budget), period (day, week, month) and period start
+// (µs since the epoch, UTC), with the sum in micro-dollars. Gateways sharing the
+// store share these sums. The same SQL on both backends.
+var spendMigration = []string{
+	`CREATE TABLE clade_spend (
+		scope        TEXT   NOT NULL,
+		period       TEXT   NOT NULL,
+		period_start BIGINT NOT NULL,
+		micros       BIGINT NOT NULL,
+		PRIMARY KEY (scope, period, period_start)
 	)`,
 }
