@@ -20,6 +20,7 @@ import (
 	"github.com/clade-dev/clade/admit"
 	"github.com/clade-dev/clade/catalog"
 	"github.com/clade-dev/clade/emulator"
+	"github.com/clade-dev/clade/internal/jobs"
 	"github.com/clade-dev/clade/internal/serve"
 	"github.com/clade-dev/clade/internal/upstream"
 )
@@ -137,6 +138,7 @@ type setup struct {
 	em            *emulator.Running // an emulator to share; default: a new one
 	upURL         string            // an upstream to send to instead of an emulator
 	emCfg         emulator.Config   // for a new emulator (Catalog, Tier, BurstFraction, APIKeys are set)
+	spend         *jobs.Store       // the spend store, for keys with budgets
 }
 
 // gateway is a running gateway and what a test looks at.
@@ -197,7 +199,8 @@ func startGateway(t testing.TB, s setup) *gateway {
 		}
 	}
 	reg := prometheus.NewRegistry()
-	g, err := serve.New(serve.Config{Upstream: up, Limiter: lim, Keys: keys, MaxWait: s.maxWait, MaxQueueBytes: s.maxQueueBytes, Backoff: s.backoff, Registry: reg, Logger: log})
+	g, err := serve.New(serve.Config{Upstream: up, Limiter: lim, Keys: keys, MaxWait: s.maxWait, MaxQueueBytes: s.maxQueueBytes, Backoff: s.backoff, Registry: reg, Logger: log,
+		Spend: s.spend, Catalog: s.cat})
 	if err != nil {
 		t.Fatal(err)
 	}

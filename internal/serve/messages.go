@@ -21,7 +21,8 @@ type call struct {
 	adm      *admit.Call // nil when admission does not pace it (an unknown model)
 	class    string      // adm's class, or ""
 	body     []byte
-	deadline time.Time // end of the admission budget (MaxWait)
+	deadline time.Time   // end of the admission budget (MaxWait)
+	budget   *budgetHold // nil when no USD budget counts the call
 }
 
 // handleMessages admits, sends and relays POST /v1/messages.
@@ -48,6 +49,21 @@ func (g *Gateway) messages(w http.ResponseWriter, r *http.Request, team *Team) i
 	c := &call{team: team, body: body, deadline: g.now().Add(g.cfg.MaxWait)}
 	if adm, ok := g.lim.Prepare(body); ok {
 		c.adm, c.class = adm, adm.Class()
+	}
+	// The USD budgets first: a call they refuse does not wait for admission. The
+	// hold is settled with the call's cost where its usage is read (relayJSON,
+	// relayStream), and released on every other path.
+	if g.budgets != nil {
+		est := admit.EstimateInput(body)
+		if c.adm != nil {
+			est = max(est, c.adm.Need().InputTokens)
+		}
+		h, err := g.budgets.hold(r.Context(), g.cfg.Keys.lookup(clientKey(r)), body, est)
+		if err != nil {
+			return g.refuseBudget(w, err)
+		}
+		c.budget = h
+		defer h.release()
 	}
 	// A body the gateway cannot read, or a model the catalog does not know, goes
 	// upstream unadmitted: the API answers it (a 400 or 404, or a model newer than
@@ -228,6 +244,11 @@ func (g *Gateway) throttled(c *call, code string) {
 	})
 }
 
+// spendFailed logs a failure to record a call's cost in the spend store.
+func (g *Gateway) spendFailed(err error) {
+	g.log.Error("record spend", "error", err)
+}
+
 // settle logs a limiter error; the call's answer does not depend on it.
 func (g *Gateway) settle(err error) {
 	if err != nil {
@@ -275,6 +296,9 @@ func (g *Gateway) relayJSON(w http.ResponseWriter, c *call, att *admit.Attempt, 
 		return resp.StatusCode
 	}
 	att.Settle(resp.StatusCode, resp.Header, &u)
+	if cu, ok := costUsage(b); ok {
+		c.budget.settle(context.Background(), c.budget.cost(cu), g.spendFailed)
+	}
 	g.done(c, u)
 	return resp.StatusCode
 }

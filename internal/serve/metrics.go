@@ -30,7 +30,7 @@ const (
 	epOther       = "other"
 )
 
-var knownStatus = map[int]bool{200: true, 400: true, 401: true, 403: true, 404: true, 405: true, 408: true,
+var knownStatus = map[int]bool{200: true, 400: true, 401: true, 402: true, 403: true, 404: true, 405: true, 408: true,
 	409: true, 413: true, 429: true, 499: true, 500: true, 502: true, 503: true, 504: true, 529: true}
 
 func statusLabel(code int) string {
@@ -51,6 +51,8 @@ type metrics struct {
 	throttled *prometheus.CounterVec   // class, code (429, 529)
 	retries   *prometheus.CounterVec   // reason
 	inFlight  prometheus.Gauge
+	// budgetRefused counts calls refused by a USD budget (402).
+	budgetRefused prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -75,9 +77,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			[]string{"reason"}),
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{Name: metricInFlight,
 			Help: "Calls sent upstream and not yet finished."}),
+		budgetRefused: prometheus.NewCounter(prometheus.CounterOpts{Name: "clade_serve_budget_refused_total",
+			Help: "Messages calls refused with 402 billing_error because a team's or a key's USD budget had no room."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.depth, m.wait, m.tokens, m.throttled, m.retries, m.inFlight)
+		reg.MustRegister(m.requests, m.depth, m.wait, m.tokens, m.throttled, m.retries, m.inFlight, m.budgetRefused)
 	}
 	return m
 }

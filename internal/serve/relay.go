@@ -8,6 +8,7 @@ import (
 	"net/http"
 
 	"github.com/clade-dev/clade/admit"
+	"github.com/clade-dev/clade/internal/upstream"
 )
 
 // maxEvent bounds one SSE event, as the SDKs' line buffer does (32 MiB).
@@ -113,6 +114,7 @@ func (g *Gateway) relayStream(w http.ResponseWriter, r *http.Request, c *call, a
 	_ = rc.Flush()
 	var (
 		su       admit.StreamUsage
+		sc       streamCost
 		broke    bool // upstream's stream ended with an error, not at its end
 		clientOK = true
 	)
@@ -141,7 +143,9 @@ func (g *Gateway) relayStream(w http.ResponseWriter, r *http.Request, c *call, a
 			}
 		}
 		if len(name) > 0 {
-			su.Event(name, eventData(raw))
+			data := eventData(raw)
+			su.Event(name, data)
+			sc.event(name, data)
 		}
 	}
 	complete := su.Complete()
@@ -150,6 +154,7 @@ func (g *Gateway) relayStream(w http.ResponseWriter, r *http.Request, c *call, a
 	// calibrate the estimates.
 	att.SettleStream(&su)
 	if su.Started() {
+		c.budget.settle(r.Context(), c.budget.cost(streamUsage(sc.start, su, c.budget)), g.spendFailed)
 		g.done(c, su.Usage())
 	}
 	switch {
@@ -162,6 +167,23 @@ func (g *Gateway) relayStream(w http.ResponseWriter, r *http.Request, c *call, a
 		return statusCut
 	}
 	return resp.StatusCode
+}
+
+// streamUsage is the usage a stream is charged: its final counts (the TTL split
+// of its cache writes from message_start when it adds up), and, when it was cut
+// short, at least all of max_tokens as output, as the API charged what it
+// generated up to the cut and the last usage seen may not include it.
+func streamUsage(start upstream.Usage, su admit.StreamUsage, h *budgetHold) upstream.Usage {
+	u := su.Usage()
+	out := upstream.Usage{InputTokens: u.InputTokens, OutputTokens: u.OutputTokens,
+		CacheCreationInputTokens: u.CacheCreationInputTokens, CacheReadInputTokens: u.CacheReadInputTokens}
+	if start.CacheCreation.Ephemeral5m+start.CacheCreation.Ephemeral1h == u.CacheCreationInputTokens {
+		out.CacheCreation = start.CacheCreation
+	}
+	if !su.Complete() && h != nil {
+		out.OutputTokens = max(out.OutputTokens, h.max)
+	}
+	return out
 }
 
 // statusCut is messages' result for a stream the upstream cut off midway: the client

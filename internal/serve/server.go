@@ -18,6 +18,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/clade-dev/clade/admit"
+	"github.com/clade-dev/clade/catalog"
+	"github.com/clade-dev/clade/internal/jobs"
+	"github.com/clade-dev/clade/internal/spend"
 	"github.com/clade-dev/clade/internal/upstream"
 	"github.com/clade-dev/clade/internal/wire"
 )
@@ -54,6 +57,12 @@ type Config struct {
 	// Logger receives one line per failed call and per upstream 429/529; never a key,
 	// a prompt or a completion. Default: discard.
 	Logger *slog.Logger
+	// Spend is the store of what the teams and keys spent, required when Keys
+	// configure a budget (Keys.HasBudgets): every gateway on one store shares it.
+	Spend *jobs.Store
+	// Catalog prices the calls for the budgets. Default catalog.Default(); give
+	// the limiter's.
+	Catalog *catalog.Catalog
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 }
@@ -64,6 +73,9 @@ func (c Config) validate() error {
 	var errs []error
 	if c.Upstream == nil || c.Limiter == nil {
 		errs = append(errs, errors.New("both Upstream and Limiter are required"))
+	}
+	if c.Keys.HasBudgets() && c.Spend == nil {
+		errs = append(errs, errors.New("the client keys configure budgets: Spend (a store) is required"))
 	}
 	for _, f := range []struct {
 		name string
@@ -102,6 +114,8 @@ type Gateway struct {
 	log     *slog.Logger
 	now     func() time.Time
 	started time.Time
+
+	budgets *budgets // nil without budgets
 
 	mu      sync.Mutex
 	queues  map[string]*fairQueue  // by class
@@ -144,6 +158,15 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	for _, t := range cfg.Keys.Teams() {
 		g.m.depth.WithLabelValues(t.Name).Set(0)
+	}
+	if cfg.Keys.HasBudgets() {
+		if cfg.Catalog == nil {
+			cfg.Catalog = catalog.Default()
+		}
+		g.budgets = &budgets{store: cfg.Spend, cat: cfg.Catalog, now: cfg.Now, held: map[heldKey]spend.Micros{}}
+		if reg != nil {
+			reg.MustRegister(newBudgetCollector(g))
+		}
 	}
 	g.routes()
 	return g, nil

@@ -19,6 +19,8 @@ type Status struct {
 	Classes  []ClassStatus `json:"classes"`
 	// Queued is the number of Messages calls waiting for admission, by team.
 	Queued map[string]int `json:"queued"`
+	// Budgets are the teams' and keys' USD budgets in their current periods.
+	Budgets []BudgetStatus `json:"budgets,omitempty"`
 }
 
 // ClassStatus is one model class: what this gateway relayed in the last minute
@@ -81,6 +83,11 @@ func (g *Gateway) Status(ctx context.Context) Status {
 		st.Classes = append(st.Classes, c)
 	}
 	sort.Slice(st.Classes, func(i, j int) bool { return st.Classes[i].Class < st.Classes[j].Class })
+	budgets, err := g.budgets.snapshot(ctx, g.cfg.Keys)
+	if err != nil {
+		g.log.Warn("read spend for status", "error", err)
+	}
+	st.Budgets = budgets
 	return st
 }
 

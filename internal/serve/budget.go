@@ -1,0 +1,312 @@
+package serve
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/clade-dev/clade/catalog"
+	"github.com/clade-dev/clade/internal/jobs"
+	"github.com/clade-dev/clade/internal/spend"
+	"github.com/clade-dev/clade/internal/upstream"
+	"github.com/clade-dev/clade/internal/wire"
+)
+
+// budgets enforces the teams' and keys' USD budgets. What was spent is the store's
+// (durable, shared by every gateway on it); what is held is this gateway's own:
+// the worst cases of its calls in flight. A call is admitted when, for every
+// budget it counts toward and every period, limit − spent − held ≥ its worst
+// case; the check and the hold are one step under mu, and the store is read
+// under it too, so that a settle (spend added, then the hold removed) is never
+// missed by a check in between.
+type budgets struct {
+	store *jobs.Store
+	cat   *catalog.Catalog
+	now   func() time.Time
+
+	mu   sync.Mutex
+	held map[heldKey]spend.Micros
+}
+
+type heldKey struct{ scope, period string }
+
+// scope is one budget a call counts toward.
+type scope struct {
+	name   string // in the store: "team:NAME" or "key:LABEL"
+	what   string // in errors: "team research", "key alice (team research)"
+	team   string
+	key    string // the key's label, "" for a team's budget
+	budget Budget
+}
+
+func scopesOf(c *client) []scope {
+	var out []scope
+	if len(c.team.Budget) > 0 {
+		out = append(out, scope{name: "team:" + c.team.Name, what: "team " + c.team.Name, team: c.team.Name, budget: c.team.Budget})
+	}
+	if len(c.budget) > 0 {
+		out = append(out, scope{name: "key:" + c.label, what: fmt.Sprintf("key %s (team %s)", c.label, c.team.Name),
+			team: c.team.Name, key: c.label, budget: c.budget})
+	}
+	return out
+}
+
+// budgetHold is what one call holds; its methods on nil do nothing.
+type budgetHold struct {
+	b      *budgets
+	scopes []scope
+	worst  spend.Micros
+	model  *catalog.Model // nil: no price (a model the catalog does not know)
+	max    int64          // the call's max_tokens
+	once   sync.Once
+}
+
+// refusal is why a call does not fit a budget.
+type refusal struct{ msg string }
+
+var adjective = map[string]string{jobs.PeriodDay: "daily", jobs.PeriodWeek: "weekly", jobs.PeriodMonth: "monthly"}
+
+func usd(m spend.Micros) string { return fmt.Sprintf("$%.2f", m.USD()) }
+
+// hold checks and holds the call's worst case against every budget of c. It
+// returns nil, nil when c has no budget; est is the call's input estimate in
+// tokens; a *refusal when one has no room.
+func (b *budgets) hold(ctx context.Context, c *client, body []byte, est int64) (*budgetHold, error) {
+	scopes := scopesOf(c)
+	if b == nil || len(scopes) == 0 {
+		return nil, nil
+	}
+	h := &budgetHold{b: b, scopes: scopes}
+	var p struct {
+		Model     string `json:"model"`
+		MaxTokens int64  `json:"max_tokens"`
+	}
+	if json.Unmarshal(body, &p) == nil {
+		if m, err := b.cat.Resolve(p.Model); err == nil {
+			h.model, h.max = m, max(p.MaxTokens, 0)
+			h.worst = spend.WorstCase(b.cat, m, est, h.max, false)
+		}
+	}
+	now := b.now()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, s := range scopes {
+		for _, period := range jobs.Periods {
+			limit, ok := s.budget[period]
+			if !ok {
+				continue
+			}
+			spent, err := b.store.SpendOf(ctx, s.name, period, now)
+			if err != nil {
+				return nil, err
+			}
+			held := b.held[heldKey{s.name, period}]
+			resets := jobs.PeriodEnd(period, now).Format(time.RFC3339)
+			switch left := limit - spent - held; {
+			case spent >= limit:
+				return nil, &refusal{fmt.Sprintf("%s: its %s budget of %s is spent (%s); it resets at %s",
+					s.what, adjective[period], usd(limit), usd(spent), resets)}
+			case h.worst > left:
+				return nil, &refusal{fmt.Sprintf("%s: its %s budget of %s has %s left (%s spent, %s held by calls in flight), less than this call's worst case of %s (its input and all of max_tokens); it resets at %s",
+					s.what, adjective[period], usd(limit), usd(max(left, 0)), usd(spent), usd(held), usd(h.worst), resets)}
+			}
+		}
+	}
+	for _, s := range scopes {
+		for period := range s.budget {
+			b.held[heldKey{s.name, period}] += h.worst
+		}
+	}
+	return h, nil
+}
+
+func (r *refusal) Error() string { return r.msg }
+
+// settle records cost against every budget of the hold (in the store, then the
+// hold goes); release ends it with nothing spent. Only the first call counts.
+func (h *budgetHold) settle(ctx context.Context, cost spend.Micros, log func(error)) {
+	if h == nil {
+		return
+	}
+	h.once.Do(func() {
+		names := make([]string, len(h.scopes))
+		for i, s := range h.scopes {
+			names[i] = s.name
+		}
+		if err := h.b.store.AddSpend(context.WithoutCancel(ctx), names, h.b.now(), cost); err != nil {
+			log(err)
+		}
+		h.unhold()
+	})
+}
+
+func (h *budgetHold) release() {
+	if h == nil {
+		return
+	}
+	h.once.Do(h.unhold)
+}
+
+func (h *budgetHold) unhold() {
+	b := h.b
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, s := range h.scopes {
+		for period := range s.budget {
+			k := heldKey{s.name, period}
+			if b.held[k] -= h.worst; b.held[k] <= 0 {
+				delete(b.held, k)
+			}
+		}
+	}
+}
+
+// cost is what usage u of the hold's model costs (0 for a model without a price).
+func (h *budgetHold) cost(u upstream.Usage) spend.Micros {
+	if h == nil || h.model == nil {
+		return 0
+	}
+	return spend.FromUSD(spend.Cost(h.b.cat, h.model, spend.Usage(u), false))
+}
+
+// costUsage reads the usage of a Messages response body (a Message), with its
+// cache writes split by TTL.
+func costUsage(body []byte) (upstream.Usage, bool) {
+	var m struct {
+		Usage *upstream.Usage `json:"usage"`
+	}
+	if json.Unmarshal(body, &m) != nil || m.Usage == nil {
+		return upstream.Usage{}, false
+	}
+	return *m.Usage, true
+}
+
+// streamCost follows a stream's message_start for the split of its cache writes
+// by TTL, which admit.StreamUsage does not keep.
+type streamCost struct{ start upstream.Usage }
+
+func (s *streamCost) event(name, data []byte) {
+	if string(name) != "message_start" {
+		return
+	}
+	var ev struct {
+		Message struct {
+			Usage *upstream.Usage `json:"usage"`
+		} `json:"message"`
+	}
+	if json.Unmarshal(data, &ev) == nil && ev.Message.Usage != nil {
+		s.start = *ev.Message.Usage
+	}
+}
+
+// refuseBudget answers a call that does not fit a budget: 402 billing_error, which
+// the official SDKs do not retry (only 408, 409, 429 and 5xx), with
+// x-should-retry: false for any client that honours it.
+func (g *Gateway) refuseBudget(w http.ResponseWriter, err error) int {
+	var r *refusal
+	if errors.As(err, &r) {
+		g.m.budgetRefused.Inc()
+		writeError(w, http.StatusPaymentRequired, wire.Billing, r.msg, http.Header{"X-Should-Retry": {"false"}})
+		return http.StatusPaymentRequired
+	}
+	g.log.Error("read spend", "error", err)
+	writeError(w, http.StatusServiceUnavailable, wire.APIError, "clade serve: the spend store could not be read; try again later", nil)
+	return http.StatusServiceUnavailable
+}
+
+// BudgetStatus is one budget in one period: a team's (Key empty) or a key's.
+type BudgetStatus struct {
+	Team   string `json:"team"`
+	Key    string `json:"key,omitempty"` // the key's label
+	Period string `json:"period"`
+	// In USD: the limit, what the store says was spent in the period (every
+	// gateway on it), what this gateway holds for its calls in flight, and what is
+	// left for new calls through this gateway.
+	LimitUSD     float64   `json:"limit_usd"`
+	SpentUSD     float64   `json:"spent_usd"`
+	HeldUSD      float64   `json:"held_usd"`
+	RemainingUSD float64   `json:"remaining_usd"`
+	ResetsAt     time.Time `json:"resets_at"`
+}
+
+// snapshot returns every budget's state now, teams then keys.
+func (b *budgets) snapshot(ctx context.Context, k *Keys) ([]BudgetStatus, error) {
+	if b == nil {
+		return nil, nil
+	}
+	var scopes []scope
+	for _, t := range k.teams {
+		scopes = append(scopes, scopesOf(&client{team: t})...)
+	}
+	for _, c := range k.keyed {
+		scopes = append(scopes, scopesOf(&client{team: &Team{Name: c.team.Name}, label: c.label, budget: c.budget})...)
+	}
+	now := b.now()
+	var out []BudgetStatus
+	for _, s := range scopes {
+		for _, period := range jobs.Periods {
+			limit, ok := s.budget[period]
+			if !ok {
+				continue
+			}
+			spent, err := b.store.SpendOf(ctx, s.name, period, now)
+			if err != nil {
+				return out, err
+			}
+			b.mu.Lock()
+			held := b.held[heldKey{s.name, period}]
+			b.mu.Unlock()
+			out = append(out, BudgetStatus{Team: s.team, Key: s.key, Period: period, LimitUSD: limit.USD(),
+				SpentUSD: spent.USD(), HeldUSD: held.USD(), RemainingUSD: (limit - spent - held).USD(),
+				ResetsAt: jobs.PeriodEnd(period, now)})
+		}
+	}
+	return out, nil
+}
+
+// budgetCollector exports the budgets on /metrics, read from the store at each
+// scrape. Labels: team, key (a key's label, "" for a team's budget), period.
+type budgetCollector struct {
+	g                             *Gateway
+	limit, spent, held, remaining *prometheus.Desc
+}
+
+func newBudgetCollector(g *Gateway) *budgetCollector {
+	l := []string{"team", "key", "period"}
+	return &budgetCollector{g: g,
+		limit:     prometheus.NewDesc("clade_serve_budget_limit_usd", "Budget per team (key=\"\") or client key (key=its label) and period, in USD.", l, nil),
+		spent:     prometheus.NewDesc("clade_serve_budget_spent_usd", "Spent in the current period (UTC), every gateway on the store, in USD.", l, nil),
+		held:      prometheus.NewDesc("clade_serve_budget_held_usd", "Worst cases held by this gateway's calls in flight, in USD.", l, nil),
+		remaining: prometheus.NewDesc("clade_serve_budget_remaining_usd", "Budget left for new calls through this gateway, in USD.", l, nil),
+	}
+}
+
+func (c *budgetCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.limit
+	ch <- c.spent
+	ch <- c.held
+	ch <- c.remaining
+}
+
+func (c *budgetCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := c.g.budgets.snapshot(ctx, c.g.cfg.Keys)
+	if err != nil {
+		c.g.log.Warn("read spend for metrics", "error", err)
+	}
+	for _, s := range st {
+		for _, m := range []struct {
+			d *prometheus.Desc
+			v float64
+		}{{c.limit, s.LimitUSD}, {c.spent, s.SpentUSD}, {c.held, s.HeldUSD}, {c.remaining, s.RemainingUSD}} {
+			ch <- prometheus.MustNewConstMetric(m.d, prometheus.GaugeValue, m.v, s.Team, s.Key, s.Period)
+		}
+	}
+}
