@@ -13,6 +13,7 @@ import (
 
 	"github.com/clade-dev/clade/admit"
 	"github.com/clade-dev/clade/catalog"
+	"github.com/clade-dev/clade/internal/jobs"
 	"github.com/clade-dev/clade/internal/serve"
 )
 
@@ -29,7 +30,12 @@ type serveFlags struct {
 	maxAttempts     int
 	concurrency     int
 	shutdownTimeout time.Duration
+	db              string
 }
+
+// defaultServeDB is the spend store of clade serve when the client keys set
+// budgets and --db is not given: a SQLite file in the working directory.
+const defaultServeDB = "clade-serve.db"
 
 func newServeCmd(g *globalFlags) *cobra.Command {
 	f := &serveFlags{}
@@ -46,6 +52,11 @@ with 429; teams share the limits in proportion to their weights.
 Client keys: --client-keys FILE maps each client key to a team (see docs/serve.md);
 an unknown key gets a 401 authentication_error. Without the file any client key is
 accepted, all as one team; then the gateway only listens on loopback.
+
+Budgets: the client-keys file may give teams and keys USD budgets per day, week
+and month (UTC); a call that would exceed one gets a 402 billing_error. What was
+spent is kept in --db (default ./clade-serve.db; a postgres:// URL lets several
+gateways share it); clade serve spend --db prints it.
 
 Several gateways (and clade run) share one organisation's budget through Redis:
 give them the same --limits-redis and --limits-namespace.
@@ -76,6 +87,8 @@ the second, or --shutdown-timeout, cuts them off.`,
 	fl.IntVar(&f.maxAttempts, "max-attempts", serve.DefaultMaxAttempts, "upstream attempts of a call the API refuses with 429 or 529 (1: pass them on)")
 	fl.IntVar(&f.concurrency, "concurrency", 256, "most admitted Messages calls (of models in the catalog) in flight upstream at once")
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 2*time.Minute, "after Ctrl-C, how long calls in flight may take to finish")
+	fl.StringVar(&f.db, "db", "", "spend store for the budgets of --client-keys: a SQLite `PATH` or a postgres:// URL\n(shared by gateways on one Postgres; default "+defaultServeDB+" when the keys set budgets)")
+	cmd.AddCommand(newServeSpendCmd(g))
 	return cmd
 }
 
@@ -131,9 +144,20 @@ func runServe(cmd *cobra.Command, g *globalFlags, f *serveFlags) error {
 	} else if lim, err = admit.New(admit.Config{Catalog: cat, Tier: f.tier, MaxConcurrency: f.concurrency, Logger: log}); err != nil {
 		return failure("", fmt.Errorf("limiter: %w", err))
 	}
+	var store *jobs.Store
+	if keys.HasBudgets() || f.db != "" {
+		db := f.db
+		if db == "" {
+			db = defaultServeDB
+		}
+		if store, err = jobs.Open(ctx, db, jobs.WithLogger(log)); err != nil {
+			return failure("clade serve --db PATH (a SQLite file or a postgres:// URL)", fmt.Errorf("spend store: %w", err))
+		}
+		defer store.Close()
+	}
 	reg := prometheus.NewRegistry()
 	gw, err := serve.New(serve.Config{Upstream: client, Limiter: lim, Keys: keys, MaxWait: f.maxWait,
-		MaxAttempts: f.maxAttempts, Registry: reg, Logger: log})
+		MaxAttempts: f.maxAttempts, Registry: reg, Logger: log, Spend: store, Catalog: cat})
 	if err != nil {
 		return failure("", err)
 	}
