@@ -31,7 +31,7 @@ func newBenchUtilizationCmd(g *globalFlags) *cobra.Command {
 	var workers int
 	cmd := &cobra.Command{
 		Use:   "utilization",
-		Short: "How much of the binding rate limit clade run sustains, against a fixed-concurrency client",
+		Short: "Binding-limit utilization of clade run against a fixed-concurrency client",
 		Long: `For each tier and workload shape, run a fresh in-process emulator (latency on) twice:
 once with clade run (the runner and its store), once with a fixed-concurrency client
 (--workers goroutines sending as fast as they can, retrying 429s after retry-after as
@@ -123,7 +123,7 @@ func newBenchAdmitCmd(g *globalFlags) *cobra.Command {
 	var goroutines, sem int
 	cmd := &cobra.Command{
 		Use:   "admit",
-		Short: "How much of the binding rate limit the admit SDK middleware sustains, against a semaphore and no limiter",
+		Short: "Binding-limit utilization of the admit SDK middleware against a semaphore and none",
 		Long: `For each workload shape, three clients of the official Go SDK v2 call Messages in a
 loop from the same number of goroutines (64; 256 for otpm, which 64 cannot fill),
 at the same time, each against its own in-process emulator (latency on):

@@ -82,6 +82,9 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 // Run runs the clade command line with args (without the program name) and returns
 // the process exit code. It blocks until the command ends; cancelling ctx (SIGINT or
 // SIGTERM in main) asks long-running commands to shut down gracefully.
+// helpWidth is the width --help wraps flag descriptions at.
+const helpWidth = 100
+
 func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	root := newRoot(stdin, stdout, stderr)
 	root.SetArgs(args)
@@ -117,6 +120,11 @@ cheaply as the account allows, without 429 storms, lost requests or surprise bil
 		SilenceUsage:      true,
 		CompletionOptions: cobra.CompletionOptions{HiddenDefaultCmd: true},
 	}
+	// Flag help wraps at helpWidth columns (cobra's default template does not wrap).
+	tpl := root.UsageTemplate()
+	tpl = strings.ReplaceAll(tpl, ".LocalFlags.FlagUsages", fmt.Sprintf(".LocalFlags.FlagUsagesWrapped %d", helpWidth))
+	tpl = strings.ReplaceAll(tpl, ".InheritedFlags.FlagUsages", fmt.Sprintf(".InheritedFlags.FlagUsagesWrapped %d", helpWidth))
+	root.SetUsageTemplate(tpl)
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)

@@ -14,7 +14,7 @@ func newDemoCmd(g *globalFlags) *cobra.Command {
 	var tier, dir string
 	cmd := &cobra.Command{
 		Use:   "demo",
-		Short: "Run a demo workload end to end (on the built-in emulator unless ANTHROPIC_API_KEY is set)",
+		Short: "Run a demo workload end to end (on the emulator unless ANTHROPIC_API_KEY is set)",
 		Long: `Write a demo workload of short prompts and run it with clade run.
 
 Without ANTHROPIC_API_KEY it runs on an in-process emulator of the Anthropic API at

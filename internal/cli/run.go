@@ -92,7 +92,7 @@ The key comes from ANTHROPIC_API_KEY and the API from ANTHROPIC_BASE_URL (defaul
 https://api.anthropic.com). --emulate TIER runs against an in-process emulator instead.`,
 		Example: `  clade run prompts.jsonl -o results.jsonl
   clade run prompts.jsonl -o results.jsonl --tier tier-2 --model haiku --budget 20
-  clade run prompts.jsonl -o results.jsonl --tier tier-2 --deadline 3h   # batch first, realtime near the deadline
+  clade run prompts.jsonl -o results.jsonl --tier tier-2 --deadline 3h  # batches, then realtime
   clade run prompts.jsonl -o results.jsonl --emulate tier-1     # no key, no network`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -41,7 +41,7 @@ func newServeCmd(g *globalFlags) *cobra.Command {
 	f := &serveFlags{}
 	cmd := &cobra.Command{
 		Use:   "serve",
-		Short: "Run an Anthropic-compatible gateway that keeps many clients within the organisation's limits",
+		Short: "Run an Anthropic-compatible gateway: many clients within the organisation's limits",
 		Long: `Serve the Anthropic Messages API on --listen for the applications of one
 organisation: point their SDKs at it (ANTHROPIC_BASE_URL=http://HOST:PORT) with a
 client key of theirs as ANTHROPIC_API_KEY. The gateway holds the real key
@@ -65,7 +65,7 @@ Live view: /metrics (Prometheus), /_clade/status (JSON) and / (a page) on the sa
 listener. The first Ctrl-C stops accepting calls and lets those in flight finish;
 the second, or --shutdown-timeout, cuts them off.`,
 		Example: `  clade serve --tier tier-2                                   # on 127.0.0.1:8080
-  clade serve --emulate tier-1                                # no key, no network: an emulator upstream
+  clade serve --emulate tier-1                                # no key, no network
   clade serve --listen 0.0.0.0:8080 --client-keys keys.yaml --limits-redis redis://redis:6379/0
   ANTHROPIC_BASE_URL=http://127.0.0.1:8080 ANTHROPIC_API_KEY=my-client-key python app.py`,
 		Args: cobra.NoArgs,
