@@ -174,6 +174,11 @@ type Recommendation struct {
 	Mode   string `json:"mode"`
 	Tier   string `json:"tier,omitempty"`
 	Reason string `json:"reason"`
+	// Command is the clade command line that does what is recommended; Hybrid
+	// the one that meets a deadline at the lowest cost (batches first, realtime
+	// near the deadline), with DEADLINE for the user's.
+	Command string `json:"command,omitempty"`
+	Hybrid  string `json:"hybrid,omitempty"`
 }
 
 // UnknownModel is a model in the input that the catalog does not know; its requests
@@ -352,6 +357,7 @@ func Make(cat *catalog.Catalog, w *Workload, opt Options) (*Plan, error) {
 	}
 	p.Batches, p.BatchMaxRequests = batches(cat, p, tiers)
 	p.Recommendation = recommend(p, opt.Deadline)
+	p.Recommendation.commands(p, opt.Deadline)
 	return p, nil
 }
 
@@ -406,6 +412,40 @@ func suggest(cat *catalog.Catalog, m *catalog.Model, ml *ModelLoad, u catalog.Us
 		best = &Suggestion{Model: o.ID, Class: o.Class, CostUSD: c, BatchCostUSD: cat.Cost(o, u, true), SavingUSD: cost - c}
 	}
 	return best
+}
+
+// commands fills in the command lines of r for p's input.
+func (r *Recommendation) commands(p *Plan, deadline time.Duration) {
+	if p.Requests == 0 {
+		return
+	}
+	in := p.Input
+	if strings.ContainsAny(in, " \t'\"$`\\") {
+		in = "'" + strings.ReplaceAll(in, "'", `'\''`) + "'"
+	}
+	tier := r.Tier
+	if tier == "" {
+		tier = "TIER" // the account's: plan does not know it
+		if len(p.Tiers) == 1 {
+			tier = p.Tiers[0].Tier
+		}
+	}
+	if r.Mode == ModeRealtime {
+		r.Command = fmt.Sprintf("clade run %s --tier %s", in, tier)
+	} else {
+		r.Command = fmt.Sprintf("clade batch %s --tier %s", in, tier)
+	}
+	d := "DEADLINE"
+	if deadline > 0 {
+		d = deadline.String() // 2h0m0s → 2h, 1h30m0s → 1h30m, 10m0s → 10m
+		if strings.HasSuffix(d, "m0s") {
+			d = d[:len(d)-2]
+		}
+		if strings.HasSuffix(d, "h0m") {
+			d = d[:len(d)-2]
+		}
+	}
+	r.Hybrid = fmt.Sprintf("clade run %s --tier %s --deadline %s", in, tier, d)
 }
 
 // recommend picks batch when there is no deadline or it is at least BatchWindow;

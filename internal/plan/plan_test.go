@@ -167,14 +167,16 @@ func TestPlanRecommendation(t *testing.T) {
 	}
 	w := scanString(t, dir, strings.Join(lines, "\n"), plan.ScanOptions{})
 	tests := []struct {
-		deadline time.Duration
-		wantMode string
-		wantTier string
+		deadline    time.Duration
+		wantMode    string
+		wantTier    string
+		wantCommand string // after the input path
+		wantHybrid  string
 	}{
-		{deadline: 0, wantMode: plan.ModeBatch},
-		{deadline: 24 * time.Hour, wantMode: plan.ModeBatch},
-		{deadline: time.Hour, wantMode: plan.ModeRealtime, wantTier: "tier-1"},
-		{deadline: 10 * time.Minute, wantMode: plan.ModeRealtime, wantTier: "tier-2"},
+		{deadline: 0, wantMode: plan.ModeBatch, wantCommand: "clade batch <in> --tier TIER", wantHybrid: "clade run <in> --tier TIER --deadline DEADLINE"},
+		{deadline: 24 * time.Hour, wantMode: plan.ModeBatch, wantCommand: "clade batch <in> --tier TIER", wantHybrid: "clade run <in> --tier TIER --deadline 24h"},
+		{deadline: time.Hour, wantMode: plan.ModeRealtime, wantTier: "tier-1", wantCommand: "clade run <in> --tier tier-1", wantHybrid: "clade run <in> --tier tier-1 --deadline 1h"},
+		{deadline: 10 * time.Minute, wantMode: plan.ModeRealtime, wantTier: "tier-2", wantCommand: "clade run <in> --tier tier-2", wantHybrid: "clade run <in> --tier tier-2 --deadline 10m"},
 	}
 	for _, tt := range tests {
 		p, err := plan.Make(catalog.Default(), w, plan.Options{Deadline: tt.deadline})
@@ -183,6 +185,10 @@ func TestPlanRecommendation(t *testing.T) {
 		}
 		if p.Recommendation.Mode != tt.wantMode || p.Recommendation.Tier != tt.wantTier {
 			t.Errorf("Make(deadline %s).Recommendation = %+v, want %s %s", tt.deadline, p.Recommendation, tt.wantMode, tt.wantTier)
+		}
+		in := func(s string) string { return strings.ReplaceAll(s, "<in>", p.Input) }
+		if r := p.Recommendation; r.Command != in(tt.wantCommand) || r.Hybrid != in(tt.wantHybrid) {
+			t.Errorf("Make(deadline %s): command %q, hybrid %q; want %q, %q", tt.deadline, r.Command, r.Hybrid, in(tt.wantCommand), in(tt.wantHybrid))
 		}
 	}
 }

@@ -103,6 +103,10 @@ func WriteText(w io.Writer, p *Plan) error {
 		pr(" on %s", p.Recommendation.Tier)
 	}
 	pr(": %s\n", p.Recommendation.Reason)
+	if r := p.Recommendation; r.Command != "" {
+		pr("run it:  %s\n", r.Command)
+		pr("or, to finish by a deadline at the lowest cost (batches first, realtime near it; docs/hybrid.md):\n         %s\n", r.Hybrid)
+	}
 
 	if p.BadLines > 0 {
 		pr("\nbad lines (%s", group(p.BadLines))
