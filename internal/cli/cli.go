@@ -20,6 +20,7 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // Exit codes of the clade binary.
@@ -130,6 +131,9 @@ cheaply as the account allows, without 429 storms, lost requests or surprise bil
 	root.SetErr(stderr)
 	root.SetVersionTemplate("clade {{.Version}}\n")
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		if s := suggestFlag(c, err); s != "" {
+			return &cliError{code: ExitUsage, err: err, try: "did you mean " + s + "? (" + c.CommandPath() + " --help lists them)"}
+		}
 		return &cliError{code: ExitUsage, err: err, try: c.CommandPath() + " --help"}
 	})
 	pf := root.PersistentFlags()
@@ -154,4 +158,52 @@ func (g *globalFlags) logger(cmd *cobra.Command, w io.Writer) (*slog.Logger, err
 	default:
 		return nil, usageErr(cmd.CommandPath()+" --log-format json", "--log-format %q: want text or json", g.logFormat)
 	}
+}
+
+// suggestFlag returns the flag of c closest to the unknown one err names
+// ("unknown flag: --conurrency"), within two edits, or "".
+func suggestFlag(c *cobra.Command, err error) string {
+	msg := err.Error()
+	i := strings.Index(msg, "unknown flag: --")
+	if i < 0 {
+		return ""
+	}
+	typed := strings.Fields(msg[i+len("unknown flag: --"):])
+	if len(typed) == 0 {
+		return ""
+	}
+	best, dist := "", 3
+	c.Flags().VisitAll(func(f *pflag.Flag) {
+		if f.Hidden {
+			return
+		}
+		if d := editDistance(typed[0], f.Name); d < dist {
+			best, dist = f.Name, d
+		}
+	})
+	if best == "" {
+		return ""
+	}
+	return "--" + best
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
 }

@@ -40,3 +40,24 @@ func TestHelpFitsIn100Columns(t *testing.T) {
 		}
 	}
 }
+
+// A mistyped flag gets the nearest one suggested (two edits at most); one far
+// from every flag gets the help command.
+func TestUnknownFlagSuggests(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"run", "x.jsonl", "--conurrency", "5"}, "Try: did you mean --concurrency?"},
+		{[]string{"batch", "x.jsonl", "--tire", "tier-1"}, "Try: did you mean --tier?"},
+		{[]string{"run", "x.jsonl", "--zzzzzz"}, "Try: clade run --help"},
+	} {
+		var out bytes.Buffer
+		if code := Run(context.Background(), tt.args, strings.NewReader(""), &out, &out); code != ExitUsage || !strings.Contains(out.String(), tt.want) {
+			t.Errorf("clade %s: exit %d\n%s\nwant exit %d and %q", strings.Join(tt.args, " "), code, out.String(), ExitUsage, tt.want)
+		}
+	}
+	if d := editDistance("conurrency", "concurrency"); d != 1 {
+		t.Errorf("editDistance = %d, want 1", d)
+	}
+}
