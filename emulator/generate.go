@@ -1,12 +1,13 @@
 package emulator
 
 import (
+	"bytes"
 	"encoding/json"
 	"hash/fnv"
 	"math"
 	"math/rand/v2"
-	"sort"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/clade-dev/clade/internal/wire"
 )
@@ -67,6 +68,7 @@ func (s *Server) generate(req *wire.MessageRequest, body []byte) generation {
 	rng := s.requestRand(body)
 	want := s.drawLength(rng)
 	maxTok := req.MaxTokens
+	format := outputSchema(body)
 	var g generation
 
 	useTool := false
@@ -88,10 +90,10 @@ func (s *Server) generate(req *wire.MessageRequest, body []byte) generation {
 				}
 			}
 		}
-		input := fakeInput(tool.InputSchema, rng)
+		input := json.RawMessage(schemaValue(tool.InputSchema, rng, want, true))
 		toolTokens := textTokens(tool.Name) + textTokens(string(input))
 		preface := int64(0)
-		if req.ToolChoice.Type == "" || req.ToolChoice.Type == "auto" {
+		if format == nil && (req.ToolChoice.Type == "" || req.ToolChoice.Type == "auto") {
 			preface = min(want/4+1, 40)
 		}
 		if preface+toolTokens <= maxTok {
@@ -105,6 +107,19 @@ func (s *Server) generate(req *wire.MessageRequest, body []byte) generation {
 		}
 		// Not enough room for the call: the model runs out of tokens mid-text.
 		want = maxTok + 1
+		format = nil
+	}
+	if format != nil {
+		// Structured output: the text is a value of the schema, cut at max_tokens.
+		text := string(schemaValue(format, rng, want, false))
+		g.stopReason = "end_turn"
+		if textTokens(text) > maxTok {
+			text = cutUTF8(text, int(maxTok)*4)
+			g.stopReason = "max_tokens"
+		}
+		g.blocks = append(g.blocks, TextBlock{Type: "text", Text: text})
+		g.outputTokens = textTokens(text)
+		return g
 	}
 
 	n := want
@@ -140,46 +155,41 @@ func makeText(rng *rand.Rand, n int64) string {
 	return b.String()
 }
 
-// fakeInput builds a tool input that fits a JSON schema's top-level properties.
-func fakeInput(schema json.RawMessage, rng *rand.Rand) json.RawMessage {
-	var sch struct {
-		Properties map[string]struct {
-			Type any   `json:"type"`
-			Enum []any `json:"enum"`
-		} `json:"properties"`
-		Required []string `json:"required"`
+// outputSchema returns the JSON schema of a request's structured output
+// (output_config.format, or the older top-level output_format, of type json_schema),
+// or nil.
+func outputSchema(body []byte) []byte {
+	if !bytes.Contains(body, []byte(`"output_config"`)) && !bytes.Contains(body, []byte(`"output_format"`)) {
+		return nil
 	}
-	_ = json.Unmarshal(schema, &sch)
-	names := make([]string, 0, len(sch.Properties))
-	for k := range sch.Properties {
-		names = append(names, k)
+	type format struct {
+		Type   string          `json:"type"`
+		Schema json.RawMessage `json:"schema"`
 	}
-	sort.Strings(names)
-	out := make(map[string]any, len(names))
-	for _, k := range names {
-		p := sch.Properties[k]
-		if len(p.Enum) > 0 {
-			out[k] = p.Enum[rng.IntN(len(p.Enum))]
-			continue
-		}
-		typ, _ := p.Type.(string)
-		switch typ {
-		case "integer":
-			out[k] = rng.IntN(100)
-		case "number":
-			out[k] = math.Round(rng.Float64()*1000) / 10
-		case "boolean":
-			out[k] = rng.IntN(2) == 0
-		case "array":
-			out[k] = []any{}
-		case "object":
-			out[k] = map[string]any{}
-		case "null":
-			out[k] = nil
-		default:
-			out[k] = strings.TrimSpace(makeText(rng, 3))
+	var r struct {
+		OutputConfig struct {
+			Format *format `json:"format"`
+		} `json:"output_config"`
+		OutputFormat *format `json:"output_format"`
+	}
+	if json.Unmarshal(body, &r) != nil {
+		return nil
+	}
+	for _, f := range []*format{r.OutputConfig.Format, r.OutputFormat} {
+		if f != nil && f.Type == "json_schema" && len(f.Schema) > 0 && !bytes.Equal(f.Schema, []byte("null")) {
+			return f.Schema
 		}
 	}
-	b, _ := json.Marshal(out)
-	return b
+	return nil
+}
+
+// cutUTF8 returns s cut to at most n bytes, on a rune boundary.
+func cutUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }

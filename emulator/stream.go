@@ -154,9 +154,8 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, c *call, p *prep
 			}
 			text := b.Text
 			for len(text) > 0 {
-				n := min(len(text), streamChunkTokens*4)
-				chunk := text[:n]
-				text = text[n:]
+				chunk := cutUTF8(text, streamChunkTokens*4) // a JSON text may hold any rune
+				text = text[len(chunk):]
 				if !progress(textTokens(chunk)) {
 					return
 				}
@@ -167,7 +166,8 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, c *call, p *prep
 			js := string(b.Input)
 			parts := []string{js}
 			if len(js) > 2 {
-				parts = []string{js[:len(js)/2], js[len(js)/2:]}
+				half := cutUTF8(js, len(js)/2)
+				parts = []string{half, js[len(half):]}
 			}
 			for _, part := range parts {
 				if !progress(textTokens(part)) {
