@@ -140,7 +140,19 @@ cheaply as the account allows, without 429 storms, lost requests or surprise bil
 	pf.StringVar(&g.logFormat, "log-format", "text", "log format on stderr: text or json")
 	pf.StringVar(&g.logLevel, "log-level", "info", "least severe log level shown: debug, info, warn or error\n(debug adds one line per API request)")
 	root.AddCommand(newEmulateCmd(g), newRunCmd(g), newStatusCmd(g), newDemoCmd(g), newBenchCmd(g), newPlanCmd(g), newBatchCmd(g), newServeCmd(g))
+	oneParagraph(root)
 	return root
+}
+
+// oneParagraph joins the lines of every flag's description, so that --help
+// wraps each as one paragraph at helpWidth.
+func oneParagraph(c *cobra.Command) {
+	for _, fs := range []*pflag.FlagSet{c.Flags(), c.PersistentFlags()} {
+		fs.VisitAll(func(f *pflag.Flag) { f.Usage = strings.ReplaceAll(f.Usage, "\n", " ") })
+	}
+	for _, sub := range c.Commands() {
+		oneParagraph(sub)
+	}
 }
 
 // logger builds the logger the flags ask for, writing to w.
