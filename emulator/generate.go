@@ -45,11 +45,33 @@ type generation struct {
 
 // requestRand returns the request's deterministic random source: the server seed and
 // the request body together, so the same seed and body give the same response whatever
-// the concurrency.
+// the concurrency. The body's "stream":true member (as clients write it: compact or
+// with one space) is left out, so a request gives the same answer streamed or not.
 func (s *Server) requestRand(body []byte) *rand.Rand {
 	h := fnv.New64a()
-	h.Write(body)
+	h.Write(withoutStream(body))
 	return rand.New(rand.NewPCG(uint64(s.cfg.Seed), h.Sum64()))
+}
+
+// streamMembers are the spellings of a "stream":true member that withoutStream
+// removes, with the comma that joins it to its neighbour.
+var streamMembers = [][]byte{
+	[]byte(`,"stream":true`), []byte(`"stream":true,`),
+	[]byte(`, "stream": true`), []byte(`"stream": true, `),
+}
+
+// withoutStream is body without its first "stream":true member, or body.
+func withoutStream(body []byte) []byte {
+	if !bytes.Contains(body, []byte(`"stream"`)) {
+		return body
+	}
+	for _, m := range streamMembers {
+		if i := bytes.Index(body, m); i >= 0 {
+			out := make([]byte, 0, len(body)-len(m))
+			return append(append(out, body[:i]...), body[i+len(m):]...)
+		}
+	}
+	return body
 }
 
 // drawLength draws an output length from the log-normal output model.
