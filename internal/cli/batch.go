@@ -205,23 +205,16 @@ requests after all, run clade batch with --resume-canceled.`,
 				}
 				db = args[0] + ".clade.db"
 			}
-			if _, err := os.Stat(db); err != nil && !isURL(db) {
-				return usageErr("clade batch cancel --db PATH (the store clade batch printed)", "no store at %s", db)
-			}
-			log, err := g.logger(cmd, cmd.ErrOrStderr())
+			store, log, err := openExistingStore(cmd, g, db, "clade batch cancel --db PATH (the store clade batch printed)")
 			if err != nil {
 				return err
 			}
+			defer store.Close()
 			ctx := cmd.Context()
 			client, _, err := upstreamClient(ctx, baseURL, "", catalog.Default(), log)
 			if err != nil {
 				return err
 			}
-			store, err := jobs.Open(ctx, db, jobs.WithLogger(log))
-			if err != nil {
-				return failure("check --db", err)
-			}
-			defer store.Close()
 			rep, err := batch.Cancel(ctx, store, client)
 			if rep != nil {
 				for _, b := range rep.Batches {

@@ -2,13 +2,10 @@ package cli
 
 import (
 	"fmt"
-	"os"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
-
-	"github.com/clade-dev/clade/internal/jobs"
 )
 
 func newServeSpendCmd(g *globalFlags) *cobra.Command {
@@ -26,19 +23,12 @@ month; UTC), in USD: the current periods, or every period recorded with --all.`,
   clade serve spend --db postgres://user@host/clade --all`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if _, err := os.Stat(db); err != nil && !isURL(db) {
-				return usageErr("clade serve spend --db PATH (clade serve's --db)", "no store at %s", db)
-			}
-			log, err := g.logger(cmd, cmd.ErrOrStderr())
+			st, _, err := openExistingStore(cmd, g, db, "clade serve spend --db PATH (clade serve's --db)")
 			if err != nil {
 				return err
 			}
-			ctx := cmd.Context()
-			st, err := jobs.Open(ctx, db, jobs.WithLogger(log))
-			if err != nil {
-				return failure("check --db", fmt.Errorf("open store %s: %w", redactDSN(db), err))
-			}
 			defer st.Close()
+			ctx := cmd.Context()
 			at := time.Now()
 			if all {
 				at = time.Time{}

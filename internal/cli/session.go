@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"regexp"
 	"strings"
 
@@ -193,4 +194,22 @@ func withClose(err error, closeFn func() error) error {
 		return failure("check the store's disk, then run the same command again: what was committed is kept", cerr)
 	}
 	return err
+}
+
+// openExistingStore opens the store at db for a command that reads one a run
+// made (status, batch cancel, serve spend): a SQLite path that does not exist is
+// a usage error naming try, not a new empty store.
+func openExistingStore(cmd *cobra.Command, g *globalFlags, db, try string) (*jobs.Store, *slog.Logger, error) {
+	if _, err := os.Stat(db); err != nil && !isURL(db) {
+		return nil, nil, usageErr(try, "no store at %s", db)
+	}
+	log, err := g.logger(cmd, cmd.ErrOrStderr())
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := jobs.Open(cmd.Context(), db, jobs.WithLogger(log))
+	if err != nil {
+		return nil, nil, failure("check --db", fmt.Errorf("open store %s: %w", redactDSN(db), err))
+	}
+	return st, log, nil
 }

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -38,19 +37,12 @@ RESULTS.jsonl.clade.db unless --db was used).`,
 				}
 				db = args[0] + ".clade.db"
 			}
-			if _, err := os.Stat(db); err != nil && !isURL(db) {
-				return usageErr("clade status --db PATH (the store `clade run` printed)", "no store at %s", db)
-			}
-			log, err := g.logger(cmd, cmd.ErrOrStderr())
+			st, _, err := openExistingStore(cmd, g, db, "clade status --db PATH (the store `clade run` printed)")
 			if err != nil {
 				return err
 			}
-			ctx := cmd.Context()
-			st, err := jobs.Open(ctx, db, jobs.WithLogger(log))
-			if err != nil {
-				return failure("check --db", fmt.Errorf("open store %s: %w", redactDSN(db), err))
-			}
 			defer st.Close()
+			ctx := cmd.Context()
 			runs, err := st.Runs(ctx)
 			if err != nil {
 				return failure("", err)
