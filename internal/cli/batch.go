@@ -108,7 +108,7 @@ https://api.anthropic.com). --emulate TIER runs against an in-process emulator i
 	fl.Float64Var(&f.budget, "budget", 0, "create no batch that could take the run's cost over `USD` (0: no budget); each request counts\nat its estimated input and whole max_tokens, at batch prices, until its result is read")
 	fl.BoolVar(&f.ordered, "ordered", false, "write the output in input order when the run ends, instead of as results arrive")
 	fl.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on `HOST:PORT` (e.g. 127.0.0.1:9090)")
-	fl.BoolVarP(&f.quiet, "quiet", "q", false, "no progress lines; only the summary")
+	fl.BoolVarP(&f.quiet, "quiet", "q", false, "no progress lines and no info logs (unless --log-level): warnings, errors and the summary")
 	fl.BoolVar(&f.resumeCanceled, "resume-canceled", false, "a run stopped by clade batch cancel: send its canceled requests again")
 	cmd.AddCommand(newBatchCancelCmd(g))
 	return cmd

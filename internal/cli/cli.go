@@ -161,6 +161,9 @@ func (g *globalFlags) logger(cmd *cobra.Command, w io.Writer) (*slog.Logger, err
 	if err := level.UnmarshalText([]byte(g.logLevel)); err != nil {
 		return nil, usageErr(cmd.CommandPath()+" --log-level info", "--log-level %q: want debug, info, warn or error", g.logLevel)
 	}
+	if q := cmd.Flags().Lookup("quiet"); q != nil && q.Value.String() == "true" && !cmd.Flags().Changed("log-level") {
+		level = max(level, slog.LevelWarn) // -q: warnings and errors only, unless --log-level says
+	}
 	opts := &slog.HandlerOptions{Level: level}
 	switch g.logFormat {
 	case "text":

@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"os"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -59,5 +60,29 @@ func TestUnknownFlagSuggests(t *testing.T) {
 	}
 	if d := editDistance("conurrency", "concurrency"); d != 1 {
 		t.Errorf("editDistance = %d, want 1", d)
+	}
+}
+
+// -q leaves warnings, errors and the summary: no info log lines, unless
+// --log-level asks for them.
+func TestQuietHidesInfoLogs(t *testing.T) {
+	dir := t.TempDir()
+	input := dir + "/in.jsonl"
+	line := `{"custom_id":"a","params":{"model":"claude-haiku-4-5","max_tokens":8,"messages":[{"role":"user","content":"hi"}]}}` + "\n"
+	if err := os.WriteFile(input, []byte(line), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		extra    []string
+		wantInfo bool
+	}{{nil, false}, {[]string{"--log-level", "info"}, true}} {
+		var out bytes.Buffer
+		args := append([]string{"run", input, "-o", dir + "/out.jsonl", "--emulate", "tier-4", "-q", "--force"}, tt.extra...)
+		if code := Run(context.Background(), args, strings.NewReader(""), &out, &out); code != 0 {
+			t.Fatalf("clade %s: exit %d\n%s", strings.Join(args, " "), code, out.String())
+		}
+		if got := strings.Contains(out.String(), "level=INFO"); got != tt.wantInfo || !strings.Contains(out.String(), "1 requests: 1 succeeded") {
+			t.Errorf("clade %s: info lines %v, want %v; summary expected\n%s", strings.Join(args, " "), got, tt.wantInfo, out.String())
+		}
 	}
 }

@@ -120,7 +120,7 @@ https://api.anthropic.com). --emulate TIER runs against an in-process emulator i
 	fl.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on `HOST:PORT` (e.g. 127.0.0.1:9090)")
 	fl.StringVar(&f.baseURL, "base-url", "", "API base `URL` (default: ANTHROPIC_BASE_URL, else https://api.anthropic.com)")
 	fl.StringVar(&f.emulate, "emulate", "", "run against an in-process emulator at this `TIER` (no key or network needed)")
-	fl.BoolVarP(&f.quiet, "quiet", "q", false, "no live progress; only the summary")
+	fl.BoolVarP(&f.quiet, "quiet", "q", false, "no live progress and no info logs (unless --log-level): warnings, errors and the summary")
 	fl.StringVar(&f.limitsRedis, "limits-redis", "", "share the rate limits through the Redis at `URL` (redis://[:PASSWORD@]HOST:6379/0) with\nevery clade process given the same URL and --limits-namespace, on any machine;\nwhile Redis is unreachable no request is sent (see docs/run.md)")
 	fl.StringVar(&f.limitsNamespace, "limits-namespace", "default", "with --limits-redis: the organisation's `NAME` in Redis; processes sharing one budget use the same")
 	fl.StringVar(&f.mode, "mode", "realtime", "realtime (the Messages API only), or auto (batches first, realtime near the --deadline)")
