@@ -75,23 +75,18 @@ var adjective = map[string]string{jobs.PeriodDay: "daily", jobs.PeriodWeek: "wee
 func usd(m spend.Micros) string { return fmt.Sprintf("$%.2f", m.USD()) }
 
 // hold checks and holds the call's worst case against every budget of c. It
-// returns nil, nil when c has no budget; est is the call's input estimate in
-// tokens; a *refusal when one has no room.
-func (b *budgets) hold(ctx context.Context, c *client, body []byte, est int64) (*budgetHold, error) {
+// returns nil, nil when c has no budget; model and maxTokens are the request's
+// ("" when its body is not a request), est its input estimate in tokens; a
+// *refusal when one budget has no room.
+func (b *budgets) hold(ctx context.Context, c *client, model string, maxTokens, est int64) (*budgetHold, error) {
 	scopes := scopesOf(c)
 	if b == nil || len(scopes) == 0 {
 		return nil, nil
 	}
 	h := &budgetHold{b: b, scopes: scopes}
-	var p struct {
-		Model     string `json:"model"`
-		MaxTokens int64  `json:"max_tokens"`
-	}
-	if json.Unmarshal(body, &p) == nil {
-		if m, err := b.cat.Resolve(p.Model); err == nil {
-			h.model, h.max = m, max(p.MaxTokens, 0)
-			h.worst = spend.WorstCase(b.cat, m, est, h.max, false)
-		}
+	if m, err := b.cat.Resolve(model); err == nil {
+		h.model, h.max = m, max(maxTokens, 0)
+		h.worst = spend.WorstCase(b.cat, m, est, h.max, false)
 	}
 	now := b.now()
 	b.mu.Lock()

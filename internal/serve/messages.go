@@ -3,6 +3,7 @@ package serve
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -47,18 +48,27 @@ func (g *Gateway) messages(w http.ResponseWriter, r *http.Request, team *Team) i
 		return g.proxyFailed(w, r, cb.failed())
 	}
 	c := &call{team: team, body: body, deadline: g.now().Add(g.cfg.MaxWait)}
-	if adm, ok := g.lim.Prepare(body); ok {
-		c.adm, c.class = adm, adm.Class()
+	// The body is read once for admission and the budgets: its model, max_tokens
+	// and input estimate.
+	var p struct {
+		Model     string `json:"model"`
+		MaxTokens int64  `json:"max_tokens"`
+	}
+	var est int64
+	if json.Unmarshal(body, &p) == nil && p.Model != "" {
+		est = admit.EstimateInput(body)
+		if adm, ok := g.lim.PrepareFor(p.Model, p.MaxTokens, est); ok {
+			c.adm, c.class = adm, adm.Class()
+		}
 	}
 	// The USD budgets first: a call they refuse does not wait for admission. The
 	// hold is settled with the call's cost where its usage is read (relayJSON,
 	// relayStream), and released on every other path.
 	if g.budgets != nil {
-		est := admit.EstimateInput(body)
 		if c.adm != nil {
 			est = max(est, c.adm.Need().InputTokens)
 		}
-		h, err := g.budgets.hold(r.Context(), g.cfg.Keys.lookup(clientKey(r)), body, est)
+		h, err := g.budgets.hold(r.Context(), g.cfg.Keys.lookup(clientKey(r)), p.Model, p.MaxTokens, est)
 		if err != nil {
 			return g.refuseBudget(w, err)
 		}
