@@ -18,9 +18,6 @@ import (
 	"github.com/clade-dev/clade/internal/upstream"
 )
 
-// ErrStrict is returned by Run when the input had bad lines and Config.Strict is set.
-var ErrStrict = lifecycle.ErrStrict
-
 // Defaults.
 const (
 	DefaultTier            = "start"

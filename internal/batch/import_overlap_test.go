@@ -8,6 +8,7 @@ import (
 
 	"github.com/clade-dev/clade/emulator"
 	"github.com/clade-dev/clade/internal/batch"
+	"github.com/clade-dev/clade/internal/lifecycle"
 )
 
 // TestFirstBatchBeforeImportEnds: on a large input the first (full) batch is
@@ -60,7 +61,7 @@ func TestStrictSendsNothing(t *testing.T) {
 	input := writeInput(t, e.dir, 50, `{"custom_id":"bad","params":`)
 	cfg := e.config(input, 10)
 	cfg.Strict = true
-	if _, err := batch.Run(context.Background(), cfg); !errors.Is(err, batch.ErrStrict) {
+	if _, err := batch.Run(context.Background(), cfg); !errors.Is(err, lifecycle.ErrStrict) {
 		t.Fatalf("Run with a bad line and Strict = %v, want ErrStrict", err)
 	}
 	page, err := e.client.ListBatches(context.Background(), "", 10)

@@ -147,9 +147,6 @@ func (s *Summary) Lines() []string {
 	return s.Describe("", how, met)
 }
 
-// ErrStrict is returned when the input has bad lines and Strict is set.
-var ErrStrict = lifecycle.ErrStrict
-
 // Run imports the input (or resumes its run) and works it to the deadline.
 func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	h, err := newHybrid(cfg)

@@ -50,9 +50,6 @@ const lostStopWait = 5 * time.Second
 // closed is a channel that is always closed.
 var closed = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
-// ErrStrict is returned by Run when the input had bad lines and Config.Strict is set.
-var ErrStrict = lifecycle.ErrStrict
-
 // Config configures a Run. Store, Client and Input (in the Spec) are required;
 // the Spec's Tier defaults to "auto" (learn the limits from the headers).
 type Config struct {
