@@ -3,7 +3,7 @@ GO      ?= go
 PKGS    ?= ./...
 FUZZTIME ?= 20s
 
-.PHONY: all build test fmt-check vet staticcheck unit bench fuzz clean
+.PHONY: all build test fmt-check vet staticcheck unit node-deps bench fuzz clean
 
 all: build
 
@@ -26,7 +26,19 @@ staticcheck:
 	@echo "== staticcheck $(PKGS) (up to a minute or so; longer on a cold build cache)"
 	$(GO) tool staticcheck $(PKGS)
 
-unit:
+# The real clients the tests drive (testdata/node/package.json: Playwright, the
+# TypeScript SDK, the Vercel AI SDK, LangChain JS, Claude Code), installed once
+# with npm when npm is here; without it those tests skip (and fail under CI).
+node-deps:
+	@if command -v npm >/dev/null 2>&1; then \
+	  if [ ! -f testdata/node/node_modules/.package-lock.json ] || \
+	     [ testdata/node/package-lock.json -nt testdata/node/node_modules/.package-lock.json ]; then \
+	    echo "== npm ci in testdata/node (the real clients the tests drive; about a minute)"; \
+	    npm ci --no-audit --no-fund --loglevel=error --prefix testdata/node; \
+	  fi; \
+	else echo "== npm not found: the real-client and browser tests will skip"; fi
+
+unit: node-deps
 	$(GO) test -race -count=1 -timeout 12m $(PKGS)
 
 # Go benchmarks of hot paths. End-to-end figures: see docs/benchmarks.md.
