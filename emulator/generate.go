@@ -94,17 +94,22 @@ func (s *Server) generate(req *wire.MessageRequest, body []byte) generation {
 	var g generation
 
 	useTool := false
+	named := -1 // the tool the last user text names, under tool_choice auto
 	if len(req.Tools) > 0 {
 		switch req.ToolChoice.Type {
 		case "any", "tool":
 			useTool = true
 		case "none":
 		default:
-			useTool = rng.IntN(2) == 0
+			named = namedTool(req)
+			useTool = named >= 0 || rng.IntN(2<<min(toolRounds(req), 20)) == 0
 		}
 	}
 	if useTool {
 		tool := req.Tools[rng.IntN(len(req.Tools))]
+		if named >= 0 {
+			tool = req.Tools[named]
+		}
 		if req.ToolChoice.Type == "tool" {
 			for _, t := range req.Tools {
 				if t.Name == req.ToolChoice.Name {
@@ -214,4 +219,75 @@ func cutUTF8(s string, n int) string {
 		n--
 	}
 	return s[:n]
+}
+
+// namedTool is the index of the tool that the last message's text names, as a
+// whole word, when that message is the user's own text (not tool results): asked
+// to use a tool, the model uses it. -1 when none is named. Of several named, the
+// one named first wins.
+func namedTool(req *wire.MessageRequest) int {
+	if len(req.Messages) == 0 {
+		return -1
+	}
+	last := req.Messages[len(req.Messages)-1]
+	if last.Role != "user" {
+		return -1
+	}
+	best, at := -1, -1
+	for _, b := range last.Content {
+		if b.Type == "tool_result" {
+			return -1
+		}
+		if b.Type != "text" {
+			continue
+		}
+		for i, t := range req.Tools {
+			if p := wordIndex(b.Text, t.Name); p >= 0 && (at < 0 || p < at) {
+				best, at = i, p
+			}
+		}
+		if best >= 0 {
+			return best
+		}
+	}
+	return best
+}
+
+// wordIndex is the first index of word in s where it stands as a whole word (no
+// letter, digit or underscore on either side), or -1.
+func wordIndex(s, word string) int {
+	if word == "" {
+		return -1
+	}
+	isWord := func(c byte) bool {
+		return c == '_' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+	}
+	for from := 0; from < len(s); {
+		i := strings.Index(s[from:], word)
+		if i < 0 {
+			return -1
+		}
+		i += from
+		end := i + len(word)
+		if (i == 0 || !isWord(s[i-1])) && (end == len(s) || !isWord(s[end])) {
+			return i
+		}
+		from = i + 1
+	}
+	return -1
+}
+
+// toolRounds counts the tool round trips so far: the tool_result blocks of the
+// conversation. Under tool_choice auto the chance of another tool call halves with
+// each, so that an agent loop against the emulator ends as a real one does.
+func toolRounds(req *wire.MessageRequest) int {
+	n := 0
+	for _, m := range req.Messages {
+		for _, b := range m.Content {
+			if b.Type == "tool_result" {
+				n++
+			}
+		}
+	}
+	return n
 }

@@ -184,3 +184,38 @@ func TestRateLimitHeadersThroughHandler(t *testing.T) {
 		}
 	}
 }
+
+// TestGenerateToolChoiceAuto: under tool_choice auto, a tool the user's last text
+// names is called every time (as a model asked to use a tool does), a name inside
+// another word is not taken for it, and the chance of another call halves with
+// each tool round trip, so that agent loops end.
+func TestGenerateToolChoiceAuto(t *testing.T) {
+	t.Parallel()
+	s, _ := New(Config{Output: OutputModel{MedianTokens: 50}})
+	tools := `"tools":[{"name":"Read","input_schema":{"type":"object","properties":{"file_path":{"type":"string"}},"required":["file_path"]}},` +
+		`{"name":"Bash","input_schema":{"type":"object","properties":{"command":{"type":"string"}}}}]`
+	toolCalls := func(messages string) (calls int, names map[string]int) {
+		names = map[string]int{}
+		for i := range 400 {
+			body := `{"model":"claude-haiku-4-5","max_tokens":2000,"metadata":{"user_id":"u` + strings.Repeat("x", i%40) + string(rune('a'+i/40)) + `"},"messages":` + messages + `,` + tools + `}`
+			g := s.generate(mustParse(t, body), []byte(body))
+			if g.stopReason == "tool_use" {
+				calls++
+				names[g.blocks[len(g.blocks)-1].(ToolUseBlock).Name]++
+			}
+		}
+		return calls, names
+	}
+	if calls, names := toolCalls(`[{"role":"user","content":"Please use the Read tool on hello.txt"}]`); calls != 400 || names["Read"] != 400 {
+		t.Errorf("asked to use Read: %d tool calls of 400 (%v), want Read every time", calls, names)
+	}
+	fresh, _ := toolCalls(`[{"role":"user","content":"Reader, what is rebashing?"}]`)
+	if fresh < 140 || fresh > 260 {
+		t.Errorf("a question naming no tool: %d tool calls of 400, want about half", fresh)
+	}
+	result := `{"role":"assistant","content":[{"type":"tool_use","id":"toolu_1","name":"Read","input":{"file_path":"a"}}]},{"role":"user","content":[{"type":"tool_result","tool_use_id":"toolu_1","content":"ok"}]}`
+	after3, _ := toolCalls(`[{"role":"user","content":"Use Read"},` + result + `,` + result + `,` + result + `]`)
+	if after3 > 60 {
+		t.Errorf("after 3 tool round trips: %d tool calls of 400, want about 1 in 16 (25)", after3)
+	}
+}

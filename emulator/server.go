@@ -15,8 +15,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// DefaultSystemRoleBetas is Config.SystemRoleBetas's default.
-var DefaultSystemRoleBetas = []string{"mid-conversation-tool-changes-2026-07-01"}
+// DefaultSystemRoleBetas is Config.SystemRoleBetas's default: the betas with which
+// Claude Code sends system-role messages (2.1.332 sends the first, 2.1.197 the
+// second).
+var DefaultSystemRoleBetas = []string{"mid-conversation-tool-changes-2026-07-01", "mid-conversation-system-2026-04-07"}
 
 // API versions the emulator accepts in anthropic-version.
 const (
