@@ -222,17 +222,19 @@ func cutUTF8(s string, n int) string {
 }
 
 // namedTool is the index of the tool that the last message's text names, as a
-// whole word, when that message is the user's own text (not tool results): asked
+// whole word, when that message (system-role messages aside) is the user's own
+// text, not tool results: asked
 // to use a tool, the model uses it. -1 when none is named. Of several named, the
 // one named first wins.
 func namedTool(req *wire.MessageRequest) int {
-	if len(req.Messages) == 0 {
+	i := len(req.Messages) - 1
+	for i >= 0 && req.Messages[i].Role == "system" { // mid-conversation system messages
+		i--
+	}
+	if i < 0 || req.Messages[i].Role != "user" {
 		return -1
 	}
-	last := req.Messages[len(req.Messages)-1]
-	if last.Role != "user" {
-		return -1
-	}
+	last := req.Messages[i]
 	best, at := -1, -1
 	for _, b := range last.Content {
 		if b.Type == "tool_result" {

@@ -219,3 +219,20 @@ func TestGenerateToolChoiceAuto(t *testing.T) {
 		t.Errorf("after 3 tool round trips: %d tool calls of 400, want about 1 in 16 (25)", after3)
 	}
 }
+
+// TestGenerateNamedToolBeforeSystemMessage: a system-role message after the user's
+// (as Claude Code sends) does not hide the tool the user named.
+func TestGenerateNamedToolBeforeSystemMessage(t *testing.T) {
+	t.Parallel()
+	s, _ := New(Config{Output: OutputModel{MedianTokens: 50}})
+	body := `{"model":"claude-haiku-4-5","max_tokens":2000,"messages":[{"role":"user","content":[{"type":"text","text":"<system-reminder>ctx</system-reminder>"},{"type":"text","text":"Use the Read tool"}]},{"role":"system","content":"agents"}],` +
+		`"tools":[{"name":"Bash","input_schema":{"type":"object"}},{"name":"Read","input_schema":{"type":"object"}}]}`
+	req, err := wire.ParseMessageRequest([]byte(body), wire.ParseOptions{AllowSystemRole: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := s.generate(req, []byte(body))
+	if tu, ok := g.blocks[len(g.blocks)-1].(ToolUseBlock); !ok || tu.Name != "Read" {
+		t.Errorf("last block %#v, want a tool_use of Read", g.blocks[len(g.blocks)-1])
+	}
+}

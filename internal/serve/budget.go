@@ -72,7 +72,14 @@ type refusal struct{ msg string }
 
 var adjective = map[string]string{jobs.PeriodDay: "daily", jobs.PeriodWeek: "weekly", jobs.PeriodMonth: "monthly"}
 
-func usd(m spend.Micros) string { return fmt.Sprintf("$%.2f", m.USD()) }
+// usd formats an amount for a refusal: four decimals under $10, where cents would
+// hide a call's cost, then two.
+func usd(m spend.Micros) string {
+	if m > -10e6 && m < 10e6 {
+		return fmt.Sprintf("$%.4f", m.USD())
+	}
+	return fmt.Sprintf("$%.2f", m.USD())
+}
 
 // hold checks and holds the call's worst case against every budget of c. It
 // returns nil, nil when c has no budget; model and maxTokens are the request's
