@@ -2,10 +2,13 @@ package cli
 
 import (
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -31,6 +34,7 @@ type serveFlags struct {
 	concurrency     int
 	shutdownTimeout time.Duration
 	db              string
+	accessLog       string
 }
 
 // defaultServeDB is the spend store of clade serve when the client keys set
@@ -88,6 +92,7 @@ the second, or --shutdown-timeout, cuts them off.`,
 	fl.IntVar(&f.concurrency, "concurrency", 256, "most admitted Messages calls (of models in the catalog) in flight upstream at once")
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 2*time.Minute, "after Ctrl-C, how long calls in flight may take to finish")
 	fl.StringVar(&f.db, "db", "", "spend store for the budgets of --client-keys: a SQLite `PATH` or a postgres:// URL\n(shared by gateways on one Postgres; default "+defaultServeDB+" when the keys set budgets)")
+	fl.StringVar(&f.accessLog, "access-log", "", "append one JSON line per API call to `FILE` (- for stderr): team, key label, model, status,\nqueue wait, tokens, cost, request-id, duration; never a key (--log-level debug logs the same)")
 	cmd.AddCommand(newServeSpendCmd(g))
 	return cmd
 }
@@ -155,9 +160,14 @@ func runServe(cmd *cobra.Command, g *globalFlags, f *serveFlags) error {
 		}
 		defer store.Close()
 	}
+	access, closeAccess, err := openAccessLog(f.accessLog, stderr)
+	if err != nil {
+		return err
+	}
+	defer closeAccess()
 	reg := prometheus.NewRegistry()
 	gw, err := serve.New(serve.Config{Upstream: client, Limiter: lim, Keys: keys, MaxWait: f.maxWait,
-		MaxAttempts: f.maxAttempts, Registry: reg, Logger: log, Spend: store, Catalog: cat})
+		MaxAttempts: f.maxAttempts, Registry: reg, Logger: log, AccessLog: access, Spend: store, Catalog: cat})
 	if err != nil {
 		return failure("", err)
 	}
@@ -228,4 +238,48 @@ func loopback(addr string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// openAccessLog opens --access-log: "" is none, "-" stderr, else a file appended
+// to (created 0600: the lines name teams and key labels).
+func openAccessLog(path string, stderr io.Writer) (*slog.Logger, func(), error) {
+	switch path {
+	case "":
+		return nil, func() {}, nil
+	case "-":
+		return slog.New(slog.NewJSONHandler(stderr, nil)), func() {}, nil
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, nil, usageErr("clade serve --access-log access.jsonl (a file this user may write, or - for stderr)", "--access-log: %v", err)
+	}
+	w := &reportingWriter{w: f, report: func(err error) {
+		fmt.Fprintf(stderr, "clade serve: write --access-log %s: %v (lines are being lost; check the disk)\n", path, err)
+	}}
+	return slog.New(slog.NewJSONHandler(w, nil)), func() {
+		if err := f.Close(); err != nil {
+			fmt.Fprintf(stderr, "clade serve: close --access-log %s: %v\n", path, err)
+		}
+	}, nil
+}
+
+// reportingWriter passes writes on and reports the first error of each run of
+// failed writes (slog drops a handler's write errors).
+type reportingWriter struct {
+	w      io.Writer
+	mu     sync.Mutex
+	failed bool
+	report func(error)
+}
+
+func (r *reportingWriter) Write(p []byte) (int, error) {
+	n, err := r.w.Write(p)
+	r.mu.Lock()
+	first := err != nil && !r.failed
+	r.failed = err != nil
+	r.mu.Unlock()
+	if first {
+		r.report(err)
+	}
+	return n, err
 }

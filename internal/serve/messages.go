@@ -22,8 +22,9 @@ type call struct {
 	adm      *admit.Call // nil when admission does not pace it (an unknown model)
 	class    string      // adm's class, or ""
 	body     []byte
-	deadline time.Time   // end of the admission budget (MaxWait)
-	budget   *budgetHold // nil when no USD budget counts the call
+	deadline time.Time    // end of the admission budget (MaxWait)
+	budget   *budgetHold  // nil when no USD budget counts the call
+	access   *accessEntry // nil when calls are not logged
 }
 
 // handleMessages admits, sends and relays POST /v1/messages.
@@ -47,15 +48,20 @@ func (g *Gateway) messages(w http.ResponseWriter, r *http.Request, team *Team) i
 	if err != nil {
 		return g.proxyFailed(w, r, cb.failed())
 	}
-	c := &call{team: team, body: body, deadline: g.now().Add(g.cfg.MaxWait)}
+	c := &call{team: team, body: body, deadline: g.now().Add(g.cfg.MaxWait), access: accessOf(r)}
 	// The body is read once for admission and the budgets: its model, max_tokens
 	// and input estimate.
 	var p struct {
 		Model     string `json:"model"`
 		MaxTokens int64  `json:"max_tokens"`
+		Stream    bool   `json:"stream"`
 	}
 	var est int64
-	if json.Unmarshal(body, &p) == nil && p.Model != "" {
+	parsed := json.Unmarshal(body, &p) == nil
+	if parsed && c.access != nil {
+		c.access.model, c.access.stream = p.Model, p.Stream
+	}
+	if parsed && p.Model != "" {
 		est = admit.EstimateInput(body)
 		if adm, ok := g.lim.PrepareFor(p.Model, p.MaxTokens, est); ok {
 			c.adm, c.class = adm, adm.Class()
@@ -199,6 +205,10 @@ func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, c *call) (*admit
 	}
 	waited := g.now().Sub(start)
 	g.m.wait.WithLabelValues(c.team.Name).Observe(waited.Seconds())
+	if c.access != nil {
+		c.access.wait += waited
+		c.access.attempts++
+	}
 	if err == nil {
 		return res, 0, true
 	}
@@ -315,6 +325,9 @@ func (g *Gateway) relayJSON(w http.ResponseWriter, c *call, att *admit.Attempt, 
 
 // done counts a finished call's usage (its attempt is settled by then).
 func (g *Gateway) done(c *call, u admit.Usage) {
+	if c.access != nil {
+		c.access.usage = &u
+	}
 	t := c.team.Name
 	g.m.tokens.WithLabelValues(t, "input").Add(float64(u.InputTokens))
 	g.m.tokens.WithLabelValues(t, "output").Add(float64(u.OutputTokens))

@@ -57,6 +57,9 @@ type Config struct {
 	// Logger receives one line per failed call and per upstream 429/529; never a key,
 	// a prompt or a completion. Default: discard.
 	Logger *slog.Logger
+	// AccessLog, when set, receives one line per API call at info level (see
+	// access.go); without it, Logger gets them when it logs at debug level.
+	AccessLog *slog.Logger
 	// Spend is the store of what the teams and keys spent, required when Keys
 	// configure a budget (Keys.HasBudgets): every gateway on one store shares it.
 	Spend *jobs.Store
@@ -236,7 +239,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.notFound(w, r)
 		return
 	}
-	g.mux.ServeHTTP(w, r)
+	g.serveLogged(w, r, g.mux)
 }
 
 // rawPath is r's path as the client sent it: escaped, without the query.
@@ -297,6 +300,12 @@ func (g *Gateway) authed(endpoint string, h func(http.ResponseWriter, *http.Requ
 	return func(w http.ResponseWriter, r *http.Request) {
 		key := clientKey(r)
 		team := g.cfg.Keys.Lookup(key)
+		if e := accessOf(r); e != nil {
+			e.endpoint = endpoint
+			if c := g.cfg.Keys.lookup(key); c != nil {
+				e.team, e.key = c.team.Name, c.label
+			}
+		}
 		if team == nil {
 			g.m.requests.WithLabelValues(teamNone, endpoint, "401").Inc()
 			msg := "invalid x-api-key"
