@@ -17,7 +17,10 @@
 //     proportion to the teams' weights, in tokens (estimated input plus reserved
 //     output), by self-clocked fair queueing (see fairQueue). One call of a class at
 //     a time waits in the limiter, so a team with a few calls waits behind at most
-//     one call of each other team, however many those have queued.
+//     one call of each other team, however many those have queued. A team with a cap
+//     (Team.Cap) is skipped while over it if a team under its cap waits, and borrows
+//     otherwise. Within a team, higher priority (the key's, or PriorityHeader) goes
+//     first, aged by one level per Keys.PriorityAging of waiting.
 //   - Admission: package admit, the limiter clade run uses, reserves one request,
 //     the estimated input tokens (intake's estimate, calibrated per model from usage
 //     as the runner does) and the expected output (max_tokens until a model has been

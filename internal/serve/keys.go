@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -31,6 +32,11 @@ type Team struct {
 	// Budget is the team's USD limit per period (day, week, month), all its keys'
 	// Messages calls together; nil for none.
 	Budget Budget
+	// Cap is the most of each limit of each model class (RPM, ITPM, OTPM) the team is
+	// admitted while another team under its cap waits, as a share in (0, 1]: 0.3 is
+	// 30 %. It is measured by buckets of the limiter's shape (see fairQueue). When no
+	// team under its cap waits, a capped team borrows what is free. 0: no cap.
+	Cap float64
 }
 
 // Budget is a USD limit in micro-dollars per period ("day", "week", "month");
@@ -44,6 +50,8 @@ type client struct {
 	// "sha256:" and the first 8 hex digits of its SHA-256.
 	label  string
 	budget Budget
+	// prio is the priority of the key's calls without an x-clade-priority header.
+	prio int
 }
 
 // Keys maps client keys to teams. A nil *Keys accepts any non-empty key as
@@ -52,6 +60,7 @@ type Keys struct {
 	byHash map[[32]byte]*client
 	teams  []*Team   // sorted by name
 	keyed  []*client // the keys with a budget, by label
+	aging  time.Duration
 }
 
 // teamName is what a team may be called: it becomes a metric label value.
@@ -77,11 +86,12 @@ const maxWeight = 1000
 // keyEntry is one entry of a client-keys file: "team" or {team: T, weight: W,
 // label: L, budget: {day: USD, ...}}.
 type keyEntry struct {
-	Team   string      `yaml:"team"`
-	Weight int         `yaml:"weight"`
-	Label  string      `yaml:"label"`
-	Budget budgetEntry `yaml:"budget"`
-	line   int
+	Team     string        `yaml:"team"`
+	Weight   int           `yaml:"weight"`
+	Label    string        `yaml:"label"`
+	Budget   budgetEntry   `yaml:"budget"`
+	Priority priorityEntry `yaml:"priority"`
+	line     int
 }
 
 func (e *keyEntry) UnmarshalYAML(n *yaml.Node) error {
@@ -92,7 +102,7 @@ func (e *keyEntry) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind == yaml.MappingNode {
 		// n.Decode does not inherit the decoder's KnownFields: a misspelt "weight"
 		// would silently leave the team at weight 1.
-		if err := knownFields(n, "team", "weight", "label", "budget"); err != nil {
+		if err := knownFields(n, "team", "weight", "label", "budget", "priority"); err != nil {
 			return err
 		}
 	}
@@ -106,18 +116,20 @@ func (e *keyEntry) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
-// teamEntry is one entry of a client-keys file's "teams:": {weight: W, budget: {...}}.
+// teamEntry is one entry of a client-keys file's "teams:": {weight: W, budget: {...},
+// cap: SHARE}.
 type teamEntry struct {
 	Weight int         `yaml:"weight"`
 	Budget budgetEntry `yaml:"budget"`
+	Cap    capEntry    `yaml:"cap"`
 	line   int
 }
 
 func (e *teamEntry) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind != yaml.MappingNode {
-		return fmt.Errorf("line %d: a team: want {budget: {day: USD, week: USD, month: USD}, weight: N}", n.Line)
+		return fmt.Errorf("line %d: a team: want {budget: {day: USD, week: USD, month: USD}, weight: N, cap: SHARE}", n.Line)
 	}
-	if err := knownFields(n, "weight", "budget"); err != nil {
+	if err := knownFields(n, "weight", "budget", "cap"); err != nil {
 		return err
 	}
 	type plain teamEntry
@@ -180,16 +192,21 @@ func LoadKeys(path string) (*Keys, error) {
 }
 
 // ParseKeys parses a client-keys file: a YAML map under "keys" from client key to its
-// team, given as a name or as {team: NAME, weight: N, label: L, budget: B}, and
-// optionally a map under "teams" from team name to {weight: N, budget: B}, where a
-// budget B maps periods (day, week, month: UTC, weeks from Monday) to USD:
+// team, given as a name or as {team: NAME, weight: N, label: L, budget: B, priority:
+// P}, optionally a map under "teams" from team name to {weight: N, budget: B, cap:
+// SHARE}, where a budget B maps periods (day, week, month: UTC, weeks from Monday)
+// to USD, and optionally priority_aging, the wait that raises a call's priority by
+// one level (default DefaultPriorityAging):
 //
+//	priority_aging: 10s
 //	teams:
 //	  research: {budget: {day: 50, month: 2000}}
+//	  batch: {cap: 0.3}
 //	keys:
 //	  ck-search-7f3a: search
 //	  ck-ads-91b2: {team: ads, weight: 2}
 //	  ck-research-alice: {team: research, label: alice, budget: {day: 5}}
+//	  ck-batch-nightly: {team: batch, priority: low}
 //
 // A team's weight is the largest given for it or any of its keys (default 1). Team
 // names and key labels are 1–64 letters, digits, '.', '_' or '-'; keys are at least
@@ -199,6 +216,7 @@ func ParseKeys(data []byte) (*Keys, error) {
 	var f struct {
 		Teams map[string]teamEntry `yaml:"teams"`
 		Keys  map[string]keyEntry  `yaml:"keys"`
+		Aging durationEntry        `yaml:"priority_aging"`
 	}
 	dec := yaml.NewDecoder(strings.NewReader(string(data)))
 	dec.KnownFields(true)
@@ -211,7 +229,13 @@ func ParseKeys(data []byte) (*Keys, error) {
 	if len(f.Keys) == 0 {
 		return nil, errors.New(`no keys: want "keys:" mapping each client key to a team`)
 	}
-	k := &Keys{byHash: make(map[[32]byte]*client, len(f.Keys))}
+	k := &Keys{byHash: make(map[[32]byte]*client, len(f.Keys)), aging: DefaultPriorityAging}
+	if f.Aging.set {
+		if f.Aging.d < time.Second || f.Aging.d > time.Hour {
+			return nil, fmt.Errorf("line %d: priority_aging %q: want a duration from 1s to 1h, e.g. 10s", f.Aging.line, truncateField(f.Aging.raw))
+		}
+		k.aging = f.Aging.d
+	}
 	teams := map[string]*Team{}
 	for key, e := range f.Keys {
 		if len(strings.TrimSpace(key)) < 8 {
@@ -231,7 +255,10 @@ func ParseKeys(data []byte) (*Keys, error) {
 		}
 		t.Weight = max(t.Weight, e.Weight)
 		h := sha256.Sum256([]byte(strings.TrimSpace(key)))
-		c := &client{team: t, label: e.Label, budget: e.Budget.b}
+		c := &client{team: t, label: e.Label, budget: e.Budget.b, prio: DefaultPriority}
+		if e.Priority.set {
+			c.prio = e.Priority.p
+		}
 		if c.label == "" {
 			c.label = "sha256:" + hex.EncodeToString(h[:4])
 		} else if !teamName.MatchString(c.label) || strings.HasPrefix(c.label, "sha256:") {
@@ -259,10 +286,89 @@ func ParseKeys(data []byte) (*Keys, error) {
 		}
 		t.Weight = max(t.Weight, e.Weight)
 		t.Budget = e.Budget.b
+		if e.Cap.set {
+			if math.IsNaN(e.Cap.v) || e.Cap.v <= 0 || e.Cap.v > 1 {
+				return nil, fmt.Errorf("line %d: teams.%s.cap %s: want a share of each limit, more than 0 and at most 1 (0.3: 30 %%)", e.Cap.line, name, truncateField(e.Cap.raw))
+			}
+			t.Cap = e.Cap.v
+		}
 	}
 	sort.Slice(k.teams, func(i, j int) bool { return k.teams[i].Name < k.teams[j].Name })
 	sort.Slice(k.keyed, func(i, j int) bool { return k.keyed[i].label < k.keyed[j].label })
 	return k, nil
+}
+
+// capEntry is a team's "cap:", a share of each limit.
+type capEntry struct {
+	v    float64
+	raw  string
+	line int
+	set  bool
+}
+
+func (e *capEntry) UnmarshalYAML(n *yaml.Node) error {
+	e.raw, e.line, e.set = n.Value, n.Line, true
+	v, err := strconv.ParseFloat(n.Value, 64)
+	if n.Kind != yaml.ScalarNode || err != nil {
+		return fmt.Errorf("line %d: cap %q: want a share of each limit, more than 0 and at most 1 (0.3: 30 %%)", n.Line, truncateField(n.Value))
+	}
+	e.v = v
+	return nil
+}
+
+// priorityEntry is a key's "priority:" (see ParsePriority).
+type priorityEntry struct {
+	p   int
+	set bool
+}
+
+func (e *priorityEntry) UnmarshalYAML(n *yaml.Node) error {
+	p, err := ParsePriority(n.Value)
+	if n.Kind != yaml.ScalarNode || err != nil {
+		return fmt.Errorf("line %d: priority %q: want low, normal, high or 0 to %d", n.Line, truncateField(n.Value), MaxPriority)
+	}
+	e.p, e.set = p, true
+	return nil
+}
+
+// durationEntry is a duration such as "10s".
+type durationEntry struct {
+	d    time.Duration
+	raw  string
+	line int
+	set  bool
+}
+
+func (e *durationEntry) UnmarshalYAML(n *yaml.Node) error {
+	e.raw, e.line, e.set = n.Value, n.Line, true
+	d, err := time.ParseDuration(n.Value)
+	if n.Kind != yaml.ScalarNode || err != nil {
+		return fmt.Errorf("line %d: %q: want a duration, e.g. 10s", n.Line, truncateField(n.Value))
+	}
+	e.d = d
+	return nil
+}
+
+// HasCaps reports whether a team has a cap (Team.Cap).
+func (k *Keys) HasCaps() bool {
+	if k == nil {
+		return false
+	}
+	for _, t := range k.teams {
+		if t.Cap > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// PriorityAging is how long a waiting call takes to gain one priority level
+// (priority_aging; default DefaultPriorityAging).
+func (k *Keys) PriorityAging() time.Duration {
+	if k == nil || k.aging == 0 {
+		return DefaultPriorityAging
+	}
+	return k.aging
 }
 
 // HasBudgets reports whether a team or a key has a budget: the gateway then
@@ -319,5 +425,5 @@ func (k *Keys) Teams() []Team {
 
 var (
 	defaultTeam   = &Team{Name: DefaultTeam, Weight: 1}
-	defaultClient = &client{team: defaultTeam, label: DefaultTeam}
+	defaultClient = &client{team: defaultTeam, label: DefaultTeam, prio: DefaultPriority}
 )

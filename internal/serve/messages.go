@@ -19,6 +19,7 @@ import (
 // call is one Messages call on its way through the gateway.
 type call struct {
 	team     *Team
+	prio     int         // in the team's fair queue (see Gateway.priority)
 	adm      *admit.Call // nil when admission does not pace it (an unknown model)
 	class    string      // adm's class, or ""
 	body     []byte
@@ -49,6 +50,10 @@ func (g *Gateway) messages(w http.ResponseWriter, r *http.Request, team *Team) i
 		return g.proxyFailed(w, r, cb.failed())
 	}
 	c := &call{team: team, body: body, deadline: g.now().Add(g.cfg.MaxWait), access: accessOf(r)}
+	if c.prio, err = g.priority(r); err != nil {
+		writeError(w, http.StatusBadRequest, wire.InvalidRequest, "clade serve: "+err.Error(), nil)
+		return http.StatusBadRequest
+	}
 	// The body is read once for admission and the budgets: its model, max_tokens
 	// and input estimate.
 	var p struct {
@@ -197,11 +202,11 @@ func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, c *call) (*admit
 		g.mu.Unlock()
 	}
 	need := c.adm.Need()
-	release, err := fq.acquire(ctx, c.team, need.InputTokens+need.OutputTokens, onQueue)
+	release, err := fq.acquire(ctx, c.team, c.prio, need, onQueue)
 	var res *admit.Attempt
 	if err == nil {
 		res, err = c.adm.Admit(ctx)
-		release()
+		release(err == nil)
 	}
 	waited := g.now().Sub(start)
 	g.m.wait.WithLabelValues(c.team.Name).Observe(waited.Seconds())
@@ -236,7 +241,7 @@ func (g *Gateway) queue(class string) *fairQueue {
 	defer g.mu.Unlock()
 	q := g.queues[class]
 	if q == nil {
-		q = newFairQueue()
+		q = g.newFairQueue(class)
 		g.queues[class] = q
 	}
 	return q

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/clade-dev/clade/admit"
 )
 
 // TestServeFairQueueWeights: with two teams flooding one class, the queue serves them in
@@ -15,7 +17,7 @@ func TestServeFairQueueWeights(t *testing.T) {
 	t.Parallel()
 	f := newFairQueue()
 	ctx := context.Background()
-	hold, err := f.acquire(ctx, &Team{Name: "first", Weight: 1}, 100, nil)
+	hold, err := f.acquire(ctx, &Team{Name: "first", Weight: 1}, DefaultPriority, need100, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,7 +30,7 @@ func TestServeFairQueueWeights(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				release, err := f.acquire(ctx, team, 100, nil)
+				release, err := f.acquire(ctx, team, DefaultPriority, need100, nil)
 				if err != nil {
 					t.Error(err)
 					return
@@ -36,14 +38,14 @@ func TestServeFairQueueWeights(t *testing.T) {
 				mu.Lock()
 				order = append(order, team.Name)
 				mu.Unlock()
-				release()
+				release(true)
 			}()
 		}
 	}
 	enqueue(a, 60)
 	enqueue(b, 30)
 	waitDepth(t, f, 90)
-	hold() // the baton goes round
+	hold(true) // the baton goes round
 	wg.Wait()
 	counts := map[string]int{}
 	for _, name := range order[:30] {
@@ -55,13 +57,13 @@ func TestServeFairQueueWeights(t *testing.T) {
 
 	// A late team waits behind at most one call of each team already queued (of
 	// equal weight).
-	hold, _ = f.acquire(ctx, &Team{Name: "first", Weight: 1}, 100, nil)
+	hold, _ = f.acquire(ctx, &Team{Name: "first", Weight: 1}, DefaultPriority, need100, nil)
 	order = nil
 	enqueue(b, 20)
 	waitDepth(t, f, 20)
 	enqueue(&Team{Name: "late", Weight: 1}, 1)
 	waitDepth(t, f, 21)
-	hold()
+	hold(true)
 	wg.Wait()
 	for i, name := range order {
 		if name == "late" {
@@ -72,6 +74,8 @@ func TestServeFairQueueWeights(t *testing.T) {
 		}
 	}
 }
+
+var need100 = admit.Need{InputTokens: 100}
 
 func waitDepth(t *testing.T, f *fairQueue, n int) {
 	t.Helper()
@@ -175,5 +179,105 @@ func TestServeParseKeysErrors(t *testing.T) {
 				t.Errorf("ParseKeys(%q) = %v, want an error saying %q without the key", tc.in, err, tc.want)
 			}
 		})
+	}
+}
+
+// TestPriorityOrderAndAging: within a team the highest effective priority goes
+// first, a priority plus one level per aging waited: a low call that has waited 3
+// agings (0 + 3) passes a high call that has waited 0 (2 + 0), but not one that has
+// waited 2 (2 + 2); ties go in arrival order.
+func TestPriorityOrderAndAging(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	now := time.Unix(1_000_000, 0)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	f := newFairQueue()
+	f.now, f.aging = clock, time.Second
+	team := &Team{Name: "t", Weight: 1}
+	ctx := context.Background()
+	hold, err := f.acquire(ctx, team, PriorityNormal, need100, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var order []string
+	var omu sync.Mutex
+	var wg sync.WaitGroup
+	join := func(name string, prio int) {
+		n := f.depth
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			release, err := f.acquire(ctx, team, prio, need100, nil)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			omu.Lock()
+			order = append(order, name)
+			omu.Unlock()
+			release(true)
+		}()
+		waitDepth(t, f, n+1)
+	}
+	join("low", PriorityLow)
+	join("normal-1", PriorityNormal)
+	advance(time.Second)
+	join("high-1", PriorityHigh)
+	join("normal-2", PriorityNormal)
+	advance(2 * time.Second)
+	join("high-2", PriorityHigh)
+	// Effective now: low 0+3, normal-1 1+3, high-1 2+2, normal-2 1+2, high-2 2+0.
+	hold(true)
+	wg.Wait()
+	want := "normal-1,high-1,low,normal-2,high-2"
+	if got := strings.Join(order, ","); got != want {
+		t.Errorf("served %s, want %s", got, want)
+	}
+}
+
+// TestPriorityWithinTeamOnly: a team's high-priority calls do not take another
+// team's share: two teams of equal weight alternate, whatever their priorities.
+func TestPriorityWithinTeamOnly(t *testing.T) {
+	t.Parallel()
+	f := newFairQueue()
+	ctx := context.Background()
+	hold, err := f.acquire(ctx, &Team{Name: "first", Weight: 1}, PriorityNormal, need100, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var order []string
+	var wg sync.WaitGroup
+	for i := range 20 {
+		team, prio := &Team{Name: "hi", Weight: 1}, MaxPriority
+		if i%2 == 1 {
+			team, prio = &Team{Name: "lo", Weight: 1}, PriorityLow
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			release, err := f.acquire(ctx, team, prio, need100, nil)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			order = append(order, team.Name)
+			mu.Unlock()
+			release(true)
+		}()
+	}
+	waitDepth(t, f, 20)
+	hold(true)
+	wg.Wait()
+	hi := 0
+	for _, name := range order[:10] {
+		if name == "hi" {
+			hi++
+		}
+	}
+	if hi < 4 || hi > 6 {
+		t.Errorf("first 10 served %v: team hi (priority 9) had %d, want about 5: priority orders within a team", order, hi)
 	}
 }
