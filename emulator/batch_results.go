@@ -189,8 +189,15 @@ func (s *Server) batchMessage(snap *resultsSnapshot, i int, opt wire.ParseOption
 	if !ok {
 		cu = cacheUsage{uncached: p.input.total}
 	}
-	g := s.generate(p.req, p.body)
-	m := g.message(p.req.Model, makeUsage(cu, g.outputTokens, "batch"))
+	tc, werr := parseThinking(p.body, p.req, false)
+	if werr == nil {
+		werr = s.checkThinkingBlocks(p.body)
+	}
+	if werr != nil {
+		return nil, werr
+	}
+	g := s.generateWith(p.req, p.body, tc, false)
+	m := g.message(p.req.Model, g.usage(cu, "batch"))
 	m.ID = derivedID("msg_", snap.idSeed, uint64(i)<<1)
 	for j, blk := range m.Content {
 		if tu, ok := blk.(ToolUseBlock); ok {

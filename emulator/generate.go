@@ -37,10 +37,14 @@ type ToolUseBlock struct {
 
 // generation is the planned output of one request.
 type generation struct {
-	blocks       []any // TextBlock or ToolUseBlock
+	blocks       []any // TextBlock, ToolUseBlock, ThinkingBlock or RedactedThinkingBlock
 	outputTokens int64
-	stopReason   string
-	stopSequence *string
+	// thinkingTokens of outputTokens were thinking; thinking is set when the
+	// request asked for thinking, so the usage details it.
+	thinkingTokens int64
+	thinking       bool
+	stopReason     string
+	stopSequence   *string
 }
 
 // requestRand returns the request's deterministic random source: the server seed and
@@ -84,12 +88,39 @@ func (s *Server) drawLength(rng *rand.Rand) int64 {
 	return max(1, int64(math.Round(n)))
 }
 
-// generate plans the response to req: text whose length follows the output model and
-// max_tokens, a tool_use block when tools call for one, and the right stop_reason.
+// generate plans the response to req without thinking settings (see generateWith).
 func (s *Server) generate(req *wire.MessageRequest, body []byte) generation {
+	return s.generateWith(req, body, nil, false)
+}
+
+// generateWith plans the response to req: a thinking block first when tc asks for
+// one (see thinking.go), then text whose length follows the output model and what
+// max_tokens leaves, a tool_use block when tools call for one, and the right
+// stop_reason.
+func (s *Server) generateWith(req *wire.MessageRequest, body []byte, tc *thinkingConfig, interleaved bool) generation {
 	rng := s.requestRand(body)
 	want := s.drawLength(rng)
-	maxTok := req.MaxTokens
+	ok, n := tc.thinks(rng, req, interleaved, want)
+	if !ok {
+		g := s.answer(rng, want, req.MaxTokens, req, body)
+		g.thinking = tc != nil
+		return g
+	}
+	if n >= req.MaxTokens {
+		// The model runs out of tokens while thinking.
+		return generation{blocks: []any{s.thinkingBlock(rng, tc, req.MaxTokens)}, outputTokens: req.MaxTokens,
+			thinkingTokens: req.MaxTokens, stopReason: "max_tokens", thinking: true}
+	}
+	think := s.thinkingBlock(rng, tc, n)
+	g := s.answer(rng, want, req.MaxTokens-n, req, body)
+	g.blocks = append([]any{think}, g.blocks...)
+	g.outputTokens += n
+	g.thinkingTokens, g.thinking = n, true
+	return g
+}
+
+// answer plans the text or tool call of a response given at most maxTok tokens.
+func (s *Server) answer(rng *rand.Rand, want, maxTok int64, req *wire.MessageRequest, body []byte) generation {
 	format := outputSchema(body)
 	var g generation
 

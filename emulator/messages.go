@@ -33,6 +33,8 @@ type Usage struct {
 	CacheCreation            CacheCreation `json:"cache_creation"`
 	OutputTokens             int64         `json:"output_tokens"`
 	ServiceTier              string        `json:"service_tier"`
+	// OutputTokensDetails is sent when the request asked for thinking.
+	OutputTokensDetails *OutputTokensDetails `json:"output_tokens_details,omitempty"`
 }
 
 // CacheCreation splits cache writes by TTL.
@@ -121,6 +123,16 @@ func makeUsage(cu cacheUsage, output int64, serviceTier string) Usage {
 	}
 }
 
+// usage is the response's usage: makeUsage's, with the thinking tokens detailed
+// when the request asked for thinking.
+func (g generation) usage(cu cacheUsage, serviceTier string) Usage {
+	u := makeUsage(cu, g.outputTokens, serviceTier)
+	if g.thinking {
+		u.OutputTokensDetails = &OutputTokensDetails{ThinkingTokens: g.thinkingTokens}
+	}
+	return u
+}
+
 func (g generation) message(model string, u Usage) *Message {
 	sr := g.stopReason
 	return &Message{
@@ -158,6 +170,15 @@ func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request, c *call)
 		return
 	}
 
+	interleaved := hasBeta(c.betas, InterleavedThinkingBeta)
+	tc, werr := parseThinking(body, p.req, interleaved)
+	if werr == nil {
+		werr = s.checkThinkingBlocks(body)
+	}
+	if werr != nil {
+		s.writeError(w, c.requestID, werr)
+		return
+	}
 	cu := s.cache.lookup(p.input, p.class.MinCacheTokens, now, false)
 	adm, refused := s.limits.admit(p.class.Name, itpmCost(cu, p.class), p.req.MaxTokens, s.cfg.OrganizationID, now)
 	if refused != nil {
@@ -168,8 +189,8 @@ func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request, c *call)
 		return
 	}
 	cu = s.cache.lookup(p.input, p.class.MinCacheTokens, now, true)
-	g := s.generate(p.req, body)
-	u := makeUsage(cu, g.outputTokens, "standard")
+	g := s.generateWith(p.req, body, tc, interleaved)
+	u := g.usage(cu, "standard")
 	s.metrics.observeTokens(p.class.Name, u.InputTokens, u.OutputTokens, u.CacheReadInputTokens, u.CacheCreationInputTokens)
 
 	if p.req.Stream {

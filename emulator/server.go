@@ -61,6 +61,10 @@ type Config struct {
 	// LegacyOTPM reserves max_tokens against OTPM at admission (the pre-2026 rule)
 	// instead of charging only generated tokens.
 	LegacyOTPM bool
+	// RedactedThinkingRate is the share of thinking blocks that come back as
+	// redacted_thinking (opaque data, no text), as the API returns when parts of a
+	// thinking were flagged. Default 0.
+	RedactedThinkingRate float64
 	// BurstFraction is the bucket capacity as a fraction of one minute's limit. The API
 	// may enforce a per-minute limit over shorter windows; 1 (default) allows a full
 	// minute's burst, 1/60 enforces per second.

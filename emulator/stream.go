@@ -82,6 +82,18 @@ type deltaUsage struct {
 	CacheCreationInputTokens int64 `json:"cache_creation_input_tokens"`
 	CacheReadInputTokens     int64 `json:"cache_read_input_tokens"`
 	OutputTokens             int64 `json:"output_tokens"`
+	// OutputTokensDetails is sent when the request asked for thinking.
+	OutputTokensDetails *OutputTokensDetails `json:"output_tokens_details,omitempty"`
+}
+
+type thinkingDelta struct {
+	Type     string `json:"type"`
+	Thinking string `json:"thinking"`
+}
+
+type signatureDelta struct {
+	Type      string `json:"type"`
+	Signature string `json:"signature"`
 }
 
 // stream sends g as an SSE stream: message_start, each content block, message_delta
@@ -161,6 +173,28 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, c *call, p *prep
 				}
 				sw.event("content_block_delta", sseDelta{Type: "content_block_delta", Index: i, Delta: textDelta{Type: "text_delta", Text: chunk}})
 			}
+		case ThinkingBlock:
+			sw.event("content_block_start", map[string]any{"type": "content_block_start", "index": i, "content_block": ThinkingBlock{Type: "thinking"}})
+			text := b.Thinking
+			if text == "" { // display omitted: the thinking takes its time all the same
+				if !progress(b.tokens) {
+					return
+				}
+			}
+			for len(text) > 0 {
+				chunk := cutUTF8(text, streamChunkTokens*4)
+				text = text[len(chunk):]
+				if !progress(textTokens(chunk)) {
+					return
+				}
+				sw.event("content_block_delta", sseDelta{Type: "content_block_delta", Index: i, Delta: thinkingDelta{Type: "thinking_delta", Thinking: chunk}})
+			}
+			sw.event("content_block_delta", sseDelta{Type: "content_block_delta", Index: i, Delta: signatureDelta{Type: "signature_delta", Signature: b.Signature}})
+		case RedactedThinkingBlock:
+			if !progress(b.tokens) {
+				return
+			}
+			sw.event("content_block_start", map[string]any{"type": "content_block_start", "index": i, "content_block": b})
 		case ToolUseBlock:
 			sw.event("content_block_start", map[string]any{"type": "content_block_start", "index": i, "content_block": ToolUseBlock{Type: "tool_use", ID: b.ID, Name: b.Name, Input: json.RawMessage("{}")}})
 			js := string(b.Input)
@@ -185,7 +219,8 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, c *call, p *prep
 	sw.event("message_delta", map[string]any{
 		"type":  "message_delta",
 		"delta": map[string]any{"stop_reason": g.stopReason, "stop_sequence": g.stopSequence},
-		"usage": deltaUsage{InputTokens: u.InputTokens, CacheCreationInputTokens: u.CacheCreationInputTokens, CacheReadInputTokens: u.CacheReadInputTokens, OutputTokens: u.OutputTokens},
+		"usage": deltaUsage{InputTokens: u.InputTokens, CacheCreationInputTokens: u.CacheCreationInputTokens, CacheReadInputTokens: u.CacheReadInputTokens, OutputTokens: u.OutputTokens,
+			OutputTokensDetails: u.OutputTokensDetails},
 	})
 	sw.event("message_stop", map[string]string{"type": "message_stop"})
 }

@@ -34,6 +34,7 @@ type emulateFlags struct {
 	batchRate      float64
 	batchRetention time.Duration
 	batchErrorRate float64
+	redactedRate   float64
 	legacyOTPM     bool
 	burstFraction  float64
 	outputMedian   float64
@@ -77,6 +78,7 @@ Metrics are served at /metrics; /_emulator/faults, /_emulator/clock and
 	fl.Float64Var(&f.batchRate, "batch-rate", 1000, "batch requests finished per second of batch clock, across all batches")
 	fl.DurationVar(&f.batchRetention, "batch-retention", 29*24*time.Hour, "how long after its creation a batch's results can be downloaded (batch clock);\nthe API's is 29 days")
 	fl.Float64Var(&f.batchErrorRate, "batch-error-rate", 0, "fraction (0 to 1) of valid batch requests that end errored with a retryable\napi_error or overloaded_error (default 0)")
+	fl.Float64Var(&f.redactedRate, "redacted-thinking-rate", 0, "fraction (0 to 1) of thinking blocks returned as redacted_thinking (default 0)")
 	fl.BoolVar(&f.legacyOTPM, "legacy-otpm", false, "reserve max_tokens against output tokens per minute at admission (the pre-2026\nrule) instead of counting only generated tokens (default off)")
 	fl.Var(fractionValue{&f.burstFraction}, "burst-fraction", "rate-limit bucket capacity as a fraction of one minute's limit, in (0, 1];\n1/60 enforces per-second limits")
 	f.burstFraction = 1
@@ -121,6 +123,7 @@ func (f *emulateFlags) config(cmd *cobra.Command) (emulator.Config, error) {
 		{"--batch-rate", f.batchRate > 0 && !math.IsInf(f.batchRate, 0), "more than 0"},
 		{"--batch-retention", f.batchRetention > 0, "more than 0"},
 		{"--batch-error-rate", f.batchErrorRate >= 0 && f.batchErrorRate <= 1, "from 0 to 1"},
+		{"--redacted-thinking-rate", f.redactedRate >= 0 && f.redactedRate <= 1, "from 0 to 1"},
 		{"--burst-fraction", f.burstFraction > 0 && f.burstFraction <= 1, "more than 0 and at most 1"},
 		{"--output-median", f.outputMedian >= 1 && !math.IsInf(f.outputMedian, 0), "at least 1 token"},
 		{"--output-sigma", f.outputSigma >= 0 && f.outputSigma <= 5, "from 0 to 5"},
@@ -145,21 +148,22 @@ func (f *emulateFlags) config(cmd *cobra.Command) (emulator.Config, error) {
 		return cfg, usageErr(help, "--organization-id: cannot be empty")
 	}
 	cfg = emulator.Config{
-		Catalog:             cat,
-		Tier:                f.tier,
-		APIKeys:             f.apiKeys,
-		Seed:                f.seed,
-		LatencyScale:        f.latencyScale,
-		ClockSpeed:          f.clockSpeed,
-		BatchProcessingRate: f.batchRate,
-		BatchRetention:      f.batchRetention,
-		LegacyOTPM:          f.legacyOTPM,
-		BurstFraction:       f.burstFraction,
-		BatchItemErrorRate:  f.batchErrorRate,
-		BaseURL:             strings.TrimSuffix(f.baseURL, "/"),
-		Output:              emulator.OutputModel{MedianTokens: f.outputMedian, Sigma: f.outputSigma},
-		Faults:              faults,
-		OrganizationID:      f.organizationID,
+		Catalog:              cat,
+		Tier:                 f.tier,
+		APIKeys:              f.apiKeys,
+		Seed:                 f.seed,
+		LatencyScale:         f.latencyScale,
+		ClockSpeed:           f.clockSpeed,
+		BatchProcessingRate:  f.batchRate,
+		BatchRetention:       f.batchRetention,
+		LegacyOTPM:           f.legacyOTPM,
+		BurstFraction:        f.burstFraction,
+		BatchItemErrorRate:   f.batchErrorRate,
+		RedactedThinkingRate: f.redactedRate,
+		BaseURL:              strings.TrimSuffix(f.baseURL, "/"),
+		Output:               emulator.OutputModel{MedianTokens: f.outputMedian, Sigma: f.outputSigma},
+		Faults:               faults,
+		OrganizationID:       f.organizationID,
 	}
 	return cfg, nil
 }
