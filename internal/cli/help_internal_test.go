@@ -9,6 +9,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/spf13/cobra"
+
+	"github.com/clade-dev/clade/internal/suggest"
 )
 
 // TestHelpFitsIn100Columns: every command's --help, the root's included, wraps
@@ -58,8 +60,8 @@ func TestUnknownFlagSuggests(t *testing.T) {
 			t.Errorf("clade %s: exit %d\n%s\nwant exit %d and %q", strings.Join(tt.args, " "), code, out.String(), ExitUsage, tt.want)
 		}
 	}
-	if d := editDistance("conurrency", "concurrency"); d != 1 {
-		t.Errorf("editDistance = %d, want 1", d)
+	if d := suggest.Distance("conurrency", "concurrency"); d != 1 {
+		t.Errorf("suggest.Distance = %d, want 1", d)
 	}
 }
 

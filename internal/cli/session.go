@@ -43,7 +43,9 @@ func (s *session) close() error {
 // openSession resolves the default output (INPUT.results.jsonl) and store
 // (OUTPUT.clade.db), checks them before anything is written (the output is not the
 // input nor the store, their directories exist, the output is this run's:
-// jobs.CheckPaths and Store.ClaimOutput), and opens the API client and the store.
+// jobs.CheckPaths and Store.ClaimOutput), checks the input's models against the
+// catalog and probes the API with the key (preflight.go), and opens the API client
+// and the store.
 func openSession(cmd *cobra.Command, input string, output, db *string, force bool, baseURL, emulate string, cat *catalog.Catalog, log *slog.Logger) (*session, error) {
 	ctx := cmd.Context()
 	if *output == "" {
@@ -56,8 +58,15 @@ func openSession(cmd *cobra.Command, input string, output, db *string, force boo
 	if err := jobs.CheckPaths(input, *output, *db); err != nil {
 		return nil, pathError(cmd, input, *output, dbGiven, err)
 	}
+	if err := checkModels(cmd, input, cat, cmd.ErrOrStderr()); err != nil {
+		return nil, err
+	}
 	client, closeEmu, err := upstreamClient(ctx, baseURL, emulate, cat, log)
 	if err != nil {
+		return nil, err
+	}
+	if err := probeAPI(ctx, client, baseURL); err != nil {
+		closeEmu()
 		return nil, err
 	}
 	store, err := jobs.Open(ctx, *db, jobs.WithLogger(log))
