@@ -50,3 +50,43 @@ func TestRunWithoutKeySaysWhatToDo(t *testing.T) {
 		t.Errorf("run without a key: exit %d\n%s", code, stderr.String())
 	}
 }
+
+// TestStatusGroupsErrorsAndShowsPace: after a run with errored lines of two kinds,
+// clade status groups them by error type and message (with counts and the first
+// line), says when results came and how fast, and that no process works the store
+// any more.
+func TestStatusGroupsErrorsAndShowsPace(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	input := filepath.Join(dir, "in.jsonl")
+	// 10 good lines; 3 ask for more max_tokens than the model allows (the API's
+	// 400, with a number in the message); 2 name a model the catalog lacks.
+	writeWorkload(t, input, 10,
+		`{"custom_id":"big1","params":{"model":"claude-haiku-4-5","max_tokens":900000,"messages":[{"role":"user","content":"a"}]}}`,
+		`{"custom_id":"big2","params":{"model":"claude-haiku-4-5","max_tokens":800000,"messages":[{"role":"user","content":"b"}]}}`,
+		`{"custom_id":"big3","params":{"model":"claude-haiku-4-5","max_tokens":700000,"messages":[{"role":"user","content":"c"}]}}`,
+		`{"custom_id":"nope1","params":{"model":"claude-nonesuch-9","max_tokens":10,"messages":[{"role":"user","content":"d"}]}}`,
+		`{"custom_id":"nope2","params":{"model":"claude-nonesuch-9","max_tokens":10,"messages":[{"role":"user","content":"e"}]}}`)
+	out := filepath.Join(dir, "out.jsonl")
+	var stdout, stderr bytes.Buffer
+	if code := cli.Run(context.Background(), []string{"run", input, "-o", out, "--emulate", "tier-4", "-q"}, nil, &stdout, &stderr); code != cli.ExitFailedRequests {
+		t.Fatalf("clade run: exit %d, want %d (5 lines fail)\n%s", code, cli.ExitFailedRequests, stderr.String())
+	}
+	stdout.Reset()
+	if code := cli.Run(context.Background(), []string{"status", out}, nil, &stdout, &stderr); code != cli.ExitOK {
+		t.Fatalf("clade status: exit %d\n%s", code, stderr.String())
+	}
+	s := stdout.String()
+	for _, want := range []string{
+		"succeeded 10, errored 5",
+		"errored, by error type:",
+		"     3  invalid_request_error (first: line 11): max_tokens: 900000 >",
+		"     2  invalid_request_error (first: line 14): model:",
+		"in the last minute",
+		"now: no clade process is working this store",
+	} {
+		if !strings.Contains(s, want) {
+			t.Errorf("status lacks %q:\n%s", want, s)
+		}
+	}
+}
