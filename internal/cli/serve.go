@@ -139,6 +139,7 @@ func runServe(cmd *cobra.Command, g *globalFlags, f *serveFlags) error {
 	}
 	defer closeEmu()
 	var lim *admit.Limiter
+	var order *serve.SharedOrder // one fair order with the gateways on the same Redis
 	if f.limitsRedis != "" {
 		l, closeLim, err := sharedLimiter(ctx, "clade serve", f.limitsRedis, f.limitsNamespace, cat, f.tier, f.concurrency, log)
 		if err != nil {
@@ -146,6 +147,12 @@ func runServe(cmd *cobra.Command, g *globalFlags, f *serveFlags) error {
 		}
 		defer closeLim()
 		lim = l
+		o, closeOrder, err := sharedOrder(f.limitsRedis, f.limitsNamespace, log)
+		if err != nil {
+			return err
+		}
+		defer closeOrder()
+		order = o
 	} else if lim, err = admit.New(admit.Config{Catalog: cat, Tier: f.tier, MaxConcurrency: f.concurrency, Logger: log}); err != nil {
 		return failure("", fmt.Errorf("limiter: %w", err))
 	}
@@ -167,7 +174,7 @@ func runServe(cmd *cobra.Command, g *globalFlags, f *serveFlags) error {
 	defer closeAccess()
 	reg := prometheus.NewRegistry()
 	gw, err := serve.New(serve.Config{Upstream: client, Limiter: lim, Keys: keys, MaxWait: f.maxWait,
-		MaxAttempts: f.maxAttempts, Registry: reg, Logger: log, AccessLog: access, Spend: store, Catalog: cat})
+		MaxAttempts: f.maxAttempts, Registry: reg, Logger: log, AccessLog: access, Spend: store, Catalog: cat, Order: order})
 	if err != nil {
 		return failure("", err)
 	}

@@ -51,7 +51,11 @@
 //
 // The API is, for the limits and for what each call used; the shared backend (Redis
 // with several gateways) for the buckets between responses. The fair queue is per
-// gateway process: with several gateways each shares its own traffic fairly.
+// gateway process unless Config.Order is set: then Redis holds, per class, the team
+// tags and the virtual time, and each gateway's next call waits until its tag is the
+// smallest across the gateways (SharedOrder), so several gateways keep one fair
+// order between teams. Within a gateway the order of a team's own calls (priority)
+// and the caps' buckets stay local: a team's cap holds on each gateway it uses.
 //
 // # Failure behaviour
 //

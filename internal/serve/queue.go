@@ -45,6 +45,7 @@ type fairQueue struct {
 	now    func() time.Time
 	aging  time.Duration // a waiting call gains a priority level per aging
 	limits *classLimits  // the class's limits, for the caps; nil without caps
+	shared *orderClass   // the order across gateways; nil: this gateway's own
 
 	mu    sync.Mutex
 	busy  bool // a call holds the baton
@@ -76,6 +77,9 @@ type ticket struct {
 	tag    float64
 	ready  chan struct{} // closed when the ticket gets the baton
 	elem   *list.Element
+	turn   *turn // its place in the shared order, while it holds the baton
+	// backlogged: another call of the team was waiting when this one joined.
+	backlogged bool
 }
 
 func newFairQueue() *fairQueue {
@@ -107,6 +111,7 @@ func (f *fairQueue) acquire(ctx context.Context, team *Team, prio int, need admi
 	if tq.n == 0 {
 		tq.finish = max(tq.finish, f.vtime)
 	}
+	t.backlogged = tq.n > 0
 	f.seq++
 	t.seq, t.joined, t.ready = f.seq, f.now(), make(chan struct{})
 	t.elem = tq.levels[prio].PushBack(t)
@@ -119,6 +124,15 @@ func (f *fairQueue) acquire(ctx context.Context, team *Team, prio int, need admi
 	}
 	select {
 	case <-t.ready:
+		if f.shared != nil {
+			// The baton is this gateway's; across gateways, wait for the call's turn.
+			tr, err := f.shared.wait(ctx, team.Name, float64(max(need.InputTokens+need.OutputTokens, 1))/float64(max(team.Weight, 1)), t.backlogged)
+			if err != nil {
+				t.release(false)
+				return nil, err
+			}
+			t.turn = tr
+		}
 		return t.release, nil
 	case <-ctx.Done():
 	}
@@ -154,6 +168,7 @@ func (f *fairQueue) team(team *Team) *teamQueue {
 // on.
 func (t *ticket) release(admitted bool) {
 	f := t.f
+	t.turn.end(admitted)
 	if admitted && f.limits != nil && t.tq.team.Cap > 0 {
 		// The limits are read from the limiter once it has the class, which is by the
 		// first call's admission; with Redis, a round trip every limitsRefresh.

@@ -122,10 +122,11 @@ func (q *quota) take(now time.Time, share float64, l classLimit, c dims) bool {
 }
 
 // newFairQueue returns the fair queue of class, with the gateway's clock, priority
-// aging and, when a team has a cap, the class's limits read from the limiter.
+// aging, the shared order if configured and, when a team has a cap, the class's limits read from the limiter.
 func (g *Gateway) newFairQueue(class string) *fairQueue {
 	f := newFairQueue()
 	f.now, f.aging = g.now, g.cfg.Keys.PriorityAging()
+	f.shared = g.cfg.Order.class(class)
 	if g.cfg.Keys.HasCaps() {
 		f.limits = &classLimits{fetch: func(ctx context.Context) (limit, capacity dims, ok bool) {
 			s, _ := g.lim.Snapshot(ctx)

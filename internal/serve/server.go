@@ -66,6 +66,9 @@ type Config struct {
 	// Catalog prices the calls for the budgets. Default catalog.Default(); give
 	// the limiter's.
 	Catalog *catalog.Catalog
+	// Order, when set, puts the Messages calls of every gateway on its Redis in one
+	// fair order (see SharedOrder); nil: each gateway is fair over its own calls.
+	Order *SharedOrder
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 }
