@@ -149,3 +149,55 @@ func TestServeSharedOrderRedisDown(t *testing.T) {
 		t.Errorf("total queue wait = %.2fs, want the burst to have queued (so the order was consulted)", got)
 	}
 }
+
+// countingRedis counts the scripts run through it.
+type countingRedis struct {
+	*redis.Client
+	n atomic.Int64
+}
+
+func (c *countingRedis) EvalSha(ctx context.Context, sha string, keys []string, args ...any) *redis.Cmd {
+	c.n.Add(1)
+	return c.Client.EvalSha(ctx, sha, keys, args...)
+}
+
+func (c *countingRedis) Eval(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd {
+	c.n.Add(1)
+	return c.Client.Eval(ctx, script, keys, args...)
+}
+
+// TestServeSharedOrderIdleCostsNothing: calls that find their gateway's queue empty
+// make no round trip to the shared order's Redis; calls that queue do.
+func TestServeSharedOrderIdleCostsNothing(t *testing.T) {
+	t.Parallel()
+	url := testkit.RedisURL(t)
+	opts, err := admit.ParseRedisURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := &countingRedis{Client: redis.NewClient(opts)}
+	t.Cleanup(func() { client.Close() })
+	ns := fmt.Sprintf("serve-order-idle-%d", time.Now().UnixNano())
+	order, err := serve.NewSharedOrder(serve.SharedOrderConfig{Client: client, Namespace: ns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat := tinyTier(t, 600)
+	em := emulator.StartTB(t, emulator.Config{Catalog: cat, Tier: "tiny", BurstFraction: emulatorBurst, APIKeys: []string{orgKey}})
+	gw := orderedGateway(t, cat, em, nil, "keys:\n  ck-team-a-0001: a\n", order)
+	c := v2(gw.URL, "ck-team-a-0001")
+	for i := range 5 { // one at a time, within the bucket: nobody queues
+		if _, err := c.Messages.New(context.Background(), hello("claude-haiku-4-5", 16, fmt.Sprintf("one %d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := client.n.Load(); got != 0 {
+		t.Errorf("5 calls one at a time ran %d scripts on the shared order's Redis, want 0", got)
+	}
+	if failed, err := burst(context.Background(), c, 20); failed > 0 {
+		t.Fatalf("%d of 20 calls failed: %v", failed, err)
+	}
+	if got := client.n.Load(); got < 10 {
+		t.Errorf("a burst that queued ran %d scripts, want the queued calls to bid (≥ 10): the count proves nothing", got)
+	}
+}
