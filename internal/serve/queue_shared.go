@@ -91,7 +91,7 @@ func NewSharedOrder(cfg SharedOrderConfig) (*SharedOrder, error) {
 // orderClass is one class's shared order, as one gateway sees it.
 type orderClass struct {
 	o    *SharedOrder
-	key  string
+	keys []string // the tags' hash, the bids' hash
 	warn sync.Once
 }
 
@@ -99,14 +99,17 @@ func (o *SharedOrder) class(class string) *orderClass {
 	if o == nil {
 		return nil
 	}
-	return &orderClass{o: o, key: o.cfg.Prefix + ":" + o.cfg.Namespace + ":" + class}
+	// Both keys in one Redis Cluster slot (the braces), as a script needs.
+	k := o.cfg.Prefix + ":{" + o.cfg.Namespace + ":" + class + "}"
+	return &orderClass{o: o, keys: []string{k, k + ":bids"}}
 }
 
-// The hash of a class: "v" the virtual time (the largest tag admitted), "t:TEAM" the
-// tag of the team's last call to bid, "b:GW" a gateway's bid and "e:GW" when it
-// lapses (Redis time, ms). Tags are written with 17 significant digits.
+// A class has two hashes: KEYS[1] "v", the virtual time (the largest tag admitted),
+// and "t:TEAM", the tag of the team's last call to bid; KEYS[2] "b:GW", a gateway's
+// bid, and "e:GW", when it lapses (Redis time, ms), so a bid reads the few gateways'
+// bids and not every team's tag. Tags are written with 17 significant digits.
 var (
-	// bidScript: KEYS[1] the hash; ARGV gateway, team, cost ÷ weight, lease (ms), the
+	// bidScript: KEYS the two hashes; ARGV gateway, team, cost ÷ weight, lease (ms), the
 	// tag of an earlier bid of the same call or "", "1" if the team has been waiting
 	// (its tag then follows its last one, as a backlogged team's does, not the
 	// virtual time, which the other teams' calls moved meanwhile). Returns {1 if the
@@ -128,17 +131,17 @@ if ARGV[5] == '' then
 else
   tag = tonumber(ARGV[5])
 end
-redis.call('HSET', KEYS[1], 'b:' .. gw, string.format('%.17g', tag), 'e:' .. gw, now + tonumber(ARGV[4]))
-local all = redis.call('HGETALL', KEYS[1])
+redis.call('HSET', KEYS[2], 'b:' .. gw, string.format('%.17g', tag), 'e:' .. gw, now + tonumber(ARGV[4]))
+local all = redis.call('HGETALL', KEYS[2])
 local go = 1
 for i = 1, #all, 2 do
   local k = all[i]
   if string.sub(k, 1, 2) == 'b:' then
     local other = string.sub(k, 3)
     if other ~= gw then
-      local e = tonumber(redis.call('HGET', KEYS[1], 'e:' .. other) or '0')
+      local e = tonumber(redis.call('HGET', KEYS[2], 'e:' .. other) or '0')
       if e < now then
-        redis.call('HDEL', KEYS[1], k, 'e:' .. other)
+        redis.call('HDEL', KEYS[2], k, 'e:' .. other)
       else
         local ot = tonumber(all[i + 1])
         if ot < tag or (ot == tag and other < gw) then go = 0 end
@@ -147,21 +150,22 @@ for i = 1, #all, 2 do
   end
 end
 redis.call('PEXPIRE', KEYS[1], 3600000)
+redis.call('PEXPIRE', KEYS[2], 3600000)
 return {go, string.format('%.17g', tag)}
 `)
-	// keepScript renews a bid: KEYS[1], ARGV gateway, lease (ms).
+	// keepScript renews a bid: KEYS the two hashes, ARGV gateway, lease (ms).
 	keepScript = redis.NewScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-if redis.call('HEXISTS', KEYS[1], 'b:' .. ARGV[1]) == 1 then
-  redis.call('HSET', KEYS[1], 'e:' .. ARGV[1], now + tonumber(ARGV[2]))
+if redis.call('HEXISTS', KEYS[2], 'b:' .. ARGV[1]) == 1 then
+  redis.call('HSET', KEYS[2], 'e:' .. ARGV[1], now + tonumber(ARGV[2]))
 end
 return 1
 `)
-	// doneScript withdraws a bid: KEYS[1], ARGV gateway, the tag, 1 if the call was
+	// doneScript withdraws a bid: KEYS the two hashes, ARGV gateway, the tag, 1 if the call was
 	// admitted (the virtual time then moves to its tag).
 	doneScript = redis.NewScript(`
-redis.call('HDEL', KEYS[1], 'b:' .. ARGV[1], 'e:' .. ARGV[1])
+redis.call('HDEL', KEYS[2], 'b:' .. ARGV[1], 'e:' .. ARGV[1])
 if ARGV[3] == '1' then
   local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
   local tag = tonumber(ARGV[2])
@@ -195,7 +199,7 @@ func (c *orderClass) wait(ctx context.Context, team string, cw float64, backlogg
 	}
 	for {
 		rctx, cancel := context.WithTimeout(ctx, time.Second)
-		res, err := bidScript.Run(rctx, c.o.cfg.Client, []string{c.key}, c.o.id, team, cws, lease, tag, cont).Slice()
+		res, err := bidScript.Run(rctx, c.o.cfg.Client, c.keys, c.o.id, team, cws, lease, tag, cont).Slice()
 		cancel()
 		if err != nil || len(res) != 2 {
 			if ctx.Err() != nil {
@@ -232,7 +236,7 @@ func (t *turn) keep(lease string) {
 			return
 		case <-tick.C:
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			keepScript.Run(ctx, t.c.o.cfg.Client, []string{t.c.key}, t.c.o.id, lease)
+			keepScript.Run(ctx, t.c.o.cfg.Client, t.c.keys, t.c.o.id, lease)
 			cancel()
 		}
 	}
@@ -258,7 +262,7 @@ func (c *orderClass) withdraw(tag string, admitted bool) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	if err := doneScript.Run(ctx, c.o.cfg.Client, []string{c.key}, c.o.id, tag, a).Err(); err != nil {
+	if err := doneScript.Run(ctx, c.o.cfg.Client, c.keys, c.o.id, tag, a).Err(); err != nil {
 		c.failed(err)
 	}
 }
