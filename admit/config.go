@@ -98,7 +98,7 @@ func (c Config) withDefaults() Config {
 		c.Tier = TierAuto
 	}
 	if c.StartTier == "" {
-		c.StartTier = cautiousTier(c.Catalog)
+		c.StartTier = c.Catalog.CautiousTier()
 	}
 	if c.Backend == nil {
 		c.Backend = NewMemory()
@@ -163,17 +163,4 @@ func (c Config) validate() error {
 		errs = append(errs, fmt.Errorf("aimd max %d: must not exceed max concurrency %d", c.AIMD.Max, c.MaxConcurrency))
 	}
 	return errors.Join(errs...)
-}
-
-// cautiousTier is the tier with the lowest default RPM, then ITPM, then name.
-func cautiousTier(cat *catalog.Catalog) string {
-	best := ""
-	var bl catalog.Limits
-	for _, name := range cat.TierNames() {
-		l := cat.Tiers[name].ClassLimits("default")
-		if best == "" || l.RPM < bl.RPM || (l.RPM == bl.RPM && l.ITPM < bl.ITPM) {
-			best, bl = name, l
-		}
-	}
-	return best
 }

@@ -370,6 +370,21 @@ func (c *Catalog) Tier(name string) (*Tier, error) {
 	return t, nil
 }
 
+// CautiousTier is the tier with the lowest default-class RPM (then ITPM): what
+// clade assumes of an account whose tier it has not learnt yet ("tier-1" in the
+// embedded catalog).
+func (c *Catalog) CautiousTier() string {
+	best := ""
+	var bl Limits
+	for _, name := range c.TierNames() {
+		l := c.Tiers[name].ClassLimits("default")
+		if best == "" || l.RPM < bl.RPM || (l.RPM == bl.RPM && l.ITPM < bl.ITPM) {
+			best, bl = name, l
+		}
+	}
+	return best
+}
+
 // TierNames returns the tier names in a stable order.
 func (c *Catalog) TierNames() []string {
 	names := make([]string, 0, len(c.Tiers))

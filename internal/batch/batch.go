@@ -20,7 +20,9 @@ import (
 
 // Defaults.
 const (
-	DefaultTier            = "start"
+	DefaultTier = "start"
+	// TierAuto (Config's Tier) takes the catalog's most cautious tier's batch limits.
+	TierAuto               = "auto"
 	DefaultMaxRounds       = 5
 	DefaultPollMin         = time.Second
 	DefaultPollMax         = time.Minute
@@ -162,8 +164,13 @@ func (c *Config) withDefaults() (Config, error) {
 	if err := out.Check("batch"); err != nil {
 		return out, err
 	}
-	if out.Tier == "" {
+	switch out.Tier {
+	case "":
 		out.Tier = DefaultTier
+	case TierAuto:
+		// Batch limits are not in response headers: auto is the most cautious
+		// tier's, as realtime's auto starts from.
+		out.Tier = out.Catalog.CautiousTier()
 	}
 	tier, err := out.Catalog.Tier(out.Tier)
 	if err != nil {

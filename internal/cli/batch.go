@@ -91,7 +91,7 @@ https://api.anthropic.com). --emulate TIER runs against an in-process emulator i
 	fl.SortFlags = false
 	fl.StringVarP(&f.output, "output", "o", "", "results `FILE` (JSONL, one line per custom_id); default: INPUT.results.jsonl")
 	fl.StringVar(&f.db, "db", "", "store: a SQLite `PATH` or a postgres:// URL; default: OUTPUT.clade.db next to the output")
-	fl.StringVar(&f.tier, "tier", "tier-1", "batch limits to respect (rpm, processing queue, requests per batch): a catalog tier\n("+strings.Join(catalog.Default().TierNames(), ", ")+")")
+	fl.StringVar(&f.tier, "tier", "auto", "batch limits to respect (rpm, processing queue, requests per batch): a catalog tier\n("+strings.Join(catalog.Default().TierNames(), ", ")+") or auto (the most cautious tier's, tier-1; with --emulate, the emulator's)")
 	fl.StringVar(&f.catalogPath, "catalog", "", "YAML `PATH` laid over the embedded catalog of models, tiers and prices")
 	fl.IntVar(&f.maxRequests, "max-requests", 0, "most requests in one batch (default: the tier's, 100,000)")
 	fl.IntVar(&f.maxRounds, "max-rounds", batch.DefaultMaxRounds, "batches a request may go in before an expired, canceled or retryable error is final")
@@ -127,8 +127,11 @@ func runBatch(cmd *cobra.Command, g *globalFlags, f *batchFlags, input string) (
 	if err != nil {
 		return usageErr("clade batch --catalog PATH (see docs/catalog.md)", "%v", err)
 	}
-	if _, err := cat.Tier(f.tier); err != nil {
-		return usageErr("clade batch --tier tier-1", "--tier: %v", err)
+	if f.tier == "auto" && f.emulate != "" {
+		f.tier = f.emulate
+	}
+	if _, err := cat.Tier(f.tier); err != nil && f.tier != batch.TierAuto {
+		return usageErr("clade batch --tier auto", "--tier: %v", err)
 	}
 	routing, err := buildRouting("batch", f.model, f.routing, "", 0, cat)
 	if err != nil {
