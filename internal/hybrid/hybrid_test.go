@@ -89,6 +89,7 @@ func TestHybridSpillsToRealtime(t *testing.T) {
 	cfg := e.config(deadline, &progress)
 	cfg.Batch.MaxRequests = 34
 	cfg.Slack = 3 * time.Second // room for a loaded machine (-race, 2 cores)
+	cfg.Realtime.Spec.Progress = &progress // the live display, as clade run gives it
 	sum, err := hybrid.Run(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("Run: %v\n%s", err, progress.String())
@@ -127,6 +128,11 @@ func TestHybridSpillsToRealtime(t *testing.T) {
 	}
 	if !strings.Contains(progress.String(), "spill to realtime") {
 		t.Errorf("progress does not announce the spill:\n%s", progress.String())
+	}
+	// The live display counts the whole run, the batches' results too: it ends
+	// at 100 %, not at realtime's share.
+	if !strings.Contains(progress.String(), "100/100 (100.0%)") {
+		t.Errorf("progress never reached 100/100 (100.0%%):\n%s", progress.String())
 	}
 	t.Logf("batches did %d, realtime %d calls, %d canceled; finished %s before the deadline",
 		batchDone, sum.RealtimeSent, canceled, deadline.Sub(sum.Finished).Round(time.Millisecond))

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/clade-dev/clade/internal/display"
+	"github.com/clade-dev/clade/internal/jobs"
 )
 
 // progress draws the live display: on a terminal a block redrawn in place (a bar,
@@ -20,7 +21,14 @@ type progress struct {
 	start   time.Time
 	total   int64 // requests pending when the work started, plus those already done
 	samples []sample
+	// whole is the run as the store has it (every process's results, a hybrid
+	// run's batches too), read every storeEvery; wholeAt is when (zero: never).
+	whole   *jobs.Status
+	wholeAt time.Time
 }
+
+// storeEvery is how often the display reads the whole run's counts from the store.
+const storeEvery = 2 * time.Second
 
 // sample is the counters at one time: the run's, and each class's.
 type sample struct {
@@ -109,6 +117,22 @@ func (c classView) binding() int {
 func (p *progress) view(now time.Time) view {
 	r := p.r
 	ok, bad := r.succeeded.Load(), r.errored.Load()
+	total, cost := p.total, r.usd.Spent().USD()
+	// The whole run, when others write results too (hosts sharing the store, a
+	// hybrid run's batches): what the store holds.
+	if now.Sub(p.wholeAt) >= storeEvery {
+		if st, err := r.cfg.Store.Status(context.Background(), r.runID); err == nil {
+			p.whole = st
+		}
+		p.wholeAt = now
+	}
+	if w := p.whole; w != nil {
+		wok := w.Results[jobs.Succeeded]
+		wbad := w.Results[jobs.Errored] + w.Results[jobs.Canceled] + w.Results[jobs.Expired]
+		if wok+wbad >= ok+bad { // the store is never behind this process's own commits
+			ok, bad, total, cost = wok, wbad, w.Requests, max(cost, w.CostUSD)
+		}
+	}
 	s := sample{at: now, done: ok + bad, classes: map[string]counts{}}
 	r.byClass.Range(func(k, c any) bool {
 		cc := c.(*classCount)
@@ -127,9 +151,8 @@ func (p *progress) view(now time.Time) view {
 		}
 		return float64(b-a) / span
 	}
-	cost := r.usd.Spent().USD()
 	v := view{
-		elapsed: now.Sub(p.start), done: s.done, total: p.total, ok: ok, bad: bad,
+		elapsed: now.Sub(p.start), done: s.done, total: total, ok: ok, bad: bad,
 		rateLimited: r.rateLimited.Load(), over: r.overloaded.Load(),
 		cost: cost, batchCost: cost * r.cat.Pricing.Batch,
 		warming: now.Sub(first.at) < rateWindow-time.Second/2,
@@ -145,7 +168,7 @@ func (p *progress) view(now time.Time) view {
 		}
 		v.classes = append(v.classes, cv)
 	}
-	if left := p.total - s.done; left > 0 && !v.warming {
+	if left := total - s.done; left > 0 && !v.warming {
 		if rate := perMin(first.done, s.done); rate > 0 {
 			v.eta = time.Duration(float64(left) / rate * float64(time.Minute))
 		}
