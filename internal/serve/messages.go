@@ -31,6 +31,7 @@ type call struct {
 // handleMessages admits, sends and relays POST /v1/messages.
 func (g *Gateway) handleMessages(w http.ResponseWriter, r *http.Request, team *Team) {
 	code := g.messages(w, r, team)
+	g.answered(team.Name, code) // dashboard.go
 	if code == statusCut {
 		g.m.requests.WithLabelValues(team.Name, epMessages, statusLabel(http.StatusBadGateway)).Inc()
 		// Abort the response, so the client sees the stream cut off (no final chunk).
@@ -210,6 +211,7 @@ func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, c *call) (*admit
 	}
 	waited := g.now().Sub(start)
 	g.m.wait.WithLabelValues(c.team.Name).Observe(waited.Seconds())
+	g.dash.wait(c.team.Name, waited) // dashboard.go
 	if c.access != nil {
 		c.access.wait += waited
 		c.access.attempts++

@@ -49,6 +49,7 @@ func (g *Gateway) Run(ctx context.Context, ln net.Listener, opt RunOptions) erro
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute, // SDKs keep connections alive; idle ones are not kept for ever
 	}
+	defer g.sampleDashboard(ctx)() // the dashboard's history, while the gateway serves
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

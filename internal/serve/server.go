@@ -123,6 +123,8 @@ type Gateway struct {
 
 	budgets *budgets // nil without budgets
 
+	dash dashState // the dashboard's own observations (dashboard.go)
+
 	mu      sync.Mutex
 	queues  map[string]*fairQueue  // by class
 	windows map[string]*rateWindow // by class
@@ -196,6 +198,7 @@ func (g *Gateway) routes() {
 	g.mux.HandleFunc("/", g.notFound)
 	g.mux.HandleFunc("GET /_clade/status", g.handleStatus)
 	g.mux.HandleFunc("GET /{$}", g.handleIndex)
+	g.mux.HandleFunc("GET /_clade/dashboard/", g.serveDashboard)
 	if g.cfg.Registry != nil {
 		g.mux.Handle("GET /metrics", promhttp.HandlerFor(g.cfg.Registry, promhttp.HandlerOpts{}))
 	}

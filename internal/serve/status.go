@@ -99,29 +99,8 @@ func (g *Gateway) handleStatus(w http.ResponseWriter, r *http.Request) {
 	enc.Encode(g.Status(r.Context()))
 }
 
-// handleIndex serves a small page that polls /_clade/status.
+// handleIndex serves the dashboard's page (see dashboard.go and package
+// dashboard): charts of the gateway's samples, polled from the dashboard's series.
 func (g *Gateway) handleIndex(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Write([]byte(indexHTML))
+	g.serveDashboard(w, r)
 }
-
-const indexHTML = `<!doctype html>
-<html><head><meta charset="utf-8"><title>clade serve</title>
-<style>body{font:14px system-ui,sans-serif;margin:2em}table{border-collapse:collapse}
-td,th{padding:.3em .8em;border-bottom:1px solid #ddd;text-align:right}th:first-child,td:first-child{text-align:left}
-.bar{background:#eee;width:120px;height:10px;display:inline-block}.bar i{background:#4a7;height:10px;display:block}</style>
-</head><body><h1>clade serve</h1><p id="at"></p>
-<h2>Throughput against the limits (last minute)</h2>
-<table id="classes"><thead><tr><th>class</th><th>requests/min</th><th>input tokens/min</th><th>output tokens/min</th><th>429/529 upstream</th><th>paused</th></tr></thead><tbody></tbody></table>
-<h2>Waiting for admission</h2><table id="queued"><thead><tr><th>team</th><th>calls</th></tr></thead><tbody></tbody></table>
-<script>
-function cell(v,l){const p=l>0?Math.min(100,100*v/l):0;return '<td>'+v.toLocaleString()+' / '+l.toLocaleString()+' <span class="bar"><i style="width:'+p+'%"></i></span></td>'}
-function esc(s){return String(s).replace(/[&<>"]/g,c=>({'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;'}[c]))}
-async function tick(){try{const s=await (await fetch('/_clade/status')).json();
-document.getElementById('at').textContent='tier '+s.tier+', '+s.in_flight+' in flight, at '+s.at;
-document.querySelector('#classes tbody').innerHTML=(s.classes||[]).map(c=>'<tr><td>'+esc(c.class)+'</td>'+cell(c.requests_per_min,c.limit_rpm)+cell(c.input_tokens_per_min,c.limit_itpm)+cell(c.output_tokens_per_min,c.limit_otpm)+'<td>'+c.upstream_429_per_min+' / '+c.upstream_529_per_min+'</td><td>'+(c.paused_until?esc(c.paused_until):'')+'</td></tr>').join('');
-document.querySelector('#queued tbody').innerHTML=Object.entries(s.queued).map(([t,n])=>'<tr><td>'+esc(t)+'</td><td>'+n+'</td></tr>').join('');
-}catch(e){}}
-tick();setInterval(tick,2000);
-</script></body></html>
-`
