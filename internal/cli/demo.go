@@ -54,7 +54,16 @@ default 20 requests cost well under one cent).`,
 				where = "the built-in emulator at " + tier
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "demo: %d requests from %s on %s\n", n, input, where)
-			return runRun(cmd, g, f, input)
+			if err := runRun(cmd, g, f, input); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), `next:
+  head -c 600 %[1]s     # a result line: the Message, as the Batches API writes it
+  clade status %[1]s    # counts, pace, cost, errors by type
+  clade plan %[2]s      # time and cost on each tier, model and mode
+  clade run YOUR.jsonl -o results.jsonl  (one {"custom_id","params"} per line: docs/run.md)
+`, shellQuote(f.output), shellQuote(input))
+			return nil
 		},
 	}
 	cmd.Flags().IntVar(&n, "requests", 2000, "how many requests the demo workload has (20 against the real API)")

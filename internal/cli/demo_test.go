@@ -22,6 +22,9 @@ func TestDemo(t *testing.T) {
 	if !strings.Contains(out.String(), "built-in emulator") {
 		t.Errorf("demo did not say it runs on the emulator:\n%s", tail(out.String(), 2000))
 	}
+	if !strings.Contains(out.String(), "next:\n") || !strings.Contains(out.String(), "clade status "+filepath.Join(dir, "demo.results.jsonl")) {
+		t.Errorf("demo did not end with what to try next:\n%s", tail(out.String(), 2000))
+	}
 	seen := countResults(t, filepath.Join(dir, "demo.results.jsonl"))
 	for i := 0; i < 40; i++ {
 		if id := fmt.Sprintf("demo-%06d", i); seen[id] != 1 {
