@@ -13,10 +13,12 @@ build:
 test: fmt-check vet staticcheck unit
 
 fmt-check:
+	@echo "== gofmt"
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 
 vet:
+	@echo "== go vet $(PKGS) (compiles every package: a few minutes on a cold build cache, seconds after)"
 	$(GO) vet $(PKGS)
 
 # staticcheck is a tool dependency in go.mod (go tool): the module proxy is all it
@@ -39,6 +41,7 @@ node-deps:
 	else echo "== npm not found: the real-client and browser tests will skip"; fi
 
 unit: node-deps
+	@echo "== go test -race $(PKGS) (one line per package as it finishes)"
 	$(GO) test -race -count=1 -timeout 12m $(PKGS)
 
 # Go benchmarks of hot paths. End-to-end figures: see docs/benchmarks.md.
