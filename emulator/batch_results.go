@@ -193,10 +193,13 @@ func (s *Server) batchMessage(snap *resultsSnapshot, i int, opt wire.ParseOption
 	if werr == nil {
 		werr = s.checkThinkingBlocks(p.body)
 	}
+	if werr == nil {
+		werr = checkSurface(p.body)
+	}
 	if werr != nil {
 		return nil, werr
 	}
-	g := s.generateWith(p.req, p.body, tc, false)
+	g := s.generateWith(callable(p.req), p.body, tc, false)
 	m := g.message(p.req.Model, g.usage(cu, "batch"))
 	m.ID = derivedID("msg_", snap.idSeed, uint64(i)<<1)
 	for j, blk := range m.Content {

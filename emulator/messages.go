@@ -175,6 +175,9 @@ func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request, c *call)
 	if werr == nil {
 		werr = s.checkThinkingBlocks(body)
 	}
+	if werr == nil {
+		werr = checkSurface(body)
+	}
 	if werr != nil {
 		s.writeError(w, c.requestID, werr)
 		return
@@ -189,7 +192,7 @@ func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request, c *call)
 		return
 	}
 	cu = s.cache.lookup(p.input, p.class.MinCacheTokens, now, true)
-	g := s.generateWith(p.req, body, tc, interleaved)
+	g := s.generateWith(callable(p.req), body, tc, interleaved)
 	u := g.usage(cu, "standard")
 	s.metrics.observeTokens(p.class.Name, u.InputTokens, u.OutputTokens, u.CacheReadInputTokens, u.CacheCreationInputTokens)
 

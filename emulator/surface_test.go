@@ -61,3 +61,64 @@ func TestThreadGetsTheFallbackError(t *testing.T) {
 		t.Errorf("the word thread in a message: %d %s, want 200", r.status, r.body)
 	}
 }
+
+// TestEffortAndContextManagement: output_config.effort and context_management as
+// current clients send them are answered 200; an effort the API does not know and
+// a context_management without typed edits get its 400.
+func TestEffortAndContextManagement(t *testing.T) {
+	t.Parallel()
+	em := start(t, emulator.Config{Tier: "tier-4", APIKeys: []string{testKey}})
+	url := em.URL + "/v1/messages"
+	msg := `"model":"claude-haiku-4-5","max_tokens":16,"messages":[{"role":"user","content":"hi"}]`
+	for _, tt := range []struct {
+		extra  string
+		status int
+		want   string
+	}{
+		{`"output_config":{"effort":"low"}`, 200, ""},
+		{`"output_config":{"effort":"max"}`, 200, ""},
+		{`"output_config":{"effort":"extreme"}`, 400, "output_config.effort"},
+		{`"context_management":{"edits":[{"type":"clear_tool_uses_20250919","trigger":{"type":"input_tokens","value":30000}}]}`, 200, ""},
+		{`"context_management":{"edits":[{"trigger":{}}]}`, 400, "context_management.edits.0.type"},
+	} {
+		r := rawCall(t, "POST", url, "2023-06-01", []byte("{"+msg+","+tt.extra+"}"))
+		if r.status != tt.status || tt.want != "" && !strings.Contains(string(r.body), tt.want) {
+			t.Errorf("%s: %d %s, want %d %s", tt.extra, r.status, r.body, tt.status, tt.want)
+		}
+	}
+}
+
+// TestDeferredAndServerToolsAreNotCalled: a tool with defer_loading is hidden from
+// the model until a tool search finds it, and server tools run on the API's side:
+// asked to use them, the emulator never answers them with a client tool_use; the
+// visible tool is still called.
+func TestDeferredAndServerToolsAreNotCalled(t *testing.T) {
+	t.Parallel()
+	em := start(t, emulator.Config{Tier: "tier-4", APIKeys: []string{testKey}})
+	tools := `"tools":[{"name":"hidden","input_schema":{"type":"object"},"defer_loading":true},` +
+		`{"type":"tool_search_tool_regex_20251119","name":"tool_search_tool_regex"},` +
+		`{"type":"web_search_20250305","name":"web_search"},` +
+		`{"name":"visible","input_schema":{"type":"object","properties":{"q":{"type":"string"}}}}]`
+	for i := range 30 {
+		prompt := []string{"Use hidden now", "Use web_search now", "Use tool_search_tool_regex", "Use visible now"}[i%4]
+		body := `{"model":"claude-haiku-4-5","max_tokens":400,"messages":[{"role":"user","content":"` + prompt + ` ` + strings.Repeat("x", i) + `"}],` + tools + `}`
+		r := rawCall(t, "POST", em.URL+"/v1/messages", "2023-06-01", []byte(body))
+		if r.status != 200 {
+			t.Fatalf("%d %s", r.status, r.body)
+		}
+		var m struct {
+			Content []struct{ Type, Name string } `json:"content"`
+		}
+		if err := json.Unmarshal(r.body, &m); err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range m.Content {
+			if b.Type == "tool_use" && b.Name != "visible" {
+				t.Errorf("%q: a tool_use of %s, which the model cannot call", prompt, b.Name)
+			}
+		}
+		if strings.HasPrefix(prompt, "Use visible") && (len(m.Content) == 0 || m.Content[len(m.Content)-1].Name != "visible") {
+			t.Errorf("asked to use visible: %s, want a tool_use of it", r.body)
+		}
+	}
+}
