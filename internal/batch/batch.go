@@ -268,6 +268,8 @@ type dispatcher struct {
 	othersAt time.Time
 	// nextStatus is when the next status line is due.
 	nextStatus time.Time
+	// nextDashboard is when the dashboard is next given the counts (dashboard.go).
+	nextDashboard time.Time
 	// fillAfter holds fill back after a 429 or a failed create.
 	fillAfter time.Time
 	failures  int
@@ -459,6 +461,7 @@ func (d *dispatcher) loop(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		d.feedDashboard(ctx, openN) // dashboard.go
 		if d.cfg.Progress != nil && !now.Before(d.nextStatus) {
 			d.nextStatus = now.Add(d.cfg.ProgressEvery)
 			d.status(ctx, openN)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 
 	"github.com/clade-dev/clade/catalog"
 	"github.com/clade-dev/clade/internal/batch"
+	"github.com/clade-dev/clade/internal/dashboard"
 	"github.com/clade-dev/clade/internal/jobs"
 	"github.com/clade-dev/clade/internal/lifecycle"
 	"github.com/clade-dev/clade/internal/runner"
@@ -36,6 +38,7 @@ type batchFlags struct {
 	budget      float64
 	ordered     bool
 	metricsAddr string
+	dashboard   string
 	model       string
 	routing     string
 	// resumeCanceled sends again the requests of a run stopped by clade batch cancel.
@@ -108,6 +111,7 @@ https://api.anthropic.com). --emulate TIER runs against an in-process emulator i
 	fl.Float64Var(&f.budget, "budget", 0, "create no batch that could take the run's cost over `USD` (0: no budget); each request counts\nat its estimated input and whole max_tokens, at batch prices, until its result is read")
 	fl.BoolVar(&f.ordered, "ordered", false, "write the output in input order when the run ends, instead of as results arrive")
 	fl.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on `HOST:PORT` (e.g. 127.0.0.1:9090)")
+	fl.StringVar(&f.dashboard, "dashboard", "", "serve a live dashboard (progress, batches in flight, cost) on `HOST:PORT`;\nkeep it on loopback, e.g. 127.0.0.1:8090: the page has no authentication")
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "no progress lines and no info logs (unless --log-level): warnings, errors and the summary")
 	fl.BoolVar(&f.resumeCanceled, "resume-canceled", false, "a run stopped by clade batch cancel: send its canceled requests again")
 	cmd.AddCommand(newBatchCancelCmd(g))
@@ -168,11 +172,19 @@ func runBatch(cmd *cobra.Command, g *globalFlags, f *batchFlags, input string) (
 		defer stop()
 		fmt.Fprintf(stderr, "metrics on http://%s/metrics\n", addr)
 	}
+	var dash *dashboard.Live
+	if f.dashboard != "" {
+		if dash, err = dashboard.Listen(f.dashboard, "clade batch "+filepath.Base(input)); err != nil {
+			return usageErr("clade batch --dashboard 127.0.0.1:8090", "--dashboard: %v", err)
+		}
+		defer dash.Close()
+		fmt.Fprintf(stderr, "dashboard on %s\n", dash.URL())
+	}
 	opts, _ := json.Marshal(map[string]any{"mode": "batch", "tier": f.tier, "output": f.output})
 	cfg := batch.Config{
 		Spec: lifecycle.Spec{Store: store, Client: client, Catalog: cat, Input: input, Output: f.output,
 			Force: f.force, Strict: f.strict, Options: opts, Tier: f.tier, Budget: f.budget, Ordered: f.ordered,
-			Progress: progress, Logger: log},
+			Progress: progress, Dashboard: dash.Feed(), Logger: log},
 		MaxRequests: f.maxRequests, MaxRounds: f.maxRounds, PollMin: f.poll, Routing: routing,
 		RetryVia: f.retryVia, ResumeCanceled: f.resumeCanceled,
 		Realtime: runner.Config{MaxConcurrency: f.concurrency, MaxAttempts: f.maxAttempts},

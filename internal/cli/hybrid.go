@@ -56,11 +56,11 @@ func runHybrid(cmd *cobra.Command, f *runFlags, input string, cat *catalog.Catal
 		progress = nil
 	}
 	opts, _ := json.Marshal(map[string]any{"mode": "auto", "tier": f.tier, "output": f.output})
-	rc := runner.Config{Spec: lifecycle.Spec{Progress: progress}, MaxConcurrency: f.concurrency, MaxAttempts: f.maxAttempts, Routing: routing,
+	rc := runner.Config{Spec: lifecycle.Spec{Progress: progress, Dashboard: f.dash.Feed()}, MaxConcurrency: f.concurrency, MaxAttempts: f.maxAttempts, Routing: routing,
 		StreamAbove: f.streamAbove, CountTokens: f.countTokens, Limiter: lim,
 		Abort: secondSignal(ctx),
 	}
-	bc := batch.Config{MaxRequests: f.maxBatch, PollMin: f.poll, Routing: routing}
+	bc := batch.Config{Spec: lifecycle.Spec{Dashboard: f.dash.Feed()}, MaxRequests: f.maxBatch, PollMin: f.poll, Routing: routing}
 	if reg != nil {
 		// clade_batch_* while batches work, clade_run_* (and the token and cost
 		// counters of realtime) once realtime takes over.

@@ -23,6 +23,7 @@ import (
 	"github.com/clade-dev/clade/admit"
 	"github.com/clade-dev/clade/catalog"
 	"github.com/clade-dev/clade/emulator"
+	"github.com/clade-dev/clade/internal/dashboard"
 	"github.com/clade-dev/clade/internal/jobs"
 	"github.com/clade-dev/clade/internal/lifecycle"
 	"github.com/clade-dev/clade/internal/plan"
@@ -49,6 +50,8 @@ type runFlags struct {
 	force         bool
 	ordered       bool
 	metricsAddr   string
+	dashboard     string
+	dash          *dashboard.Live // the --dashboard listener, while the command runs
 	baseURL       string
 	emulate       string
 	quiet         bool
@@ -118,6 +121,7 @@ https://api.anthropic.com). --emulate TIER runs against an in-process emulator i
 	fl.BoolVar(&f.force, "force", false, "re-import an input that changed since the store was made (drops its results),\nor replace a results file another run wrote")
 	fl.BoolVar(&f.ordered, "ordered", false, "write the output in input order when the run ends, instead of as results arrive")
 	fl.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on `HOST:PORT` (e.g. 127.0.0.1:9090)")
+	fl.StringVar(&f.dashboard, "dashboard", "", "serve a live dashboard (progress, rates against the limits, ETA, cost) on `HOST:PORT`;\nkeep it on loopback, e.g. 127.0.0.1:8090: the page has no authentication")
 	fl.StringVar(&f.baseURL, "base-url", "", "API base `URL` (default: ANTHROPIC_BASE_URL, else https://api.anthropic.com)")
 	fl.StringVar(&f.emulate, "emulate", "", "run against an in-process emulator at this `TIER` (no key or network needed)")
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "no live progress and no info logs (unless --log-level): warnings, errors and the summary")
@@ -203,6 +207,13 @@ func runRun(cmd *cobra.Command, g *globalFlags, f *runFlags, input string) (retE
 		defer stop()
 		fmt.Fprintf(stderr, "metrics on http://%s/metrics\n", addr)
 	}
+	if f.dashboard != "" {
+		if f.dash, err = dashboard.Listen(f.dashboard, "clade run "+filepath.Base(input)); err != nil {
+			return usageErr("clade run --dashboard 127.0.0.1:8090", "--dashboard: %v", err)
+		}
+		defer f.dash.Close()
+		fmt.Fprintf(stderr, "dashboard on %s\n", f.dash.URL())
+	}
 	var lim *admit.Limiter
 	if f.limitsRedis != "" {
 		l, closeLim, err := sharedLimiter(ctx, "clade run", f.limitsRedis, f.limitsNamespace, cat, f.tier, f.concurrency, log)
@@ -228,7 +239,7 @@ func runRun(cmd *cobra.Command, g *globalFlags, f *runFlags, input string) (retE
 	sum, err := runner.Run(ctx, runner.Config{
 		Spec: lifecycle.Spec{Store: store, Client: client, Catalog: cat, Input: input, Output: f.output,
 			Ordered: f.ordered, Force: f.force, Strict: f.strict, Options: opts, Tier: f.tier,
-			Budget: f.budget, Progress: progress, Registry: registerer, Logger: log},
+			Budget: f.budget, Progress: progress, Dashboard: f.dash.Feed(), Registry: registerer, Logger: log},
 		MaxConcurrency: f.concurrency, MaxAttempts: f.maxAttempts, Routing: routing, StreamAbove: f.streamAbove,
 		CountTokens: f.countTokens, Abort: abort, Limiter: lim,
 	})

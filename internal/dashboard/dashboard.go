@@ -210,3 +210,48 @@ func Serve(ctx context.Context, ln net.Listener, d *Dashboard) error {
 	}
 	return nil
 }
+
+// Live is a run's dashboard on its own listener (clade run --dashboard).
+type Live struct {
+	feed *Feed
+	url  string
+	stop context.CancelFunc
+	done chan error
+}
+
+// Listen serves a dashboard titled title on addr (HOST:PORT; give a loopback
+// address, 127.0.0.1:PORT: the page has no authentication), sampling the Feed
+// the run's display sets, until Close.
+func Listen(addr, title string) (*Live, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	feed := &Feed{}
+	d, err := New(Config{Source: feed, Title: title})
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &Live{feed: feed, url: "http://" + ln.Addr().String() + "/", stop: cancel, done: make(chan error, 1)}
+	go func() { l.done <- Serve(ctx, ln, d) }()
+	return l, nil
+}
+
+// Feed is what the run's display sets (nil for a nil Live: no dashboard).
+func (l *Live) Feed() *Feed {
+	if l == nil {
+		return nil
+	}
+	return l.feed
+}
+
+// URL is the page's address.
+func (l *Live) URL() string { return l.url }
+
+// Close stops serving and returns once the listener is closed.
+func (l *Live) Close() error {
+	l.stop()
+	return <-l.done
+}

@@ -128,3 +128,24 @@ func TestHandlerServesEverythingItself(t *testing.T) {
 		}
 	}
 }
+
+// TestFeedPrefersRealtime: a hybrid run's realtime workers count the whole run, so
+// while they feed, their sample is shown and the batches' is not.
+func TestFeedPrefersRealtime(t *testing.T) {
+	t.Parallel()
+	var f dashboard.Feed
+	if s := f.Sample(context.Background(), time.Now()); s.Progress != nil {
+		t.Fatalf("empty feed = %+v, want no progress", s)
+	}
+	f.Set(dashboard.Sample{Progress: &dashboard.Progress{Mode: "batch", Done: 1}})
+	if s := f.Sample(context.Background(), time.Now()); s.Progress.Mode != "batch" {
+		t.Errorf("feed = %+v, want the batches' sample", s.Progress)
+	}
+	f.Set(dashboard.Sample{Progress: &dashboard.Progress{Mode: "realtime", Done: 5}})
+	f.Set(dashboard.Sample{Progress: &dashboard.Progress{Mode: "batch", Done: 2}})
+	if s := f.Sample(context.Background(), time.Now()); s.Progress.Mode != "realtime" || s.Progress.Done != 5 {
+		t.Errorf("feed = %+v, want the realtime sample while it is fresh", s.Progress)
+	}
+	var none *dashboard.Feed
+	none.Set(dashboard.Sample{}) // no dashboard: nothing happens
+}

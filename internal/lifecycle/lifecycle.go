@@ -30,6 +30,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/clade-dev/clade/catalog"
+	"github.com/clade-dev/clade/internal/dashboard"
 	"github.com/clade-dev/clade/internal/jobs"
 	"github.com/clade-dev/clade/internal/upstream"
 )
@@ -71,6 +72,9 @@ type Spec struct {
 	Budget float64
 	// Progress receives the live display and events; nil for none.
 	Progress io.Writer
+	// Dashboard, when set, receives the live display's numbers for the dashboard
+	// page (clade run --dashboard); nil for none.
+	Dashboard *dashboard.Feed
 	// Registry, when set, receives the run's Prometheus metrics.
 	Registry prometheus.Registerer
 	// Logger receives structured logs. Default: discard.
@@ -98,7 +102,7 @@ func (s *Spec) Check(who string) error {
 // Sharing is the Spec of a mode that works inside the run of s (realtime
 // workers inside a batch or hybrid run): s's store, client, catalog, input,
 // options, tier and budget, results going to out, and no import choices of its
-// own (the parent imported). The child keeps its own Progress and Registry, and
+// own (the parent imported). The child keeps its own Progress, Dashboard and Registry, and
 // its Logger if it has one.
 func (s Spec) Sharing(child Spec, out *jobs.Output) Spec {
 	log := child.Logger
@@ -108,7 +112,7 @@ func (s Spec) Sharing(child Spec, out *jobs.Output) Spec {
 	return Spec{
 		Store: s.Store, Client: s.Client, Catalog: s.Catalog, Input: s.Input, Out: out,
 		Options: s.Options, Tier: s.Tier, Budget: s.Budget,
-		Progress: child.Progress, Registry: child.Registry, Logger: log,
+		Progress: child.Progress, Dashboard: child.Dashboard, Registry: child.Registry, Logger: log,
 	}
 }
 

@@ -1,8 +1,10 @@
 package runner
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -45,7 +47,7 @@ const rateWindow = 10 * time.Second
 
 func newProgress(r *run, pending int64) *progress {
 	done := r.succeeded.Load() + r.errored.Load()
-	return &progress{r: r, screen: display.New(r.cfg.Progress), start: time.Now(), total: done + pending, done: make(chan struct{})}
+	return &progress{r: r, screen: display.New(cmp.Or[io.Writer](r.cfg.Progress, io.Discard)), start: time.Now(), total: done + pending, done: make(chan struct{})}
 }
 
 // loop draws every period until ctx ends.
@@ -80,6 +82,7 @@ func (p *progress) say(msg string) {
 func (p *progress) draw(now time.Time) {
 	v := p.view(now)
 	p.screen.Draw(v.block(p.screen.Width()), v.line())
+	p.r.cfg.Dashboard.Set(v.sample(p.r.cfg.Tier, p.r.inFlight.Load())) // dashboard.go
 }
 
 // view is what the display shows, computed from the counters; block and line

@@ -386,7 +386,7 @@ func (r *run) work(ctx context.Context, pending int64) error {
 	}
 
 	var prog *progress
-	if r.cfg.Progress != nil {
+	if r.cfg.Progress != nil || r.cfg.Dashboard != nil {
 		prog = newProgress(r, pending)
 		go prog.loop(workCtx, r.cfg.ProgressEvery)
 	}

@@ -96,7 +96,7 @@
     const fmt = opts.fmt || short;
     let out = '';
     const lastLimit = limit && limit.length ? limit[limit.length - 1][1] : null;
-    if (lastLimit > 0 && lastLimit <= ymax) {
+    if (lastLimit > 0 && lastLimit <= ymax && !opts.noBands) {
       out += '<rect class="near-band" x="' + L + '" width="' + (W - L - R) + '" y="' + y(lastLimit) + '" height="' + (y(0.8 * lastLimit) - y(lastLimit)).toFixed(1) + '"/>';
       out += '<rect class="over-band" x="' + L + '" width="' + (W - L - R) + '" y="' + T + '" height="' + (y(lastLimit) - T).toFixed(1) + '"/>';
     }
@@ -137,7 +137,7 @@
     svg.innerHTML = out;
     const leg = c.querySelector('.legend');
     leg.innerHTML = series.map((s) => '<span class="' + (s.dash ? 'dashed' : '') + '" style="--c:' + s.color + '">' + esc(s.name) + '</span>').join('') +
-      (limit ? '<span class="dashed" style="--c:var(--limit)">limit</span>' : '');
+      (limit ? '<span class="dashed" style="--c:var(--limit)">' + esc(opts.limitName || 'limit') + '</span>' : '');
   }
   function pts(f) { return st.samples.map((s) => { const v = f(s); return [Date.parse(s.at), v == null ? null : v]; }); }
   const byName = (arr, name) => (arr || []).find((x) => x.name === name);
@@ -156,7 +156,7 @@
       (p.note ? '<dt>now</dt><dd>' + esc(p.note) + '</dd>' : '') + '</dl>';
     draw(c, [{ name: 'done', color: COLORS[0], pts: pts((x) => x.progress && x.progress.done) },
       { name: 'errors', color: COLORS[1], pts: pts((x) => x.progress && x.progress.errored) }],
-    pts((x) => x.progress && x.progress.total));
+    pts((x) => x.progress && x.progress.total), { noBands: true, limitName: 'total' });
     const k = card('progress', 'progress-cards', 'p-cost', 'Cost so far', true);
     setValue(k, esc(usd(p.cost_usd)));
     draw(k, [{ name: 'cost', color: COLORS[3], pts: pts((x) => x.progress && x.progress.cost_usd) }], null, { fmt: usd });
