@@ -26,10 +26,11 @@ const (
 )
 
 // dashGateway is a gateway of two teams with budgets on a tier of 30 requests a
-// minute in full-minute buckets, its dashboard sampling every 2 s.
+// minute in full-minute buckets (research capped at half), its dashboard sampling
+// every 2 s.
 func dashGateway(t *testing.T) *gateway {
 	t.Helper()
-	keys := "teams:\n  research: {budget: {day: 1}}\n  ops: {budget: {day: 0.004}}\nkeys:\n  " +
+	keys := "teams:\n  research: {budget: {day: 1}, cap: 0.5}\n  ops: {budget: {day: 0.004}}\nkeys:\n  " +
 		dashKeyA + ": research\n  " + dashKeyB + ": ops\n"
 	gw := startGateway(t, setup{cat: tinyTier(t, 30), tier: "tiny", keys: keys, maxWait: 2 * time.Minute,
 		spend: openSpend(t, jobstest.SQLite().NewDSN(t))})

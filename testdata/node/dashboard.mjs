@@ -83,6 +83,8 @@ try {
     check(before && before.points > 0, `the wait chart has points (${before && before.value})`);
     const errs = await chart('e-teams');
     check(errs && errs.points > 0, `the errors chart has points (${errs && errs.value})`);
+    const share = await chart('[id^="q-share-"]');
+    check(share && share.points > 0 && /cap 50 %/.test(share.value), `the share chart against research's cap: "${share && share.value}"`);
     const spend = await page.evaluate(() => document.querySelectorAll('#spend-charts .card').length);
     check(spend >= 2, `${spend} budget charts`);
     const was = await chart(main);

@@ -193,6 +193,26 @@
       ser.push({ name: n + ' p99', color, dash: true, pts: pts((x) => { const t = byName(x.teams, n); return t && t.wait_p99_seconds; }) });
     });
     draw(w, ser, null, { fmt: dur, min: 0.01 });
+    // Each class's share of what was admitted in the last minute, per team, against
+    // the teams' caps (a capped team over its cap is borrowing what nobody else wanted).
+    const classes = [...new Set((s.teams || []).flatMap((t) => (t.shares || []).map((x) => x.class)))].sort();
+    for (const cl of classes) {
+      const c = card('queues', 'queue-charts', 'q-share-' + cl, cl + ' · share of admitted, last minute', true);
+      const share = (t) => (t.shares || []).find((x) => x.class === cl);
+      let worst = '';
+      const parts = (s.teams || []).filter(share).map((t) => {
+        const x = share(t);
+        const sst = x.cap > 0 ? state(x.share, x.cap) : '';
+        if (sst === 'over' || (sst === 'at' && worst !== 'over') || (sst === 'near' && !worst)) worst = sst;
+        return esc(t.name) + ' ' + Math.round(100 * x.share) + ' %' + (x.cap > 0 ? ' <span class="state-' + sst + '">(cap ' + Math.round(100 * x.cap) + ' %)</span>' : '');
+      });
+      setState(c, worst);
+      setValue(c, parts.join(' · '));
+      draw(c, teams.map((n, i) => ({ name: n, color: COLORS[i % COLORS.length], pts: pts((x) => { const t = byName(x.teams, n); const y = t && share(t); return y ? 100 * y.share : null; }) }))
+        .concat(teams.filter((n) => { const t = byName(s.teams, n); const y = t && share(t); return y && y.cap > 0; })
+          .map((n) => ({ name: n + ' cap', color: COLORS[teams.indexOf(n) % COLORS.length], dash: true, pts: pts((x) => { const t = byName(x.teams, n); const y = t && share(t); return y && y.cap > 0 ? 100 * y.cap : null; }) }))),
+      null, { min: 100, fmt: (v) => Math.round(v) + ' %' });
+    }
   }
 
   function renderErrors(s) {
