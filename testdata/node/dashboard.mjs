@@ -72,6 +72,9 @@ try {
   check(first.drawn >= 3, `${main} draws ${first.drawn} points in SVG polylines (value "${first.value}")`);
   const all = await page.evaluate(() => [...document.querySelectorAll('svg.chart')].map((s) => +(s.dataset.points || 0)));
   check(all.length >= 4 && all.filter((n) => n > 0).length >= 4, `${all.length} charts, ${all.filter((n) => n > 0).length} with points`);
+  const states = await page.evaluate(() => [[79999, 100000], [80000, 100000], [90000, 90000], [114314, 90000], [5, 0]]
+    .map(([v, l]) => window.cladeDashboard.state(v, l)));
+  check(states.join() === 'ok,near,at,over,', `states at 79.999 %, 80 %, 100 %, 127 % and no limit: ${states.join()}`);
   const meta = await page.textContent('#meta');
   check(/\d\d:\d\d:\d\d/.test(meta) && !/\d\d:\d\d:\d\d[.,]\d/.test(meta) && !/T\d\d:/.test(meta), `a human timestamp: "${meta}"`);
 

@@ -305,5 +305,6 @@
   }));
   let resize = null;
   window.addEventListener('resize', () => { clearTimeout(resize); resize = setTimeout(render, 150); });
+  window.cladeDashboard = Object.freeze({ state }); // for the browser test
   poll();
 })();
