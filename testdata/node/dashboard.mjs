@@ -1,7 +1,8 @@
 // Drives clade's dashboard in a real headless Chromium (Debian's, through
 // playwright-core), for internal/serve's TestDashboardInChromium and the run's
 // dashboard test. Environment: DASHBOARD_URL (the page), CHROMIUM (the browser),
-// USER_DATA_DIR (a fresh profile), SCREENSHOT (where the 1,600 px PNG goes),
+// USER_DATA_DIR (a fresh profile), SCREENSHOT (where the 1,600 px PNG goes;
+// SCREENSHOT_NARROW, when set, the 420 px one),
 // DASHBOARD_KIND ("gateway", the default, or "run").
 //
 // Protocol with the Go test (gateway): the script prints MORE once the charts have
@@ -126,6 +127,7 @@ try {
   const narrow = await page.evaluate(() => ({ scroll: document.documentElement.scrollWidth, client: document.documentElement.clientWidth,
     widest: Math.max(...[...document.querySelectorAll('.card')].map((c) => c.getBoundingClientRect().right)) }));
   check(narrow.scroll <= 420 && narrow.widest <= 420, `no horizontal overflow at 420 px: scrollWidth ${narrow.scroll}, widest card ends at ${narrow.widest}`);
+  if (process.env.SCREENSHOT_NARROW) await page.screenshot({ path: process.env.SCREENSHOT_NARROW, fullPage: true });
   const small = await chart(main);
   check(small.width <= 420 && small.drawn >= 3, `the chart redrawn at ${small.width} px with ${small.drawn} points`);
   check(foreign.length === 0, `nothing fetched from elsewhere (${foreign.join(', ')})`);

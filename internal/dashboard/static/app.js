@@ -104,7 +104,7 @@
       out += '<line class="gridline" x1="' + L + '" x2="' + (W - R) + '" y1="' + y(v) + '" y2="' + y(v) + '"/>' +
         '<text x="' + (L - 4) + '" y="' + (+y(v) + 3) + '" text-anchor="end">' + esc(fmt(v)) + '</text>';
     }
-    const ticks = W < 300 ? 2 : 4;
+    const ticks = W < 420 ? 2 : 4;
     for (let i = 0; i <= ticks; i++) {
       const t = t0 + (t1 - t0) * i / ticks;
       out += '<text x="' + x(t) + '" y="' + (H - 4) + '" text-anchor="' + (i === 0 ? 'start' : i === ticks ? 'end' : 'middle') + '">' + esc((t1 - t0 < 600000 ? timeFmt : hmFmt).format(new Date(t))) + '</text>';
