@@ -78,3 +78,8 @@ func (h *histogram) quantile(q float64) time.Duration {
 	}
 	return h.max
 }
+
+// quantiles summarises h.
+func (h *histogram) quantiles() Quantiles {
+	return Quantiles{P50: h.quantile(0.5), P90: h.quantile(0.9), P99: h.quantile(0.99), P999: h.quantile(0.999), Max: h.max}
+}

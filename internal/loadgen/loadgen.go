@@ -1,15 +1,24 @@
-// Package loadgen drives an HTTP endpoint with Messages requests from a fixed number of
-// concurrent workers and reports throughput, status counts and latency quantiles.
+// Package loadgen drives an HTTP endpoint with Messages requests and reports
+// throughput, status counts and latency quantiles, in one of two modes.
 //
-// Each worker sends one request at a time over its own keep-alive connection and reads
-// every response to the end, so the figure it reports is closed-loop throughput at the
-// given concurrency: what a client with that many requests in flight gets. The same
-// generator drives the emulator and any baseline server, so figures from one run can be
-// compared as ratios (docs/benchmarks.md).
+// Closed loop (the default): a fixed number of workers each send one request at a
+// time over its own keep-alive connection and read every response to the end, so the
+// figure it reports is throughput at the given concurrency: what a client with that
+// many requests in flight gets. Latency is measured per request from just before it
+// is sent.
 //
-// Latency is measured per request from just before the request is sent to the end of
-// the response body; first-byte time stops when the response headers arrive. Quantiles
-// come from a fixed-size log-linear histogram and are within 1.6 % of the exact value.
+// Open loop (Config.Rate > 0): requests are due on a fixed schedule, Rate per second,
+// whether or not the ones before them have been answered, as independent users send
+// them. Latency is measured from when a request was due, not from when it was sent,
+// so that a server that falls behind (or a generator that cannot keep up) shows in
+// the latency instead of silently lowering the offered rate: no coordinated
+// omission. The result says the rate achieved and how late requests left (SendLag).
+//
+// In both, latency runs to the end of the response body; first-byte time stops when
+// the response headers arrive. The same generator drives the emulator and any
+// baseline server, so figures from one run can be compared as ratios
+// (docs/benchmarks.md). Quantiles come from a fixed-size log-linear histogram and are
+// within 1.6 % of the exact value.
 package loadgen
 
 import (
@@ -41,14 +50,24 @@ type Config struct {
 	// Stream says the responses are SSE streams: a 200 response counts as incomplete
 	// unless its body contains the message_stop event.
 	Stream bool
-	// Concurrency is the number of workers, each with one request in flight. Default 32.
+	// Concurrency is, closed loop, the number of workers, each with one request in
+	// flight (default 32); open loop, the most requests in flight at once (default
+	// DefaultMaxInFlight): a request due while that many are in flight leaves late,
+	// its latency still counted from when it was due.
 	Concurrency int
-	// Duration stops the run after this long: no request starts after it, and requests
-	// in flight finish. Default 10 s when Requests is 0.
+	// Rate, when positive, selects the open loop: requests per second, due at fixed
+	// intervals from the start. 0: the closed loop.
+	Rate float64
+	// Duration stops the run after this long: no request starts after it (open loop:
+	// Duration × Rate requests are due), and requests in flight finish. Default 10 s
+	// when Requests is 0.
 	Duration time.Duration
 	// Requests stops the run after this many requests (responses plus transport
 	// errors). 0 means no count limit.
 	Requests int64
+	// Drain bounds, open loop, how long requests still in flight when the last one
+	// was due may take; then they are cancelled and count as errors. Default 10 s.
+	Drain time.Duration
 	// Client sends the requests. Default: a client of its own whose transport keeps
 	// Concurrency idle connections, ignores proxy settings and asks for no compression;
 	// it is closed at the end of the run.
@@ -57,9 +76,10 @@ type Config struct {
 
 // Result is the outcome of a run.
 type Result struct {
-	// Concurrency, Stream and Duration are the settings the run used.
+	// Concurrency, Stream and Rate are the settings the run used (Rate 0: closed loop).
 	Concurrency int
 	Stream      bool
+	Rate        float64
 	// Requests is the number of responses received, whatever their status.
 	Requests int64
 	// Errors is the number of requests that got no complete response (connection
@@ -78,17 +98,33 @@ type Result struct {
 	// Latency is the time from sending a request to the end of its response body.
 	Latency Quantiles
 	// FirstByte is the time from sending a request to its response headers.
+	// Open loop, both count from when the request was due.
 	FirstByte Quantiles
+
+	// Open loop only. AchievedRate is the 200 responses per second of Elapsed, to
+	// hold against Rate. Scheduled is the time over which the requests were due
+	// (about Duration). Unsent counts the requests never sent (the run was cut off),
+	// also counted in Errors. SendLag is how late requests were sent after they were
+	// due: large values mean all Concurrency senders were busy, or the generator
+	// itself was short of CPU. Senders is how many requests were in flight at most.
+	AchievedRate float64
+	Scheduled    time.Duration
+	Unsent       int64
+	SendLag      Quantiles
+	Senders      int
 }
 
 // Quantiles summarises a latency distribution.
 type Quantiles struct {
-	P50, P90, P99, Max time.Duration
+	P50, P90, P99, P999, Max time.Duration
 }
 
 // String is a one-line summary, e.g. "12034 req/s, 120340 requests, 200: 120340, p50 2.1ms p99 6.3ms".
 func (r *Result) String() string {
 	var b strings.Builder
+	if r.Rate > 0 {
+		fmt.Fprintf(&b, "open loop: %.0f req/s offered, %.0f achieved (200s), ", r.Rate, r.AchievedRate)
+	}
 	fmt.Fprintf(&b, "%.0f req/s, %d requests in %v", r.RequestsPerSec, r.Requests, r.Elapsed.Round(time.Millisecond))
 	for _, code := range sortedCodes(r.Status) {
 		fmt.Fprintf(&b, ", %d: %d", code, r.Status[code])
@@ -98,6 +134,11 @@ func (r *Result) String() string {
 	}
 	if r.Incomplete > 0 {
 		fmt.Fprintf(&b, ", incomplete streams: %d", r.Incomplete)
+	}
+	if r.Rate > 0 {
+		fmt.Fprintf(&b, ", latency from due p50 %v p99 %v p99.9 %v max %v, send lag p99 %v", round(r.Latency.P50), round(r.Latency.P99),
+			round(r.Latency.P999), round(r.Latency.Max), round(r.SendLag.P99))
+		return b.String()
 	}
 	fmt.Fprintf(&b, ", latency p50 %v p99 %v max %v", round(r.Latency.P50), round(r.Latency.P99), round(r.Latency.Max))
 	return b.String()
@@ -168,6 +209,12 @@ func (c *Config) validate() error {
 	if c.Requests < 0 {
 		return fmt.Errorf("requests %d: must not be negative", c.Requests)
 	}
+	if c.Rate < 0 || c.Rate > 1e6 {
+		return fmt.Errorf("rate %g: must be from 0 (closed loop) to 1e6 requests/s", c.Rate)
+	}
+	if c.Drain < 0 {
+		return fmt.Errorf("drain %v: must not be negative", c.Drain)
+	}
 	return nil
 }
 
@@ -189,9 +236,15 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	if cfg.Concurrency == 0 {
 		cfg.Concurrency = 32
+		if cfg.Rate > 0 {
+			cfg.Concurrency = DefaultMaxInFlight
+		}
 	}
 	if cfg.Duration == 0 && cfg.Requests == 0 {
 		cfg.Duration = 10 * time.Second
+	}
+	if cfg.Drain == 0 {
+		cfg.Drain = 10 * time.Second
 	}
 	client := cfg.Client
 	if client == nil {
@@ -204,6 +257,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 		defer tr.CloseIdleConnections()
 		client = &http.Client{Transport: tr}
+	}
+	if cfg.Rate > 0 {
+		return runOpen(ctx, cfg, client)
 	}
 
 	var (
@@ -258,8 +314,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if elapsed > 0 {
 		res.RequestsPerSec = float64(res.Requests) / elapsed.Seconds()
 	}
-	res.Latency = Quantiles{P50: lat.quantile(0.5), P90: lat.quantile(0.9), P99: lat.quantile(0.99), Max: lat.max}
-	res.FirstByte = Quantiles{P50: fb.quantile(0.5), P90: fb.quantile(0.9), P99: fb.quantile(0.99), Max: fb.max}
+	res.Latency, res.FirstByte = lat.quantiles(), fb.quantiles()
 	return res, ctx.Err()
 }
 
