@@ -2,7 +2,9 @@ package cli
 
 import (
 	"fmt"
+	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -19,7 +21,7 @@ func newBenchCmd(g *globalFlags) *cobra.Command {
 		Use:   "bench",
 		Short: "Measure clade end to end against the built-in emulator",
 	}
-	cmd.AddCommand(newBenchUtilizationCmd(g), newBenchAdmitCmd(g))
+	cmd.AddCommand(newBenchUtilizationCmd(g), newBenchAdmitCmd(g), newBenchGatewayCmd(g))
 	return cmd
 }
 
@@ -210,4 +212,80 @@ func ratio(a, b float64) string {
 		return "—"
 	}
 	return fmt.Sprintf("%.2f×", a/b)
+}
+
+func newBenchGatewayCmd(g *globalFlags) *cobra.Command {
+	var cfg bench.GatewayConfig
+	var catalogPath, cpuProfile string
+	cmd := &cobra.Command{
+		Use:   "gateway",
+		Short: "The gateway's added latency, open loop at fixed rates, against direct calls and a bare reverse proxy",
+		Long: `Start, in this process, an emulator (tier unlimited, latency off), a bare
+httputil.ReverseProxy in front of it and clade serve's gateway in front of it (a team
+budget and a key budget on a SQLite spend store, limits shared through --limits-redis),
+each on a loopback port. Then, for each --rate, mode (JSON, SSE) and target in turn,
+offer --warmup (not counted) then --duration of open-loop load: requests due at fixed
+intervals whatever the answers, latency counted from when each was due, so that
+falling behind shows. With --search, step the rate up and bisect for the gateway's
+maximum sustainable rate (every call 200, achieved ≥ 99 % of offered, p99 under
+--max-p99). The load generator, emulator, proxy and gateway share this machine's
+cores, as a user measuring on one machine would.`,
+		Example: `  clade bench gateway
+  clade bench gateway --rate 1000,2000 --duration 10s --mode sse --search=false`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cat, err := catalog.Load(catalogPath)
+			if err != nil {
+				return usageErr("clade bench gateway --catalog PATH", "%v", err)
+			}
+			cfg.Catalog = cat
+			if cpuProfile != "" {
+				stop, err := startCPUProfile(cpuProfile)
+				if err != nil {
+					return usageErr("clade bench gateway --cpuprofile cpu.out", "--cpuprofile: %v", err)
+				}
+				defer stop()
+			}
+			stderr := cmd.ErrOrStderr()
+			cfg.Progress = func(p bench.GatewayPoint) {
+				fmt.Fprintf(stderr, "%s %s %s\n", p.Target, p.Mode, p.Result)
+			}
+			rep, err := bench.RunGateway(cmd.Context(), cfg)
+			if err != nil {
+				if strings.Contains(err.Error(), "redis") {
+					return failure("check that Redis is up at --limits-redis, or run with --limits-redis '' (limits in memory)", err)
+				}
+				return failure("", err)
+			}
+			rep.WriteMarkdown(cmd.OutOrStdout())
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.Float64SliceVar(&cfg.Rates, "rate", bench.DefaultGatewayRates, "offered rates, requests per second")
+	fl.DurationVar(&cfg.Duration, "duration", bench.DefaultGatewayDuration, "measured time per rate, mode and target")
+	fl.DurationVar(&cfg.Warmup, "warmup", bench.DefaultGatewayWarmup, "load at the same rate before each measurement, not counted")
+	fl.StringSliceVar(&cfg.Modes, "mode", []string{bench.ModeJSON, bench.ModeSSE}, "json, sse")
+	fl.StringSliceVar(&cfg.Targets, "target", []string{bench.TargetDirect, bench.TargetProxy, bench.TargetGateway}, "direct, proxy, gateway")
+	fl.StringVar(&cfg.RedisURL, "limits-redis", "redis://127.0.0.1:6379/0", "share the gateway's limits through the Redis at `URL` (a namespace of the run's own); '' keeps them in memory")
+	fl.StringVar(&cfg.DB, "db", "", "the gateway's spend store (a SQLite `PATH` or a postgres:// URL; default: a temporary SQLite file)")
+	fl.BoolVar(&cfg.Search, "search", true, "search for the gateway's maximum sustainable rate after the fixed rates")
+	fl.DurationVar(&cfg.SearchDuration, "search-duration", bench.DefaultGatewaySearchDuration, "measured time per step of the search")
+	fl.DurationVar(&cfg.MaxP99, "max-p99", bench.DefaultGatewayMaxP99, "the p99 a sustainable rate stays under")
+	fl.StringVar(&catalogPath, "catalog", "", "YAML `PATH` laid over the embedded catalog")
+	fl.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (all parts are in this process) to `FILE`")
+	return cmd
+}
+
+// startCPUProfile writes a CPU profile to path until the returned stop.
+func startCPUProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
