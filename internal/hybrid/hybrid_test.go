@@ -88,7 +88,7 @@ func TestHybridSpillsToRealtime(t *testing.T) {
 	deadline := time.Now().Add(12 * time.Second)
 	cfg := e.config(deadline, &progress)
 	cfg.Batch.MaxRequests = 34
-	cfg.Slack = 3 * time.Second // room for a loaded machine (-race, 2 cores)
+	cfg.Slack = 3 * time.Second            // room for a loaded machine (-race, 2 cores)
 	cfg.Realtime.Spec.Progress = &progress // the live display, as clade run gives it
 	sum, err := hybrid.Run(context.Background(), cfg)
 	if err != nil {

@@ -68,6 +68,7 @@ func (p *progress) loop(ctx context.Context, every time.Duration) {
 // final draws the last state, once loop has returned (its ctx must have ended).
 func (p *progress) final() {
 	<-p.done
+	p.wholeAt = time.Time{} // the last frame reads the store: it shows the end
 	p.draw(time.Now())
 	p.screen.Close()
 }
