@@ -162,6 +162,11 @@ func (p *progress) view(now time.Time) view {
 		warming: now.Sub(first.at) < rateWindow-time.Second/2,
 	}
 	snap, _ := r.lim.Snapshot(context.Background())
+	var sentAll int64
+	for _, c := range s.classes {
+		sentAll += c.sent
+	}
+	var limitETA float64 // minutes: the least the rest takes at the limits
 	for _, c := range snap.Classes {
 		a, b := first.classes[c.Class], s.classes[c.Class]
 		cv := classView{name: c.Class,
@@ -171,13 +176,34 @@ func (p *progress) view(now time.Time) view {
 			cv.paused = c.PausedUntil.Sub(now)
 		}
 		v.classes = append(v.classes, cv)
+		limitETA = max(limitETA, leftAtLimits(float64(total-s.done), b, sentAll, cv.limit))
 	}
 	if left := total - s.done; left > 0 && !v.warming {
 		if rate := perMin(first.done, s.done); rate > 0 {
-			v.eta = time.Duration(float64(left) / rate * float64(time.Minute))
+			// The window's rate may still hold the opening burst of full buckets:
+			// the rest takes at least what the limits allow.
+			v.eta = time.Duration(max(float64(left)/rate, limitETA) * float64(time.Minute))
 		}
 	}
 	return v
+}
+
+// leftAtLimits is how many minutes a class needs, at most at its limits, for its
+// share of the left requests (its share of those sent so far), each using the
+// tokens its requests used on average.
+func leftAtLimits(left float64, c counts, sentAll int64, limit [3]float64) float64 {
+	if c.sent == 0 || sentAll == 0 {
+		return 0
+	}
+	n := left * float64(c.sent) / float64(sentAll)
+	need := [3]float64{n, n * float64(c.in) / float64(c.sent), n * float64(c.out) / float64(c.sent)}
+	var t float64
+	for i := range 3 {
+		if limit[i] > 0 {
+			t = max(t, need[i]/limit[i])
+		}
+	}
+	return t
 }
 
 // block is the terminal display, at most width columns a line.

@@ -69,3 +69,24 @@ func TestProgressBlock(t *testing.T) {
 		t.Errorf("warming totals = %q: want no ETA yet", w.block(80)[1])
 	}
 }
+
+// TestLeftAtLimits: the least time the rest of a run takes is its class's binding
+// limit: 100 requests left at 50 requests/min is 2 min, whatever rate the opening
+// burst showed; with 1,000 input tokens each against 25,000 ITPM it is 4 min.
+func TestLeftAtLimits(t *testing.T) {
+	c := counts{sent: 20, in: 20 * 100, out: 20 * 10}
+	if got := leftAtLimits(100, c, 20, [3]float64{50, 1e6, 1e6}); got != 2 {
+		t.Errorf("RPM-bound: %v min, want 2", got)
+	}
+	c.in = 20 * 1000
+	if got := leftAtLimits(100, c, 20, [3]float64{50, 25000, 1e6}); got != 4 {
+		t.Errorf("ITPM-bound: %v min, want 4", got)
+	}
+	// Half the requests so far were another class's: this class gets half the rest.
+	if got := leftAtLimits(100, c, 40, [3]float64{50, 25000, 1e6}); got != 2 {
+		t.Errorf("half the traffic: %v min, want 2", got)
+	}
+	if got := leftAtLimits(100, counts{}, 40, [3]float64{50, 1, 1}); got != 0 {
+		t.Errorf("a class that sent nothing: %v, want 0", got)
+	}
+}
