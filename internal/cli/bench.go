@@ -219,7 +219,7 @@ func newBenchGatewayCmd(g *globalFlags) *cobra.Command {
 	var catalogPath, cpuProfile string
 	cmd := &cobra.Command{
 		Use:   "gateway",
-		Short: "The gateway's added latency, open loop at fixed rates, against direct calls and a bare reverse proxy",
+		Short: "The gateway's added latency at fixed rates, against direct calls and a bare proxy",
 		Long: `Start, in this process, an emulator (tier unlimited, latency off), a bare
 httputil.ReverseProxy in front of it and clade serve's gateway in front of it (a team
 budget and a key budget on a SQLite spend store, limits shared through --limits-redis),
