@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,9 +23,21 @@ import (
 // (durable, shared by every gateway on it); what is held is this gateway's own:
 // the worst cases of its calls in flight. A call is admitted when, for every
 // budget it counts toward and every period, limit − spent − held ≥ its worst
-// case; the check and the hold are one step under mu, and the store is read
-// under it too, so that a settle (spend added, then the hold removed) is never
-// missed by a check in between.
+// case, where held is what other calls held when it arrived.
+//
+// The call's hold is taken first, under mu, with a snapshot of what was held;
+// only then is the store read, outside mu. A settle adds the spend to the store
+// and only then removes its hold, so a check never misses a call's cost: its
+// snapshot still holds the call's worst case, or the store read that follows it
+// sees the cost. Two calls checked at once each count the other's hold (the
+// later one's snapshot holds the earlier's worst case), so together they cannot
+// overshoot.
+//
+// Store round trips are shared by the calls waiting for them (reads and spends
+// below), so that at a high call rate the store sees one read per budget and one
+// write per set of budgets at a time, not one per call: a read is shared only by
+// calls that arrived before it started, and a settle returns only once its spend
+// is committed, so what one call sees is never older than the call.
 type budgets struct {
 	store *jobs.Store
 	cat   *catalog.Catalog
@@ -32,6 +45,61 @@ type budgets struct {
 
 	mu   sync.Mutex
 	held map[heldKey]spend.Micros
+
+	reads  group[heldKey, spend.Micros] // SpendOf per budget and period
+	spends group[string, spend.Micros]  // AddSpend per set of scopes and day
+}
+
+// group shares one store round trip between the calls that asked for the same
+// key while the previous round trip for it was in flight: the first of them
+// performs it for all, with their inputs merged. A round trip is joined only
+// before it starts, so each caller's result is at least as recent as its call.
+type group[K comparable, V any] struct {
+	mu      sync.Mutex
+	pending map[K]*round[V] // not started yet, open to join
+	running map[K]*sync.Mutex
+}
+
+// round is one shared round trip: in its merged input (a sum of costs, for the
+// spends), out its result.
+type round[V any] struct {
+	in   V
+	done chan struct{}
+	out  V
+	err  error
+}
+
+// do joins or opens the pending round of k, adds in to its input with merge, and
+// returns its result once it ran: run is performed by the round's opener, after
+// the previous round of k finished.
+func (g *group[K, V]) do(k K, in V, merge func(a, b V) V, run func(V) (V, error)) (V, error) {
+	g.mu.Lock()
+	if g.pending == nil {
+		g.pending, g.running = map[K]*round[V]{}, map[K]*sync.Mutex{}
+	}
+	if r := g.pending[k]; r != nil {
+		r.in = merge(r.in, in)
+		g.mu.Unlock()
+		<-r.done
+		return r.out, r.err
+	}
+	r := &round[V]{in: in, done: make(chan struct{})}
+	g.pending[k] = r
+	lock := g.running[k]
+	if lock == nil {
+		lock = &sync.Mutex{}
+		g.running[k] = lock
+	}
+	g.mu.Unlock()
+	lock.Lock() // the previous round of k ends; calls arriving meanwhile join r
+	g.mu.Lock()
+	delete(g.pending, k) // r starts: later calls open the next round
+	in = r.in
+	g.mu.Unlock()
+	r.out, r.err = run(in)
+	lock.Unlock()
+	close(r.done)
+	return r.out, r.err
 }
 
 type heldKey struct{ scope, period string }
@@ -96,36 +164,77 @@ func (b *budgets) hold(ctx context.Context, c *client, model string, maxTokens, 
 		h.worst = spend.WorstCase(b.cat, m, est, h.max, false)
 	}
 	now := b.now()
+	// The hold first, with what others held (see budgets).
+	others := make([]spend.Micros, 0, 4)
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	for _, s := range scopes {
+		for _, period := range jobs.Periods {
+			if _, ok := s.budget[period]; ok {
+				k := heldKey{s.name, period}
+				others = append(others, b.held[k])
+				b.held[k] += h.worst
+			}
+		}
+	}
+	b.mu.Unlock()
+	if err := b.check(ctx, h, now, others); err != nil {
+		h.unhold()
+		return nil, err
+	}
+	return h, nil
+}
+
+// check checks the hold h against every budget of its scopes, others being what
+// other calls held in each (in hold's order).
+func (b *budgets) check(ctx context.Context, h *budgetHold, now time.Time, others []spend.Micros) error {
+	i := 0
+	for _, s := range h.scopes {
 		for _, period := range jobs.Periods {
 			limit, ok := s.budget[period]
 			if !ok {
 				continue
 			}
-			spent, err := b.store.SpendOf(ctx, s.name, period, now)
+			held := others[i]
+			i++
+			spent, err := b.spentOf(ctx, s.name, period, now)
 			if err != nil {
-				return nil, err
+				return err
 			}
-			held := b.held[heldKey{s.name, period}]
 			resets := jobs.PeriodEnd(period, now).Format(time.RFC3339)
 			switch left := limit - spent - held; {
 			case spent >= limit:
-				return nil, &refusal{fmt.Sprintf("%s: its %s budget of %s is spent (%s); it resets at %s",
+				return &refusal{fmt.Sprintf("%s: its %s budget of %s is spent (%s); it resets at %s",
 					s.what, adjective[period], usd(limit), usd(spent), resets)}
 			case h.worst > left:
-				return nil, &refusal{fmt.Sprintf("%s: its %s budget of %s has %s left (%s spent, %s held by calls in flight), less than this call's worst case of %s (its input and all of max_tokens); it resets at %s",
+				return &refusal{fmt.Sprintf("%s: its %s budget of %s has %s left (%s spent, %s held by calls in flight), less than this call's worst case of %s (its input and all of max_tokens); it resets at %s",
 					s.what, adjective[period], usd(limit), usd(max(left, 0)), usd(spent), usd(held), usd(h.worst), resets)}
 			}
 		}
 	}
-	for _, s := range scopes {
-		for period := range s.budget {
-			b.held[heldKey{s.name, period}] += h.worst
-		}
+	return nil
+}
+
+// spentOf is the store's SpendOf, the read shared by the calls waiting for it.
+func (b *budgets) spentOf(ctx context.Context, scope, period string, now time.Time) (spend.Micros, error) {
+	return b.reads.do(heldKey{scope, period}, 0, func(a, _ spend.Micros) spend.Micros { return a },
+		func(spend.Micros) (spend.Micros, error) {
+			// The opener's context ends only its own wait; the read serves others too.
+			return b.store.SpendOf(context.WithoutCancel(ctx), scope, period, now)
+		})
+}
+
+// addSpend is the store's AddSpend, one transaction for the costs of the calls
+// of the same scopes waiting for it.
+func (b *budgets) addSpend(ctx context.Context, names []string, at time.Time, cost spend.Micros) error {
+	if cost <= 0 {
+		return nil
 	}
-	return h, nil
+	k := strings.Join(names, "\x00") + "\x00" + jobs.PeriodStart(jobs.PeriodDay, at).Format(time.DateOnly)
+	_, err := b.spends.do(k, cost, func(a, c spend.Micros) spend.Micros { return a + c },
+		func(sum spend.Micros) (spend.Micros, error) {
+			return 0, b.store.AddSpend(context.WithoutCancel(ctx), names, at, sum)
+		})
+	return err
 }
 
 func (r *refusal) Error() string { return r.msg }
@@ -141,7 +250,7 @@ func (h *budgetHold) settle(ctx context.Context, cost spend.Micros, log func(err
 		for i, s := range h.scopes {
 			names[i] = s.name
 		}
-		if err := h.b.store.AddSpend(context.WithoutCancel(ctx), names, h.b.now(), cost); err != nil {
+		if err := h.b.addSpend(ctx, names, h.b.now(), cost); err != nil {
 			log(err)
 		}
 		h.unhold()
