@@ -189,7 +189,7 @@ func (s *Server) batchMessage(snap *resultsSnapshot, i int, opt wire.ParseOption
 	if !ok {
 		cu = cacheUsage{uncached: p.input.total}
 	}
-	tc, werr := parseThinking(p.body, p.req, false)
+	tc, werr := parseThinking(p.body, p.req, false, false)
 	if werr == nil {
 		werr = s.checkThinkingBlocks(p.body)
 	}

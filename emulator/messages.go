@@ -171,7 +171,7 @@ func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request, c *call)
 	}
 
 	interleaved := hasBeta(c.betas, InterleavedThinkingBeta)
-	tc, werr := parseThinking(body, p.req, interleaved)
+	tc, werr := parseThinking(body, p.req, interleaved, hasBeta(c.betas, ThinkingDisplayUpdatesBeta))
 	if werr == nil {
 		werr = s.checkThinkingBlocks(body)
 	}

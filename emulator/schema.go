@@ -89,7 +89,7 @@ func decodeSchema(raw []byte) (any, bool) {
 // so a longer draw gives a longer value. An object is returned when object is set and
 // the schema gives something else (a tool input is always an object).
 func schemaValue(schema []byte, rng *rand.Rand, want int64, object bool) []byte {
-	root, ok := decodeSchema(schema)
+	root, ok := decodeHinted(schema)
 	if !ok {
 		if object {
 			return []byte("{}")

@@ -23,7 +23,8 @@ import (
 //     default — 3/4, xhigh and max always), interleaved with tool use.
 //   - {type: disabled} and no thinking: no thinking blocks.
 //   - display "summarized" (the default) returns the thinking text; "omitted"
-//     returns an empty thinking with its signature. Either way every thinking token
+//     returns an empty thinking with its signature; "updates" (with
+//     ThinkingDisplayUpdatesBeta) returns the text as "summarized" does. Either way every thinking token
 //     counts in output_tokens (and OTPM), and in usage.output_tokens_details.
 //   - A share of thinking blocks (Config.RedactedThinkingRate) comes back as
 //     redacted_thinking with opaque data.
@@ -63,9 +64,14 @@ type OutputTokensDetails struct {
 // InterleavedThinkingBeta lets thinking {type: enabled} think between tool calls.
 const InterleavedThinkingBeta = "interleaved-thinking-2025-05-14"
 
+// ThinkingDisplayUpdatesBeta lets thinking take display "updates" (Claude Code
+// 2.1.332 sends it with adaptive thinking on its first request of a session).
+const ThinkingDisplayUpdatesBeta = "thinking-display-updates-2026-08-18"
+
 // parseThinking reads and checks a request's thinking settings; nil when the body
-// has none (or disables thinking).
-func parseThinking(body []byte, req *wire.MessageRequest, interleaved bool) (*thinkingConfig, *wire.Error) {
+// has none (or disables thinking). updates: the request carries
+// ThinkingDisplayUpdatesBeta.
+func parseThinking(body []byte, req *wire.MessageRequest, interleaved, updates bool) (*thinkingConfig, *wire.Error) {
 	if !bytes.Contains(body, []byte(`"thinking"`)) {
 		return nil, nil
 	}
@@ -99,6 +105,10 @@ func parseThinking(body []byte, req *wire.MessageRequest, interleaved bool) (*th
 	}
 	switch t.Display {
 	case "", "summarized", "omitted":
+	case "updates":
+		if !updates {
+			return nil, wire.Errorf(wire.InvalidRequest, "thinking.%s.display: Input should be 'summarized' or 'omitted'", t.Type)
+		}
 	default:
 		return nil, wire.Errorf(wire.InvalidRequest, "thinking.%s.display: Input should be 'summarized' or 'omitted'", t.Type)
 	}
