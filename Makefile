@@ -3,7 +3,7 @@ GO      ?= go
 PKGS    ?= ./...
 FUZZTIME ?= 20s
 
-.PHONY: all build test fmt-check vet staticcheck unit node-deps bench fuzz clean
+.PHONY: all build test fmt-check vet staticcheck unit node-deps conformance bench fuzz clean
 
 all: build
 
@@ -43,6 +43,13 @@ node-deps:
 unit: node-deps
 	@echo "== go test -race $(PKGS) (one line per package as it finishes)"
 	$(GO) test -race -count=1 -timeout 12m $(PKGS)
+
+# The real-client conformance suite alone (internal/conformance: the TypeScript
+# SDK, the AI SDK, LangChain JS and Claude Code against clade emulate, directly
+# and through clade serve; docs/emulator.md). make test runs it too.
+conformance: node-deps
+	@echo "== real-client conformance (testdata/node/conformance)"
+	$(GO) test -race -count=1 -timeout 5m -v -run TestRealClients ./internal/conformance
 
 # Go benchmarks of hot paths. End-to-end figures: see docs/benchmarks.md.
 bench:
