@@ -34,7 +34,7 @@ var scripts = []string{"sdk.mjs", "ai-sdk.mjs", "langchain.mjs"}
 
 // TestRealClients starts clade emulate (latency off, a fast batch clock) and
 // clade serve in front of it, in process as main would, and runs every script
-// against both, and Claude Code directly against the emulator.
+// against both, and Claude Code against both.
 func TestRealClients(t *testing.T) {
 	node := testkit.NodeClients(t)
 	// clade serve takes the upstream key from its environment; the emulator
@@ -55,10 +55,12 @@ func TestRealClients(t *testing.T) {
 			})
 		}
 	}
-	t.Run("direct/claude-code", func(t *testing.T) {
-		t.Parallel()
-		claudeCode(t, node, emURL)
-	})
+	for _, target := range []struct{ name, url string }{{"direct", emURL}, {"gateway", gwURL}} {
+		t.Run(target.name+"/claude-code", func(t *testing.T) {
+			t.Parallel()
+			claudeCode(t, node, target.name, target.url)
+		})
+	}
 }
 
 // start runs a clade command with cli.Run until the test ends (then cancels it,
@@ -228,13 +230,13 @@ func (m *messagesTap) start(t *testing.T, target string) string {
 	return srv.URL
 }
 
-// claudeCode runs claude -p with a tool round trip directly against the
-// emulator (through a tap that only records): it exits 0, its first Messages
-// call is answered 200, a tool_result answers a tool_use, and no tool result is
-// an input-validation error.
-func claudeCode(t *testing.T, node testkit.Node, emURL string) {
+// claudeCode runs claude -p with a tool round trip against target (through a
+// tap that only records): it exits 0, its first Messages call is answered 200, a
+// tool_result answers a tool_use, and no tool result is an input-validation error.
+// (TestServeClaudeCode in internal/serve checks the gateway's accounting of it.)
+func claudeCode(t *testing.T, node testkit.Node, target, url string) {
 	var tap messagesTap
-	base := tap.start(t, emURL)
+	base := tap.start(t, url)
 	work, home := t.TempDir(), t.TempDir()
 	if err := os.WriteFile(filepath.Join(work, "hello.txt"), []byte("hello from the conformance suite\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -261,10 +263,10 @@ func claudeCode(t *testing.T, node testkit.Node, emURL string) {
 		return b.String()
 	}
 	if err != nil {
-		t.Fatalf("claude-code via direct: claude -p: %v\nstdout: %.8000s\nstderr: %s\ncalls:%s", err, out, stderr.String(), dump())
+		t.Fatalf("claude-code via %s: claude -p: %v\nstdout: %.8000s\nstderr: %s\ncalls:%s", target, err, out, stderr.String(), dump())
 	}
 	if len(calls) == 0 || calls[0].status != http.StatusOK {
-		t.Errorf("claude-code via direct: first Messages call not answered 200; calls:%s", dump())
+		t.Errorf("claude-code via %s: first Messages call not answered 200; calls:%s", target, dump())
 	}
 
 	var success bool
@@ -303,15 +305,15 @@ func claudeCode(t *testing.T, node testkit.Node, emURL string) {
 			toolResults++
 			if strings.Contains(string(b.Content), "InputValidationError") {
 				invalid++
-				t.Errorf("claude-code via direct: tool result is an input-validation error: %.1000s", b.Content)
+				t.Errorf("claude-code via %s: tool result is an input-validation error: %.1000s", target, b.Content)
 			}
 		}
 	}
 	if !success {
-		t.Errorf("claude-code via direct: no successful result event\nstdout: %.8000s", out)
+		t.Errorf("claude-code via %s: no successful result event\nstdout: %.8000s", target, out)
 	}
 	if toolResults == 0 {
-		t.Errorf("claude-code via direct: no tool result in its output: no tool round trip\nstdout: %.8000s\ncalls:%s", out, dump())
+		t.Errorf("claude-code via %s: no tool result in its output: no tool round trip\nstdout: %.8000s\ncalls:%s", target, out, dump())
 	}
 	roundTrip := false
 	for _, c := range calls {
@@ -320,7 +322,7 @@ func claudeCode(t *testing.T, node testkit.Node, emURL string) {
 		}
 	}
 	if !roundTrip {
-		t.Errorf("claude-code via direct: no Messages call carried a tool_result answered 200; calls:%s", dump())
+		t.Errorf("claude-code via %s: no Messages call carried a tool_result answered 200; calls:%s", target, dump())
 	}
-	t.Logf("claude-code via direct: %d Messages calls, %d tool results, %d input-validation errors", len(calls), toolResults, invalid)
+	t.Logf("claude-code via %s: %d Messages calls, %d tool results, %d input-validation errors", target, len(calls), toolResults, invalid)
 }
