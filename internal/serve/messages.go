@@ -317,15 +317,16 @@ func (g *Gateway) relayJSON(w http.ResponseWriter, c *call, att *admit.Attempt, 
 	copyHeaders(w.Header(), resp.Header, true)
 	w.WriteHeader(resp.StatusCode)
 	w.Write(b)
-	u, ok := admit.MessageUsage(b)
+	// The body is parsed once, for the limiter's usage and the budget's cost.
+	cu, ok := costUsage(b)
 	if !ok {
 		att.Settle(resp.StatusCode, resp.Header, nil)
 		return resp.StatusCode
 	}
+	u := admit.Usage{InputTokens: cu.InputTokens, OutputTokens: cu.OutputTokens,
+		CacheCreationInputTokens: cu.CacheCreationInputTokens, CacheReadInputTokens: cu.CacheReadInputTokens}
 	att.Settle(resp.StatusCode, resp.Header, &u)
-	if cu, ok := costUsage(b); ok {
-		c.budget.settle(context.Background(), c.budget.cost(cu), g.spendFailed)
-	}
+	c.budget.settle(context.Background(), c.budget.cost(cu), g.spendFailed)
 	g.done(c, u)
 	return resp.StatusCode
 }
