@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"sync"
 
 	"github.com/clade-dev/clade/admit"
 	"github.com/clade-dev/clade/internal/upstream"
@@ -23,8 +24,25 @@ type eventReader struct {
 	buf []byte
 }
 
+// eventReaders keeps readers (their 32 KiB buffers) between streams: one per
+// stream was most of the bytes a streamed call allocated.
+var eventReaders = sync.Pool{New: func() any { return &eventReader{br: bufio.NewReaderSize(nil, 32<<10)} }}
+
 func newEventReader(r io.Reader) *eventReader {
-	return &eventReader{br: bufio.NewReaderSize(r, 32<<10)}
+	e := eventReaders.Get().(*eventReader)
+	e.br.Reset(r)
+	e.buf = e.buf[:0]
+	return e
+}
+
+// release returns e to the pool; neither e nor an event it returned may be used
+// after it.
+func (e *eventReader) release() {
+	e.br.Reset(nil)
+	if cap(e.buf) > 64<<10 {
+		e.buf = nil // a large event's buffer is not kept
+	}
+	eventReaders.Put(e)
 }
 
 // next returns the next event's raw bytes (valid until the next call) and its name
@@ -119,6 +137,7 @@ func (g *Gateway) relayStream(w http.ResponseWriter, r *http.Request, c *call, a
 		clientOK = true
 	)
 	er := newEventReader(resp.Body)
+	defer er.release()
 	for {
 		raw, name, err := er.next()
 		if err != nil {
