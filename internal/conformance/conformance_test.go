@@ -276,12 +276,10 @@ func claudeCode(t *testing.T, node testkit.Node, target, url string) {
 			continue
 		}
 		var ev struct {
-			Type    string `json:"type"`
-			Subtype string `json:"subtype"`
-			IsError bool   `json:"is_error"`
-			Message struct {
-				Content json.RawMessage `json:"content"`
-			} `json:"message"`
+			Type    string          `json:"type"`
+			Subtype string          `json:"subtype"`
+			IsError bool            `json:"is_error"`
+			Message json.RawMessage `json:"message"` // an object in user events, a string in some system ones
 		}
 		if err := json.Unmarshal([]byte(line), &ev); err != nil {
 			t.Errorf("claude-code: stream-json line %.300q: %v", line, err)
@@ -295,7 +293,10 @@ func claudeCode(t *testing.T, node testkit.Node, target, url string) {
 			Content json.RawMessage `json:"content"`
 			IsError bool            `json:"is_error"`
 		}
-		if ev.Type != "user" || json.Unmarshal(ev.Message.Content, &blocks) != nil {
+		var msg struct {
+			Content json.RawMessage `json:"content"`
+		}
+		if ev.Type != "user" || json.Unmarshal(ev.Message, &msg) != nil || json.Unmarshal(msg.Content, &blocks) != nil {
 			continue
 		}
 		for _, b := range blocks {

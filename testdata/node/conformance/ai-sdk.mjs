@@ -47,7 +47,7 @@ await run("ai-sdk", [
   ["tools", async () => {
     const calls = [];
     const r = await generateText({
-      model, maxOutputTokens: 400, maxRetries, tools: { lookup: lookupTool(calls) }, toolChoice: "auto", stopWhen: stepCountIs(10),
+      model, maxOutputTokens: 2000, maxRetries, tools: { lookup: lookupTool(calls) }, toolChoice: "auto", stopWhen: stepCountIs(10),
       prompt: "Use the lookup tool to find the weather in Paris.",
     });
     check(calls.length >= 1, "the lookup tool never ran: no tool round trip");
@@ -57,7 +57,7 @@ await run("ai-sdk", [
   ["tools_stream", async () => {
     const calls = [];
     const r = streamText({
-      model, maxOutputTokens: 400, maxRetries, tools: { lookup: lookupTool(calls) }, stopWhen: stepCountIs(10), onError: () => {},
+      model, maxOutputTokens: 2000, maxRetries, tools: { lookup: lookupTool(calls) }, stopWhen: stepCountIs(10), onError: () => {},
       prompt: "Use the lookup tool for Oslo.",
     });
     const errors = [];
@@ -67,23 +67,23 @@ await run("ai-sdk", [
     check((await r.finishReason) === "stop", `finishReason ${await r.finishReason}`);
   }],
   ["generate_object", async () => {
-    const r = await generateObject({ model, schema: Answer, prompt: "Rate this.", maxOutputTokens: 1000, maxRetries });
+    const r = await generateObject({ model, schema: Answer, prompt: "Rate this.", maxOutputTokens: 4000, maxRetries });
     Answer.parse(r.object);
   }],
   ["generate_object_tool_mode", async () => {
     // The provider's other structured-output mode: a forced tool whose input is the object.
     const r = await generateObject({
-      model, schema: Answer, prompt: "Rate this.", maxOutputTokens: 1000, maxRetries,
+      model, schema: Answer, prompt: "Rate this.", maxOutputTokens: 4000, maxRetries,
       providerOptions: { anthropic: { structuredOutputMode: "jsonTool" } },
     });
     Answer.parse(r.object);
   }],
   ["output_object", async () => {
-    const r = await generateText({ model, output: Output.object({ schema: Answer }), prompt: "Rate this.", maxOutputTokens: 1000, maxRetries });
+    const r = await generateText({ model, output: Output.object({ schema: Answer }), prompt: "Rate this.", maxOutputTokens: 4000, maxRetries });
     Answer.parse(r.output);
   }],
   ["output_object_stream", async () => {
-    const r = streamText({ model, output: Output.object({ schema: Answer }), prompt: "Rate this.", maxOutputTokens: 1000, maxRetries, onError: () => {} });
+    const r = streamText({ model, output: Output.object({ schema: Answer }), prompt: "Rate this.", maxOutputTokens: 4000, maxRetries, onError: () => {} });
     let partials = 0;
     for await (const _ of r.partialOutputStream) partials++;
     check(partials > 0, "no partial outputs");
@@ -91,7 +91,7 @@ await run("ai-sdk", [
   }],
   ["thinking", async () => {
     const r = await generateText({
-      model, prompt: "Think, then answer.", maxOutputTokens: 4000, maxRetries,
+      model, prompt: "Think, then answer.", maxOutputTokens: 20000, maxRetries,
       providerOptions: { anthropic: { thinking: { type: "enabled", budgetTokens: 1024 } } },
     });
     check((r.reasoningText ?? "").length > 0, `no reasoning (content types ${r.content.map((c) => c.type)})`);
@@ -99,7 +99,7 @@ await run("ai-sdk", [
   }],
   ["thinking_stream", async () => {
     const r = streamText({
-      model, prompt: "Think, then answer.", maxOutputTokens: 4000, maxRetries, onError: () => {},
+      model, prompt: "Think, then answer.", maxOutputTokens: 20000, maxRetries, onError: () => {},
       providerOptions: { anthropic: { thinking: { type: "enabled", budgetTokens: 1024 } } },
     });
     let reasoning = 0;
@@ -108,7 +108,7 @@ await run("ai-sdk", [
   }],
   ["thinking_adaptive", async () => {
     const r = await generateText({
-      model, prompt: "Think hard.", maxOutputTokens: 4000, maxRetries,
+      model, prompt: "Think hard.", maxOutputTokens: 20000, maxRetries,
       providerOptions: { anthropic: { thinking: { type: "adaptive", display: "summarized" }, effort: "max" } },
     });
     check((r.reasoningText ?? "").length > 0, `no reasoning at effort max (content types ${r.content.map((c) => c.type)})`);
@@ -116,7 +116,7 @@ await run("ai-sdk", [
   ["thinking_tools", async () => {
     const calls = [];
     const r = await generateText({
-      model, maxOutputTokens: 4000, maxRetries, tools: { lookup: lookupTool(calls) }, stopWhen: stepCountIs(10),
+      model, maxOutputTokens: 20000, maxRetries, tools: { lookup: lookupTool(calls) }, stopWhen: stepCountIs(10),
       providerOptions: { anthropic: { thinking: { type: "enabled", budgetTokens: 1024 } } },
       prompt: "Use the lookup tool for Rome.",
     });

@@ -9,7 +9,7 @@ import { BASE_URL, KEY, check, recordingFetch, run } from "./common.mjs";
 
 const model = "claude-sonnet-4-6";
 function chat(opts = {}) {
-  return new ChatAnthropic({ model, apiKey: KEY, anthropicApiUrl: BASE_URL, maxRetries: 0, maxTokens: 400, clientOptions: { fetch: recordingFetch }, ...opts });
+  return new ChatAnthropic({ model, apiKey: KEY, anthropicApiUrl: BASE_URL, maxRetries: 0, maxTokens: 2000, clientOptions: { fetch: recordingFetch }, ...opts });
 }
 
 const Answer = z.object({
@@ -76,30 +76,30 @@ await run("langchain", [
     check(textOf(last).length > 0, "the final answer has no text");
   }],
   ["structured_output", async () => {
-    const r = await chat({ maxTokens: 1000 }).withStructuredOutput(Answer, { name: "answer" }).invoke("Rate this.");
+    const r = await chat({ maxTokens: 4000 }).withStructuredOutput(Answer, { name: "answer" }).invoke("Rate this.");
     Answer.parse(r);
   }],
   ["structured_output_json_schema", async () => {
-    const r = await chat({ maxTokens: 1000 }).withStructuredOutput(Answer, { method: "jsonSchema" }).invoke("Rate this.");
+    const r = await chat({ maxTokens: 4000 }).withStructuredOutput(Answer, { method: "jsonSchema" }).invoke("Rate this.");
     Answer.parse(r);
   }],
   ["thinking", async () => {
-    const ai = await chat({ maxTokens: 4000, thinking: { type: "enabled", budget_tokens: 1024 } }).invoke("Think, then answer.");
+    const ai = await chat({ maxTokens: 20000, thinking: { type: "enabled", budget_tokens: 1024 } }).invoke("Think, then answer.");
     check(signedThinking(ai), `no signed thinking block (content ${JSON.stringify(ai.content).slice(0, 300)})`);
   }],
   ["thinking_stream", async () => {
     let thinking = 0;
-    for await (const c of await chat({ maxTokens: 4000, thinking: { type: "enabled", budget_tokens: 1024 } }).stream("Think, then answer.")) {
+    for await (const c of await chat({ maxTokens: 20000, thinking: { type: "enabled", budget_tokens: 1024 } }).stream("Think, then answer.")) {
       if (Array.isArray(c.content) && c.content.some((b) => b.type === "thinking" && b.thinking)) thinking++;
     }
     check(thinking > 0, "no thinking chunks");
   }],
   ["thinking_adaptive", async () => {
-    const ai = await chat({ maxTokens: 4000, thinking: { type: "adaptive" }, outputConfig: { effort: "max" } }).invoke("Think hard.");
+    const ai = await chat({ maxTokens: 20000, thinking: { type: "adaptive" }, outputConfig: { effort: "max" } }).invoke("Think hard.");
     check(signedThinking(ai), `no signed thinking block at effort max (content ${JSON.stringify(ai.content).slice(0, 300)})`);
   }],
   ["thinking_tools", async () => {
-    const { trips } = await toolLoop(chat({ maxTokens: 4000, thinking: { type: "enabled", budget_tokens: 1024 } }), "Use the lookup tool for Rome.");
+    const { trips } = await toolLoop(chat({ maxTokens: 20000, thinking: { type: "enabled", budget_tokens: 1024 } }), "Use the lookup tool for Rome.");
     check(trips >= 1, "no tool round trip");
   }],
 ]);

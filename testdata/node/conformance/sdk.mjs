@@ -69,7 +69,7 @@ await run("typescript-sdk", [
   }],
   ["tools", async () => {
     const { trips, last } = await toolLoop({
-      model, max_tokens: 400, tools: [lookup], tool_choice: { type: "auto" },
+      model, max_tokens: 2000, tools: [lookup], tool_choice: { type: "auto" },
       messages: [{ role: "user", content: "Use the lookup tool to find the weather in Paris." }],
     }, (input) => lookupInput.parse(input));
     check(trips >= 1, "no tool round trip: the model never called lookup");
@@ -77,7 +77,7 @@ await run("typescript-sdk", [
   }],
   ["tools_stream", async () => {
     const stream = client.messages.stream({
-      model, max_tokens: 400, tools: [lookup], tool_choice: { type: "auto" },
+      model, max_tokens: 2000, tools: [lookup], tool_choice: { type: "auto" },
       messages: [{ role: "user", content: "Use the lookup tool for Oslo." }],
     });
     let jsonDeltas = 0;
@@ -97,7 +97,7 @@ await run("typescript-sdk", [
       when: z.iso.datetime().optional(),
     });
     const msg = await client.messages.parse({
-      model, max_tokens: 1000, messages: [{ role: "user", content: "Rate this." }],
+      model, max_tokens: 4000, messages: [{ role: "user", content: "Rate this." }],
       output_config: { format: zodOutputFormat(Answer) },
     });
     check(msg.parsed_output != null, `no parsed_output (text ${textOf(msg)})`);
@@ -132,7 +132,7 @@ await run("typescript-sdk", [
   }],
   ["thinking", async () => {
     const msg = await client.messages.create({
-      model, max_tokens: 4000, thinking: { type: "enabled", budget_tokens: 1024 },
+      model, max_tokens: 20000, thinking: { type: "enabled", budget_tokens: 1024 },
       messages: [{ role: "user", content: "Think, then answer." }],
     });
     const th = msg.content[0];
@@ -142,7 +142,7 @@ await run("typescript-sdk", [
   ["thinking_stream", async () => {
     let thinking = 0, signatures = 0;
     const stream = client.messages.stream({
-      model, max_tokens: 4000, thinking: { type: "enabled", budget_tokens: 1024 },
+      model, max_tokens: 20000, thinking: { type: "enabled", budget_tokens: 1024 },
       messages: [{ role: "user", content: "Think, then answer." }],
     });
     stream.on("thinking", () => thinking++);
@@ -154,21 +154,21 @@ await run("typescript-sdk", [
   ["thinking_tools", async () => {
     // Thinking blocks go back unchanged with the tool results, as the API requires.
     const { trips } = await toolLoop({
-      model, max_tokens: 4000, thinking: { type: "enabled", budget_tokens: 1024 }, tools: [lookup],
+      model, max_tokens: 20000, thinking: { type: "enabled", budget_tokens: 1024 }, tools: [lookup],
       messages: [{ role: "user", content: "Use the lookup tool for Rome." }],
     }, (input) => lookupInput.parse(input));
     check(trips >= 1, "no tool round trip");
   }],
   ["thinking_adaptive", async () => {
     const msg = await client.messages.create({
-      model, max_tokens: 4000, thinking: { type: "adaptive" }, output_config: { effort: "max" },
+      model, max_tokens: 20000, thinking: { type: "adaptive" }, output_config: { effort: "max" },
       messages: [{ role: "user", content: "Think hard." }],
     });
     check(msg.content[0]?.type === "thinking" && msg.content[0].signature, `first block ${msg.content[0]?.type}, want thinking (effort max always thinks)`);
   }],
   ["thinking_omitted", async () => {
     const msg = await client.messages.create({
-      model, max_tokens: 4000, thinking: { type: "enabled", budget_tokens: 1024, display: "omitted" },
+      model, max_tokens: 20000, thinking: { type: "enabled", budget_tokens: 1024, display: "omitted" },
       messages: [{ role: "user", content: "Think quietly." }],
     });
     const th = msg.content[0];
@@ -182,7 +182,7 @@ await run("typescript-sdk", [
       run: async ({ city }) => { runs++; return `Sunny in ${city}`; },
     });
     const final = await client.beta.messages.toolRunner({
-      model, max_tokens: 400, tools: [tool],
+      model, max_tokens: 2000, tools: [tool],
       messages: [{ role: "user", content: "Use the lookup tool for Lima." }],
     });
     check(runs >= 1, "the tool never ran");
