@@ -189,7 +189,7 @@ func (g *Gateway) routes() {
 	g.forward("GET /v1/models", epModels, 0, nil)
 	g.forward("GET /v1/models/{id}", epModels, 0, modelID)
 	g.forward("GET /v1/messages/batches", epBatches, maxBatchBody, nil)
-	g.forward("POST /v1/messages/batches", epBatches, maxBatchBody, nil)
+	g.mux.HandleFunc("POST /v1/messages/batches", g.authed(epBatches, g.createBatch)) // budgets: budget_batch.go
 	g.forward("GET /v1/messages/batches/{id}", epBatches, maxBatchBody, batchID)
 	g.forward("DELETE /v1/messages/batches/{id}", epBatches, maxBatchBody, batchID)
 	g.forward("POST /v1/messages/batches/{id}/cancel", epBatches, maxBatchBody, batchID)
@@ -504,12 +504,12 @@ func copyFlushing(w http.ResponseWriter, body io.Reader) error {
 // length when the body is passed unchanged), request-id, retry hints and the
 // anthropic-* headers (rate limits, organisation).
 func copyHeaders(dst, src http.Header, withLength bool) {
+	is := strings.EqualFold // no lower-cased copy of each key per response
 	for k, vs := range src {
-		lk := strings.ToLower(k)
 		switch {
-		case lk == "content-type", lk == "request-id", lk == "retry-after", lk == "retry-after-ms",
-			lk == "x-should-retry", strings.HasPrefix(lk, "anthropic-"):
-		case lk == "content-length" && withLength:
+		case is(k, "content-type"), is(k, "request-id"), is(k, "retry-after"), is(k, "retry-after-ms"),
+			is(k, "x-should-retry"), len(k) >= len("anthropic-") && is(k[:len("anthropic-")], "anthropic-"):
+		case is(k, "content-length") && withLength:
 		default:
 			continue
 		}
