@@ -162,7 +162,12 @@ func (g *Gateway) relayStream(w http.ResponseWriter, r *http.Request, c *call, a
 			}
 		}
 		if len(name) > 0 {
-			data := eventData(raw)
+			// Only message_start and message_delta carry usage: the deltas of
+			// content, most of a stream's events, are not decoded.
+			var data []byte
+			if n := string(name); n == "message_start" || n == "message_delta" {
+				data = eventData(raw)
+			}
 			su.Event(name, data)
 			sc.event(name, data)
 		}
