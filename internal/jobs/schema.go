@@ -106,6 +106,8 @@ var sqliteMigrations = [][]string{
 	workerMigration,
 	// 5: spendMigration.
 	spendMigration,
+	// 6: batchHoldMigration.
+	batchHoldMigration,
 }
 
 // Postgres stores rows in insertion order already (a heap); its migrations need
@@ -171,6 +173,8 @@ var postgresMigrations = [][]string{
 	workerMigration,
 	// 4: spendMigration.
 	spendMigration,
+	// 5: batchHoldMigration.
+	batchHoldMigration,
 }
 
 // outputMigration records which run writes which results file (ClaimOutput), so that

@@ -46,6 +46,8 @@ type budgets struct {
 	mu   sync.Mutex
 	held map[heldKey]spend.Micros
 
+	batch batchHeld // pending Message Batches' holds (budget_batch.go)
+
 	reads  group[heldKey, spend.Micros] // SpendOf per budget and period
 	spends group[string, spend.Micros]  // AddSpend per set of scopes and day
 }
@@ -194,7 +196,7 @@ func (b *budgets) check(ctx context.Context, h *budgetHold, now time.Time, other
 			if !ok {
 				continue
 			}
-			held := others[i]
+			held := others[i] + b.batchHeldOf(s.name) // calls in flight, and pending batches
 			i++
 			spent, err := b.spentOf(ctx, s.name, period, now)
 			if err != nil {
@@ -373,6 +375,7 @@ func (b *budgets) snapshot(ctx context.Context, k *Keys) ([]BudgetStatus, error)
 			b.mu.Lock()
 			held := b.held[heldKey{s.name, period}]
 			b.mu.Unlock()
+			held += b.batchHeldOf(s.name) // pending batches (budget_batch.go)
 			out = append(out, BudgetStatus{Team: s.team, Key: s.key, Period: period, LimitUSD: limit.USD(),
 				SpentUSD: spent.USD(), HeldUSD: held.USD(), RemainingUSD: (limit - spent - held).USD(),
 				ResetsAt: jobs.PeriodEnd(period, now)})

@@ -21,6 +21,9 @@ type RunOptions struct {
 	// OnShutdown, when set, is called as the first phase starts (to tell the
 	// operator that no new call is taken).
 	OnShutdown func()
+	// BatchReconcile is how often pending batch holds are reconciled with the
+	// API (budget_batch.go); 0: DefaultBatchReconcile.
+	BatchReconcile time.Duration
 }
 
 // ErrCutOff is returned by Run when calls still in flight at the end of the
@@ -50,6 +53,8 @@ func (g *Gateway) Run(ctx context.Context, ln net.Listener, opt RunOptions) erro
 		IdleTimeout:       2 * time.Minute, // SDKs keep connections alive; idle ones are not kept for ever
 	}
 	defer g.sampleDashboard(ctx)() // the dashboard's history, while the gateway serves
+	// Batches' spend, while the gateway serves (budget_batch.go).
+	defer g.reconcileBatches(ctx, opt.BatchReconcile)()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

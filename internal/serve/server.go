@@ -189,7 +189,7 @@ func (g *Gateway) routes() {
 	g.forward("GET /v1/models", epModels, 0, nil)
 	g.forward("GET /v1/models/{id}", epModels, 0, modelID)
 	g.forward("GET /v1/messages/batches", epBatches, maxBatchBody, nil)
-	g.forward("POST /v1/messages/batches", epBatches, maxBatchBody, nil)
+	g.mux.HandleFunc("POST /v1/messages/batches", g.authed(epBatches, g.createBatch)) // budgets: budget_batch.go
 	g.forward("GET /v1/messages/batches/{id}", epBatches, maxBatchBody, batchID)
 	g.forward("DELETE /v1/messages/batches/{id}", epBatches, maxBatchBody, batchID)
 	g.forward("POST /v1/messages/batches/{id}/cancel", epBatches, maxBatchBody, batchID)
