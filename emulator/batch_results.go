@@ -187,7 +187,7 @@ func (s *Server) batchMessage(snap *resultsSnapshot, i int, opt wire.ParseOption
 	}
 	cu, ok := snap.cache[int32(i)]
 	if !ok {
-		cu = cacheUsage{uncached: p.input.total}
+		cu = cacheUsage{uncached: p.input.Total}
 	}
 	tc, werr := parseThinking(p.body, p.req, false, false)
 	if werr == nil {

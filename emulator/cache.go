@@ -3,19 +3,38 @@ package emulator
 import (
 	"sync"
 	"time"
+
+	"github.com/clade-dev/clade/internal/cacheprefix"
 )
 
-// promptCache simulates prompt caching: a cache_control prefix seen before within its
-// TTL is a cache read, otherwise a cache write. Each read refreshes the entry's TTL, as
-// the API does. Entries live in real time (as the API's cache does).
+// promptCache simulates prompt caching as the API describes it (anthropic-api.md 3.1):
+//
+//   - A request's cacheable prefixes are its cache_control breakpoints at least the
+//     class's min_cache_tokens long (cacheprefix.Scan). The longest prefix found
+//     readable, at a breakpoint or up to 20 blocks before one, is a cache read; the
+//     rest up to the last breakpoint is a cache write, each stretch at the TTL of the
+//     breakpoint that ends it.
+//   - An entry becomes readable only when the response that writes it begins
+//     (readableAt: admission, plus any injected delay, plus the class's time to first
+//     token scaled by LatencyScale). A request that arrives before then writes (and
+//     pays for) the same prefix again.
+//   - A read refreshes the entry's TTL (5 minutes, or 1 hour).
+//
+// Entries live in real time (Config.Now), as the API's cache does.
 type promptCache struct {
 	mu      sync.Mutex
-	entries map[uint64]time.Time // prefix hash -> expiry
+	entries map[cacheprefix.Key]cacheEntry
 	sweeps  int
 }
 
+// cacheEntry is one written prefix.
+type cacheEntry struct {
+	readableAt time.Time // when the writing response began
+	expiry     time.Time
+}
+
 func newPromptCache() *promptCache {
-	return &promptCache{entries: make(map[uint64]time.Time)}
+	return &promptCache{entries: make(map[cacheprefix.Key]cacheEntry)}
 }
 
 // cacheUsage is how a request's input splits between cache and fresh tokens.
@@ -27,73 +46,112 @@ type cacheUsage struct {
 	prefixTok int64 // tokens up to the last breakpoint
 }
 
-func ttlDuration(ttl string) time.Duration {
-	if ttl == "1h" {
-		return time.Hour
-	}
-	return 5 * time.Minute
+// plan is a lookup's decision: the usage, and what committing it touches.
+type plan struct {
+	cu       cacheUsage
+	hit      *cacheprefix.Point // the prefix read; nil for none
+	hitTTL   time.Duration
+	writes   []cacheprefix.Breakpoint
+	eligible bool
 }
 
-// lookup splits ic's tokens. The longest breakpoint prefix still cached is read; the
-// rest up to the last breakpoint is written. Prefixes shorter than minTokens are not
-// cached at all. When commit is true the written prefixes are stored and the read one
-// refreshed; count_tokens and rejected requests look without committing.
-func (c *promptCache) lookup(ic inputCount, minTokens int64, now time.Time, commit bool) cacheUsage {
-	var u cacheUsage
-	var eligible []breakpoint
-	for _, bp := range ic.breakpoints {
-		if bp.tokens >= minTokens {
-			eligible = append(eligible, bp)
-		}
-	}
+// decide splits sc's tokens at now. Callers hold c.mu.
+func (c *promptCache) decide(sc cacheprefix.Scan, minTokens int64, now time.Time) plan {
+	eligible := sc.Eligible(minTokens)
 	if len(eligible) == 0 {
-		u.uncached = ic.total
-		return u
+		return plan{cu: cacheUsage{uncached: sc.Total}}
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	hit := -1
+	pl := plan{eligible: true}
+	hitIndex := -1
+	// Breakpoints from the last: the first readable prefix found is the longest.
+search:
 	for i := len(eligible) - 1; i >= 0; i-- {
-		if exp, ok := c.entries[eligible[i].hash]; ok && now.Before(exp) {
-			hit = i
-			break
+		for j, p := range sc.Lookback(eligible[i]) {
+			if e, ok := c.entries[p.Key]; ok && !now.Before(e.readableAt) && now.Before(e.expiry) {
+				pl.hit = &p
+				pl.hitTTL = eligible[i].TTL()
+				hitIndex = eligible[i].Index - j
+				break search
+			}
 		}
 	}
 	last := eligible[len(eligible)-1]
-	u.prefixTok = last.tokens
-	u.uncached = ic.total - last.tokens
-	if hit >= 0 {
-		u.read = eligible[hit].tokens
+	pl.cu.prefixTok = last.Tokens
+	pl.cu.uncached = sc.Total - last.Tokens
+	if pl.hit != nil {
+		pl.cu.read = pl.hit.Tokens
 	}
-	// Tokens between the hit (or the start) and the last breakpoint are written, each
-	// stretch at the TTL of the breakpoint that ends it.
-	prev := u.read
-	for i := hit + 1; i < len(eligible); i++ {
-		stretch := eligible[i].tokens - prev
-		if stretch > 0 {
-			if eligible[i].ttl == "1h" {
-				u.write1h += stretch
+	prev := pl.cu.read
+	for _, bp := range eligible {
+		if bp.Index <= hitIndex {
+			continue
+		}
+		if stretch := bp.Tokens - prev; stretch > 0 {
+			if bp.TTL() == time.Hour {
+				pl.cu.write1h += stretch
 			} else {
-				u.write5m += stretch
+				pl.cu.write5m += stretch
 			}
 		}
-		prev = eligible[i].tokens
+		prev = bp.Tokens
+		pl.writes = append(pl.writes, bp)
 	}
-	if commit {
-		if hit >= 0 {
-			c.entries[eligible[hit].hash] = now.Add(ttlDuration(eligible[hit].ttl))
+	return pl
+}
+
+// peek is how sc's tokens would split at now, without changing the cache
+// (count_tokens, admission's input cost).
+func (c *promptCache) peek(sc cacheprefix.Scan, minTokens int64, now time.Time) cacheUsage {
+	if len(sc.Breakpoints) == 0 {
+		return cacheUsage{uncached: sc.Total}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.decide(sc, minTokens, now).cu
+}
+
+// store splits sc's tokens at now and records them: the prefix read has its TTL
+// refreshed; each prefix written becomes readable at readableAt (or earlier, when
+// another response writing it began first) and expires its TTL after now.
+func (c *promptCache) store(sc cacheprefix.Scan, minTokens int64, now, readableAt time.Time) cacheUsage {
+	if len(sc.Breakpoints) == 0 {
+		return cacheUsage{uncached: sc.Total}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	pl := c.decide(sc, minTokens, now)
+	if !pl.eligible {
+		return pl.cu
+	}
+	if pl.hit != nil {
+		e := c.entries[pl.hit.Key]
+		e.expiry = later(e.expiry, now.Add(pl.hitTTL))
+		c.entries[pl.hit.Key] = e
+	}
+	for _, bp := range pl.writes {
+		e, ok := c.entries[bp.Key]
+		if !ok || !now.Before(e.expiry) {
+			e = cacheEntry{readableAt: readableAt}
+		} else if readableAt.Before(e.readableAt) {
+			e.readableAt = readableAt
 		}
-		for i := hit + 1; i < len(eligible); i++ {
-			c.entries[eligible[i].hash] = now.Add(ttlDuration(eligible[i].ttl))
-		}
-		c.sweeps++
-		if c.sweeps%4096 == 0 {
-			for k, exp := range c.entries {
-				if !now.Before(exp) {
-					delete(c.entries, k)
-				}
+		e.expiry = later(e.expiry, readableAt.Add(bp.TTL()))
+		c.entries[bp.Key] = e
+	}
+	c.sweeps++
+	if c.sweeps%4096 == 0 {
+		for k, e := range c.entries {
+			if !now.Before(e.expiry) {
+				delete(c.entries, k)
 			}
 		}
 	}
-	return u
+	return pl.cu
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }

@@ -154,10 +154,10 @@ func TestClockSpeedAndAdvance(t *testing.T) {
 func TestCountTokensRule(t *testing.T) {
 	t.Parallel()
 	body := `{"model":"claude-haiku-4-5","max_tokens":5,"system":"abcdefgh","messages":[{"role":"user","content":[{"type":"text","text":"abcd"},{"type":"image","source":{"type":"base64","media_type":"image/png","data":"AAAA"}}]}]}`
-	ic := countInput("claude-haiku-4-5", mustParse(t, body))
+	ic := countInput("claude-haiku-4-5", mustParse(t, body), []byte(body))
 	// request 3 + system 2 + 2 + message 4 + text 1 + image 1500
-	if want := int64(3 + 2 + 2 + 4 + 1 + 1500); ic.total != want {
-		t.Errorf("countInput = %d, want %d", ic.total, want)
+	if want := int64(3 + 2 + 2 + 4 + 1 + 1500); ic.Total != want {
+		t.Errorf("countInput = %d, want %d", ic.Total, want)
 	}
 }
 

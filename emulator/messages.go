@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/clade-dev/clade/catalog"
+	"github.com/clade-dev/clade/internal/cacheprefix"
 	"github.com/clade-dev/clade/internal/wire"
 )
 
@@ -49,7 +50,7 @@ type prepared struct {
 	body  []byte
 	model *catalog.Model
 	class *catalog.Class
-	input inputCount
+	input cacheprefix.Scan
 }
 
 // parseOptions are the checks of a request of this API version and these betas.
@@ -95,9 +96,9 @@ func (s *Server) prepare(body []byte, opt wire.ParseOptions) (*prepared, *wire.E
 		return nil, wire.Errorf(wire.InvalidRequest, "max_tokens: %d > %d, which is the maximum allowed number of output tokens for %s", req.MaxTokens, m.MaxTokens, req.Model)
 	}
 	p := &prepared{req: req, body: body, model: m, class: s.cat.Class(m)}
-	p.input = countInput(m.ID, req)
-	if p.input.total > m.MaxInputTokens {
-		return nil, wire.Errorf(wire.InvalidRequest, "prompt is too long: %d tokens > %d maximum", p.input.total, m.MaxInputTokens)
+	p.input = countInput(m.ID, req, body)
+	if p.input.Total > m.MaxInputTokens {
+		return nil, wire.Errorf(wire.InvalidRequest, "prompt is too long: %d tokens > %d maximum", p.input.Total, m.MaxInputTokens)
 	}
 	return p, nil
 }
@@ -182,7 +183,7 @@ func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request, c *call)
 		s.writeError(w, c.requestID, werr)
 		return
 	}
-	cu := s.cache.lookup(p.input, p.class.MinCacheTokens, now, false)
+	cu := s.cache.peek(p.input, p.class.MinCacheTokens, now)
 	adm, refused := s.limits.admit(p.class.Name, itpmCost(cu, p.class), p.req.MaxTokens, s.cfg.OrganizationID, now)
 	if refused != nil {
 		s.limits.setHeaders(w.Header(), p.class.Name, now)
@@ -191,7 +192,14 @@ func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request, c *call)
 		s.writeError(w, c.requestID, refused.err)
 		return
 	}
-	cu = s.cache.lookup(p.input, p.class.MinCacheTokens, now, true)
+	// The prefixes this request writes become readable when its response begins
+	// (responseStart): a stream's message_start; for a whole response, once the
+	// injected delay (which a stream sends after message_start) has passed too.
+	begins := s.responseStart(p.class)
+	if !p.req.Stream {
+		begins += act.delay
+	}
+	cu = s.cache.store(p.input, p.class.MinCacheTokens, now, now.Add(begins))
 	g := s.generateWith(callable(p.req), body, tc, interleaved)
 	u := g.usage(cu, "standard")
 	s.metrics.observeTokens(p.class.Name, u.InputTokens, u.OutputTokens, u.CacheReadInputTokens, u.CacheCreationInputTokens)
@@ -239,7 +247,7 @@ func (s *Server) handleCountTokens(w http.ResponseWriter, r *http.Request, c *ca
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
-	w.Write([]byte(`{"input_tokens":` + strconv.FormatInt(p.input.total, 10) + "}"))
+	w.Write([]byte(`{"input_tokens":` + strconv.FormatInt(p.input.Total, 10) + "}"))
 }
 
 // latency is the modelled time for a whole response: time to first token plus output
@@ -249,6 +257,14 @@ func (s *Server) latency(cl *catalog.Class, outputTokens int64) time.Duration {
 		return 0
 	}
 	return time.Duration(s.cfg.LatencyScale * float64(s.ttft(cl)+s.perToken(cl)*time.Duration(outputTokens)))
+}
+
+// responseStart is the modelled time from admission to the response's first byte
+// (before any injected delay): the time to first token scaled by LatencyScale. A
+// stream's message_start is sent then, and the prompt-cache entries the request
+// writes become readable then.
+func (s *Server) responseStart(cl *catalog.Class) time.Duration {
+	return time.Duration(s.cfg.LatencyScale * float64(s.ttft(cl)))
 }
 
 func (s *Server) ttft(cl *catalog.Class) time.Duration {

@@ -102,6 +102,12 @@ type signatureDelta struct {
 func (s *Server) stream(w http.ResponseWriter, r *http.Request, c *call, p *prepared, g generation, u Usage, adm *admission, act faultAction) {
 	defer func() { adm.finish(s.cfg.Now()) }()
 	ctx := r.Context()
+	// The response begins after the time to first token (responseStart): the headers
+	// and message_start are sent then, when the prompt-cache entries the request
+	// writes become readable. An injected delay comes after message_start.
+	if !s.sleep(ctx, s.responseStart(p.class)) {
+		return
+	}
 	h := w.Header()
 	s.limits.setHeaders(h, p.class.Name, s.cfg.Now())
 	h.Set("Content-Type", "text/event-stream; charset=utf-8")
@@ -121,19 +127,12 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, c *call, p *prep
 	if !s.sleep(ctx, act.delay) {
 		return
 	}
-	scale := s.cfg.LatencyScale
-	ttft := time.Duration(scale * float64(s.ttft(p.class)))
-	perTok := time.Duration(scale * float64(s.perToken(p.class)))
-	firstToken := true
+	perTok := time.Duration(s.cfg.LatencyScale * float64(s.perToken(p.class)))
 	var sent int64 // output tokens sent so far
 	// progress charges n generated tokens, applies pacing and mid-stream faults; it
 	// reports false when the stream must stop.
 	progress := func(n int64) bool {
 		wait := perTok * time.Duration(n)
-		if firstToken {
-			wait += ttft
-			firstToken = false
-		}
 		if wait > 0 {
 			sw.flush() // what was sent before the pause arrives before it
 		}
