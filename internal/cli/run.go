@@ -45,6 +45,7 @@ type runFlags struct {
 	maxAttempts   int
 	streamAbove   int64
 	countTokens   bool
+	cacheOff      bool // --cache-schedule=off
 	budget        float64
 	strict        bool
 	force         bool
@@ -116,6 +117,7 @@ https://api.anthropic.com). --emulate TIER runs against an in-process emulator i
 	fl.IntVar(&f.maxAttempts, "max-attempts", jobs.DefaultMaxAttempts, "attempts per request before it is written as errored (429 waits do not count)")
 	fl.Var(streamAboveValue{&f.streamAbove}, "stream-above", streamAboveUsage)
 	fl.BoolVar(&f.countTokens, "count-tokens", false, "ask the API's count_tokens for exact input counts instead of estimating")
+	fl.Var(cacheScheduleValue{&f.cacheOff}, "cache-schedule", cacheScheduleUsage)
 	fl.Float64Var(&f.budget, "budget", 0, "stop before the run's cost would exceed `USD` (0: no budget)")
 	fl.BoolVar(&f.strict, "strict", false, "abort before any request if the input has a bad line")
 	fl.BoolVar(&f.force, "force", false, "re-import an input that changed since the store was made (drops its results),\nor replace a results file another run wrote")
@@ -241,7 +243,7 @@ func runRun(cmd *cobra.Command, g *globalFlags, f *runFlags, input string) (retE
 			Ordered: f.ordered, Force: f.force, Strict: f.strict, Options: opts, Tier: f.tier,
 			Budget: f.budget, Progress: progress, Dashboard: f.dash.Feed(), Registry: registerer, Logger: log},
 		MaxConcurrency: f.concurrency, MaxAttempts: f.maxAttempts, Routing: routing, StreamAbove: f.streamAbove,
-		CountTokens: f.countTokens, Abort: abort, Limiter: lim,
+		CountTokens: f.countTokens, Abort: abort, Limiter: lim, CacheScheduleOff: f.cacheOff,
 	})
 	return endRun(cmd, sum, err, ending{input: input, output: f.output, db: f.db})
 }

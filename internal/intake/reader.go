@@ -9,6 +9,7 @@ import (
 	"io"
 	"strconv"
 
+	"github.com/clade-dev/clade/internal/cacheprefix"
 	"github.com/clade-dev/clade/internal/wire"
 )
 
@@ -31,6 +32,11 @@ type Request struct {
 	// to reserve rate-limit budget before the call; the response's usage is the
 	// real figure.
 	EstInputTokens int64
+	// Cache is the line's longest prompt-cache prefix (its last cache_control
+	// breakpoint; cacheprefix), for the runner's scheduling; zero when the line has
+	// no cache_control. Whether it is long enough to be cached depends on the model
+	// it is sent to (catalog min_cache_tokens), which the runner checks.
+	Cache cacheprefix.Prefix
 }
 
 // Problem is an input line that was rejected, and why. Field is the JSON path of
@@ -261,7 +267,24 @@ func ParseLine(n int, b []byte) (*Request, *Problem) {
 	}
 	req.EstInputTokens = p.estimate()
 	req.Params = bytes.Clone(rawParams)
+	req.Cache = CachePrefix(req.Model, req.Params)
 	return req, nil
+}
+
+// CachePrefix is the longest prompt-cache prefix of params sent to model (the
+// last cache_control breakpoint, whatever its length: cacheprefix.Scan.Last(0)),
+// or zero when params have no cache_control or do not parse as a Messages request.
+// Lines without cache_control are not parsed further.
+func CachePrefix(model string, params []byte) cacheprefix.Prefix {
+	if !bytes.Contains(params, []byte(`"cache_control"`)) {
+		return cacheprefix.Prefix{}
+	}
+	req, err := wire.ParseMessageRequest(params, wire.ParseOptions{AllowSystemRole: true})
+	if err != nil {
+		return cacheprefix.Prefix{}
+	}
+	last, _ := cacheprefix.Of(model, req, params).Last(0)
+	return last
 }
 
 // paramFields are the members of params that intake reads, as raw JSON values

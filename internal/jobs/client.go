@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/riverqueue/river"
+
+	"github.com/clade-dev/clade/internal/cacheprefix"
 )
 
 // Request is one stored request, as a WorkFunc sees it.
@@ -23,6 +25,9 @@ type Request struct {
 	EstInputTokens int64
 	// Params is the request's params object, byte for byte from the input.
 	Params json.RawMessage
+	// Cache is the request's longest prompt-cache prefix as the import found it
+	// (intake.Request.Cache); zero without cache_control.
+	Cache cacheprefix.Prefix
 }
 
 // Job is one attempt at a request.
@@ -291,12 +296,17 @@ func (s *Store) request(ctx context.Context, id int64) (*Request, bool, error) {
 	var r Request
 	var params []byte
 	var done bool
+	var prefix *string
+	var prefixTokens, ttl *int64
 	err := s.b.reader().queryRow(ctx, `SELECT r.id, r.run_id, r.custom_id, r.line, r.model, r.max_tokens, r.est_input_tokens, r.params,
+			r.cache_prefix, r.cache_prefix_tokens, r.cache_ttl,
 			EXISTS (SELECT 1 FROM clade_result x WHERE x.request_id = r.id)
-		FROM clade_request r WHERE r.id = $1`, id).Scan(&r.ID, &r.RunID, &r.CustomID, &r.Line, &r.Model, &r.MaxTokens, &r.EstInputTokens, &params, &done)
+		FROM clade_request r WHERE r.id = $1`, id).Scan(&r.ID, &r.RunID, &r.CustomID, &r.Line, &r.Model, &r.MaxTokens, &r.EstInputTokens, &params,
+		&prefix, &prefixTokens, &ttl, &done)
 	if err != nil {
 		return nil, false, err
 	}
 	r.Params = params
+	r.Cache = scanPrefix(prefix, prefixTokens, ttl)
 	return &r, done, nil
 }

@@ -147,20 +147,38 @@ func (t *postgresTx) insertRequests(ctx context.Context, runID int64, reqs []*in
 	n := len(reqs)
 	ids, lines, models := make([]string, n), make([]int64, n), make([]string, n)
 	maxTok, est, params := make([]int64, n), make([]int64, n), make([][]byte, n)
+	prefix, prefixTok, ttl := make([]*string, n), make([]*int64, n), make([]*int64, n)
 	at := make(map[int64]int, n)
 	for i, r := range reqs {
 		ids[i], lines[i], models[i] = r.CustomID, int64(r.Line), r.Model
 		maxTok[i], est[i], params[i] = r.MaxTokens, r.EstInputTokens, r.Params
+		if k, tk, tl := prefixColumns(r.Cache); k != nil {
+			ks, tks, tls := k.(string), tk.(int64), tl.(int64)
+			prefix[i], prefixTok[i], ttl[i] = &ks, &tks, &tls
+		}
 		at[int64(r.Line)] = i
 	}
-	rs, err := t.tx.Query(ctx, `INSERT INTO clade_request
+	q := `INSERT INTO clade_request
 			(run_id, custom_id, line, model, max_tokens, est_input_tokens, params)
 		SELECT $1, u.custom_id, u.line, u.model, u.max_tokens, u.est, u.params
 		FROM unnest($2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::bigint[], $7::bytea[])
 			WITH ORDINALITY AS u (custom_id, line, model, max_tokens, est, params, ord)
 		ORDER BY u.ord
 		ON CONFLICT (run_id, custom_id) DO NOTHING
-		RETURNING id, line`, runID, ids, lines, models, maxTok, est, params)
+		RETURNING id, line`
+	args := []any{runID, ids, lines, models, maxTok, est, params}
+	if anyPrefix(reqs) { // the cache columns are written only by a batch that has a prefix
+		q = `INSERT INTO clade_request
+			(run_id, custom_id, line, model, max_tokens, est_input_tokens, params, cache_prefix, cache_prefix_tokens, cache_ttl)
+		SELECT $1, u.custom_id, u.line, u.model, u.max_tokens, u.est, u.params, u.prefix, u.prefix_tokens, u.ttl
+		FROM unnest($2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::bigint[], $7::bytea[], $8::text[], $9::bigint[], $10::bigint[])
+			WITH ORDINALITY AS u (custom_id, line, model, max_tokens, est, params, prefix, prefix_tokens, ttl, ord)
+		ORDER BY u.ord
+		ON CONFLICT (run_id, custom_id) DO NOTHING
+		RETURNING id, line`
+		args = append(args, prefix, prefixTok, ttl)
+	}
+	rs, err := t.tx.Query(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}

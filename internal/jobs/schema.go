@@ -108,6 +108,8 @@ var sqliteMigrations = [][]string{
 	spendMigration,
 	// 6: batchHoldMigration.
 	batchHoldMigration,
+	// 7: cachePrefixMigration.
+	cachePrefixMigration,
 }
 
 // Postgres stores rows in insertion order already (a heap); its migrations need
@@ -175,6 +177,8 @@ var postgresMigrations = [][]string{
 	spendMigration,
 	// 5: batchHoldMigration.
 	batchHoldMigration,
+	// 6: cachePrefixMigration.
+	cachePrefixMigration,
 }
 
 // outputMigration records which run writes which results file (ClaimOutput), so that
@@ -224,4 +228,14 @@ var spendMigration = []string{
 		micros       BIGINT NOT NULL,
 		PRIMARY KEY (scope, period, period_start)
 	)`,
+}
+
+// cachePrefixMigration stores each request's longest prompt-cache prefix as the
+// import found it (intake.Request.Cache): its key (32 hex characters), its tokens
+// under the counting rule and its TTL in seconds; NULL for a line without
+// cache_control. The runner schedules by it. The same SQL on both backends.
+var cachePrefixMigration = []string{
+	`ALTER TABLE clade_request ADD COLUMN cache_prefix TEXT`,
+	`ALTER TABLE clade_request ADD COLUMN cache_prefix_tokens BIGINT`,
+	`ALTER TABLE clade_request ADD COLUMN cache_ttl BIGINT`,
 }

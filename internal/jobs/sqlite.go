@@ -152,19 +152,32 @@ func (t *sqliteTx) rollback(context.Context) error { return t.tx.Rollback() }
 func (t *sqliteTx) insertRequests(ctx context.Context, runID int64, reqs []*intake.Request) ([]int64, error) {
 	ids := make([]int64, len(reqs))
 	at := make(map[int64]int, len(reqs)) // line → index
-	args := make([]any, 0, 7*min(len(reqs), sqliteRowsPerInsert))
+	args := make([]any, 0, 10*min(len(reqs), sqliteRowsPerInsert))
 	var q strings.Builder
 	for start := 0; start < len(reqs); start += sqliteRowsPerInsert {
 		chunk := reqs[start:min(start+sqliteRowsPerInsert, len(reqs))]
 		q.Reset()
-		q.WriteString(`INSERT INTO clade_request (run_id, custom_id, line, model, max_tokens, est_input_tokens, params) VALUES `)
+		// The cache columns are written only by a chunk that has a prefix.
+		cached := anyPrefix(chunk)
+		if cached {
+			q.WriteString(`INSERT INTO clade_request (run_id, custom_id, line, model, max_tokens, est_input_tokens, params,
+				cache_prefix, cache_prefix_tokens, cache_ttl) VALUES `)
+		} else {
+			q.WriteString(`INSERT INTO clade_request (run_id, custom_id, line, model, max_tokens, est_input_tokens, params) VALUES `)
+		}
 		args = args[:0]
 		for i, r := range chunk {
 			if i > 0 {
 				q.WriteByte(',')
 			}
-			q.WriteString("(?,?,?,?,?,?,?)")
 			args = append(args, runID, r.CustomID, r.Line, r.Model, r.MaxTokens, r.EstInputTokens, []byte(r.Params))
+			if cached {
+				q.WriteString("(?,?,?,?,?,?,?,?,?,?)")
+				key, tokens, ttl := prefixColumns(r.Cache)
+				args = append(args, key, tokens, ttl)
+			} else {
+				q.WriteString("(?,?,?,?,?,?,?)")
+			}
 			at[int64(r.Line)] = start + i
 		}
 		// The first of two equal custom_ids in one statement is inserted (rows go
@@ -190,7 +203,7 @@ func (t *sqliteTx) insertRequests(ctx context.Context, runID int64, reqs []*inta
 	return ids, nil
 }
 
-// sqliteRowsPerInsert × 7 parameters stays under SQLite's 32,766 limit.
+// sqliteRowsPerInsert × 10 parameters stays under SQLite's 32,766 limit.
 const sqliteRowsPerInsert = 500
 
 // insertJobs enqueues one River job per new request with one INSERT … SELECT

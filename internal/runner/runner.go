@@ -80,6 +80,11 @@ type Config struct {
 	// Default 0: DefaultStreamAbove (21,333, the SDKs' rule); StreamNever (-1) and
 	// StreamAlways (-2) send no request or every request as a stream.
 	StreamAbove int64
+	// CacheScheduleOff turns prompt-cache scheduling off: requests with a
+	// cache_control prefix are sent in queue order at full concurrency, like the
+	// others. Default false: one warming request per prefix first, the rest once
+	// its answer has started (docs/run.md, "Prompt caching").
+	CacheScheduleOff bool
 	// Test holds hooks for tests; leave it zero.
 	Test TestHooks
 }
@@ -92,6 +97,8 @@ type TestHooks struct {
 	// Heartbeat sets this process's heartbeat in the store (jobs.WithHeartbeat);
 	// default jobs.DefaultHeartbeatInterval and DefaultDeadAfter.
 	Heartbeat []jobs.WorkerOption
+	// Now is the prompt-cache scheduler's clock (TTLs); default time.Now.
+	Now func() time.Time
 }
 
 // Summary is what a run did: the run's Totals (from the store) and this
@@ -105,6 +112,14 @@ type Summary struct {
 	// processes working the same run (several hosts on one store) wrote while
 	// it ran.
 	Committed, Others int64
+	// CacheReadTokens, CacheWriteTokens and UncachedInputTokens split the input
+	// tokens of this process's succeeded results (usage cache_read_input_tokens,
+	// cache_creation_input_tokens, input_tokens).
+	CacheReadTokens, CacheWriteTokens, UncachedInputTokens int64
+	// Warmed counts the prompt-cache warming requests this process sent (Rewarmed
+	// of them for a prefix idle close to its TTL); CacheReads the requests sent
+	// after a warm-up, expecting a cache read.
+	Warmed, Rewarmed, CacheReads int64
 }
 
 // Common is the run's Totals; nil for a nil Summary.
@@ -121,6 +136,10 @@ func (s *Summary) Lines() []string {
 		s.Sent, s.Elapsed.Round(time.Millisecond), s.RateLimited, s.Overloaded, s.Retried)}
 	if s.Others > 0 {
 		how = append(how, fmt.Sprintf("this process wrote %d results, other processes on the store %d", s.Committed, s.Others))
+	}
+	if s.CacheReadTokens+s.CacheWriteTokens > 0 {
+		how = append(how, fmt.Sprintf("prompt cache: %d tokens read, %d written, %d uncached; %d prefixes warmed (%d again), %d requests sent warm",
+			s.CacheReadTokens, s.CacheWriteTokens, s.UncachedInputTokens, s.Warmed, s.Rewarmed, s.CacheReads))
 	}
 	return s.Describe(fmt.Sprintf("(through batches: $%.4f)", s.BatchCostUSD), how...)
 }
@@ -225,6 +244,10 @@ type run struct {
 	// usd is the budget (Config.Budget; spend.NoLimit without one): the run's
 	// cost, and the worst case of the requests in flight.
 	usd *spend.Budget
+	// sched is the prompt-cache scheduler; nil when Config.CacheScheduleOff.
+	sched *cacheSched
+	// this process's input tokens of succeeded results, by kind
+	cacheRead, cacheWrite, uncached atomic.Int64
 }
 
 func newRun(cfg Config) (*run, error) {
@@ -265,7 +288,16 @@ func newRun(cfg Config) (*run, error) {
 		usd = spend.NewBudget(spend.FromUSD(cfg.Budget))
 		usd.Force(cfg.BudgetHeld)
 	}
+	var sched *cacheSched
+	if !cfg.CacheScheduleOff {
+		now := cfg.Test.Now
+		if now == nil {
+			now = time.Now
+		}
+		sched = newCacheSched(now)
+	}
 	return &run{
+		sched:    sched,
 		cfg:      cfg,
 		cat:      cfg.Catalog,
 		log:      cfg.Logger,
@@ -482,6 +514,10 @@ func (r *run) summary(ctx context.Context) *Summary {
 	}
 	s.BatchCostUSD = s.CostUSD * r.cat.Pricing.Batch
 	s.Committed = r.mine.Load()
+	s.CacheReadTokens, s.CacheWriteTokens, s.UncachedInputTokens = r.cacheRead.Load(), r.cacheWrite.Load(), r.uncached.Load()
+	if r.sched != nil {
+		s.Warmed, s.Rewarmed, s.CacheReads = r.sched.warmed.Load(), r.sched.rewarmed.Load(), r.sched.reads.Load()
+	}
 	if r.life != nil && s.Requests > 0 {
 		s.Others = max(s.Requests-s.Pending-r.doneAtStart-s.Committed, 0)
 	}

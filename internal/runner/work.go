@@ -70,6 +70,7 @@ func (r *run) do(jobCtx context.Context, job *jobs.Job) (jobs.Result, error) {
 	if err != nil {
 		return errored(wire.InvalidRequest, err.Error()), nil
 	}
+	base := call.Need().InputTokens
 	for calls := 0; ; calls++ {
 		if failures > 0 || calls > 0 {
 			if failures >= r.cfg.MaxAttempts || calls >= 10*r.cfg.MaxAttempts {
@@ -77,8 +78,19 @@ func (r *run) do(jobCtx context.Context, job *jobs.Job) (jobs.Result, error) {
 			}
 			r.retried.Add(1)
 		}
+		// A request with a cacheable prefix waits for the prefix's warming
+		// request to start answering (or warms it), then reserves for a read.
+		var tk *ticket
+		prefix, cached := r.cachePrefix(model, req.Cache)
+		if cached {
+			if tk, err = r.sched.acquire(ctx, model.ID, prefix); err != nil {
+				return requeue(err)
+			}
+			r.reserve(call, model, base, prefix, tk)
+		}
 		att, err := call.Admit(ctx)
 		if err != nil {
+			tk.finish(errNotSent)
 			return requeue(err) // drained or shut down: back to the queue
 		}
 		r.sent.Add(1)
@@ -86,8 +98,9 @@ func (r *run) do(jobCtx context.Context, job *jobs.Job) (jobs.Result, error) {
 		// Once sent, a request finishes even when the run drains; only an abort
 		// (the job's own context) cuts it.
 		r.inFlight.Add(1)
-		resp, err := r.call(jobCtx, params, req.MaxTokens)
+		resp, err := r.call(tk.trace(jobCtx), params, req.MaxTokens)
 		r.inFlight.Add(-1)
+		tk.finish(err)
 		if err == nil {
 			u := admit.Usage{
 				InputTokens: resp.Usage.InputTokens, CacheCreationInputTokens: resp.Usage.CacheCreationInputTokens,
@@ -127,7 +140,7 @@ func (r *run) do(jobCtx context.Context, job *jobs.Job) (jobs.Result, error) {
 				if perr == nil {
 					if c, err := r.prepare(fb, req, exact); err == nil {
 						r.log.Info("fallback model", "custom_id", req.CustomID, "from", model.ID, "to", fb.ID)
-						model, params, call = fb, p, c
+						model, params, call, base = fb, p, c, c.Need().InputTokens
 					}
 				}
 			}
@@ -238,6 +251,9 @@ func (r *run) succeeded1(m *catalog.Model, resp *upstream.Response, hold *spend.
 	in := cu.InputTokens + cu.CacheWrite5mTokens + cu.CacheWrite1hTokens + cu.CacheReadTokens
 	r.inTok.Add(in)
 	r.outTok.Add(cu.OutputTokens)
+	r.cacheRead.Add(cu.CacheReadTokens)
+	r.cacheWrite.Add(cu.CacheWrite5mTokens + cu.CacheWrite1hTokens)
+	r.uncached.Add(cu.InputTokens)
 	cc := r.class(m)
 	cc.in.Add(in)
 	cc.out.Add(cu.OutputTokens)

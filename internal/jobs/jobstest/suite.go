@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clade-dev/clade/internal/cacheprefix"
 	"github.com/clade-dev/clade/internal/intake"
 	"github.com/clade-dev/clade/internal/jobs"
 )
@@ -41,6 +42,7 @@ func Run(t *testing.T, b Backend) {
 		{"ShutdownDoesNotCountAttempt", testShutdown},
 		{"SnoozeDoesNotCountAttempt", testSnooze},
 		{"LastAttemptBecomesErrored", testLastAttempt},
+		{"CachePrefixReachesTheJob", testCachePrefix},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -499,4 +501,55 @@ func testLastAttempt(t *testing.T, b Backend) {
 	if !strings.Contains(text, want+"\n") || calls.Load() != 3 {
 		t.Errorf("Export() =\n%s\nafter %d calls; want 3 calls and %s", text, calls.Load(), want)
 	}
+}
+
+// testCachePrefix: the prompt-cache prefix the import finds in a line with
+// cache_control is the one its job carries; a line without has none, in the same
+// import batch and alone.
+func testCachePrefix(t *testing.T, b Backend) {
+	ctx := testContext(t)
+	s := Open(t, ctx, b.NewDSN(t))
+	doc := strings.Repeat("wxyz", 1500)
+	cached := func(id, ttl string) string {
+		return `{"custom_id":"` + id + `","params":{"model":"` + Model + `","max_tokens":16,"messages":[{"role":"user","content":[` +
+			`{"type":"text","text":"` + doc + `","cache_control":{"type":"ephemeral"` + ttl + `}},{"type":"text","text":"question ` + id + `"}]}]}}`
+	}
+	lines := []string{cached("c1", ""), Line("plain1"), cached("c2", `,"ttl":"1h"`)}
+	want := map[string]cacheprefix.Prefix{
+		"c1": intake.CachePrefix(Model, paramsOf(t, lines[0])),
+		"c2": intake.CachePrefix(Model, paramsOf(t, lines[2])),
+	}
+	if want["c1"].Key == (cacheprefix.Key{}) || want["c1"].Key != want["c2"].Key || want["c2"].TTL != time.Hour {
+		t.Fatalf("intake.CachePrefix = %+v, %+v: want one key for both, 1h for c2", want["c1"], want["c2"])
+	}
+	run, _ := Import(t, ctx, s, jobs.ImportOptions{Path: WriteFile(t, lines...)})
+	plainRun, _ := Import(t, ctx, s, jobs.ImportOptions{Name: "plain", Path: WriteFile(t, Line("plain2"))})
+	var mu sync.Mutex
+	got := map[string]cacheprefix.Prefix{}
+	StartClient(t, ctx, s, func(ctx context.Context, job *jobs.Job) (jobs.Result, error) {
+		mu.Lock()
+		got[job.Request.CustomID] = job.Request.Cache
+		mu.Unlock()
+		return Echo(ctx, job)
+	}, jobs.ClientConfig{})
+	Wait(t, ctx, s, run.ID)
+	Wait(t, ctx, s, plainRun.ID)
+	mu.Lock()
+	defer mu.Unlock()
+	for _, id := range []string{"c1", "c2", "plain1", "plain2"} {
+		if got[id] != want[id] {
+			t.Errorf("job %s Cache = %+v, want %+v", id, got[id], want[id])
+		}
+	}
+}
+
+func paramsOf(t *testing.T, line string) []byte {
+	t.Helper()
+	var l struct {
+		Params json.RawMessage `json:"params"`
+	}
+	if err := json.Unmarshal([]byte(line), &l); err != nil {
+		t.Fatal(err)
+	}
+	return l.Params
 }

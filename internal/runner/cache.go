@@ -1,0 +1,203 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"net/http/httptrace"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/clade-dev/clade/admit"
+	"github.com/clade-dev/clade/catalog"
+	"github.com/clade-dev/clade/internal/cacheprefix"
+	"github.com/clade-dev/clade/internal/upstream"
+)
+
+// Prompt-cache scheduling (docs/run.md, "Prompt caching").
+//
+// A prompt-cache entry becomes readable only once the first response that writes
+// it has begun; requests sent before then write (and pay for) the same prefix
+// again, and all of it counts toward ITPM. So, per prefix (a request's last
+// cache_control breakpoint, found at import: jobs.Request.Cache, long enough for
+// the model it is sent to), the scheduler lets one request go first (the warming
+// request) and holds the others until its response has started: the first byte of
+// the answer (a stream's headers and message_start; a whole response's headers,
+// which come with its body). Then they go, each reserving admission for a cache
+// read (no ITPM on current models) instead of the whole prompt. A prefix idle for
+// close to its TTL (within rewarmMargin of it) is warmed again the same way.
+//
+// The state is this process's: several processes on one store each warm a prefix
+// once. Requests without a cacheable prefix never touch it.
+
+// rewarmMargin is how long before a prefix's TTL runs out, counted from the last
+// request sent on it, the next one warms it again instead of expecting a read:
+// a tenth of the TTL (30 s of 5 minutes, 6 of an hour).
+func rewarmMargin(ttl time.Duration) time.Duration { return ttl / 10 }
+
+// cacheSched holds the state of each prefix the run has sent.
+type cacheSched struct {
+	now func() time.Time
+
+	mu       sync.Mutex
+	prefixes map[prefixID]*prefixState
+
+	// warmed counts warming requests sent (a prefix's first, and re-warms);
+	// rewarmed the re-warms; reads the requests sent expecting a cache read.
+	warmed, rewarmed, reads atomic.Int64
+}
+
+// prefixID is a prefix as sent to one model: caches are per model.
+type prefixID struct {
+	key   cacheprefix.Key
+	model string
+}
+
+type prefixState struct {
+	// warming is closed when the warming request in flight has started answering
+	// or failed; nil when none is in flight.
+	warming chan struct{}
+	// warm is set once a warming response started; until expires, counted from
+	// the last request sent on it (a read refreshes the TTL).
+	warm    bool
+	expires time.Time
+}
+
+func newCacheSched(now func() time.Time) *cacheSched {
+	return &cacheSched{now: now, prefixes: make(map[prefixID]*prefixState)}
+}
+
+// ticket is one attempt's place in its prefix's schedule.
+type ticket struct {
+	s    *cacheSched
+	id   prefixID
+	ttl  time.Duration
+	read bool // sent expecting a cache read
+	// warmer: this attempt warms the prefix; done is closed (once) when it has
+	// started answering or failed.
+	warmer bool
+	done   chan struct{}
+	once   sync.Once
+}
+
+// acquire waits until an attempt on prefix p, sent to model, may go, and says how:
+// as the prefix's warming request, or as a read once it is warm. It returns ctx's
+// error if ctx ends while it waits.
+func (s *cacheSched) acquire(ctx context.Context, model string, p cacheprefix.Prefix) (*ticket, error) {
+	id := prefixID{key: p.Key, model: model}
+	for {
+		s.mu.Lock()
+		st := s.prefixes[id]
+		if st == nil {
+			st = &prefixState{}
+			s.prefixes[id] = st
+		}
+		now := s.now()
+		if st.warm && now.Before(st.expires.Add(-rewarmMargin(p.TTL))) {
+			st.expires = now.Add(p.TTL)
+			s.mu.Unlock()
+			s.reads.Add(1)
+			return &ticket{s: s, id: id, ttl: p.TTL, read: true}, nil
+		}
+		if ch := st.warming; ch != nil {
+			s.mu.Unlock()
+			select {
+			case <-ch:
+				continue
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		// Cold, or idle for close to its TTL: this attempt warms it.
+		if st.warm {
+			s.rewarmed.Add(1)
+		}
+		st.warm = false
+		st.warming = make(chan struct{})
+		t := &ticket{s: s, id: id, ttl: p.TTL, warmer: true, done: st.warming}
+		s.mu.Unlock()
+		s.warmed.Add(1)
+		return t, nil
+	}
+}
+
+// trace returns ctx with a hook that marks the prefix warm at the answer's first
+// byte, for a warming attempt; ctx itself otherwise.
+func (t *ticket) trace(ctx context.Context) context.Context {
+	if t == nil || !t.warmer {
+		return ctx
+	}
+	return httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotFirstResponseByte: t.started})
+}
+
+// started marks a warming attempt's prefix warm and lets the others go.
+func (t *ticket) started() {
+	t.once.Do(func() {
+		s := t.s
+		s.mu.Lock()
+		st := s.prefixes[t.id]
+		st.warm = true
+		st.expires = s.now().Add(t.ttl)
+		st.warming = nil
+		close(t.done)
+		s.mu.Unlock()
+	})
+}
+
+// finish settles the ticket once its attempt is over (err nil: answered). A
+// warming attempt that failed leaves the prefix cold (an API error answer wrote no
+// cache), so the next attempt on it warms it; the ones its first byte let go are
+// sent all the same (as writes). An attempt never sent (admission refused) passes
+// errNotSent.
+func (t *ticket) finish(err error) {
+	if t == nil || !t.warmer {
+		return
+	}
+	if err == nil {
+		t.started()
+		return
+	}
+	t.once.Do(func() { // failed before its first byte
+		s := t.s
+		s.mu.Lock()
+		s.prefixes[t.id].warming = nil
+		close(t.done)
+		s.mu.Unlock()
+	})
+	var ae *upstream.APIError
+	if errors.As(err, &ae) || errors.Is(err, errNotSent) {
+		s := t.s
+		s.mu.Lock()
+		if st := s.prefixes[t.id]; st.warming == nil {
+			st.warm = false
+		}
+		s.mu.Unlock()
+	}
+}
+
+// errNotSent is a ticket's attempt that never went out.
+var errNotSent = errors.New("not sent")
+
+// cachePrefix is the prefix req is scheduled by when sent to m: its last
+// breakpoint if it is at least the model's minimum cacheable length (catalog
+// min_cache_tokens); false for none, or when scheduling is off.
+func (r *run) cachePrefix(m *catalog.Model, p cacheprefix.Prefix) (cacheprefix.Prefix, bool) {
+	if r.sched == nil || p.Key == (cacheprefix.Key{}) || p.Tokens < r.cat.Class(m).MinCacheTokens {
+		return cacheprefix.Prefix{}, false
+	}
+	return p, true
+}
+
+// reserve sets what an attempt reserves for input: the whole estimate (base), or,
+// for an expected cache read, the estimate less the cached prefix (cache reads take
+// no ITPM on current models; they do on the classes marked cache_reads_count_itpm).
+func (r *run) reserve(call *admit.Call, m *catalog.Model, base int64, p cacheprefix.Prefix, t *ticket) {
+	if t == nil {
+		return
+	}
+	n := base
+	if t.read && !r.cat.Class(m).CacheReadsCountITPM {
+		n = base - r.lim.Estimator().Input(m.ID, p.Tokens)
+	}
+	call.SetInputTokens(n)
+}

@@ -1,0 +1,345 @@
+package runner_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/clade-dev/clade/emulator"
+	"github.com/clade-dev/clade/internal/jobs"
+	"github.com/clade-dev/clade/internal/lifecycle"
+	"github.com/clade-dev/clade/internal/runner"
+	"github.com/clade-dev/clade/internal/testkit"
+	"github.com/clade-dev/clade/internal/upstream"
+)
+
+// seenRequest is one request as the server in front of the emulator saw it.
+type seenRequest struct {
+	body              []byte
+	arrived, answered time.Time // answered: the response's first byte (WriteHeader)
+}
+
+// cacheRecorder is an http.Handler in front of the emulator that records every Messages
+// request; before, when set, runs first (with the body).
+type cacheRecorder struct {
+	next   http.Handler
+	before func(body []byte)
+	mu     sync.Mutex
+	reqs   []*seenRequest
+}
+
+func (rc *cacheRecorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != "/v1/messages" {
+		rc.next.ServeHTTP(w, r)
+		return
+	}
+	body, _ := io.ReadAll(r.Body)
+	s := &seenRequest{body: body, arrived: time.Now()}
+	rc.mu.Lock()
+	rc.reqs = append(rc.reqs, s)
+	rc.mu.Unlock()
+	if rc.before != nil {
+		rc.before(body)
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	rc.next.ServeHTTP(&cacheFirstByte{ResponseWriter: w, s: s, mu: &rc.mu}, r)
+}
+
+func (rc *cacheRecorder) all() []seenRequest {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	out := make([]seenRequest, len(rc.reqs))
+	for i, s := range rc.reqs {
+		out[i] = *s
+	}
+	return out
+}
+
+type cacheFirstByte struct {
+	http.ResponseWriter
+	s  *seenRequest
+	mu *sync.Mutex
+}
+
+func (f *cacheFirstByte) WriteHeader(code int) {
+	f.mu.Lock()
+	if f.s.answered.IsZero() {
+		f.s.answered = time.Now()
+	}
+	f.mu.Unlock()
+	f.ResponseWriter.WriteHeader(code)
+}
+
+func (f *cacheFirstByte) Flush() {
+	if fl, ok := f.ResponseWriter.(http.Flusher); ok {
+		fl.Flush()
+	}
+}
+
+func (f *cacheFirstByte) Unwrap() http.ResponseWriter { return f.ResponseWriter }
+
+// cacheSetup starts the emulator behind a cacheRecorder, over real HTTP.
+func cacheSetup(t *testing.T, cfg emulator.Config) (*cacheRecorder, *upstream.Client, *jobs.Store, string) {
+	t.Helper()
+	em, err := emulator.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := &cacheRecorder{next: em}
+	srv := httptest.NewServer(rc)
+	t.Cleanup(srv.Close)
+	client, err := upstream.New(upstream.Config{BaseURL: srv.URL, APIKey: upstream.NewSecret(testKey)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	st, err := jobs.Open(context.Background(), filepath.Join(dir, "run.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return rc, client, st, dir
+}
+
+const cacheModel = "claude-sonnet-5" // min_cache_tokens 1,024
+
+// docLine is a line asking question q about document doc, the document in a
+// cache_control block.
+func docLine(id, doc, q string) string {
+	return `{"custom_id":"` + id + `","params":{"model":"` + cacheModel + `","max_tokens":8,"messages":[{"role":"user","content":[` +
+		`{"type":"text","text":"` + doc + `","cache_control":{"type":"ephemeral"}},{"type":"text","text":"` + q + `"}]}]}}`
+}
+
+func writeLines(t *testing.T, dir string, lines []string) string {
+	t.Helper()
+	path := filepath.Join(dir, "input.jsonl")
+	if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func document(i int) string { return fmt.Sprintf("document %d: ", i) + strings.Repeat("wxyz", 2000) } // ~2,000 tokens
+
+type cacheUsage struct {
+	Input, Write, Read int64
+}
+
+func usages(t *testing.T, out string) map[string]cacheUsage {
+	t.Helper()
+	got := map[string]cacheUsage{}
+	for id, r := range testkit.ReadResults(t, out) {
+		var l struct {
+			Result struct {
+				Message struct {
+					Usage struct {
+						InputTokens              int64 `json:"input_tokens"`
+						CacheCreationInputTokens int64 `json:"cache_creation_input_tokens"`
+						CacheReadInputTokens     int64 `json:"cache_read_input_tokens"`
+					} `json:"usage"`
+				} `json:"message"`
+			} `json:"result"`
+		}
+		if err := json.Unmarshal([]byte(r.Line), &l); err != nil {
+			t.Fatalf("%s: result line %s: %v", id, r.Line, err)
+		}
+		m := l.Result.Message
+		got[id] = cacheUsage{m.Usage.InputTokens, m.Usage.CacheCreationInputTokens, m.Usage.CacheReadInputTokens}
+	}
+	return got
+}
+
+// TestCacheFollowersWaitForTheWarmingResponse: of a prefix's requests, one goes
+// first and none of the others reaches the server before its response has
+// started; they then read the cache. The same input with scheduling off sends the
+// followers at once, and they write: the check can see a violation.
+func TestCacheFollowersWaitForTheWarmingResponse(t *testing.T) {
+	t.Parallel()
+	var lines []string
+	for d := range 3 {
+		for q := range 6 {
+			lines = append(lines, docLine(fmt.Sprintf("d%d-q%d", d, q), document(d), fmt.Sprintf("question %d?", q)))
+		}
+	}
+	for _, off := range []bool{false, true} {
+		t.Run(fmt.Sprintf("schedule off=%v", off), func(t *testing.T) {
+			t.Parallel()
+			// Sonnet 5's 700 ms to first token at scale 0.2: 140 ms.
+			rc, client, st, dir := cacheSetup(t, emulator.Config{Tier: "tier-4", LatencyScale: 0.2, Output: emulator.OutputModel{MedianTokens: 4}})
+			out := filepath.Join(dir, "results.jsonl")
+			sum, err := runner.Run(context.Background(), runner.Config{Spec: lifecycle.Spec{Store: st, Client: client,
+				Input: writeLines(t, dir, lines), Output: out, Tier: "tier-4"}, MaxConcurrency: 64, CacheScheduleOff: off})
+			if err != nil || sum.Succeeded != int64(len(lines)) {
+				t.Fatalf("Run = %+v, %v; want %d succeeded", sum, err, len(lines))
+			}
+			early, writes := 0, 0
+			for d := range 3 {
+				var group []seenRequest
+				for _, s := range rc.all() {
+					if bytes.Contains(s.body, []byte(fmt.Sprintf("document %d: ", d))) {
+						group = append(group, s)
+					}
+				}
+				if len(group) != 6 {
+					t.Fatalf("document %d: %d requests seenRequest, want 6", d, len(group))
+				}
+				first := group[0]
+				for _, s := range group {
+					if s.arrived.Before(first.arrived) {
+						first = s
+					}
+				}
+				for _, s := range group {
+					if s.arrived != first.arrived && s.arrived.Before(first.answered) {
+						early++
+					}
+				}
+			}
+			for id, u := range usages(t, out) {
+				if u.Write > 0 {
+					writes++
+				} else if u.Read < 2000 {
+					t.Errorf("%s: usage %+v, want a cache write or read of the document", id, u)
+				}
+			}
+			if !off {
+				if early != 0 || writes != 3 {
+					t.Errorf("scheduled: %d requests went before their warming request's response started, %d cache writes; want 0 and 3 (one per document)", early, writes)
+				}
+				if sum.Warmed != 3 || sum.CacheReads != 15 {
+					t.Errorf("Summary Warmed %d, CacheReads %d; want 3, 15", sum.Warmed, sum.CacheReads)
+				}
+			} else if early == 0 || writes <= 3 {
+				t.Errorf("scheduling off: %d early requests, %d writes; want followers sent at once (the test could not see a violation)", early, writes)
+			}
+		})
+	}
+}
+
+// TestCacheIdlePrefixRewarmed: a prefix idle past its TTL is warmed again, by one
+// request, before the rest of its requests expect a read. The clock (the
+// emulator's cache and the scheduler's) jumps 6 minutes while another prefix's
+// request is served, one request at a time.
+func TestCacheIdlePrefixRewarmed(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	rc, client, st, dir := cacheSetup(t, emulator.Config{Tier: "unlimited", Now: clock, Output: emulator.OutputModel{MedianTokens: 4}})
+	rc.before = func(body []byte) {
+		if bytes.Contains(body, []byte("pause here")) {
+			mu.Lock()
+			now = now.Add(6 * time.Minute)
+			mu.Unlock()
+		}
+	}
+	var lines []string
+	for q := range 3 {
+		lines = append(lines, docLine(fmt.Sprintf("a%d", q), document(0), fmt.Sprintf("question %d?", q)))
+	}
+	lines = append(lines, docLine("pause", document(1), "pause here"))
+	for q := 3; q < 6; q++ {
+		lines = append(lines, docLine(fmt.Sprintf("a%d", q), document(0), fmt.Sprintf("question %d?", q)))
+	}
+	out := filepath.Join(dir, "results.jsonl")
+	sum, err := runner.Run(context.Background(), runner.Config{Spec: lifecycle.Spec{Store: st, Client: client,
+		Input: writeLines(t, dir, lines), Output: out, Tier: "unlimited"}, MaxConcurrency: 1, Test: runner.TestHooks{Now: clock}})
+	if err != nil || sum.Succeeded != int64(len(lines)) {
+		t.Fatalf("Run = %+v, %v; want %d succeeded", sum, err, len(lines))
+	}
+	var order []string
+	for _, s := range rc.all() {
+		for _, l := range lines {
+			var v struct {
+				ID string `json:"custom_id"`
+			}
+			json.Unmarshal([]byte(l), &v)
+			q := l[strings.LastIndex(l, `"text":"`)+8:]
+			q = q[:strings.Index(q, `"`)]
+			if bytes.Contains(s.body, []byte(q)) && bytes.Contains(s.body, []byte(document(0)[:12])) == strings.Contains(l, document(0)[:12]) {
+				order = append(order, v.ID)
+			}
+		}
+	}
+	if strings.Join(order, ",") != "a0,a1,a2,pause,a3,a4,a5" {
+		t.Fatalf("requests went in order %v, want the input's (one at a time): the test's idle gap is not where it should be", order)
+	}
+	u := usages(t, out)
+	if u["a3"].Write == 0 || u["a4"].Read == 0 || u["a5"].Read == 0 {
+		t.Errorf("after the idle gap: a3 %+v, a4 %+v, a5 %+v; want a3 to write the expired prefix, a4 and a5 to read it", u["a3"], u["a4"], u["a5"])
+	}
+	if sum.Warmed != 3 || sum.Rewarmed != 1 || sum.CacheReads != 4 {
+		t.Errorf("Summary Warmed %d, Rewarmed %d, CacheReads %d; want 3 (a0, pause, a3), 1 (a3), 4", sum.Warmed, sum.Rewarmed, sum.CacheReads)
+	}
+}
+
+// TestLinesWithoutCacheControlUnchanged: lines without cache_control (and one
+// whose prefix is below the model's minimum) reach the server byte for byte as
+// written, at once: they never wait for another prefix's warming request, whose
+// response is slow to start.
+func TestLinesWithoutCacheControlUnchanged(t *testing.T) {
+	t.Parallel()
+	// 700 ms to first token at scale 1.
+	rc, client, st, dir := cacheSetup(t, emulator.Config{Tier: "tier-4", LatencyScale: 1, Output: emulator.OutputModel{MedianTokens: 2}})
+	lines := []string{docLine("warm", document(0), "first"), docLine("wait", document(0), "second")}
+	plain, marker := map[string]string{}, map[string]string{"short": "too short to cache"}
+	for i := range 8 {
+		id := fmt.Sprintf("plain%d", i)
+		marker[id] = fmt.Sprintf("no cache %d", i)
+		params := fmt.Sprintf(`{ "model" : "%s", "max_tokens":8, "messages":[{"role":"user","content":"no cache %d"}], "temperature": 0.5 }`, cacheModel, i)
+		plain[id] = params
+		lines = append(lines, `{"custom_id":"`+id+`","params":`+params+`}`)
+	}
+	short := `{"model":"` + cacheModel + `","max_tokens":8,"messages":[{"role":"user","content":[{"type":"text","text":"too short to cache","cache_control":{"type":"ephemeral"}}]}]}`
+	plain["short"] = short
+	lines = append(lines, `{"custom_id":"short","params":`+short+`}`)
+	out := filepath.Join(dir, "results.jsonl")
+	sum, err := runner.Run(context.Background(), runner.Config{Spec: lifecycle.Spec{Store: st, Client: client,
+		Input: writeLines(t, dir, lines), Output: out, Tier: "tier-4"}, MaxConcurrency: 32})
+	if err != nil || sum.Succeeded != int64(len(lines)) {
+		t.Fatalf("Run = %+v, %v; want %d succeeded", sum, err, len(lines))
+	}
+	var warm seenRequest
+	got := map[string][]byte{}
+	for _, s := range rc.all() {
+		if bytes.Contains(s.body, []byte(`"first"`)) {
+			warm = s
+		}
+		for id := range plain {
+			if bytes.Contains(s.body, []byte(marker[id])) {
+				got[id] = s.body
+			}
+		}
+	}
+	if warm.answered.Sub(warm.arrived) < 500*time.Millisecond {
+		t.Fatalf("the warming request answered in %v, want the 700 ms to first token (the test needs a slow warm-up)", warm.answered.Sub(warm.arrived))
+	}
+	for id, p := range plain {
+		b, ok := got[id]
+		if !ok {
+			t.Errorf("%s: not seenRequest by the server", id)
+			continue
+		}
+		if string(b) != p {
+			t.Errorf("%s: server got %s, want the line's params byte for byte %s", id, b, p)
+		}
+	}
+	for _, s := range rc.all() {
+		if !bytes.Contains(s.body, []byte("document 0")) && !s.arrived.Before(warm.answered) {
+			t.Errorf("a request without a cacheable prefix arrived %v after the warming request's answer started: it waited", s.arrived.Sub(warm.answered))
+		}
+	}
+	if sum.Warmed != 1 {
+		t.Errorf("Summary.Warmed = %d, want 1 (only the document's prefix)", sum.Warmed)
+	}
+}
