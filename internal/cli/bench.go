@@ -21,7 +21,7 @@ func newBenchCmd(g *globalFlags) *cobra.Command {
 		Use:   "bench",
 		Short: "Measure clade end to end against the built-in emulator",
 	}
-	cmd.AddCommand(newBenchUtilizationCmd(g), newBenchAdmitCmd(g), newBenchGatewayCmd(g))
+	cmd.AddCommand(newBenchUtilizationCmd(g), newBenchAdmitCmd(g), newBenchGatewayCmd(g), newBenchCacheCmd(g))
 	return cmd
 }
 
