@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
 
 	"github.com/clade-dev/clade/catalog"
+	"github.com/clade-dev/clade/internal/display"
 	"github.com/clade-dev/clade/internal/jobs"
 	"github.com/clade-dev/clade/internal/lifecycle"
 	"github.com/clade-dev/clade/internal/runner"
@@ -236,7 +238,17 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	if err != nil {
 		return nil, err
 	}
+	if c.Progress != nil {
+		if _, ok := c.Progress.(display.Screen); !ok {
+			// Everything written to Progress (the import's skipped lines, events)
+			// is said above the display's block.
+			c.Progress = display.NewBoard(c.Progress, 1).Part(0)
+		}
+	}
 	d := &dispatcher{cfg: c, log: c.Logger, clock: c.Test.Clock, start: c.Test.Clock.Now(), polls: map[int64]*pollState{}, canceling: map[int64]bool{}}
+	if c.Progress != nil {
+		d.screen = display.New(c.Progress)
+	}
 	burst := max(1, int(c.RPM/60))
 	d.lim = rate.NewLimiter(rate.Limit(c.RPM/60), burst)
 	return d.run(ctx)
@@ -252,6 +264,10 @@ type dispatcher struct {
 	runID int64
 	start time.Time
 	polls map[int64]*pollState // by clade_batch row
+	// screen shows the progress (progress.go); nil without Progress. shown is
+	// what the loop publishes for its terminal display.
+	screen display.Screen
+	shown  shown
 	// canceling holds the rows of batches last seen canceling.
 	canceling map[int64]bool
 	// drained is set when a fill found no request left to send; only a batch that
@@ -361,12 +377,25 @@ func (d *dispatcher) run(ctx context.Context) (_ *Summary, retErr error) {
 		return d.summary(context.WithoutCancel(ctx)), err
 	}
 	defer d.closeRealtime()
+	stopLive := func() {}
+	if d.screen != nil && d.screen.Live() {
+		liveCtx, cancel := context.WithCancel(ctx)
+		ended := make(chan struct{})
+		go func() {
+			defer close(ended)
+			d.drawLive(liveCtx)
+		}()
+		stopLive = sync.OnceFunc(func() { cancel(); <-ended })
+		defer stopLive()
+	}
 	d.handDue = true // a resumed run may have requests for realtime
 	err = d.loop(ctx)
 	if err == nil {
 		err = d.awaitRealtime(ctx)
 	}
 	d.closeRealtime()
+	d.publish()
+	stopLive() // its last frame: the run's end
 	sum := d.summary(context.WithoutCancel(ctx))
 	if lifecycle.LeaseLost(ctx) {
 		return sum, context.Cause(ctx)
@@ -462,9 +491,10 @@ func (d *dispatcher) loop(ctx context.Context) error {
 			return err
 		}
 		d.feedDashboard(ctx, openN) // dashboard.go
-		if d.cfg.Progress != nil && !now.Before(d.nextStatus) {
+		d.publish()                 // progress.go
+		if d.screen != nil && !now.Before(d.nextStatus) {
 			d.nextStatus = now.Add(d.cfg.ProgressEvery)
-			d.status(ctx, openN)
+			d.status(ctx)
 		}
 		if openN == 0 && !d.life.Importing() {
 			// A run canceled meanwhile (clade batch cancel) ends here: what is left
@@ -577,32 +607,6 @@ func (d *dispatcher) poll(ctx context.Context, b jobs.BatchRecord) (ended bool, 
 		return false, err
 	}
 	return true, nil
-}
-
-// status prints where the run is: results, requests in batches in flight, those
-// waiting for a batch, cost so far and the results' rate.
-func (d *dispatcher) status(ctx context.Context, inFlight int64) {
-	st, err := d.cfg.Store.Status(ctx, d.runID)
-	if err != nil || st.Requests == 0 {
-		return
-	}
-	done := st.Requests - st.Pending
-	elapsed := d.clock.Now().Sub(d.start)
-	prices := "at batch prices"
-	if d.cfg.RetryVia == RetryRealtime {
-		prices = "so far"
-	}
-	line := fmt.Sprintf("status: %d/%d done (%.1f%%), %d in batches in flight, %d waiting; $%.4f %s; %s",
-		done, st.Requests, 100*float64(done)/float64(st.Requests), inFlight, max(st.Pending-inFlight, 0), st.CostUSD, prices, elapsed.Round(time.Second))
-	if n := done - d.doneAtStart; n > 0 && elapsed > 0 {
-		line += fmt.Sprintf(" (%.0f results/min)", float64(n)/elapsed.Minutes())
-	}
-	if d.rt != nil {
-		if q, err := d.cfg.Store.Unfinished(ctx, d.runID); err == nil {
-			line += fmt.Sprintf("; realtime: %d of %d retries left", q, d.rtHanded)
-		}
-	}
-	fmt.Fprintln(d.cfg.Progress, line)
 }
 
 func (d *dispatcher) summary(ctx context.Context) *Summary {

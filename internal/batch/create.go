@@ -372,7 +372,7 @@ func (d *dispatcher) backoff(retryAfter time.Duration) {
 }
 
 func (d *dispatcher) progress(format string, args ...any) {
-	if d.cfg.Progress != nil {
-		fmt.Fprintf(d.cfg.Progress, format+"\n", args...)
+	if d.screen != nil {
+		d.screen.Say(fmt.Sprintf(format, args...))
 	}
 }

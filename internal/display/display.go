@@ -34,15 +34,19 @@ type Screen interface {
 	// line (anywhere else).
 	Draw(block []string, line string)
 	// Say prints a message above the block (an event: a signal, a batch created);
-	// on a terminal the block is drawn again below it on the next Draw.
+	// on a terminal the block is drawn again below it at once.
 	Say(msg string)
 	// Close leaves the last block on the screen.
 	Close()
 }
 
-// New returns the Screen for w: live when w is a terminal (an *os.File whose
-// descriptor is one), plain otherwise.
+// New returns the Screen for w: w itself when it is one (a Part of a Board, so
+// a command's parts share a screen), live when w is a terminal (an *os.File
+// whose descriptor is one), plain otherwise.
 func New(w io.Writer) Screen {
+	if s, ok := w.(Screen); ok {
+		return s
+	}
 	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		width, _, err := term.GetSize(int(f.Fd()))
 		if err != nil || width <= 0 {
@@ -81,7 +85,8 @@ type live struct {
 	w     io.Writer
 	fd    int
 	width int
-	drawn int // lines of the block on the screen, below the cursor's line
+	drawn int      // lines of the block on the screen, below the cursor's line
+	last  []string // the block drawn last, cut to width
 }
 
 func (l *live) Live() bool { return true }
@@ -98,14 +103,23 @@ func (l *live) Draw(block []string, _ string) {
 	if w, _, err := term.GetSize(l.fd); err == nil && w > 0 {
 		l.width = w // the terminal was resized
 	}
+	l.last = l.last[:0]
+	for _, line := range block {
+		l.last = append(l.last, Cut(line, l.width))
+	}
 	var b strings.Builder
 	l.erase(&b)
-	for _, line := range block {
-		b.WriteString(Cut(line, l.width))
+	l.put(&b)
+	io.WriteString(l.w, b.String())
+}
+
+// put writes the last block.
+func (l *live) put(b *strings.Builder) {
+	for _, line := range l.last {
+		b.WriteString(line)
 		b.WriteString("\x1b[K\n")
 	}
-	l.drawn = len(block)
-	io.WriteString(l.w, b.String())
+	l.drawn = len(l.last)
 }
 
 func (l *live) Say(msg string) {
@@ -113,9 +127,9 @@ func (l *live) Say(msg string) {
 	defer l.mu.Unlock()
 	var b strings.Builder
 	l.erase(&b)
-	l.drawn = 0
 	b.WriteString(msg)
 	b.WriteString("\n")
+	l.put(&b)
 	io.WriteString(l.w, b.String())
 }
 

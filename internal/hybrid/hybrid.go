@@ -34,6 +34,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"slices"
 	"sync"
@@ -42,6 +43,7 @@ import (
 
 	"github.com/clade-dev/clade/catalog"
 	"github.com/clade-dev/clade/internal/batch"
+	"github.com/clade-dev/clade/internal/display"
 	"github.com/clade-dev/clade/internal/jobs"
 	"github.com/clade-dev/clade/internal/lifecycle"
 	"github.com/clade-dev/clade/internal/plan"
@@ -62,7 +64,8 @@ const (
 // Tier is the catalog tier whose realtime and batch limits apply (the plan needs
 // numbers, so "auto" is not allowed); its Budget, when positive, stops the run
 // before its cost could exceed it; its Progress receives the plan, re-plans and
-// both modes' progress.
+// both modes' progress: on a terminal one block, realtime's rows (the run's total,
+// read from the store, and each model class) above the batches'.
 type Config struct {
 	lifecycle.Spec
 	// Deadline is when every request should have its result.
@@ -178,6 +181,9 @@ type hybrid struct {
 	lowWater      int64
 	// nudge asks the dispatcher to poll its batches now.
 	nudge chan struct{}
+	// rtProgress is the realtime part of the screen (Config.Progress is the
+	// batches' and the events'); nil without Progress.
+	rtProgress io.Writer
 }
 
 func newHybrid(cfg Config) (*hybrid, error) {
@@ -206,6 +212,13 @@ func (h *hybrid) printf(format string, args ...any) {
 
 func (h *hybrid) run(ctx context.Context) (_ *Summary, retErr error) {
 	h.start = time.Now()
+	if h.cfg.Progress != nil {
+		// One screen for both modes: realtime's block (with the run's total, read
+		// from the store) on top, the batches' below, without their total once
+		// realtime draws; before the spill only the batches draw.
+		board := display.NewBoard(h.cfg.Progress, 2)
+		h.rtProgress, h.cfg.Progress = board.Part(0), board.Part(1)
+	}
 	st := h.cfg.Store
 	life, err := lifecycle.Start(ctx, h.cfg.Spec, lifecycle.Import{NoJobs: true})
 	if life == nil {
@@ -291,6 +304,9 @@ func (h *hybrid) run(ctx context.Context) (_ *Summary, retErr error) {
 		}
 		rc := h.cfg.Realtime
 		rc.Spec = h.cfg.Sharing(rc.Spec, life.Out)
+		if h.rtProgress != nil {
+			rc.Progress = h.rtProgress
+		}
 		if h.cfg.Budget > 0 {
 			// Requests in open batches may still be billed, at batch price: hold
 			// their worst case back from what realtime may spend.

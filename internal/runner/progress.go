@@ -208,25 +208,16 @@ func leftAtLimits(left float64, c counts, sentAll int64, limit [3]float64) float
 
 // block is the terminal display, at most width columns a line.
 func (v view) block(width int) []string {
-	if width <= 0 {
-		width = display.DefaultWidth
-	}
-	pct := 100.0
-	if v.total > 0 {
-		pct = 100 * float64(v.done) / float64(v.total)
-	}
-	tail := fmt.Sprintf(" %5.1f%%  %s/%s  ok %s  err %s", pct, commas(v.done), commas(v.total), commas(v.ok), commas(v.bad))
-	barWidth := min(max(width-len([]rune(tail))-2, 10), 40)
-	lines := []string{"[" + display.Bar(pct/100, barWidth) + "]" + tail}
+	lines := []string{display.Total(width, v.done, v.total, v.ok, v.bad)}
 	eta := "ETA …"
 	switch {
 	case v.done >= v.total:
 		eta = "done"
 	case v.eta > 0:
-		eta = "ETA " + round(v.eta)
+		eta = "ETA " + display.Round(v.eta)
 	}
 	lines = append(lines, fmt.Sprintf("elapsed %s  %s  $%.4f (batch $%.4f)  429s %s  529s %s",
-		round(v.elapsed), eta, v.cost, v.batchCost, commas(v.rateLimited), commas(v.over)))
+		display.Round(v.elapsed), eta, v.cost, v.batchCost, display.Count(v.rateLimited), display.Count(v.over)))
 	for _, c := range v.classes {
 		lines = append(lines, v.classRow(c))
 	}
@@ -242,7 +233,7 @@ func (v view) classRow(c classView) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%-7s", c.name)
 	for i := range 3 {
-		rate := short(c.rate[i])
+		rate := display.Short(c.rate[i])
 		if v.warming {
 			rate = "burst"
 		}
@@ -250,7 +241,7 @@ func (v view) classRow(c classView) string {
 		if i == bind && !v.warming {
 			mark = "*"
 		}
-		fmt.Fprintf(&b, " %s %s/%s%s", names[i], rate, short(c.limit[i]), mark)
+		fmt.Fprintf(&b, " %s %s/%s%s", names[i], rate, display.Short(c.limit[i]), mark)
 	}
 	b.WriteString(" /min")
 	if c.paused > 0 {
@@ -261,70 +252,20 @@ func (v view) classRow(c classView) string {
 
 // line is the plain display: one line per period.
 func (v view) line() string {
-	pct := 100.0
-	if v.total > 0 {
-		pct = 100 * float64(v.done) / float64(v.total)
-	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s/%s (%.1f%%) ok %s err %s | %s", commas(v.done), commas(v.total), pct, commas(v.ok), commas(v.bad), round(v.elapsed))
+	fmt.Fprintf(&b, "%s/%s (%.1f%%) ok %s err %s | %s", display.Count(v.done), display.Count(v.total), display.Percent(v.done, v.total), display.Count(v.ok), display.Count(v.bad), display.Round(v.elapsed))
 	for _, c := range v.classes {
 		if v.warming {
 			fmt.Fprintf(&b, " | %s burst", c.name)
 			continue
 		}
-		fmt.Fprintf(&b, " | %s req %s/%s in %s/%s out %s/%s", c.name, short(c.rate[0]), short(c.limit[0]),
-			short(c.rate[1]), short(c.limit[1]), short(c.rate[2]), short(c.limit[2]))
+		fmt.Fprintf(&b, " | %s req %s/%s in %s/%s out %s/%s", c.name, display.Short(c.rate[0]), display.Short(c.limit[0]),
+			display.Short(c.rate[1]), display.Short(c.limit[1]), display.Short(c.rate[2]), display.Short(c.limit[2]))
 	}
-	fmt.Fprintf(&b, " | 429 %s 529 %s", commas(v.rateLimited), commas(v.over))
+	fmt.Fprintf(&b, " | 429 %s 529 %s", display.Count(v.rateLimited), display.Count(v.over))
 	if v.eta > 0 && v.done < v.total {
-		fmt.Fprintf(&b, " | ETA %s", round(v.eta))
+		fmt.Fprintf(&b, " | ETA %s", display.Round(v.eta))
 	}
 	fmt.Fprintf(&b, " | $%.4f", v.cost)
-	return b.String()
-}
-
-// round formats d for people: 12s, 3m04s, 1h02m.
-func round(d time.Duration) string {
-	switch {
-	case d < time.Minute:
-		return fmt.Sprintf("%ds", int(d.Seconds()+0.5))
-	case d < time.Hour:
-		d = d.Round(time.Second)
-		return fmt.Sprintf("%dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
-	default:
-		d = d.Round(time.Minute)
-		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
-	}
-}
-
-// short formats n as 950, 12.3k or 4.5M.
-func short(n float64) string {
-	switch {
-	case n >= 1e6:
-		return fmt.Sprintf("%.1fM", n/1e6)
-	case n >= 1e4:
-		return fmt.Sprintf("%.0fk", n/1e3)
-	case n >= 1e3:
-		return fmt.Sprintf("%.1fk", n/1e3)
-	default:
-		return fmt.Sprintf("%.0f", n)
-	}
-}
-
-// commas formats n as 12,345.
-func commas(n int64) string {
-	s := fmt.Sprint(n)
-	if n < 0 || len(s) <= 3 {
-		return s
-	}
-	var b strings.Builder
-	pre := len(s) % 3
-	b.WriteString(s[:pre])
-	for i := pre; i < len(s); i += 3 {
-		if b.Len() > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(s[i : i+3])
-	}
 	return b.String()
 }
