@@ -102,7 +102,7 @@ func (s *Store) SpendOf(ctx context.Context, scope, period string, at time.Time)
 		return 0, fmt.Errorf("spend of %s: unknown period %q (want day, week or month)", scope, period)
 	}
 	var m int64
-	err := s.b.queryRow(ctx, `SELECT COALESCE(SUM(micros), 0) FROM clade_spend WHERE scope = $1 AND period = $2 AND period_start = $3`,
+	err := s.b.reader().queryRow(ctx, `SELECT COALESCE(SUM(micros), 0) FROM clade_spend WHERE scope = $1 AND period = $2 AND period_start = $3`,
 		scope, period, start.UnixMicro()).Scan(&m)
 	if err != nil {
 		return 0, fmt.Errorf("spend of %s %s: %w", scope, period, err)

@@ -43,8 +43,14 @@ type budgets struct {
 	cat   *catalog.Catalog
 	now   func() time.Time
 
-	mu   sync.Mutex
-	held map[heldKey]spend.Micros
+	mu     sync.Mutex
+	held   map[heldKey]spend.Micros
+	handed map[*budgetHold]struct{} // holds whose settle runs after their answer went
+	// handedEnded counts the handed holds that have ended.
+	handedEnded uint64
+	// seen is what each budget's last store read said, and what this gateway
+	// has spent since (spentOf).
+	seen map[heldKey]seenSpend
 
 	batch batchHeld // pending Message Batches' holds (budget_batch.go)
 
@@ -135,6 +141,8 @@ type budgetHold struct {
 	model  *catalog.Model // nil: no price (a model the catalog does not know)
 	max    int64          // the call's max_tokens
 	once   sync.Once
+	// settled, made by handOff, is closed when the hold ends.
+	settled chan struct{}
 }
 
 // refusal is why a call does not fit a budget.
@@ -160,6 +168,22 @@ func (b *budgets) hold(ctx context.Context, c *client, model string, maxTokens, 
 	if b == nil || len(scopes) == 0 {
 		return nil, nil
 	}
+	b.mu.Lock()
+	ended := b.handedEnded
+	b.mu.Unlock()
+	h, err := b.tryHold(ctx, scopes, model, maxTokens, est)
+	var r *refusal
+	if errors.As(err, &r) && b.waitHandedOff(ctx, scopes, ended) {
+		// Calls of these budgets that have answered but not settled hold their
+		// worst case, not their cost: checked again once they have settled, a
+		// call is refused only for what was spent.
+		h, err = b.tryHold(ctx, scopes, model, maxTokens, est)
+	}
+	return h, err
+}
+
+// tryHold is one check and hold of hold.
+func (b *budgets) tryHold(ctx context.Context, scopes []scope, model string, maxTokens, est int64) (*budgetHold, error) {
 	h := &budgetHold{b: b, scopes: scopes}
 	if m, err := b.cat.Resolve(model); err == nil {
 		h.model, h.max = m, max(maxTokens, 0)
@@ -186,6 +210,40 @@ func (b *budgets) hold(ctx context.Context, c *client, model string, maxTokens, 
 	return h, nil
 }
 
+// waitHandedOff waits until the holds handed off (handOff) of any of scopes have
+// ended, and reports whether there were any, or whether any has ended since
+// handedEnded read ended (a check made before may have counted its hold).
+func (b *budgets) waitHandedOff(ctx context.Context, scopes []scope, ended uint64) bool {
+	var wait []chan struct{}
+	b.mu.Lock()
+	for h := range b.handed {
+		if sharesScope(h.scopes, scopes) {
+			wait = append(wait, h.settled)
+		}
+	}
+	changed := b.handedEnded != ended
+	b.mu.Unlock()
+	for _, ch := range wait {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return false
+		}
+	}
+	return len(wait) > 0 || changed
+}
+
+func sharesScope(a, b []scope) bool {
+	for _, x := range a {
+		for _, y := range b {
+			if x.name == y.name {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // check checks the hold h against every budget of its scopes, others being what
 // other calls held in each (in hold's order).
 func (b *budgets) check(ctx context.Context, h *budgetHold, now time.Time, others []spend.Micros) error {
@@ -198,7 +256,9 @@ func (b *budgets) check(ctx context.Context, h *budgetHold, now time.Time, other
 			}
 			held := others[i] + b.batchHeldOf(s.name) // calls in flight, and pending batches
 			i++
-			spent, err := b.spentOf(ctx, s.name, period, now)
+			spent, err := b.spentOf(ctx, s.name, period, now, func(spent spend.Micros) bool {
+				return far(limit, spent+held, h.worst)
+			})
 			if err != nil {
 				return err
 			}
@@ -216,13 +276,78 @@ func (b *budgets) check(ctx context.Context, h *budgetHold, now time.Time, other
 	return nil
 }
 
-// spentOf is the store's SpendOf, the read shared by the calls waiting for it.
-func (b *budgets) spentOf(ctx context.Context, scope, period string, now time.Time) (spend.Micros, error) {
-	return b.reads.do(heldKey{scope, period}, 0, func(a, _ spend.Micros) spend.Micros { return a },
+// seenFor is how long a budget's last store read stands in for a new one when
+// the budget is far from its limit (spentOf): what other gateways on the store
+// spent within it may be missed, never what this one spent.
+const seenFor = 100 * time.Millisecond
+
+// seenSpend is a budget's last store read: what the store said at (from the
+// moment the read began, in the period starting at start), and what this
+// gateway's settles have added to the store since that moment (some of it may
+// be in spent too: counted twice, never missed).
+type seenSpend struct {
+	spent, since spend.Micros
+	at, start    time.Time
+}
+
+// far reports whether a call of worst case worst is far enough from limit,
+// used being spent and held, that a store read up to seenFor old will do: more
+// than a tenth of the limit, and room for a hundred more such calls, left after
+// it. Near the limit every check reads the store, so that what another gateway
+// spent a moment ago is seen.
+func far(limit, used, worst spend.Micros) bool {
+	left := limit - used - worst
+	return left >= limit/10 && left >= 100*worst
+}
+
+// spentOf is what scope spent in period: the last store read plus what this
+// gateway spent since when that read is under seenFor old and ok says that
+// will do, else the store's SpendOf, the read shared by the calls waiting for it.
+func (b *budgets) spentOf(ctx context.Context, scope, period string, now time.Time, ok func(spent spend.Micros) bool) (spend.Micros, error) {
+	k := heldKey{scope, period}
+	start := jobs.PeriodStart(period, now)
+	b.mu.Lock()
+	if s, found := b.seen[k]; found && s.start.Equal(start) && now.Sub(s.at) < seenFor && ok(s.spent+s.since) {
+		b.mu.Unlock()
+		return s.spent + s.since, nil
+	}
+	b.mu.Unlock()
+	return b.reads.do(k, 0, func(a, _ spend.Micros) spend.Micros { return a },
 		func(spend.Micros) (spend.Micros, error) {
+			at := b.now()
+			b.mu.Lock()
+			base := b.seen[k].since
+			b.mu.Unlock()
 			// The opener's context ends only its own wait; the read serves others too.
-			return b.store.SpendOf(context.WithoutCancel(ctx), scope, period, now)
+			v, err := b.store.SpendOf(context.WithoutCancel(ctx), scope, period, now)
+			if err != nil {
+				return v, err
+			}
+			b.mu.Lock()
+			if b.seen == nil {
+				b.seen = map[heldKey]seenSpend{}
+			}
+			s := b.seen[k]
+			b.seen[k] = seenSpend{spent: v, since: s.since - base, at: at, start: start}
+			b.mu.Unlock()
+			return v, nil
 		})
+}
+
+// spentSince adds cost, just committed to the store for every period of the
+// scopes names, to what the budgets' last reads have seen since.
+func (b *budgets) spentSince(names []string, cost spend.Micros) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, n := range names {
+		for _, p := range jobs.Periods {
+			k := heldKey{n, p}
+			if s, ok := b.seen[k]; ok {
+				s.since += cost
+				b.seen[k] = s
+			}
+		}
+	}
 }
 
 // addSpend is the store's AddSpend, one transaction for the costs of the calls
@@ -234,7 +359,11 @@ func (b *budgets) addSpend(ctx context.Context, names []string, at time.Time, co
 	k := strings.Join(names, "\x00") + "\x00" + jobs.PeriodStart(jobs.PeriodDay, at).Format(time.DateOnly)
 	_, err := b.spends.do(k, cost, func(a, c spend.Micros) spend.Micros { return a + c },
 		func(sum spend.Micros) (spend.Micros, error) {
-			return 0, b.store.AddSpend(context.WithoutCancel(ctx), names, at, sum)
+			if err := b.store.AddSpend(context.WithoutCancel(ctx), names, at, sum); err != nil {
+				return 0, err
+			}
+			b.spentSince(names, sum)
+			return 0, nil
 		})
 	return err
 }
@@ -259,6 +388,23 @@ func (h *budgetHold) settle(ctx context.Context, cost spend.Micros, log func(err
 	})
 }
 
+// handOff marks h as settled after its call's answer has gone
+// (Gateway.settleAfter): until it is, a call of the same budgets that would be
+// refused is checked again once h has ended (budgets.hold).
+func (h *budgetHold) handOff() {
+	if h == nil {
+		return
+	}
+	b := h.b
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.handed == nil {
+		b.handed = map[*budgetHold]struct{}{}
+	}
+	h.settled = make(chan struct{})
+	b.handed[h] = struct{}{}
+}
+
 func (h *budgetHold) release() {
 	if h == nil {
 		return
@@ -270,6 +416,11 @@ func (h *budgetHold) unhold() {
 	b := h.b
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if h.settled != nil {
+		delete(b.handed, h)
+		close(h.settled)
+		b.handedEnded++
+	}
 	for _, s := range h.scopes {
 		for period := range s.budget {
 			k := heldKey{s.name, period}

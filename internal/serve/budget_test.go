@@ -260,6 +260,7 @@ func TestServeBudgetHoldsBurst(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	gw.G.WaitSettled() // the last calls' costs are in the store
 	if admitted.Load() == 0 || refused.Load() == 0 {
 		t.Errorf("%d admitted, %d refused, want some of each", admitted.Load(), refused.Load())
 	}

@@ -26,11 +26,17 @@ type call struct {
 	deadline time.Time    // end of the admission budget (MaxWait)
 	budget   *budgetHold  // nil when no USD budget counts the call
 	access   *accessEntry // nil when calls are not logged
+	// after settles the call once its answer has gone (set by the relays, run by
+	// handleMessages): it owns the call's attempt and budget hold from then on.
+	after func()
 }
 
 // handleMessages admits, sends and relays POST /v1/messages.
 func (g *Gateway) handleMessages(w http.ResponseWriter, r *http.Request, team *Team) {
-	code := g.messages(w, r, team)
+	code, after := g.messages(w, r, team)
+	if after != nil {
+		g.settleAfter(after)
+	}
 	g.answered(team.Name, code) // dashboard.go
 	if code == statusCut {
 		g.m.requests.WithLabelValues(team.Name, epMessages, statusLabel(http.StatusBadGateway)).Inc()
@@ -40,21 +46,52 @@ func (g *Gateway) handleMessages(w http.ResponseWriter, r *http.Request, team *T
 	g.m.requests.WithLabelValues(team.Name, epMessages, statusLabel(code)).Inc()
 }
 
-func (g *Gateway) messages(w http.ResponseWriter, r *http.Request, team *Team) int {
+// settleAfter runs a call's settle (the limiter's commit, a Redis round trip
+// with shared limits; the spend store's write with budgets) after its answer has
+// gone, so that neither the answer's end nor the next request on its connection
+// waits for them. Until it has run the call's reservation and its budget hold
+// stay in place, so a later call never sees less used than there was (budgets:
+// a refusal waits for the settles pending, budgetHold.handOff). Run waits for
+// every settle before it returns.
+func (g *Gateway) settleAfter(f func()) {
+	g.settling.Add(1)
+	go func() {
+		defer g.settling.Done()
+		f()
+	}()
+}
+
+// WaitSettled returns once every call answered so far has settled: its
+// reservation committed to the limiter, its cost added to the spend store.
+// A call settles just after its answer has gone (settleAfter); Run waits for
+// this before it returns, and a program serving the Gateway as an http.Handler
+// of its own calls it after its server's Shutdown, before it closes the
+// limiter's backend or the spend store.
+func (g *Gateway) WaitSettled() { g.settling.Wait() }
+
+// messages answers the call, and returns its status and, when the call is to be
+// settled after its answer has gone, the settle (settleAfter).
+func (g *Gateway) messages(w http.ResponseWriter, r *http.Request, team *Team) (int, func()) {
 	if r.ContentLength > maxMessageBody {
 		writeTooLarge(w, maxMessageBody)
-		return http.StatusRequestEntityTooLarge
+		return http.StatusRequestEntityTooLarge, nil
 	}
 	cb := &clientBody{r: http.MaxBytesReader(w, r.Body, maxMessageBody)}
 	body, err := io.ReadAll(cb)
 	if err != nil {
-		return g.proxyFailed(w, r, cb.failed())
+		return g.proxyFailed(w, r, cb.failed()), nil
 	}
 	c := &call{team: team, body: body, deadline: g.now().Add(g.cfg.MaxWait), access: accessOf(r)}
 	if c.prio, err = g.priority(r); err != nil {
 		writeError(w, http.StatusBadRequest, wire.InvalidRequest, "clade serve: "+err.Error(), nil)
-		return http.StatusBadRequest
+		return http.StatusBadRequest, nil
 	}
+	code := g.send(w, r, c)
+	return code, c.after
+}
+
+// send admits and sends c, and relays its answer.
+func (g *Gateway) send(w http.ResponseWriter, r *http.Request, c *call) int {
 	// The body is read once for admission and the budgets: its model, max_tokens
 	// and input estimate.
 	var p struct {
@@ -63,6 +100,7 @@ func (g *Gateway) messages(w http.ResponseWriter, r *http.Request, team *Team) i
 		Stream    bool   `json:"stream"`
 	}
 	var est int64
+	body := c.body
 	parsed := json.Unmarshal(body, &p) == nil
 	if parsed && c.access != nil {
 		c.access.model, c.access.stream = p.Model, p.Stream
@@ -85,7 +123,11 @@ func (g *Gateway) messages(w http.ResponseWriter, r *http.Request, team *Team) i
 			return g.refuseBudget(w, err)
 		}
 		c.budget = h
-		defer h.release()
+		defer func() {
+			if c.after == nil {
+				h.release()
+			}
+		}()
 	}
 	// A body the gateway cannot read, or a model the catalog does not know, goes
 	// upstream unadmitted: the API answers it (a 400 or 404, or a model newer than
@@ -95,7 +137,11 @@ func (g *Gateway) messages(w http.ResponseWriter, r *http.Request, team *Team) i
 	// it fails here rather than stay charged and in flight for good (settling a
 	// settled attempt does nothing).
 	var att *admit.Attempt
-	defer func() { att.Settle(0, nil, nil) }()
+	defer func() {
+		if c.after == nil {
+			att.Settle(0, nil, nil)
+		}
+	}()
 	for attempt := 1; ; attempt++ {
 		var (
 			code int
@@ -325,9 +371,14 @@ func (g *Gateway) relayJSON(w http.ResponseWriter, c *call, att *admit.Attempt, 
 	}
 	u := admit.Usage{InputTokens: cu.InputTokens, OutputTokens: cu.OutputTokens,
 		CacheCreationInputTokens: cu.CacheCreationInputTokens, CacheReadInputTokens: cu.CacheReadInputTokens}
-	att.Settle(resp.StatusCode, resp.Header, &u)
-	c.budget.settle(context.Background(), c.budget.cost(cu), g.spendFailed)
 	g.done(c, u)
+	cost := c.budget.cost(cu)
+	status, header := resp.StatusCode, resp.Header
+	c.budget.handOff()
+	c.after = func() {
+		att.Settle(status, header, &u)
+		c.budget.settle(context.Background(), cost, g.spendFailed)
+	}
 	return resp.StatusCode
 }
 

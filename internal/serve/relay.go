@@ -3,12 +3,14 @@ package serve
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"net/http"
 	"sync"
 
 	"github.com/clade-dev/clade/admit"
+	"github.com/clade-dev/clade/internal/spend"
 	"github.com/clade-dev/clade/internal/upstream"
 )
 
@@ -176,10 +178,20 @@ func (g *Gateway) relayStream(w http.ResponseWriter, r *http.Request, c *call, a
 	// Cut short (by the client, upstream, or an error event), the stream is charged
 	// at least the output reserved (StreamUsage.Settle), and its usage does not
 	// calibrate the estimates.
-	att.SettleStream(&su)
-	if su.Started() {
-		c.budget.settle(r.Context(), c.budget.cost(streamUsage(sc.start, su, c.budget)), g.spendFailed)
+	started := su.Started()
+	var cost spend.Micros
+	if started {
+		cost = c.budget.cost(streamUsage(sc.start, su, c.budget))
 		g.done(c, su.Usage())
+	}
+	c.budget.handOff()
+	c.after = func() {
+		att.SettleStream(&su)
+		if started {
+			c.budget.settle(context.Background(), cost, g.spendFailed)
+		} else {
+			c.budget.release()
+		}
 	}
 	switch {
 	case !clientOK || (!complete && r.Context().Err() != nil):

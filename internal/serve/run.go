@@ -80,6 +80,7 @@ func (g *Gateway) Run(ctx context.Context, ln net.Listener, opt RunOptions) erro
 	}
 	<-errc
 	handlers.Wait() // after Close, cut-off calls end as their connections close
+	g.WaitSettled()
 	if err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("%w: %w", ErrCutOff, err)
 	}

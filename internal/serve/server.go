@@ -123,6 +123,10 @@ type Gateway struct {
 
 	budgets *budgets // nil without budgets
 
+	// settling counts the calls whose settle runs after their answer went
+	// (Gateway.settleAfter); Run waits for them.
+	settling sync.WaitGroup
+
 	dash dashState // the dashboard's own observations (dashboard.go)
 
 	mu      sync.Mutex
