@@ -345,6 +345,7 @@ type importBatch struct {
 func (s *Store) flushBatch(ctx context.Context, b *importBatch, oldOffset, newOffset, line int64, st *ImportStats, onProblem func(intake.Problem)) error {
 	var probs []intake.Problem
 	var dups int64
+	groupByPrefix(b.reqs)
 	err := s.inTx(ctx, func(tx txn) error {
 		probs, dups = b.probs, 0
 		var ids []int64

@@ -514,7 +514,7 @@ func testCachePrefix(t *testing.T, b Backend) {
 		return `{"custom_id":"` + id + `","params":{"model":"` + Model + `","max_tokens":16,"messages":[{"role":"user","content":[` +
 			`{"type":"text","text":"` + doc + `","cache_control":{"type":"ephemeral"` + ttl + `}},{"type":"text","text":"question ` + id + `"}]}]}}`
 	}
-	lines := []string{cached("c1", ""), Line("plain1"), cached("c2", `,"ttl":"1h"`)}
+	lines := []string{cached("c1", ""), Line("plain1"), cached("c2", `,"ttl":"1h"`), Line("plain3")}
 	want := map[string]cacheprefix.Prefix{
 		"c1": intake.CachePrefix(Model, paramsOf(t, lines[0])),
 		"c2": intake.CachePrefix(Model, paramsOf(t, lines[2])),
@@ -526,16 +526,22 @@ func testCachePrefix(t *testing.T, b Backend) {
 	plainRun, _ := Import(t, ctx, s, jobs.ImportOptions{Name: "plain", Path: WriteFile(t, Line("plain2"))})
 	var mu sync.Mutex
 	got := map[string]cacheprefix.Prefix{}
+	var order []string
 	StartClient(t, ctx, s, func(ctx context.Context, job *jobs.Job) (jobs.Result, error) {
 		mu.Lock()
 		got[job.Request.CustomID] = job.Request.Cache
+		order = append(order, job.Request.CustomID)
 		mu.Unlock()
 		return Echo(ctx, job)
-	}, jobs.ClientConfig{})
+	}, jobs.ClientConfig{MaxWorkers: 1})
 	Wait(t, ctx, s, run.ID)
 	Wait(t, ctx, s, plainRun.ID)
 	mu.Lock()
 	defer mu.Unlock()
+	// One prefix's lines are stored, and worked, together, at its first line's place.
+	if i := slices.Index(order, "c1"); i < 0 || i+1 >= len(order) || order[i+1] != "c2" || slices.Index(order, "plain1") < i {
+		t.Errorf("jobs worked in order %v, want c2 right after c1 and plain1 after them", order)
+	}
 	for _, id := range []string{"c1", "c2", "plain1", "plain2"} {
 		if got[id] != want[id] {
 			t.Errorf("job %s Cache = %+v, want %+v", id, got[id], want[id])

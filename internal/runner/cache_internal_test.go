@@ -1,0 +1,84 @@
+package runner
+
+import (
+	"context"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/clade-dev/clade/internal/cacheprefix"
+	"github.com/clade-dev/clade/internal/upstream"
+)
+
+// TestCacheSchedWarmWaitRewarm walks one prefix through the scheduler: the first
+// attempt warms it and the next waits until the warming answer starts, then reads;
+// idle for close to the TTL, the next attempt warms it again and the one after it
+// waits again; a warming attempt answered with an API error leaves it cold.
+func TestCacheSchedWarmWaitRewarm(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+		s := newCacheSched(func() time.Time { return now })
+		p := cacheprefix.Prefix{Key: cacheprefix.Key{1}, Tokens: 2000, TTL: 5 * time.Minute}
+		ctx := context.Background()
+
+		// waiter starts an acquire and returns its result channel.
+		waiter := func() <-chan *ticket {
+			ch := make(chan *ticket, 1)
+			go func() {
+				tk, err := s.acquire(ctx, "m", p)
+				if err != nil {
+					t.Errorf("acquire: %v", err)
+				}
+				ch <- tk
+			}()
+			return ch
+		}
+		mustWarm := func(what string) *ticket {
+			t.Helper()
+			tk, err := s.acquire(ctx, "m", p)
+			if err != nil || !tk.warmer {
+				t.Fatalf("%s: acquire = %+v, %v; want a warming ticket", what, tk, err)
+			}
+			return tk
+		}
+		blockedThenRead := func(what string, warm *ticket) {
+			t.Helper()
+			w := waiter()
+			synctest.Wait()
+			select {
+			case tk := <-w:
+				t.Fatalf("%s: a second attempt went (%+v) before the warming answer started", what, tk)
+			default:
+			}
+			warm.started()
+			synctest.Wait()
+			if tk := <-w; tk == nil || !tk.read {
+				t.Fatalf("%s: after the warming answer started: %+v, want a read", what, tk)
+			}
+		}
+
+		first := mustWarm("first")
+		blockedThenRead("first", first)
+		first.finish(nil)
+
+		now = now.Add(4 * time.Minute) // idle 4 of 5 minutes: still warm
+		if tk, _ := s.acquire(ctx, "m", p); !tk.read {
+			t.Fatalf("after 4 idle minutes: %+v, want a read", tk)
+		}
+		now = now.Add(4*time.Minute + 31*time.Second) // within 30 s of the TTL since the last read
+		again := mustWarm("idle close to its TTL")
+		if s.rewarmed.Load() != 1 {
+			t.Errorf("rewarmed = %d, want 1", s.rewarmed.Load())
+		}
+		blockedThenRead("re-warm", again)
+		again.finish(nil)
+
+		now = now.Add(time.Hour) // cold
+		failed := mustWarm("cold")
+		failed.finish(&upstream.APIError{Status: 400})
+		mustWarm("after a failed warm-up").finish(errNotSent)
+		if got := s.warmed.Load(); got != 4 {
+			t.Errorf("warmed = %d, want 4 (first, re-warm, cold, after the failure)", got)
+		}
+	})
+}
