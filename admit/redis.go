@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/clade-dev/clade/internal/roundtrip"
 )
 
 // ErrUnavailable is returned by a Redis backend's State while Redis cannot be reached
@@ -231,6 +233,8 @@ type Redis struct {
 	ttlArg   string
 
 	classes sync.Map // class name → *redisClass, for those this instance initialised
+
+	settles roundtrip.Group[string, []settle] // Settle's round trips, by class
 
 	down    atomic.Bool // fast path: no outage
 	mu      sync.Mutex  // guards the outage state below
@@ -560,11 +564,43 @@ func (r *Redis) outageWait() time.Duration {
 }
 
 // Settle implements Backend.
+//
+// The settles of a class that arrive while one of its settles is on its way to
+// Redis go together in the next round trip, one script applying each in turn:
+// at a high call rate a class sees one settle round trip at a time, not one
+// per call.
 func (r *Redis) Settle(ctx context.Context, class string, reserved, actual Cost, now time.Time) error {
+	_, err := r.settles.Do(class, []settle{{reserved, actual, now}},
+		func(a, b []settle) []settle { return append(a, b...) },
+		func(all []settle) ([]settle, error) {
+			// The opener's context ends only its own wait; the round trip serves
+			// the others too.
+			return nil, r.settle(context.WithoutCancel(ctx), class, all)
+		})
+	return err
+}
+
+// settle is one settle of Settle: a reserved and an actual cost.
+type settle struct {
+	reserved, actual Cost
+	now              time.Time
+}
+
+// settle applies the settles all of class in one round trip.
+func (r *Redis) settle(ctx context.Context, class string, all []settle) error {
 	rc := r.class(class)
-	a := r.args(rc, now, 0, 6)
-	for _, v := range []int64{reserved.Requests, reserved.InputTokens, reserved.OutputTokens, actual.Requests, actual.InputTokens, actual.OutputTokens} {
-		a = append(a, strconv.FormatInt(v, 10))
+	now := all[0].now
+	for _, st := range all[1:] {
+		if st.now.After(now) {
+			now = st.now
+		}
+	}
+	a := r.args(rc, now, 0, 6*len(all))
+	for _, st := range all {
+		for _, v := range []int64{st.reserved.Requests, st.reserved.InputTokens, st.reserved.OutputTokens,
+			st.actual.Requests, st.actual.InputTokens, st.actual.OutputTokens} {
+			a = append(a, strconv.FormatInt(v, 10))
+		}
 	}
 	reply, err := r.run(ctx, redisSettle, rc, a)
 	if err != nil {
@@ -578,12 +614,19 @@ func (r *Redis) Settle(ctx context.Context, class string, reserved, actual Cost,
 		if err != nil {
 			return err
 		}
-		return m.Settle(ctx, class, reserved, actual, now)
+		for _, st := range all {
+			if err := m.Settle(ctx, class, st.reserved, st.actual, st.now); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 	r.keep(class, func(p *pendingOps) {
-		p.reserved = addCost(p.reserved, reserved)
-		p.actual = addCost(p.actual, actual)
-		p.settles++
+		for _, st := range all {
+			p.reserved = addCost(p.reserved, st.reserved)
+			p.actual = addCost(p.actual, st.actual)
+			p.settles++
+		}
 	})
 	return nil
 }

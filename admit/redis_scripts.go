@@ -257,7 +257,9 @@ save(s)
 return reply({'ok'})
 `)
 
-// redisSettle: ARGV[11..13] the reserved cost, ARGV[14..16] the actual.
+// redisSettle: ARGV[11..13] the reserved cost, ARGV[14..16] the actual; then as
+// many more settles, six arguments each, applied in turn (Redis.Settle sends the
+// settles of one class that queued behind its previous round trip in one).
 //
 // Each bucket is charged actual − reserved, as Memory does, when this instance's
 // fields hold the reservation. What they do not hold was reserved in a hash Redis lost,
@@ -269,20 +271,22 @@ local s = load()
 if not s then return {'unknown'} end
 local held = heldTotal(s)
 local m = mine(s)
-for n, d in ipairs(D) do
-  local b = s.b[d]
-  local res, act = tonumber(ARGV[10 + n]), tonumber(ARGV[13 + n])
-  refill(b, now, top(s, d, held))
-  local released = math.max(0, math.min(m[d], res))
-  m[d] = m[d] - released
-  local charge
-  if d == 'o' then
-    held = held - released
-    charge = act - released
-  else
-    charge = math.max(act - res, -released)
+for j = 10, #ARGV - 6, 6 do
+  for n, d in ipairs(D) do
+    local b = s.b[d]
+    local res, act = tonumber(ARGV[j + n]), tonumber(ARGV[j + 3 + n])
+    refill(b, now, top(s, d, held))
+    local released = math.max(0, math.min(m[d], res))
+    m[d] = m[d] - released
+    local charge
+    if d == 'o' then
+      held = held - released
+      charge = act - released
+    else
+      charge = math.max(act - res, -released)
+    end
+    b.lvl = math.min(b.lvl - charge, top(s, d, held))
   end
-  b.lvl = math.min(b.lvl - charge, top(s, d, held))
 end
 m.seen = now
 save(s)

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"math"
 	"net"
 	"strings"
 	"sync"
@@ -588,4 +589,85 @@ func TestRedisNothingListening(t *testing.T) {
 	if d := time.Since(start); d > time.Second {
 		t.Errorf("Reserve with Redis unreachable took %v, want within the 300ms timeout", d)
 	}
+}
+
+// TestRedisConcurrentSettlesAgreeWithMemory: settles of one class that arrive
+// together (and so share round trips to Redis) leave the buckets where the same
+// settles made one by one leave Memory's, and fewer round trips than settles
+// were made when they were many at once.
+func TestRedisConcurrentSettlesAgreeWithMemory(t *testing.T) {
+	t.Parallel()
+	opts := redisOptions(t)
+	client := redisClient(t, opts)
+	ctx := context.Background()
+	rd := newRedis(t, admit.RedisConfig{Client: client, Prefix: testPrefix(t, opts), Clock: admit.ClockCaller})
+	mem := admit.NewMemory()
+	t0 := admittest.T0
+	spec := admit.Spec{Limits: admit.Limits{RPM: 100000, ITPM: 10000000, OTPM: 1000000}, Burst: 1}
+	const n = 200
+	reserved := admit.Cost{Requests: 1, InputTokens: 500, OutputTokens: 400}
+	actual := func(i int) admit.Cost { return admit.Cost{Requests: 1, InputTokens: 450 + int64(i%7)*20, OutputTokens: int64(i%13) * 37} }
+	for _, be := range []admit.Backend{rd, mem} {
+		if err := be.Init(ctx, "c", spec, t0); err != nil {
+			t.Fatal(err)
+		}
+		for range n {
+			if w, err := be.Reserve(ctx, "c", reserved, t0); w != 0 || err != nil {
+				t.Fatalf("Reserve = %v, %v, want admitted at once", w, err)
+			}
+		}
+	}
+	for i := range n {
+		if err := mem.Settle(ctx, "c", reserved, actual(i), t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var calls atomic.Int64
+	client.AddHook(countEval{&calls})
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			if err := rd.Settle(ctx, "c", reserved, actual(i), t0); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	want, err := mem.State(ctx, "c", t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := rd.State(ctx, "c", t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []struct {
+		name      string
+		got, want admit.BucketState
+	}{{"requests", got.Requests, want.Requests}, {"input", got.InputTokens, want.InputTokens}, {"output", got.OutputTokens, want.OutputTokens}} {
+		if math.Abs(d.got.Level-d.want.Level) > 1e-6 {
+			t.Errorf("%s level after %d concurrent settles = %v, want Memory's %v", d.name, n, d.got.Level, d.want.Level)
+		}
+	}
+	if c := calls.Load(); c >= n {
+		t.Errorf("%d settle round trips for %d settles at once, want fewer: they were not shared", c, n)
+	} else {
+		t.Logf("%d settles, %d round trips", n, c)
+	}
+}
+
+// countEval counts the scripts a client runs.
+type countEval struct{ n *atomic.Int64 }
+
+func (h countEval) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h countEval) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if name := cmd.Name(); name == "evalsha" || name == "eval" {
+			h.n.Add(1)
+		}
+		return next(ctx, cmd)
+	}
+}
+func (h countEval) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
 }

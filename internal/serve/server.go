@@ -176,6 +176,7 @@ func New(cfg Config) (*Gateway, error) {
 			cfg.Catalog = catalog.Default()
 		}
 		g.budgets = &budgets{store: cfg.Spend, cat: cfg.Catalog, now: cfg.Now, held: map[heldKey]spend.Micros{}}
+		g.budgets.spends.Linger = spendLinger
 		if reg != nil {
 			reg.MustRegister(newBudgetCollector(g))
 		}

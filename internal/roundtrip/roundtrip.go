@@ -1,0 +1,68 @@
+// Package roundtrip shares one round trip (to a store, to Redis) between the
+// callers that need the same one at once: while a round trip for a key is in
+// flight, the calls that arrive for the key join the next, which the first of
+// them performs for all of them with their inputs merged, once the previous one
+// has finished. A round trip is joined only before it starts, so what each caller
+// gets back is at least as recent as its call.
+package roundtrip
+
+import (
+	"sync"
+	"time"
+)
+
+// Group shares round trips by key K, with inputs and results of type V. Its
+// zero value is ready to use.
+type Group[K comparable, V any] struct {
+	// Linger is how long a round's opener waits for others to join once the
+	// previous round of its key has finished (0: it starts at once).
+	Linger time.Duration
+
+	mu      sync.Mutex
+	pending map[K]*round[V] // not started yet, open to join
+	running map[K]*sync.Mutex
+}
+
+// round is one shared round trip: in its merged input, out its result.
+type round[V any] struct {
+	in   V
+	done chan struct{}
+	out  V
+	err  error
+}
+
+// Do joins or opens the pending round of k, merges in into its input with merge,
+// and returns the round's result once it ran: run is performed by the round's
+// opener, with the merged input, after the previous round of k finished.
+func (g *Group[K, V]) Do(k K, in V, merge func(a, b V) V, run func(V) (V, error)) (V, error) {
+	g.mu.Lock()
+	if g.pending == nil {
+		g.pending, g.running = map[K]*round[V]{}, map[K]*sync.Mutex{}
+	}
+	if r := g.pending[k]; r != nil {
+		r.in = merge(r.in, in)
+		g.mu.Unlock()
+		<-r.done
+		return r.out, r.err
+	}
+	r := &round[V]{in: in, done: make(chan struct{})}
+	g.pending[k] = r
+	lock := g.running[k]
+	if lock == nil {
+		lock = &sync.Mutex{}
+		g.running[k] = lock
+	}
+	g.mu.Unlock()
+	lock.Lock() // the previous round of k ends; calls arriving meanwhile join r
+	if g.Linger > 0 {
+		time.Sleep(g.Linger)
+	}
+	g.mu.Lock()
+	delete(g.pending, k) // r starts: later calls open the next round
+	in = r.in
+	g.mu.Unlock()
+	r.out, r.err = run(in)
+	lock.Unlock()
+	close(r.done)
+	return r.out, r.err
+}

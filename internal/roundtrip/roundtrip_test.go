@@ -1,0 +1,84 @@
+package roundtrip_test
+
+import (
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/clade-dev/clade/internal/roundtrip"
+)
+
+// TestGroupShares: calls that arrive while a round of their key is in flight
+// share the next one, with their inputs merged, and each gets its result; a
+// call never joins a round that has already started.
+func TestGroupShares(t *testing.T) {
+	t.Parallel()
+	var g roundtrip.Group[string, int]
+	sum := func(a, b int) int { return a + b }
+	var runs atomic.Int64
+	started, release := make(chan struct{}), make(chan struct{})
+	var first int
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		first, _ = g.Do("k", 1, sum, func(in int) (int, error) {
+			runs.Add(1)
+			close(started)
+			<-release
+			return in, nil
+		})
+	}()
+	<-started
+	// Ten calls arrive while the first round is in flight: they share one round.
+	got := make([]int, 10)
+	for i := range got {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got[i], _ = g.Do("k", 10, sum, func(in int) (int, error) {
+				runs.Add(1)
+				return in, nil
+			})
+		}()
+	}
+	time.Sleep(50 * time.Millisecond) // let them queue behind the first round
+	close(release)
+	wg.Wait()
+	if first != 1 {
+		t.Errorf("first round's result = %d, want its own input 1 (nobody joins a started round)", first)
+	}
+	for i, v := range got {
+		if v != 100 {
+			t.Errorf("call %d got %d, want 100: the ten merged inputs", i, v)
+		}
+	}
+	if n := runs.Load(); n != 2 {
+		t.Errorf("%d round trips, want 2", n)
+	}
+}
+
+// TestGroupLinger: with Linger, calls arriving shortly after a round's opener
+// share its round even when no round was in flight.
+func TestGroupLinger(t *testing.T) {
+	t.Parallel()
+	g := roundtrip.Group[string, int]{Linger: 100 * time.Millisecond}
+	var runs atomic.Int64
+	var wg sync.WaitGroup
+	for range 5 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			g.Do("k", 1, func(a, b int) int { return a + b }, func(in int) (int, error) {
+				runs.Add(1)
+				return in, nil
+			})
+		}()
+		time.Sleep(5 * time.Millisecond)
+	}
+	wg.Wait()
+	if n := runs.Load(); n != 1 {
+		t.Errorf("%d round trips for 5 calls within the linger, want 1", n)
+	}
+}
