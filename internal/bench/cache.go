@@ -3,11 +3,14 @@ package bench
 import (
 	"bufio"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/clade-dev/clade/catalog"
@@ -15,6 +18,7 @@ import (
 	"github.com/clade-dev/clade/internal/jobs"
 	"github.com/clade-dev/clade/internal/lifecycle"
 	"github.com/clade-dev/clade/internal/runner"
+	"github.com/clade-dev/clade/internal/spend"
 	"github.com/clade-dev/clade/internal/upstream"
 )
 
@@ -38,6 +42,11 @@ type CacheConfig struct {
 	Concurrency int
 	// ScheduleOff turns the runner's prompt-cache scheduling off.
 	ScheduleOff bool
+	// Fixed, when positive, replaces clade run by a fixed-concurrency client: Fixed
+	// workers sending the lines in order as fast as they can, each retrying a
+	// failure after retry-after (or 0.5 s, doubling to 8 s) until it succeeds, as a
+	// script with the SDK's retries raised would.
+	Fixed int
 	// LatencyScale is the emulator's. Default 1.
 	LatencyScale float64
 	// Dir holds the input and the store; default a temporary directory, removed.
@@ -120,12 +129,18 @@ func MeasureCache(ctx context.Context, cfg CacheConfig) (*CacheResult, error) {
 		defer os.RemoveAll(dir)
 	}
 	name := "scheduled"
-	if cfg.ScheduleOff {
+	switch {
+	case cfg.Fixed > 0:
+		name = "fixed"
+	case cfg.ScheduleOff:
 		name = "naive"
 	}
 	input := filepath.Join(dir, name+".jsonl")
 	if err := writeDocuments(input, model.ID, cfg); err != nil {
 		return nil, err
+	}
+	if cfg.Fixed > 0 {
+		return measureCacheFixed(ctx, cfg, model, em.URL, input)
 	}
 	st, err := jobs.Open(ctx, input+".db")
 	if err != nil {
@@ -142,11 +157,95 @@ func MeasureCache(ctx context.Context, cfg CacheConfig) (*CacheResult, error) {
 	}
 	r := &CacheResult{Config: cfg, Wall: time.Since(start), Succeeded: sum.Succeeded, Sent: sum.Sent, RateLimited: sum.RateLimited,
 		Uncached: sum.UncachedInputTokens, CacheWrite: sum.CacheWriteTokens, CacheRead: sum.CacheReadTokens, CostUSD: sum.CostUSD, Warmed: sum.Warmed}
-	r.InputCostUSD = cfg.Catalog.Cost(model, catalog.Usage{InputTokens: r.Uncached, CacheWrite5mTokens: r.CacheWrite, CacheReadTokens: r.CacheRead}, false)
+	r.settle(model)
+	return r, nil
+}
+
+// settle computes the input cost and the ITPM tokens from the token split.
+func (r *CacheResult) settle(model *catalog.Model) {
+	cat := r.Config.Catalog
+	r.InputCostUSD = cat.Cost(model, catalog.Usage{InputTokens: r.Uncached, CacheWrite5mTokens: r.CacheWrite, CacheReadTokens: r.CacheRead}, false)
 	r.ITPMTokens = r.Uncached + r.CacheWrite
-	if cfg.Catalog.Class(model).CacheReadsCountITPM {
+	if cat.Class(model).CacheReadsCountITPM {
 		r.ITPMTokens += r.CacheRead
 	}
+}
+
+// measureCacheFixed is MeasureCache for the fixed-concurrency client.
+func measureCacheFixed(ctx context.Context, cfg CacheConfig, model *catalog.Model, url, input string) (*CacheResult, error) {
+	client, err := upstream.New(upstream.Config{BaseURL: url, APIKey: upstream.NewSecret("sk-ant-bench"),
+		HTTPClient: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 512}}})
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(input)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	lines := make(chan []byte)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(f)
+		sc.Buffer(make([]byte, 1<<20), 64<<20)
+		for sc.Scan() {
+			var l struct {
+				Params json.RawMessage `json:"params"`
+			}
+			if json.Unmarshal(sc.Bytes(), &l) != nil {
+				continue
+			}
+			select {
+			case lines <- l.Params:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	r := &CacheResult{Config: cfg}
+	var mu sync.Mutex
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range cfg.Fixed {
+		wg.Go(func() {
+			for p := range lines {
+				for attempt := 0; ctx.Err() == nil; attempt++ {
+					resp, err := client.Messages(ctx, p)
+					mu.Lock()
+					r.Sent++
+					if err == nil {
+						r.Succeeded++
+						r.Uncached += resp.Usage.InputTokens
+						r.CacheWrite += resp.Usage.CacheCreationInputTokens
+						r.CacheRead += resp.Usage.CacheReadInputTokens
+						r.CostUSD += cfg.Catalog.Cost(model, spend.Usage(resp.Usage), false)
+					}
+					var ae *upstream.APIError
+					if errors.As(err, &ae) && ae.Status == http.StatusTooManyRequests {
+						r.RateLimited++
+					}
+					mu.Unlock()
+					if err == nil {
+						break
+					}
+					wait := min(time.Duration(500<<min(attempt, 4))*time.Millisecond, 8*time.Second)
+					if ae != nil && ae.HasRetryAfter {
+						wait = ae.RetryAfter
+					}
+					select {
+					case <-time.After(wait):
+					case <-ctx.Done():
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	r.Wall = time.Since(start)
+	r.settle(model)
 	return r, nil
 }
 

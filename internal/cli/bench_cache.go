@@ -13,6 +13,7 @@ import (
 func newBenchCacheCmd(*globalFlags) *cobra.Command {
 	var cfg bench.CacheConfig
 	var catalogPath string
+	var fixed int
 	cmd := &cobra.Command{
 		Use:   "cache",
 		Short: "Prompt-cache scheduling of clade run against today's order at full concurrency",
@@ -20,7 +21,8 @@ func newBenchCacheCmd(*globalFlags) *cobra.Command {
 questions (one line per question, grouped by document, the document in a cache_control
 block), and run them with clade run twice at the same time, each against its own
 in-process emulator (latency on): with prompt-cache scheduling, and with it off (every
-request in input order at --concurrency). Report input cost, cache write and read
+request in input order at --concurrency); with --fixed N, also with a fixed-concurrency
+client of N workers. Report input cost, cache write and read
 tokens, the tokens that counted toward ITPM and wall time, and the ratios.
 The default size (200 × 10 × 6,000 at tier-2) takes about half an hour.`,
 		Example: `  clade bench cache
@@ -40,9 +42,13 @@ The default size (200 × 10 × 6,000 at tier-2) takes about half an hour.`,
 			cfg.Catalog = cat
 			runs := []bench.CacheConfig{cfg, cfg}
 			runs[1].ScheduleOff = true
-			res := make([]*bench.CacheResult, 2)
-			errs := make([]error, 2)
-			fmt.Fprintf(cmd.ErrOrStderr(), "running scheduled and naive at once: %d documents × %d questions …\n", cfg.Documents, cfg.Questions)
+			if fixed > 0 {
+				runs = append(runs, cfg)
+				runs[2].Fixed = fixed
+			}
+			res := make([]*bench.CacheResult, len(runs))
+			errs := make([]error, len(runs))
+			fmt.Fprintf(cmd.ErrOrStderr(), "running %d measurements at once: %d documents × %d questions …\n", len(runs), cfg.Documents, cfg.Questions)
 			var wg sync.WaitGroup
 			for i := range runs {
 				wg.Go(func() { res[i], errs[i] = bench.MeasureCache(cmd.Context(), runs[i]) })
@@ -57,17 +63,26 @@ The default size (200 × 10 × 6,000 at tier-2) takes about half an hour.`,
 			fmt.Fprintf(w, "| order | succeeded | calls (429s) | input cost | uncached | cache write | cache read | ITPM tokens | ITPM/min | wall |\n")
 			fmt.Fprintf(w, "|---|---|---|---|---|---|---|---|---|---|\n")
 			for i, r := range res {
-				name := "clade scheduling"
-				if runs[i].ScheduleOff {
-					name = fmt.Sprintf("naive (--cache-schedule=off, %d in flight)", r.Config.Concurrency)
+				name := "clade run, scheduling on"
+				switch {
+				case runs[i].Fixed > 0:
+					name = fmt.Sprintf("fixed client, %d workers", runs[i].Fixed)
+				case runs[i].ScheduleOff:
+					name = fmt.Sprintf("clade run --cache-schedule=off (%d in flight)", r.Config.Concurrency)
 				}
 				fmt.Fprintf(w, "| %s | %d | %d (%d) | $%.2f | %d | %d | %d | %d | %.0f | %s |\n",
 					name, r.Succeeded, r.Sent, r.RateLimited, r.InputCostUSD, r.Uncached, r.CacheWrite, r.CacheRead,
 					r.ITPMTokens, r.ITPMPerMinute(), r.Wall.Round(100*1e6))
 			}
-			s, n := res[0], res[1]
-			fmt.Fprintf(w, "\ninput cost %.2f× lower, wall time %.2f× shorter, ITPM tokens %.2f× fewer\n",
-				n.InputCostUSD/s.InputCostUSD, n.Wall.Seconds()/s.Wall.Seconds(), float64(n.ITPMTokens)/float64(s.ITPMTokens))
+			s := res[0]
+			for i, n := range res[1:] {
+				what := "--cache-schedule=off"
+				if runs[i+1].Fixed > 0 {
+					what = "the fixed client"
+				}
+				fmt.Fprintf(w, "\nagainst %s: input cost %.2f× lower, wall time %.2f× shorter, ITPM tokens %.2f× fewer\n",
+					what, n.InputCostUSD/s.InputCostUSD, n.Wall.Seconds()/s.Wall.Seconds(), float64(n.ITPMTokens)/float64(s.ITPMTokens))
+			}
 			return nil
 		},
 	}
@@ -79,6 +94,7 @@ The default size (200 × 10 × 6,000 at tier-2) takes about half an hour.`,
 	fl.Int64Var(&cfg.DocTokens, "doc-tokens", 6000, "tokens per document")
 	fl.IntVar(&cfg.Concurrency, "concurrency", 256, "the runner's most requests in flight")
 	fl.Float64Var(&cfg.LatencyScale, "latency-scale", 1, "the emulator's latency scale")
+	fl.IntVar(&fixed, "fixed", 0, "also measure a fixed-concurrency client of this many workers (retrying after retry-after until each succeeds)")
 	fl.StringVar(&catalogPath, "catalog", "", "YAML `PATH` laid over the embedded catalog")
 	return cmd
 }
