@@ -234,7 +234,8 @@ type Redis struct {
 
 	classes sync.Map // class name → *redisClass, for those this instance initialised
 
-	settles roundtrip.Group[string, []settle] // Settle's round trips, by class
+	settles roundtrip.Group[string, []settle]   // Settle's round trips, by class
+	syncs   roundtrip.Group[string, syncReport] // Sync's, by class
 
 	down    atomic.Bool // fast path: no outage
 	mu      sync.Mutex  // guards the outage state below
@@ -636,7 +637,33 @@ func addCost(a, b Cost) Cost {
 }
 
 // Sync implements Backend.
+//
+// Syncs of a class that arrive while one is on its way to Redis are merged into
+// the next round trip, which applies the newest of them (the latest now): each
+// report is what the API said was left at its now, so the newest bounds the
+// level as tightly as the older ones and their refill since would.
 func (r *Redis) Sync(ctx context.Context, class string, rep Report, now time.Time) error {
+	_, err := r.syncs.Do(class, syncReport{rep, now},
+		func(a, b syncReport) syncReport {
+			if b.now.After(a.now) {
+				return b
+			}
+			return a
+		},
+		func(s syncReport) (syncReport, error) {
+			// The opener's context ends only its own wait.
+			return s, r.sync(context.WithoutCancel(ctx), class, s.rep, s.now)
+		})
+	return err
+}
+
+// syncReport is one Sync's report and its now.
+type syncReport struct {
+	rep Report
+	now time.Time
+}
+
+func (r *Redis) sync(ctx context.Context, class string, rep Report, now time.Time) error {
 	rc := r.class(class)
 	a := r.args(rc, now, time.Since(now), 12)
 	for _, rd := range rep.dims() {

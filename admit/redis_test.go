@@ -606,7 +606,9 @@ func TestRedisConcurrentSettlesAgreeWithMemory(t *testing.T) {
 	spec := admit.Spec{Limits: admit.Limits{RPM: 100000, ITPM: 10000000, OTPM: 1000000}, Burst: 1}
 	const n = 200
 	reserved := admit.Cost{Requests: 1, InputTokens: 500, OutputTokens: 400}
-	actual := func(i int) admit.Cost { return admit.Cost{Requests: 1, InputTokens: 450 + int64(i%7)*20, OutputTokens: int64(i%13) * 37} }
+	actual := func(i int) admit.Cost {
+		return admit.Cost{Requests: 1, InputTokens: 450 + int64(i%7)*20, OutputTokens: int64(i%13) * 37}
+	}
 	for _, be := range []admit.Backend{rd, mem} {
 		if err := be.Init(ctx, "c", spec, t0); err != nil {
 			t.Fatal(err)
@@ -670,4 +672,46 @@ func (h countEval) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 }
 func (h countEval) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return next
+}
+
+// TestRedisConcurrentSyncsApplyNewest: reports of one class that arrive together
+// share round trips, and the level ends bounded by the newest report, as when
+// they are applied one by one.
+func TestRedisConcurrentSyncsApplyNewest(t *testing.T) {
+	t.Parallel()
+	opts := redisOptions(t)
+	client := redisClient(t, opts)
+	ctx := context.Background()
+	rd := newRedis(t, admit.RedisConfig{Client: client, Prefix: testPrefix(t, opts), Clock: admit.ClockCaller})
+	t0 := admittest.T0
+	spec := admit.Spec{Limits: admit.Limits{RPM: 100000, ITPM: 10000000, OTPM: 1000000}, Burst: 1}
+	if err := rd.Init(ctx, "c", spec, t0); err != nil {
+		t.Fatal(err)
+	}
+	var calls atomic.Int64
+	client.AddHook(countEval{&calls})
+	const n = 100
+	// Report i, at t0 + i ms, says 90,000 - 100·i requests are left: the newest
+	// (i = n-1) says 80,100.
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			rep := admit.Report{Requests: admit.Reading{Valid: true, Limit: 100000, Remaining: 90000 - 100*int64(i)}}
+			if err := rd.Sync(ctx, "c", rep, t0.Add(time.Duration(i)*time.Millisecond)); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	rounds := calls.Load()
+	st, err := rd.State(ctx, "c", t0.Add((n-1)*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := 80100.0; math.Abs(st.Requests.Level-want) > 1 {
+		t.Errorf("requests level after %d reports = %v, want the newest's %v", n, st.Requests.Level, want)
+	}
+	if rounds >= n {
+		t.Errorf("%d sync round trips for %d reports at once, want fewer: they were not shared", rounds, n)
+	}
 }
