@@ -46,10 +46,11 @@ func (g *Gateway) handleMessages(w http.ResponseWriter, r *http.Request, team *T
 	g.m.requests.WithLabelValues(team.Name, epMessages, statusLabel(code)).Inc()
 }
 
-// settleAfter runs a call's settle (the limiter's commit, a Redis round trip
-// with shared limits; the spend store's write with budgets) after its answer has
-// gone, so that neither the answer's end nor the next request on its connection
-// waits for them. Until it has run the call's reservation and its budget hold
+// settleAfter runs f in the background: a call's settle (the limiter's commit,
+// a Redis round trip with shared limits; the spend store's write with budgets),
+// once its answer has gone, so that neither the answer's end nor the next
+// request on its connection waits for them; or the limiter's reading of a
+// stream's headers, beside its first events. Until it has run the call's reservation and its budget hold
 // stay in place, so a later call never sees less used than there was (budgets:
 // a refusal waits for the settles pending, budgetHold.handOff). Run waits for
 // every settle before it returns.

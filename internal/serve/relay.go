@@ -126,7 +126,10 @@ func fieldValue(line []byte, field string) ([]byte, bool) {
 func (g *Gateway) relayStream(w http.ResponseWriter, r *http.Request, c *call, att *admit.Attempt, resp *http.Response) int {
 	defer resp.Body.Close()
 	if c.class != "" {
-		g.settle(g.lim.ResyncAt(c.class, resp.Header, g.now()))
+		// The limiter learns the stream's headers beside it: with shared limits
+		// that is a round trip to Redis the first event need not wait for.
+		class, h, now := c.class, resp.Header, g.now()
+		g.settleAfter(func() { g.settle(g.lim.ResyncAt(class, h, now)) })
 	}
 	copyHeaders(w.Header(), resp.Header, false)
 	w.WriteHeader(resp.StatusCode)
