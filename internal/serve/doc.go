@@ -38,9 +38,15 @@
 //     concurrency (Overloaded); either, arriving before any byte went to the client, is
 //     retried by the gateway, up to MaxAttempts, within MaxWait. The last one is passed
 //     on as the API sent it.
-//   - count_tokens, models and Message Batches are passed through unadmitted: they
-//     have their own limits. Batch objects' results_url is rewritten to the gateway's
-//     origin, the one change the gateway makes to a body.
+//   - count_tokens, models and Message Batches are passed through unadmitted by the
+//     limiter: they have their own limits. With budgets, a batch is costed at its
+//     worst case at the batch price when it is created and held until its results
+//     are counted (budget_batch.go). Batch objects' results_url is rewritten to the
+//     gateway's origin, the one change the gateway makes to a body.
+//   - A call settles (its reservation committed to the limiter, its cost to the
+//     spend store) just after its answer has gone, in the background: its
+//     reservation and budget hold stay in place until then. Run, and WaitSettled for
+//     a program serving the Gateway itself, wait for every settle.
 //   - Only the API's own routes are forwarded (see routes), each to the path it
 //     matched, rebuilt from the route and its checked id, with the client's query.
 //     Any other path or method, and any path that is not plain (percent-encoding,
