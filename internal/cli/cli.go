@@ -82,12 +82,12 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	return Run(ctx, args, stdin, stdout, stderr)
 }
 
-// Run runs the clade command line with args (without the program name) and returns
-// the process exit code. It blocks until the command ends; cancelling ctx (SIGINT or
-// SIGTERM in main) asks long-running commands to shut down gracefully.
 // helpWidth is the width --help wraps flag descriptions at.
 const helpWidth = 100
 
+// Run runs the clade command line with args (without the program name) and returns
+// the process exit code. It blocks until the command ends; cancelling ctx (SIGINT or
+// SIGTERM in main) asks long-running commands to shut down gracefully.
 func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	root := newRoot(stdin, stdout, stderr)
 	root.SetArgs(args)
@@ -102,6 +102,11 @@ func Run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if !errors.As(err, &ce) {
 		// cobra's own errors: unknown command, unexpected arguments.
 		ce = &cliError{code: ExitUsage, err: err, try: cmd.CommandPath() + " --help"}
+		if s := suggestCommand(cmd, err); s != "" {
+			// cobra appends its own "Did you mean this?" paragraph: one Try line instead.
+			first, _, _ := strings.Cut(err.Error(), "\n")
+			ce.err, ce.try = errors.New(first), "did you mean "+s+"? ("+cmd.CommandPath()+" --help lists them)"
+		}
 	}
 	msg := strings.TrimSpace(ce.err.Error())
 	fmt.Fprintf(stderr, "Error: %s\n", msg)
@@ -143,7 +148,28 @@ cheaply as the account allows, without 429 storms, lost requests or surprise bil
 	pf.StringVar(&g.logLevel, "log-level", "info", "least severe log level shown: debug, info, warn or error\n(debug adds one line per API request)")
 	root.AddCommand(newEmulateCmd(g), newRunCmd(g), newStatusCmd(g), newDemoCmd(g), newBenchCmd(g), newPlanCmd(g), newBatchCmd(g), newServeCmd(g))
 	oneParagraph(root)
+	for _, c := range root.Commands() {
+		groupOnly(c)
+	}
 	return root
+}
+
+// groupOnly makes each command that only groups subcommands (clade bench) refuse
+// an unknown one as the root does, "did you mean" included: cobra shows such a
+// command's help, exit 0, for `clade bench gatewy`.
+func groupOnly(c *cobra.Command) {
+	if c.HasSubCommands() && !c.Runnable() {
+		c.SuggestionsMinimumDistance = 2 // the root's default
+		c.RunE = func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return fmt.Errorf("unknown command %q for %q", args[0], cmd.CommandPath())
+			}
+			return cmd.Help()
+		}
+	}
+	for _, sub := range c.Commands() {
+		groupOnly(sub)
+	}
 }
 
 // oneParagraph joins the lines of every flag's description, so that --help
@@ -175,6 +201,20 @@ func (g *globalFlags) logger(cmd *cobra.Command, w io.Writer) (*slog.Logger, err
 	default:
 		return nil, usageErr(cmd.CommandPath()+" --log-format json", "--log-format %q: want text or json", g.logFormat)
 	}
+}
+
+// suggestCommand returns the command line of the subcommand of c closest to the
+// unknown one err names (`unknown command "bach" for "clade"`), or "".
+func suggestCommand(c *cobra.Command, err error) string {
+	rest, ok := strings.CutPrefix(err.Error(), `unknown command "`)
+	if !ok {
+		return ""
+	}
+	typed, _, _ := strings.Cut(rest, `"`)
+	if s := c.SuggestionsFor(typed); len(s) > 0 {
+		return c.CommandPath() + " " + s[0]
+	}
+	return ""
 }
 
 // suggestFlag returns the flag of c closest to the unknown one err names

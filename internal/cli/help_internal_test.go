@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/clade-dev/clade/internal/suggest"
 )
@@ -16,18 +17,7 @@ import (
 // TestHelpFitsIn100Columns: every command's --help, the root's included, wraps
 // at 100 columns.
 func TestHelpFitsIn100Columns(t *testing.T) {
-	var paths [][]string
-	var walk func(c *cobra.Command, path []string)
-	walk = func(c *cobra.Command, path []string) {
-		paths = append(paths, path)
-		for _, sub := range c.Commands() {
-			if sub.Hidden || sub.Name() == "help" {
-				continue
-			}
-			walk(sub, append(append([]string{}, path...), sub.Name()))
-		}
-	}
-	walk(newRoot(nil, nil, nil), nil)
+	paths := commandPaths(newRoot(nil, nil, nil))
 	if len(paths) < 10 {
 		t.Fatalf("found %d commands, want every one", len(paths))
 	}
@@ -44,8 +34,26 @@ func TestHelpFitsIn100Columns(t *testing.T) {
 	}
 }
 
+// commandPaths lists every command's path below root, the root's (nil) first.
+func commandPaths(root *cobra.Command) [][]string {
+	var paths [][]string
+	var walk func(c *cobra.Command, path []string)
+	walk = func(c *cobra.Command, path []string) {
+		paths = append(paths, path)
+		for _, sub := range c.Commands() {
+			if sub.Hidden || sub.Name() == "help" {
+				continue
+			}
+			walk(sub, append(append([]string{}, path...), sub.Name()))
+		}
+	}
+	walk(root, nil)
+	return paths
+}
+
 // A mistyped flag gets the nearest one suggested (two edits at most); one far
-// from every flag gets the help command.
+// from every flag gets the help command; a mistyped command gets the nearest
+// command, as one Try line.
 func TestUnknownFlagSuggests(t *testing.T) {
 	for _, tt := range []struct {
 		args []string
@@ -54,11 +62,40 @@ func TestUnknownFlagSuggests(t *testing.T) {
 		{[]string{"run", "x.jsonl", "--conurrency", "5"}, "Try: did you mean --concurrency?"},
 		{[]string{"batch", "x.jsonl", "--tire", "tier-1"}, "Try: did you mean --tier?"},
 		{[]string{"run", "x.jsonl", "--zzzzzz"}, "Try: clade run --help"},
+		{[]string{"bach", "x.jsonl"}, "Error: unknown command \"bach\" for \"clade\"\nTry: did you mean clade batch?"},
+		{[]string{"bench", "gatewy"}, "Try: did you mean clade bench gateway?"},
 	} {
 		var out bytes.Buffer
 		if code := Run(context.Background(), tt.args, strings.NewReader(""), &out, &out); code != ExitUsage || !strings.Contains(out.String(), tt.want) {
 			t.Errorf("clade %s: exit %d\n%s\nwant exit %d and %q", strings.Join(tt.args, " "), code, out.String(), ExitUsage, tt.want)
 		}
+	}
+	// Every command's own flags: the flag's name less its last letter.
+	checked := 0
+	for _, p := range commandPaths(newRoot(nil, nil, nil)) {
+		c, _, err := newRoot(nil, nil, nil).Find(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var name string
+		c.LocalNonPersistentFlags().VisitAll(func(f *pflag.Flag) {
+			if name == "" && !f.Hidden && len(f.Name) >= 5 {
+				name = f.Name
+			}
+		})
+		if name == "" {
+			continue
+		}
+		args := append(append([]string{}, p...), "--"+name[:len(name)-1]+"x")
+		var out bytes.Buffer
+		want := "Try: did you mean --" + name + "?"
+		if code := Run(context.Background(), args, strings.NewReader(""), &out, &out); code != ExitUsage || !strings.Contains(out.String(), want) {
+			t.Errorf("clade %s: exit %d\n%s\nwant exit %d and %q", strings.Join(args, " "), code, out.String(), ExitUsage, want)
+		}
+		checked++
+	}
+	if checked < 10 {
+		t.Errorf("checked a typo'd flag on %d commands, want every command with flags (10 or more)", checked)
 	}
 	if d := suggest.Distance("conurrency", "concurrency"); d != 1 {
 		t.Errorf("suggest.Distance = %d, want 1", d)
