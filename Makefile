@@ -2,8 +2,17 @@
 GO      ?= go
 PKGS    ?= ./...
 FUZZTIME ?= 20s
+# The end-to-end tests too slow for make test (each skips without CLADE_TEST_LONG,
+# saying so); make test-long runs them, and CI runs both.
+LONG_TESTS ?= TestBatchScale
 
-.PHONY: all build test fmt-check vet staticcheck unit node-deps conformance bench fuzz clean
+# The longest test packages, named first so go test builds and starts them first
+# (it schedules in the order given): the rest share the other core meanwhile.
+FIRST   ?= $(if $(filter ./...,$(PKGS)),./internal/cli ./internal/serve)
+
+SHELL := /bin/bash
+
+.PHONY: all build test test-long fmt-check vet staticcheck unit node-deps conformance bench fuzz clean
 
 all: build
 
@@ -40,9 +49,18 @@ node-deps:
 	  fi; \
 	else echo "== npm not found: the real-client and browser tests will skip"; fi
 
+# go test's own output waits for the packages listed before each one; go test
+# -json through .ci/testprogress.go prints each package as it finishes, the output
+# of any that fails, every minute the ones still running, then the slowest tests.
 unit: node-deps
 	@echo "== go test -race $(PKGS) (one line per package as it finishes)"
-	$(GO) test -race -count=1 -timeout 12m $(PKGS)
+	set -o pipefail; $(GO) test -race -count=1 -timeout 12m -json $(FIRST) $(PKGS) 2>&1 | $(GO) run .ci/testprogress.go
+
+# The slow end-to-end tests (LONG_TESTS) that make test skips. CI runs it after
+# make test.
+test-long:
+	@echo "== long end-to-end tests: $(LONG_TESTS)"
+	set -o pipefail; CLADE_TEST_LONG=1 $(GO) test -race -count=1 -timeout 20m -json -run '^($(subst $() $(),|,$(strip $(LONG_TESTS))))$$' ./internal/cli 2>&1 | $(GO) run .ci/testprogress.go
 
 # The real-client conformance suite alone (internal/conformance: the TypeScript
 # SDK, the AI SDK, LangChain JS and Claude Code against clade emulate, directly

@@ -27,9 +27,7 @@ import (
 // against about one minute built normally. The emulator runs in this (race-built)
 // process; dispatch itself is race-tested by the in-process batch tests.
 func TestBatchScale(t *testing.T) {
-	if testing.Short() {
-		t.Skip("250,000-request batch run: skipped with -short")
-	}
+	longTest(t) // about a minute of both cores: make test-long
 	// Not parallel: the run takes most of the machine's two cores for a while,
 	// which would slow the package's timing-sensitive crash tests.
 	const n = 250_000
@@ -91,6 +89,19 @@ func TestBatchScale(t *testing.T) {
 	}
 	if len(page.Data) != 3 || total != n {
 		t.Errorf("emulator holds %d batches of %d requests in all, want 3 of %d", len(page.Data), total, n)
+	}
+}
+
+// longTest skips t unless CLADE_TEST_LONG is set: an end-to-end test slow enough
+// to hold make test past five minutes on two cores. make test-long runs these
+// (the Makefile's LONG_TESTS), and CI runs it after make test.
+func longTest(t *testing.T) {
+	t.Helper()
+	if os.Getenv("CLADE_TEST_LONG") == "" {
+		t.Skip("long end-to-end test: make test-long runs it (CLADE_TEST_LONG=1)")
+	}
+	if testing.Short() {
+		t.Skip("long end-to-end test: skipped with -short")
 	}
 }
 
