@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -81,4 +82,23 @@ func TestCacheSchedWarmWaitRewarm(t *testing.T) {
 			t.Errorf("warmed = %d, want 4 (first, re-warm, cold, after the failure)", got)
 		}
 	})
+}
+
+// TestProgressShowsCache: with prompt-cache tokens the block gets a cache row and
+// the line a cache part, within 80 columns; without, neither changes.
+func TestProgressShowsCache(t *testing.T) {
+	v := view{elapsed: time.Minute, done: 10, total: 20, ok: 10, cost: 1,
+		cacheRead: 10_813_788, cacheWrite: 1_201_532, cacheSaved: 25.6}
+	b := v.block(80)
+	last := b[len(b)-1]
+	if last != "cache   read 10.8M  written 1.2M  saved $25.6000" || len(last) > 80 {
+		t.Errorf("cache row = %q, want read, written and saved", last)
+	}
+	if l := v.line(); !strings.HasSuffix(l, " | cache read 10.8M written 1.2M saved $25.6000") {
+		t.Errorf("line = %q, want the cache part at its end", l)
+	}
+	v.cacheRead, v.cacheWrite = 0, 0
+	if b := v.block(80); strings.Contains(strings.Join(b, "\n"), "cache") || strings.Contains(v.line(), "cache") {
+		t.Errorf("without cache tokens: block %q, line %q; want no cache part", b, v.line())
+	}
 }

@@ -94,6 +94,10 @@ type view struct {
 	ok, bad           int64
 	rateLimited, over int64
 	cost, batchCost   float64
+	// cacheRead and cacheWrite are the results' prompt-cache tokens; cacheSaved
+	// what the cache saved against the same input uncached (USD).
+	cacheRead, cacheWrite int64
+	cacheSaved            float64
 	// warming is set until the rates cover rateWindow.
 	warming bool
 	eta     time.Duration // 0: unknown
@@ -159,7 +163,8 @@ func (p *progress) view(now time.Time) view {
 		elapsed: now.Sub(p.start), done: s.done, total: total, ok: ok, bad: bad,
 		rateLimited: r.rateLimited.Load(), over: r.overloaded.Load(),
 		cost: cost, batchCost: cost * r.cat.Pricing.Batch,
-		warming: now.Sub(first.at) < rateWindow-time.Second/2,
+		warming:   now.Sub(first.at) < rateWindow-time.Second/2,
+		cacheRead: r.cacheRead.Load(), cacheWrite: r.cacheWrite.Load(), cacheSaved: float64(r.cacheSaved.Load()) / 1e6,
 	}
 	snap, _ := r.lim.Snapshot(context.Background())
 	var sentAll int64
@@ -221,6 +226,10 @@ func (v view) block(width int) []string {
 	for _, c := range v.classes {
 		lines = append(lines, v.classRow(c))
 	}
+	if v.cacheRead+v.cacheWrite > 0 {
+		lines = append(lines, fmt.Sprintf("cache   read %s  written %s  saved $%.4f",
+			display.Short(float64(v.cacheRead)), display.Short(float64(v.cacheWrite)), v.cacheSaved))
+	}
 	return lines
 }
 
@@ -267,5 +276,8 @@ func (v view) line() string {
 		fmt.Fprintf(&b, " | ETA %s", display.Round(v.eta))
 	}
 	fmt.Fprintf(&b, " | $%.4f", v.cost)
+	if v.cacheRead+v.cacheWrite > 0 {
+		fmt.Fprintf(&b, " | cache read %s written %s saved $%.4f", display.Short(float64(v.cacheRead)), display.Short(float64(v.cacheWrite)), v.cacheSaved)
+	}
 	return b.String()
 }

@@ -116,6 +116,9 @@ type Summary struct {
 	// tokens of this process's succeeded results (usage cache_read_input_tokens,
 	// cache_creation_input_tokens, input_tokens).
 	CacheReadTokens, CacheWriteTokens, UncachedInputTokens int64
+	// CacheSavedUSD is what the prompt cache saved on those results against the
+	// same input uncached (negative while writes outweigh reads).
+	CacheSavedUSD float64
 	// Warmed counts the prompt-cache warming requests this process sent (Rewarmed
 	// of them for a prefix idle close to its TTL); CacheReads the requests sent
 	// after a warm-up, expecting a cache read.
@@ -138,8 +141,8 @@ func (s *Summary) Lines() []string {
 		how = append(how, fmt.Sprintf("this process wrote %d results, other processes on the store %d", s.Committed, s.Others))
 	}
 	if s.CacheReadTokens+s.CacheWriteTokens > 0 {
-		how = append(how, fmt.Sprintf("prompt cache: %d tokens read, %d written, %d uncached; %d prefixes warmed (%d again), %d requests sent warm",
-			s.CacheReadTokens, s.CacheWriteTokens, s.UncachedInputTokens, s.Warmed, s.Rewarmed, s.CacheReads))
+		how = append(how, fmt.Sprintf("prompt cache: %d tokens read, %d written, %d uncached (saved $%.4f); %d prefixes warmed (%d again), %d requests sent warm",
+			s.CacheReadTokens, s.CacheWriteTokens, s.UncachedInputTokens, s.CacheSavedUSD, s.Warmed, s.Rewarmed, s.CacheReads))
 	}
 	return s.Describe(fmt.Sprintf("(through batches: $%.4f)", s.BatchCostUSD), how...)
 }
@@ -246,8 +249,9 @@ type run struct {
 	usd *spend.Budget
 	// sched is the prompt-cache scheduler; nil when Config.CacheScheduleOff.
 	sched *cacheSched
-	// this process's input tokens of succeeded results, by kind
-	cacheRead, cacheWrite, uncached atomic.Int64
+	// this process's input tokens of succeeded results, by kind, and what the
+	// prompt cache saved on them (micro-dollars; negative while writes outweigh reads)
+	cacheRead, cacheWrite, uncached, cacheSaved atomic.Int64
 }
 
 func newRun(cfg Config) (*run, error) {
@@ -515,6 +519,7 @@ func (r *run) summary(ctx context.Context) *Summary {
 	s.BatchCostUSD = s.CostUSD * r.cat.Pricing.Batch
 	s.Committed = r.mine.Load()
 	s.CacheReadTokens, s.CacheWriteTokens, s.UncachedInputTokens = r.cacheRead.Load(), r.cacheWrite.Load(), r.uncached.Load()
+	s.CacheSavedUSD = float64(r.cacheSaved.Load()) / 1e6
 	if r.sched != nil {
 		s.Warmed, s.Rewarmed, s.CacheReads = r.sched.warmed.Load(), r.sched.rewarmed.Load(), r.sched.reads.Load()
 	}

@@ -254,6 +254,10 @@ func (r *run) succeeded1(m *catalog.Model, resp *upstream.Response, hold *spend.
 	r.cacheRead.Add(cu.CacheReadTokens)
 	r.cacheWrite.Add(cu.CacheWrite5mTokens + cu.CacheWrite1hTokens)
 	r.uncached.Add(cu.InputTokens)
+	if cu.CacheReadTokens+cu.CacheWrite5mTokens+cu.CacheWrite1hTokens > 0 {
+		plain := spend.Cost(r.cat, m, catalog.Usage{InputTokens: in, OutputTokens: cu.OutputTokens}, false)
+		r.cacheSaved.Add(int64(spend.FromUSD(plain - cost)))
+	}
 	cc := r.class(m)
 	cc.in.Add(in)
 	cc.out.Add(cu.OutputTokens)
