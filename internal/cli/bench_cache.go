@@ -2,7 +2,6 @@ package cli
 
 import (
 	"fmt"
-	"sync"
 
 	"github.com/spf13/cobra"
 
@@ -19,8 +18,8 @@ func newBenchCacheCmd(*globalFlags) *cobra.Command {
 		Short: "Prompt-cache scheduling of clade run against today's order at full concurrency",
 		Long: `Write --documents documents of about --doc-tokens tokens, each asked --questions short
 questions (one line per question, grouped by document, the document in a cache_control
-block), and run them with clade run twice at the same time, each against its own
-in-process emulator (latency on): with prompt-cache scheduling, and with it off (every
+block), and run them with clade run twice, one after the other, each against its own
+fresh in-process emulator (latency on): with prompt-cache scheduling, and with it off (every
 request in input order at --concurrency); with --fixed N, also with a fixed-concurrency
 client of N workers. Report input cost, cache write and read
 tokens, the tokens that counted toward ITPM and wall time, and the ratios.
@@ -48,12 +47,12 @@ The default size (200 × 10 × 6,000 at tier-2) takes about half an hour.`,
 			}
 			res := make([]*bench.CacheResult, len(runs))
 			errs := make([]error, len(runs))
-			fmt.Fprintf(cmd.ErrOrStderr(), "running %d measurements at once: %d documents × %d questions …\n", len(runs), cfg.Documents, cfg.Questions)
-			var wg sync.WaitGroup
+			// One after the other: on a small machine, measurements at once take each
+			// other's CPU, and wall time is one of the figures.
 			for i := range runs {
-				wg.Go(func() { res[i], errs[i] = bench.MeasureCache(cmd.Context(), runs[i]) })
+				fmt.Fprintf(cmd.ErrOrStderr(), "measurement %d of %d: %d documents × %d questions …\n", i+1, len(runs), cfg.Documents, cfg.Questions)
+				res[i], errs[i] = bench.MeasureCache(cmd.Context(), runs[i])
 			}
-			wg.Wait()
 			for _, err := range errs {
 				if err != nil {
 					return failure("", err)
