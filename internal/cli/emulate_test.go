@@ -111,7 +111,7 @@ func TestEmulateUsageErrors(t *testing.T) {
 		{name: "relative base url", args: []string{"emulate", "--base-url", "/x"}, wantErr: "--base-url", wantTry: "clade emulate --base-url"},
 		{name: "missing catalog", args: []string{"emulate", "--catalog", "/nonexistent/catalog.yaml"}, wantErr: "read catalog", wantTry: "clade emulate (without --catalog"},
 		{name: "stray argument", args: []string{"emulate", "now"}, wantErr: `unknown command "now"`, wantTry: "clade emulate --help"},
-		{name: "unknown command", args: []string{"emulatte"}, wantErr: `unknown command "emulatte"`, wantTry: "clade --help"},
+		{name: "unknown command", args: []string{"emulatte"}, wantErr: `unknown command "emulatte"`, wantTry: "did you mean clade emulate?"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
