@@ -95,7 +95,8 @@ func main() {
 			buf(e.Package).WriteString(e.Output)
 		case "pass", "fail", "skip":
 			if e.Test != "" {
-				if e.Action == "pass" || e.Action == "fail" {
+				// Top-level tests only: a subtest's time is in its parent's.
+				if (e.Action == "pass" || e.Action == "fail") && !strings.Contains(e.Test, "/") {
 					slow = append(slow, test{e.Package + " " + e.Test, e.Elapsed})
 				}
 				continue
@@ -115,19 +116,11 @@ func main() {
 		}
 	}
 	slices.SortFunc(slow, func(a, b test) int { return cmp.Compare(b.elapsed, a.elapsed) })
-	// Top-level tests only: a subtest's time is in its parent's.
-	shown := 0
-	for _, t := range slow {
-		if shown == 10 {
-			break
+	for i, t := range slow[:min(len(slow), 10)] {
+		if i == 0 {
+			fmt.Println("slowest tests:")
 		}
-		if !strings.Contains(t.name, "/") {
-			if shown == 0 {
-				fmt.Println("slowest tests:")
-			}
-			fmt.Printf("  %6.1fs %s\n", t.elapsed, t.name)
-			shown++
-		}
+		fmt.Printf("  %6.1fs %s\n", t.elapsed, t.name)
 	}
 	if failed {
 		os.Exit(1)
