@@ -411,7 +411,7 @@ func startBenchGateway(ctx context.Context, cfg GatewayConfig, upURL string) (st
 		}
 		var b [6]byte
 		rand.Read(b[:])
-		be, err := admit.NewRedis(admit.RedisConfig{Client: rc, Namespace: "clade-bench-gateway-" + hex.EncodeToString(b[:]), Logger: log})
+		be, err := admit.NewRedis(admit.RedisConfig{Client: rc, Namespace: "clade-bench-gateway-" + hex.EncodeToString(b[:]), Lease: admit.DefaultRedisLease, Logger: log})
 		if err != nil {
 			return fail(err)
 		}

@@ -33,7 +33,7 @@ func sharedLimiter(ctx context.Context, command, rawURL, namespace string, cat *
 		return nil, nil, failure("check that Redis is up at --limits-redis, and its password; or run without --limits-redis",
 			fmt.Errorf("limits redis %s: %w", shown, err))
 	}
-	be, err := admit.NewRedis(admit.RedisConfig{Client: client, Namespace: namespace, Logger: log})
+	be, err := admit.NewRedis(admit.RedisConfig{Client: client, Namespace: namespace, Lease: admit.DefaultRedisLease, Logger: log})
 	if err != nil {
 		client.Close()
 		return nil, nil, usageErr(command+" --limits-namespace my-org", "%v", err)
@@ -44,7 +44,7 @@ func sharedLimiter(ctx context.Context, command, rawURL, namespace string, cat *
 		return nil, nil, failure("", fmt.Errorf("limiter: %w", err))
 	}
 	log.Info("limits shared through redis", "url", shown, "namespace", namespace, "on_outage", admit.FailClosed.String())
-	return lim, func() { client.Close() }, nil
+	return lim, func() { be.ReturnLeases(); client.Close() }, nil
 }
 
 // redisLog sends go-redis's own log lines to the logger at debug level.

@@ -34,7 +34,7 @@ func BenchmarkServeMessages(b *testing.B) {
 		}
 		rc := redis.NewClient(opts)
 		b.Cleanup(func() { rc.Close() })
-		be, err := admit.NewRedis(admit.RedisConfig{Client: rc, Namespace: fmt.Sprintf("serve-bench-%d", time.Now().UnixNano())})
+		be, err := admit.NewRedis(admit.RedisConfig{Client: rc, Namespace: fmt.Sprintf("serve-bench-%d", time.Now().UnixNano()), Lease: admit.DefaultRedisLease})
 		if err != nil {
 			b.Fatal(err)
 		}

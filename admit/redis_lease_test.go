@@ -1,0 +1,222 @@
+package admit_test
+
+import (
+	"context"
+	"math"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/clade-dev/clade/admit"
+	"github.com/clade-dev/clade/admit/admittest"
+)
+
+// leaseBackend is a Redis backend with leases, its class "c" initialised with
+// spec, and a counter of the scripts it runs.
+func leaseBackend(t *testing.T, prefix string, lease time.Duration, spec admit.Spec) (*admit.Redis, *atomic.Int64) {
+	t.Helper()
+	opts := redisOptions(t)
+	client := redisClient(t, opts)
+	var calls atomic.Int64
+	client.AddHook(countEval{&calls})
+	if prefix == "" {
+		prefix = testPrefix(t, opts)
+	}
+	rd := newRedis(t, admit.RedisConfig{Client: client, Prefix: prefix, Clock: admit.ClockCaller, Lease: lease})
+	if err := rd.Init(context.Background(), "c", spec, admittest.T0); err != nil {
+		t.Fatal(err)
+	}
+	calls.Store(0)
+	return rd, &calls
+}
+
+// TestRedisLeaseSavesRoundTrips: with a lease, a run of calls of one class makes
+// one round trip per lease, not per call, and once the calls have settled and
+// the lease is back the buckets are where Memory's are after the same calls.
+func TestRedisLeaseSavesRoundTrips(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	spec := admit.Spec{Limits: admit.Limits{RPM: 60000, ITPM: 60000000, OTPM: 6000000}, Burst: 1}
+	rd, calls := leaseBackend(t, "", time.Minute, spec) // a long lease: only ReturnLeases gives it back
+	mem := admit.NewMemory()
+	t0 := admittest.T0
+	if err := mem.Init(ctx, "c", spec, t0); err != nil {
+		t.Fatal(err)
+	}
+	const n = 200
+	reserved := admit.Cost{Requests: 1, InputTokens: 500, OutputTokens: 400}
+	for _, be := range []admit.Backend{rd, mem} {
+		for range n {
+			if w, err := be.Reserve(ctx, "c", reserved, t0); w != 0 || err != nil {
+				t.Fatalf("Reserve = %v, %v, want admitted at once", w, err)
+			}
+		}
+	}
+	// 64 calls per lease (maxLeaseCalls) beside the call that takes it: 200 calls
+	// take 4 round trips.
+	if got := calls.Load(); got != 4 {
+		t.Errorf("%d reserve round trips for %d calls, want 4 (each takes a lease of 64 calls beside its own)", got, n)
+	}
+	for i := range n {
+		actual := admit.Cost{Requests: 1, InputTokens: 450, OutputTokens: int64(i % 17 * 20)}
+		for _, be := range []admit.Backend{rd, mem} {
+			if err := be.Settle(ctx, "c", reserved, actual, t0); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	rd.ReturnLeases()
+	want, err := mem.State(ctx, "c", t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := rd.State(ctx, "c", t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []struct {
+		name      string
+		got, want float64
+	}{{"requests", got.Requests.Level, want.Requests.Level}, {"input", got.InputTokens.Level, want.InputTokens.Level},
+		{"output", got.OutputTokens.Level, want.OutputTokens.Level}} {
+		if math.Abs(d.got-d.want) > 1e-6 {
+			t.Errorf("%s level after the calls and the lease's return = %v, want Memory's %v", d.name, d.got, d.want)
+		}
+	}
+}
+
+// TestRedisLeasesNeverGiveMoreThanTheBuckets: two processes with leases, calling
+// as fast as they can on a bucket of 600 requests that does not refill, admit 600
+// calls between them, not one more.
+func TestRedisLeasesNeverGiveMoreThanTheBuckets(t *testing.T) {
+	t.Parallel()
+	opts := redisOptions(t)
+	prefix := testPrefix(t, opts)
+	spec := admit.Spec{Limits: admit.Limits{RPM: 600, ITPM: 6000000, OTPM: 600000}, Burst: 1}
+	a, _ := leaseBackend(t, prefix, 10*time.Second, spec)
+	b, _ := leaseBackend(t, prefix, 10*time.Second, spec)
+	ctx := context.Background()
+	t0 := admittest.T0
+	var admitted atomic.Int64
+	var wg sync.WaitGroup
+	for _, be := range []*admit.Redis{a, b} {
+		for range 4 {
+			wg.Go(func() {
+				for refused := 0; refused < 3; {
+					w, err := be.Reserve(ctx, "c", admit.Cost{Requests: 1, InputTokens: 10, OutputTokens: 10}, t0)
+					switch {
+					case err != nil:
+						t.Error(err)
+						return
+					case w == 0:
+						admitted.Add(1)
+					default:
+						refused++
+					}
+				}
+			})
+		}
+	}
+	wg.Wait()
+	if got := admitted.Load(); got != 600 {
+		t.Errorf("%d calls admitted by two processes with leases from 600 requests, want 600", got)
+	}
+}
+
+// TestRedisLeasePauseReturnsIt: a 429's pause gives the class's lease back: the
+// next call waits out the pause instead of going from the lease.
+func TestRedisLeasePauseReturnsIt(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	spec := admit.Spec{Limits: admit.Limits{RPM: 60000, ITPM: 60000000, OTPM: 6000000}, Burst: 1}
+	rd, _ := leaseBackend(t, "", time.Minute, spec)
+	t0 := admittest.T0
+	c := admit.Cost{Requests: 1, InputTokens: 10, OutputTokens: 10}
+	if w, err := rd.Reserve(ctx, "c", c, t0); w != 0 || err != nil {
+		t.Fatalf("first Reserve = %v, %v", w, err)
+	}
+	if err := rd.Pause(ctx, "c", t0.Add(10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if w, err := rd.Reserve(ctx, "c", c, t0); err != nil || w < 9*time.Second {
+		t.Errorf("Reserve during the pause = %v, %v, want a wait of about 10s: the lease was kept", w, err)
+	}
+	// Pause's return is on its way; ReturnLeases waits for it.
+	rd.ReturnLeases()
+	st, err := rd.State(ctx, "c", t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One call reserved (not settled); the lease of 64 taken beside it is back.
+	if lvl, want := st.Requests.Level, 60000.0-1; math.Abs(lvl-want) > 1e-6 {
+		t.Errorf("requests level = %v, want %v (capacity less the one call in flight)", lvl, want)
+	}
+}
+
+// TestRedisNoLeaseAtLowLimits: where the limits allow less than one more call
+// per lease, every call reserves in Redis, as without leases.
+func TestRedisNoLeaseAtLowLimits(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	spec := admit.Spec{Limits: admit.Limits{RPM: 50, ITPM: 50000, OTPM: 10000}, Burst: 1}
+	rd, calls := leaseBackend(t, "", 50*time.Millisecond, spec)
+	for i := range 5 {
+		if w, err := rd.Reserve(ctx, "c", admit.Cost{Requests: 1, InputTokens: 100, OutputTokens: 100}, admittest.T0); w != 0 || err != nil {
+			t.Fatalf("Reserve %d = %v, %v", i, w, err)
+		}
+	}
+	if got := calls.Load(); got != 5 {
+		t.Errorf("%d round trips for 5 calls at 50 RPM with a 50 ms lease, want 5 (no lease)", got)
+	}
+}
+
+// TestRedisReplayInsideSettleAndLease: what an outage kept (a settle, a pause) is
+// replayed by the first call that reaches Redis again, whichever it is: a
+// Settle (whose round trip the settles waiting behind it share) or, with leases,
+// a Reserve holding its class's lease. Neither deadlocks.
+func TestRedisReplayInsideSettleAndLease(t *testing.T) {
+	t.Parallel()
+	for _, first := range []string{"settle", "reserve"} {
+		t.Run(first, func(t *testing.T) {
+			t.Parallel()
+			be, p, _ := viaProxy(t, admit.RedisConfig{Lease: time.Second})
+			ctx := context.Background()
+			spec := admit.Spec{Limits: admit.Limits{RPM: 60000, ITPM: 60000000, OTPM: 6000000}, Burst: 1}
+			if err := be.Init(ctx, "c", spec, time.Now()); err != nil {
+				t.Fatal(err)
+			}
+			c := admit.Cost{Requests: 1, InputTokens: 100, OutputTokens: 300}
+			if w, err := be.Reserve(ctx, "c", c, time.Now()); w != 0 || err != nil {
+				t.Fatalf("Reserve before the outage = %v, %v", w, err)
+			}
+			p.down()
+			if err := be.Settle(ctx, "c", c, admit.Cost{Requests: 1, InputTokens: 100, OutputTokens: 30}, time.Now()); err != nil {
+				t.Fatalf("Settle during the outage = %v, want kept", err)
+			}
+			if err := be.Pause(ctx, "c", time.Now().Add(50*time.Millisecond)); err != nil {
+				t.Fatalf("Pause during the outage = %v, want kept", err)
+			}
+			p.up()
+			time.Sleep(100 * time.Millisecond) // past RetryInterval and the pause
+			done := make(chan error, 1)
+			go func() {
+				switch first {
+				case "settle":
+					done <- be.Settle(ctx, "c", admit.Cost{}, admit.Cost{}, time.Now())
+				default:
+					_, err := be.Reserve(ctx, "c", c, time.Now())
+					done <- err
+				}
+			}()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("first %s after the outage = %v", first, err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("first %s after the outage still running after 10s: the replay deadlocked", first)
+			}
+		})
+	}
+}
