@@ -67,23 +67,7 @@ func TestRedisLeaseSavesRoundTrips(t *testing.T) {
 		}
 	}
 	rd.ReturnLeases()
-	want, err := mem.State(ctx, "c", t0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := rd.State(ctx, "c", t0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, d := range []struct {
-		name      string
-		got, want float64
-	}{{"requests", got.Requests.Level, want.Requests.Level}, {"input", got.InputTokens.Level, want.InputTokens.Level},
-		{"output", got.OutputTokens.Level, want.OutputTokens.Level}} {
-		if math.Abs(d.got-d.want) > 1e-6 {
-			t.Errorf("%s level after the calls and the lease's return = %v, want Memory's %v", d.name, d.got, d.want)
-		}
-	}
+	levelsAgree(t, "after the calls and the lease's return (Memory's after the same calls)", rd, mem, t0)
 }
 
 // TestRedisLeasesNeverGiveMoreThanTheBuckets: two processes with leases, calling

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"net"
@@ -635,22 +636,7 @@ func TestRedisConcurrentSettlesAgreeWithMemory(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	want, err := mem.State(ctx, "c", t0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := rd.State(ctx, "c", t0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, d := range []struct {
-		name      string
-		got, want admit.BucketState
-	}{{"requests", got.Requests, want.Requests}, {"input", got.InputTokens, want.InputTokens}, {"output", got.OutputTokens, want.OutputTokens}} {
-		if math.Abs(d.got.Level-d.want.Level) > 1e-6 {
-			t.Errorf("%s level after %d concurrent settles = %v, want Memory's %v", d.name, n, d.got.Level, d.want.Level)
-		}
-	}
+	levelsAgree(t, fmt.Sprintf("after %d concurrent settles", n), rd, mem, t0)
 	if c := calls.Load(); c >= n {
 		t.Errorf("%d settle round trips for %d settles at once, want fewer: they were not shared", c, n)
 	} else {
@@ -713,5 +699,29 @@ func TestRedisConcurrentSyncsApplyNewest(t *testing.T) {
 	}
 	if rounds >= n {
 		t.Errorf("%d sync round trips for %d reports at once, want fewer: they were not shared", rounds, n)
+	}
+}
+
+// levelsAgree checks that class "c" of got has every bucket at the level it has in
+// want, at now.
+func levelsAgree(t *testing.T, when string, got, want admit.Backend, now time.Time) {
+	t.Helper()
+	ctx := context.Background()
+	w, err := want.State(ctx, "c", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := got.State(ctx, "c", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []struct {
+		name      string
+		got, want float64
+	}{{"requests", g.Requests.Level, w.Requests.Level}, {"input", g.InputTokens.Level, w.InputTokens.Level},
+		{"output", g.OutputTokens.Level, w.OutputTokens.Level}} {
+		if math.Abs(d.got-d.want) > 1e-6 {
+			t.Errorf("%s level %s = %v, want %v", d.name, when, d.got, d.want)
+		}
 	}
 }
