@@ -3,12 +3,10 @@ package cli_test
 import (
 	"bytes"
 	"context"
-	"flag"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -25,26 +23,7 @@ func TestMain(m *testing.M) {
 	if os.Getenv("CLADE_TEST_AS_CLADE") == "1" {
 		os.Exit(cli.Main(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 	}
-	flag.Parse()
-	parallelUnlessSet(cliParallel)
 	os.Exit(m.Run())
-}
-
-// cliParallel is how many of this package's parallel tests run at once, unless
-// -parallel says (go test's default is GOMAXPROCS, 2 on the CI machine). They
-// are end-to-end tests that mostly wait: on child processes, the emulator's
-// latency, batch clocks, deadlines. Measured on 2 shared cores (go test -race
-// ./internal/cli without TestBatchScale): 213 s wall and 195 s of CPU at 2, 162 s
-// and 205 s at 6.
-const cliParallel = 6
-
-// parallelUnlessSet sets -test.parallel to n unless the command line set it.
-func parallelUnlessSet(n int) {
-	set := false
-	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "test.parallel" })
-	if !set {
-		flag.Set("test.parallel", strconv.Itoa(n))
-	}
 }
 
 // cladeCmd returns a child clade process with the given args and API key.
