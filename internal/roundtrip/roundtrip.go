@@ -15,17 +15,21 @@ import (
 // zero value is ready to use.
 type Group[K comparable, V any] struct {
 	// Linger is how long a round's opener waits for others to join once the
-	// previous round of its key has finished (0: it starts at once).
+	// previous round of its key has finished, when that round was shared (more
+	// than one caller: the key is busy); a caller alone, as one calling in
+	// sequence is, starts at once. 0: every round starts at once.
 	Linger time.Duration
 
 	mu      sync.Mutex
 	pending map[K]*round[V] // not started yet, open to join
 	running map[K]*sync.Mutex
+	shared  map[K]bool // whether the key's last round had more than one caller
 }
 
 // round is one shared round trip: in its merged input, out its result.
 type round[V any] struct {
 	in   V
+	n    int // callers
 	done chan struct{}
 	out  V
 	err  error
@@ -37,15 +41,16 @@ type round[V any] struct {
 func (g *Group[K, V]) Do(k K, in V, merge func(a, b V) V, run func(V) (V, error)) (V, error) {
 	g.mu.Lock()
 	if g.pending == nil {
-		g.pending, g.running = map[K]*round[V]{}, map[K]*sync.Mutex{}
+		g.pending, g.running, g.shared = map[K]*round[V]{}, map[K]*sync.Mutex{}, map[K]bool{}
 	}
 	if r := g.pending[k]; r != nil {
 		r.in = merge(r.in, in)
+		r.n++
 		g.mu.Unlock()
 		<-r.done
 		return r.out, r.err
 	}
-	r := &round[V]{in: in, done: make(chan struct{})}
+	r := &round[V]{in: in, n: 1, done: make(chan struct{})}
 	g.pending[k] = r
 	lock := g.running[k]
 	if lock == nil {
@@ -54,12 +59,16 @@ func (g *Group[K, V]) Do(k K, in V, merge func(a, b V) V, run func(V) (V, error)
 	}
 	g.mu.Unlock()
 	lock.Lock() // the previous round of k ends; calls arriving meanwhile join r
-	if g.Linger > 0 {
+	g.mu.Lock()
+	busy := g.shared[k]
+	g.mu.Unlock()
+	if g.Linger > 0 && busy {
 		time.Sleep(g.Linger)
 	}
 	g.mu.Lock()
 	delete(g.pending, k) // r starts: later calls open the next round
 	in = r.in
+	g.shared[k] = r.n > 1
 	g.mu.Unlock()
 	r.out, r.err = run(in)
 	lock.Unlock()

@@ -60,10 +60,11 @@ type budgets struct {
 }
 
 // spendLinger is how long a settle waits for others of the same budgets to share
-// its AddSpend transaction. A call settles after its answer has gone
-// (Gateway.settleAfter), so the wait delays only the end of its hold, and at a
-// high call rate it turns one transaction per call into one per few.
-const spendLinger = 2 * time.Millisecond
+// its AddSpend transaction, once they queue behind each other. A call settles
+// after its answer has gone (Gateway.settleAfter), so the wait delays only the
+// end of its hold, and at a high call rate it turns one transaction per call
+// into one per few.
+const spendLinger = 5 * time.Millisecond
 
 type heldKey struct{ scope, period string }
 
