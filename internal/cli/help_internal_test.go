@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -123,5 +125,49 @@ func TestQuietHidesInfoLogs(t *testing.T) {
 		if got := strings.Contains(out.String(), "level=INFO"); got != tt.wantInfo || !strings.Contains(out.String(), "1 requests: 1 succeeded") {
 			t.Errorf("clade %s: info lines %v, want %v; summary expected\n%s", strings.Join(args, " "), got, tt.wantInfo, out.String())
 		}
+	}
+}
+
+// TestDocsNamedExist: every docs/….md the CLI's messages name (Try: lines, help)
+// exists, and each #anchor is one of its headings.
+func TestDocsNamedExist(t *testing.T) {
+	ref := regexp.MustCompile(`docs/([A-Za-z0-9_.-]+\.md)(#[a-z0-9-]+)?`)
+	files, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checked := 0
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		src, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range ref.FindAllStringSubmatch(string(src), -1) {
+			doc, err := os.ReadFile(filepath.Join("..", "..", "docs", m[1]))
+			if err != nil {
+				t.Errorf("%s names docs/%s: %v", f, m[1], err)
+				continue
+			}
+			checked++
+			if m[2] == "" {
+				continue
+			}
+			found := false
+			for _, l := range strings.Split(string(doc), "\n") {
+				if h, ok := strings.CutPrefix(strings.TrimLeft(l, "#"), " "); ok && strings.HasPrefix(l, "#") &&
+					"#"+strings.ReplaceAll(strings.ToLower(strings.TrimSpace(h)), " ", "-") == m[2] {
+					found = true
+				}
+			}
+			if !found {
+				t.Errorf("%s names docs/%s%s: no such heading", f, m[1], m[2])
+			}
+		}
+	}
+	if checked < 5 {
+		t.Errorf("found %d references to docs/*.md in the CLI's sources, want the Try: lines' (5 or more)", checked)
 	}
 }
