@@ -10,7 +10,11 @@ import (
 // TestMeasureCacheSmall is the benchmark at CI size (8 documents × 6 questions of
 // 2,000 tokens, latency at 0.2): with scheduling each document is written once and
 // read by its other questions; today's order at full concurrency writes it with
-// (nearly) every question, so the scheduled input costs several times less.
+// many of its questions, so the scheduled input costs several times less. How
+// many naive requests arrive before a document's first write is readable depends
+// on the machine's load (at 2 cores shared with other tests the cost ratio went
+// from 4 to 2.9), so the naive side is held to at least twice the writes and
+// the cost; the scheduled side's counts are exact.
 func TestMeasureCacheSmall(t *testing.T) {
 	t.Parallel()
 	cfg := bench.CacheConfig{Documents: 8, Questions: 6, DocTokens: 2000, LatencyScale: 0.2, Dir: t.TempDir()}
@@ -32,10 +36,10 @@ func TestMeasureCacheSmall(t *testing.T) {
 	if sched.Warmed != 8 || sched.CacheWrite != 8*perDoc || sched.CacheRead != 5*sched.CacheWrite {
 		t.Errorf("scheduled: warmed %d, written %d, read %d; want 8 warm-ups, each document written once and read 5 times", sched.Warmed, sched.CacheWrite, sched.CacheRead)
 	}
-	if naive.CacheWrite < 3*sched.CacheWrite {
+	if naive.CacheWrite < 2*sched.CacheWrite {
 		t.Errorf("naive wrote %d cache tokens, scheduled %d: want the naive order to write each document several times (the comparison means nothing otherwise)", naive.CacheWrite, sched.CacheWrite)
 	}
-	if ratio := naive.InputCostUSD / sched.InputCostUSD; ratio < 3 {
-		t.Errorf("input cost naive $%.4f / scheduled $%.4f = %.2f, want at least 3", naive.InputCostUSD, sched.InputCostUSD, ratio)
+	if ratio := naive.InputCostUSD / sched.InputCostUSD; ratio < 2 {
+		t.Errorf("input cost naive $%.4f / scheduled $%.4f = %.2f, want at least 2", naive.InputCostUSD, sched.InputCostUSD, ratio)
 	}
 }
