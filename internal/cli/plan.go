@@ -38,7 +38,9 @@ input or output tokens per minute; each bucket starts full, so the time is
 max(0, need/limit − 1) minutes, model classes in parallel), and what unlocks the
 next tier. It ends with a recommendation: batch when there is no --deadline or it
 is 24 h or more, otherwise the first tier that finishes in time; and, labelled as a
-suggestion, a cheaper model every request would fit.
+suggestion, a cheaper model every request would fit. Where lines have cache_control
+prefixes, it gives the input cost and time with and without clade run's
+cache-aware ordering (one write per prefix, then reads).
 
 Nothing is sent; no key is needed. See docs/plan.md.`,
 		Example: `  clade plan prompts.jsonl

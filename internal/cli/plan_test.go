@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -122,5 +123,71 @@ func TestPlanUsageErrors(t *testing.T) {
 				t.Errorf("stderr = %q, want Error: …%s… then Try: …%s…", stderr.String(), tt.wantErr, tt.wantTry)
 			}
 		})
+	}
+}
+
+// TestPlanCacheOrdering runs `clade plan` on a JSONL file of 4 documents × 3
+// questions, the document in a cache_control block, and checks that the text has a
+// row with and one without cache-aware ordering and that the JSON estimate with it
+// costs less; on the golden input (no cache_control) both are equal.
+func TestPlanCacheOrdering(t *testing.T) {
+	t.Parallel()
+	var b strings.Builder
+	for d := range 4 {
+		doc := strings.Repeat(fmt.Sprintf("document %d. ", d), 500) // ~1,500 tokens: over sonnet-5's minimum
+		for q := range 3 {
+			fmt.Fprintf(&b, `{"custom_id":"d%dq%d","params":{"model":"claude-sonnet-5","max_tokens":50,"messages":[{"role":"user","content":[{"type":"text","text":%q,"cache_control":{"type":"ephemeral"}},{"type":"text","text":"Question %d?"}]}]}}`+"\n", d, q, doc, q)
+		}
+	}
+	cached := filepath.Join(t.TempDir(), "cached.jsonl")
+	if err := os.WriteFile(cached, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run := func(args ...string) string {
+		t.Helper()
+		var stdout, stderr bytes.Buffer
+		if code := cli.Run(context.Background(), args, strings.NewReader(""), &stdout, &stderr); code != cli.ExitOK {
+			t.Fatalf("clade %s exit code = %d, want 0\n%s", strings.Join(args, " "), code, stderr.String())
+		}
+		return stdout.String()
+	}
+	text := run("plan", cached, "--tier", "tier-1")
+	for _, want := range []string{"12 requests share 4 cacheable prefixes", "\nwith cache-aware ordering ", "\nwithout (every request writes) "} {
+		if !strings.Contains(text, want) {
+			t.Errorf("clade plan output lacks %q:\n%s", want, text)
+		}
+	}
+	type mode struct {
+		InputCostUSD float64 `json:"input_cost_usd"`
+		Tiers        []struct {
+			Minutes float64 `json:"minutes"`
+		} `json:"tiers"`
+	}
+	var p struct {
+		Cache struct {
+			Prefixes int64 `json:"prefixes"`
+			With     mode  `json:"with_scheduling"`
+			Without  mode  `json:"without_scheduling"`
+		} `json:"cache"`
+	}
+	decode := func(s string) {
+		t.Helper()
+		p.Cache.Prefixes = -1
+		if err := json.Unmarshal([]byte(s), &p); err != nil {
+			t.Fatalf("output is not JSON: %v\n%s", err, s)
+		}
+	}
+	decode(run("plan", cached, "--tier", "tier-1", "--json"))
+	if c := p.Cache; c.Prefixes != 4 || !(c.With.InputCostUSD < c.Without.InputCostUSD) || len(c.With.Tiers) != 1 || len(c.Without.Tiers) != 1 {
+		t.Errorf("cached: cache = %+v, want 4 prefixes, input cost with < without, one tier each", c)
+	}
+	golden := filepath.Join("testdata", "plan", "input.jsonl")
+	decode(run("plan", golden, "--tier", "tier-1", "--json"))
+	if c := p.Cache; c.Prefixes != 0 || c.With.InputCostUSD <= 0 || c.With.InputCostUSD != c.Without.InputCostUSD ||
+		len(c.With.Tiers) != 1 || c.With.Tiers[0].Minutes != c.Without.Tiers[0].Minutes {
+		t.Errorf("no cache_control: cache = %+v, want 0 prefixes and with = without", c)
+	}
+	if strings.Contains(run("plan", golden, "--tier", "tier-1"), "prompt cache:") {
+		t.Error("clade plan without cache_control prints a prompt cache section")
 	}
 }

@@ -24,8 +24,17 @@
 // be admitted; the tier is marked TooLarge.
 //
 // Cost (catalog.Cost): input at the model's input price, output at its output price;
-// batch multiplies both by catalog Pricing.Batch. No cache discount is assumed, so a
-// workload that caches pays less than the plan says.
+// batch multiplies both by catalog Pricing.Batch. No cache discount is assumed in
+// these figures.
+//
+// Prompt cache (CacheEstimate): where lines have cache_control, each line's last
+// breakpoint (intake's Request.Cache, from package cacheprefix: the prefix clade run
+// schedules by) is counted per distinct prefix, and the input is estimated twice.
+// With cache-aware ordering each prefix is written once (catalog cache_write_5m or
+// cache_write_1h, by its TTL) and read by its other lines (cache_read), and reads do
+// not count toward ITPM unless the class's cache_reads_count_itpm; without it, every
+// line writes its prefix (the worst case). Both orders get a cost and a time per
+// tier; without cache_control they equal the plan's own.
 //
 // # What is authoritative
 //

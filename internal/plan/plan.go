@@ -207,11 +207,13 @@ type Plan struct {
 	BatchRatio float64 `json:"batch_ratio"`
 	// Batches is how many Message Batches the work needs (max_requests per batch on
 	// the recommended or first tier).
-	Batches          int            `json:"batches"`
-	BatchMaxRequests int64          `json:"batch_max_requests"`
-	Tiers            []TierPlan     `json:"tiers"`
-	DeadlineMin      float64        `json:"deadline_minutes,omitempty"`
-	Recommendation   Recommendation `json:"recommendation"`
+	Batches          int        `json:"batches"`
+	BatchMaxRequests int64      `json:"batch_max_requests"`
+	Tiers            []TierPlan `json:"tiers"`
+	// Cache is the estimate with and without prompt-cache-aware ordering.
+	Cache          CacheEstimate  `json:"cache"`
+	DeadlineMin    float64        `json:"deadline_minutes,omitempty"`
+	Recommendation Recommendation `json:"recommendation"`
 }
 
 // Options tune Make.
@@ -281,9 +283,11 @@ func Make(cat *catalog.Catalog, w *Workload, opt Options) (*Plan, error) {
 			prev.LargestInput = max(prev.LargestInput, ml.LargestInput)
 			prev.LargestMaxTokens = max(prev.LargestMaxTokens, ml.LargestMaxTokens)
 			prev.LargestOutput = max(prev.LargestOutput, ml.LargestOutput)
+			prev.Prefixes = mergePrefixes(prev.Prefixes, ml.Prefixes)
 		} else {
 			c := *ml
 			c.Model = m.ID
+			c.Prefixes = mergePrefixes(nil, ml.Prefixes) // a copy: merging must not change w
 			byID[m.ID] = &c
 			ids = append(ids, m.ID)
 		}
@@ -355,6 +359,7 @@ func Make(cat *catalog.Catalog, w *Workload, opt Options) (*Plan, error) {
 		}
 		p.Tiers = append(p.Tiers, tp)
 	}
+	p.Cache = cacheEstimate(cat, byID, ids, tiers, w.Sampled)
 	p.Batches, p.BatchMaxRequests = batches(cat, p, tiers)
 	p.Recommendation = recommend(p, opt.Deadline)
 	p.Recommendation.commands(p, opt.Deadline)

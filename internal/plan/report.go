@@ -92,6 +92,8 @@ func WriteText(w io.Writer, p *Plan) error {
 		pr("\n")
 	}
 
+	writeCache(ew, p)
+
 	for _, m := range p.Models {
 		if s := m.Suggestion; s != nil {
 			pr("suggestion (not a quality judgement): every %s request fits %s: %s realtime, %s batch (saves %s realtime)\n",
@@ -185,4 +187,39 @@ func dollars(v float64) string {
 		return group(int64(v))
 	}
 	return strconv.FormatFloat(v, 'f', -1, 64)
+}
+
+// writeCache writes the with and without cache-aware ordering rows, when the input
+// has a cacheable prefix.
+func writeCache(ew *errWriter, p *Plan) {
+	c := p.Cache
+	if c.Prefixes == 0 {
+		return
+	}
+	seen := ""
+	if c.Sampled {
+		seen = " (prefixes seen in the sample)"
+	}
+	ew.printf("prompt cache: %s requests share %s cacheable prefixes%s; input only:\n", group(c.Requests), group(c.Prefixes), seen)
+	var names []string
+	for _, t := range c.With.Tiers {
+		names = append(names, t.Tier)
+	}
+	tw := tabwriter.NewWriter(ew, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "order\tinput $\tuncached\tcache write\tcache read\tITPM tokens\ttime %s\n", strings.Join(names, " / "))
+	for _, r := range []struct {
+		name string
+		m    CacheMode
+	}{{"with cache-aware ordering", c.With}, {"without (every request writes)", c.Without}} {
+		var times []string
+		for _, t := range r.m.Tiers {
+			times = append(times, fmtDuration(t.Minutes))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.name, usd(r.m.InputCostUSD), group(r.m.InputTokens), group(r.m.CacheWriteTokens), group(r.m.CacheReadTokens), group(r.m.ITPMTokens), strings.Join(times, " / "))
+	}
+	tw.Flush()
+	ew.printf("assumed with: each prefix written once (catalog cache_write_5m or _1h by its TTL) and read by\n")
+	ew.printf("  its other requests (cache_read; reads outside ITPM unless the class's count), all within its TTL\n")
+	ew.printf("assumed without: every request writes its prefix (all sent before the first write is readable:\n")
+	ew.printf("  the worst case; a run in the file's order reads some by accident)\n\n")
 }

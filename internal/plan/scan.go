@@ -10,7 +10,9 @@ import (
 	"math/rand/v2"
 	"os"
 	"sort"
+	"time"
 
+	"github.com/clade-dev/clade/internal/cacheprefix"
 	"github.com/clade-dev/clade/internal/intake"
 )
 
@@ -73,6 +75,21 @@ type ModelLoad struct {
 	LargestInput     int64
 	LargestMaxTokens int64
 	LargestOutput    int64
+	// Prefixes are the prompt-cache prefixes of the model's lines by key (intake's
+	// Request.Cache: a line's last cache_control breakpoint, the prefix clade run
+	// schedules by); nil when no line has cache_control. One entry per distinct
+	// prefix, so this is the one part of a Workload that grows with the input.
+	Prefixes map[cacheprefix.Key]*PrefixLoad
+}
+
+// PrefixLoad is one prompt-cache prefix of a model's lines.
+type PrefixLoad struct {
+	// Tokens is the prefix's input tokens (cacheprefix's count), TTL its lifetime.
+	Tokens int64
+	TTL    time.Duration
+	// Lines is how many lines end their cacheable part with it (scaled up when the
+	// input was sampled).
+	Lines int64
 }
 
 // Workload is what a planner needs to know about an input file.
@@ -107,7 +124,7 @@ type ScanOptions struct {
 
 // Scan reads the JSONL input at path as a stream and sums its work per model.
 // Memory stays constant in the file's size (one line at a time, plus one entry per
-// model). Bad lines are counted and the first MaxProblems kept; they do not stop it.
+// model and one per distinct prompt-cache prefix). Bad lines are counted and the first MaxProblems kept; they do not stop it.
 func Scan(path string, opt ScanOptions) (*Workload, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -217,6 +234,17 @@ func (a *accumulator) add(req *intake.Request, prob *intake.Problem) {
 	m.LargestInput = max(m.LargestInput, req.EstInputTokens)
 	m.LargestMaxTokens = max(m.LargestMaxTokens, req.MaxTokens)
 	m.LargestOutput = max(m.LargestOutput, out)
+	if c := req.Cache; c.Key != (cacheprefix.Key{}) {
+		if m.Prefixes == nil {
+			m.Prefixes = map[cacheprefix.Key]*PrefixLoad{}
+		}
+		pl := m.Prefixes[c.Key]
+		if pl == nil {
+			pl = &PrefixLoad{Tokens: c.Tokens, TTL: c.TTL}
+			m.Prefixes[c.Key] = pl
+		}
+		pl.Lines++
+	}
 }
 
 // finish scales the sums by scale and sorts the models.
@@ -225,6 +253,11 @@ func (a *accumulator) finish(scale float64) {
 	a.w.BadLines = sc(a.bad)
 	for _, m := range a.models {
 		m.Requests, m.InputTokens, m.OutputTokens, m.MaxTokens = sc(m.Requests), sc(m.InputTokens), sc(m.OutputTokens), sc(m.MaxTokens)
+		// A sampled prefix's lines scale like the rest; the distinct prefixes are
+		// those seen in the sample (see CacheEstimate).
+		for _, pl := range m.Prefixes {
+			pl.Lines = sc(pl.Lines)
+		}
 		a.w.Models = append(a.w.Models, m)
 	}
 	sort.Slice(a.w.Models, func(i, j int) bool { return a.w.Models[i].Model < a.w.Models[j].Model })
