@@ -140,6 +140,11 @@ type Summary struct {
 	// Realtime counts the requests this process handed to realtime workers
 	// (RetryRealtime), RealtimeSent their calls.
 	Realtime, RealtimeSent int64
+	// CacheReadTokens, CacheWriteTokens and BatchInputTokens are the prompt-cache
+	// reads, writes and all input tokens (uncached, written and read) of the
+	// succeeded batch results this process read (realtime retries not included):
+	// the cache read share is CacheReadTokens / BatchInputTokens.
+	CacheReadTokens, CacheWriteTokens, BatchInputTokens int64
 }
 
 // Common is the run's Totals; nil for a nil Summary.
@@ -157,6 +162,10 @@ func (s *Summary) Lines() []string {
 	if s.Realtime > 0 {
 		how = append(how, fmt.Sprintf("%d requests retried in realtime (%d calls)", s.Realtime, s.RealtimeSent))
 		prices = "at batch and realtime prices"
+	}
+	if s.CacheReadTokens+s.CacheWriteTokens > 0 && s.BatchInputTokens > 0 {
+		how = append(how, fmt.Sprintf("prompt cache: reads %s of batch input tokens (%d read, %d written, of %d)",
+			percent(s.CacheReadTokens, s.BatchInputTokens), s.CacheReadTokens, s.CacheWriteTokens, s.BatchInputTokens))
 	}
 	return s.Describe(prices, how...)
 }
@@ -298,7 +307,10 @@ type dispatcher struct {
 
 	// batches and resubmitted are read by the metrics collector too.
 	batches, resubmitted atomic.Int64
-	doneAtStart          int64
+	// cacheRead, cacheWrite and cacheInput sum the succeeded results' prompt-cache
+	// reads, writes and all input tokens over the batches this process read.
+	cacheRead, cacheWrite, cacheInput atomic.Int64
+	doneAtStart                       int64
 }
 
 type pollState struct {
@@ -614,6 +626,7 @@ func (d *dispatcher) summary(ctx context.Context) *Summary {
 	s.Totals = d.life.Totals(ctx)
 	s.Elapsed, s.Stopped = d.clock.Now().Sub(d.start), d.stopped
 	s.Realtime, s.RealtimeSent = d.rtHanded, d.rtSent
+	s.CacheReadTokens, s.CacheWriteTokens, s.BatchInputTokens = d.cacheRead.Load(), d.cacheWrite.Load(), d.cacheInput.Load()
 	if d.rt != nil {
 		if rs, _ := d.rt.w.Result(); rs != nil {
 			s.RealtimeSent += rs.Sent

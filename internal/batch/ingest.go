@@ -59,6 +59,7 @@ func (d *dispatcher) ingest(ctx context.Context, rec jobs.BatchRecord, b *upstre
 	defer rr.Close()
 	var buf []jobs.BatchResult
 	var final, again, unknown int64
+	var cache cacheShare // of this batch's succeeded results
 	flush := func() error {
 		if len(buf) == 0 {
 			return nil
@@ -88,6 +89,7 @@ func (d *dispatcher) ingest(ctx context.Context, rec jobs.BatchRecord, b *upstre
 		res := jobs.BatchResult{Item: it, Type: typ, Line: slices.Clone(r.Line)}
 		if typ == jobs.Succeeded {
 			res.Usage, res.CostUSD = d.cost(it, r)
+			cache.add(res.Usage)
 		}
 		buf = append(buf, res)
 		if len(buf) >= resultFlush {
@@ -114,11 +116,15 @@ func (d *dispatcher) ingest(ctx context.Context, rec jobs.BatchRecord, b *upstre
 		again = 0 // they get canceled lines below: the run was canceled
 	}
 	d.resubmitted.Add(again)
-	d.log.Debug("batch ended", "batch_id", b.ID, "final", final, "resubmit", again)
+	d.cacheRead.Add(cache.read)
+	d.cacheWrite.Add(cache.write)
+	d.cacheInput.Add(cache.input)
+	d.log.Debug("batch ended", "batch_id", b.ID, "final", final, "resubmit", again,
+		"cache_read_tokens", cache.read, "input_tokens", cache.input)
 	if d.cfg.MayFill != nil && !d.cfg.MayFill() || d.cfg.RetryVia == RetryRealtime {
-		d.progress("batch %s ended: %d results, %d left for realtime", b.ID, final, again)
+		d.progress("batch %s ended: %d results, %d left for realtime%s", b.ID, final, again, cache.note())
 	} else {
-		d.progress("batch %s ended: %d results, %d to resubmit", b.ID, final, again)
+		d.progress("batch %s ended: %d results, %d to resubmit%s", b.ID, final, again, cache.note())
 	}
 	// The run may have been canceled meanwhile, or this was its last open batch.
 	return d.settleCanceled(ctx)
@@ -169,4 +175,28 @@ func (d *dispatcher) cost(it jobs.BatchItem, r upstream.Result) (catalog.Usage, 
 		}
 	}
 	return cu, spend.Cost(d.cfg.Catalog, m, cu, true)
+}
+
+// cacheShare sums the prompt-cache part of succeeded results' usage: tokens read
+// from and written to the cache, and all input tokens (uncached, written and read).
+type cacheShare struct{ read, write, input int64 }
+
+func (c *cacheShare) add(u catalog.Usage) {
+	c.read += u.CacheReadTokens
+	c.write += u.CacheWrite5mTokens + u.CacheWrite1hTokens
+	c.input += u.InputTokens + u.CacheWrite5mTokens + u.CacheWrite1hTokens + u.CacheReadTokens
+}
+
+// note is "; cache reads N % of input tokens" for a progress line, or "" when the
+// results used no prompt cache.
+func (c cacheShare) note() string {
+	if c.read+c.write == 0 || c.input == 0 {
+		return ""
+	}
+	return fmt.Sprintf("; cache reads %s of input tokens", percent(c.read, c.input))
+}
+
+// percent renders part/whole as "62.5 %".
+func percent(part, whole int64) string {
+	return fmt.Sprintf("%.1f %%", 100*float64(part)/float64(whole))
 }
