@@ -182,3 +182,32 @@ func TestPlanCacheTTLAndMinimum(t *testing.T) {
 		t.Errorf("without input cost = %v, want %v", c.Without.InputCostUSD, wantWithout)
 	}
 }
+
+// TestPlanCacheSampled checks that a sampled input scales the requests with a prefix
+// up to the file's and says its prefixes are those seen in the sample.
+func TestPlanCacheSampled(t *testing.T) {
+	t.Parallel()
+	cat := catalog.Default()
+	w := scanString(t, t.TempDir(), docsFile(20, 5, true), plan.ScanOptions{Sample: 50})
+	if !w.Sampled || w.Read >= w.Lines {
+		t.Fatalf("Scan read %d of %d lines (sampled %v): want a sample", w.Read, w.Lines, w.Sampled)
+	}
+	p, err := plan.Make(cat, w, plan.Options{Tiers: []string{"tier-1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := p.Cache
+	if !c.Sampled || c.Prefixes == 0 || c.Prefixes > 20 || c.Requests < 95 || c.Requests > 105 {
+		t.Errorf("Cache = %d prefixes, %d requests, sampled %v; want sampled, 1-20 prefixes, about 100 requests", c.Prefixes, c.Requests, c.Sampled)
+	}
+	if !(c.With.InputCostUSD < c.Without.InputCostUSD) {
+		t.Errorf("input cost with %v, want less than without %v", c.With.InputCostUSD, c.Without.InputCostUSD)
+	}
+	var b strings.Builder
+	if err := plan.WriteText(&b, p); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "(prefixes seen in the sample)") {
+		t.Errorf("WriteText does not say the prefixes are the sample's:\n%s", b.String())
+	}
+}
