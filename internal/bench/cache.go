@@ -3,7 +3,6 @@ package bench
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -178,30 +177,11 @@ func measureCacheFixed(ctx context.Context, cfg CacheConfig, model *catalog.Mode
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.Open(input)
+	lines, closeInput, err := paramsOf(ctx, input)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	lines := make(chan []byte)
-	go func() {
-		defer close(lines)
-		sc := bufio.NewScanner(f)
-		sc.Buffer(make([]byte, 1<<20), 64<<20)
-		for sc.Scan() {
-			var l struct {
-				Params json.RawMessage `json:"params"`
-			}
-			if json.Unmarshal(sc.Bytes(), &l) != nil {
-				continue
-			}
-			select {
-			case lines <- l.Params:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
+	defer closeInput()
 	r := &CacheResult{Config: cfg}
 	var mu sync.Mutex
 	start := time.Now()

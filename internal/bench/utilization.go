@@ -288,18 +288,17 @@ func writeWorkload(path string, n int, model string, s Shape) error {
 	return f.Close()
 }
 
-// runFixed is the seed's approach: N workers, each sending the next line as soon as
-// it has one, retrying a failure at most twice after retry-after (or 0.5 s, doubling),
-// as the SDKs do by default. It returns how many requests it gave up on.
-func runFixed(ctx context.Context, client *upstream.Client, input string, workers int) int64 {
+// paramsOf sends the params of each line of the JSONL file input on lines, in
+// order, until the file ends (lines closed) or ctx does; lines that are not JSON
+// are skipped. done closes the file once the caller is done with lines.
+func paramsOf(ctx context.Context, input string) (lines <-chan []byte, done func(), err error) {
 	f, err := os.Open(input)
 	if err != nil {
-		return 0
+		return nil, nil, err
 	}
-	defer f.Close()
-	lines := make(chan []byte)
+	ch := make(chan []byte)
 	go func() {
-		defer close(lines)
+		defer close(ch)
 		sc := bufio.NewScanner(f)
 		sc.Buffer(make([]byte, 1<<20), 64<<20)
 		for sc.Scan() {
@@ -310,12 +309,24 @@ func runFixed(ctx context.Context, client *upstream.Client, input string, worker
 				continue
 			}
 			select {
-			case lines <- l.Params:
+			case ch <- l.Params:
 			case <-ctx.Done():
 				return
 			}
 		}
 	}()
+	return ch, func() { f.Close() }, nil
+}
+
+// runFixed is the seed's approach: N workers, each sending the next line as soon as
+// it has one, retrying a failure at most twice after retry-after (or 0.5 s, doubling),
+// as the SDKs do by default. It returns how many requests it gave up on.
+func runFixed(ctx context.Context, client *upstream.Client, input string, workers int) int64 {
+	lines, closeInput, err := paramsOf(ctx, input)
+	if err != nil {
+		return 0
+	}
+	defer closeInput()
 	var mu sync.Mutex
 	var failed int64
 	var wg sync.WaitGroup
