@@ -26,9 +26,17 @@ type call struct {
 	deadline time.Time    // end of the admission budget (MaxWait)
 	budget   *budgetHold  // nil when no USD budget counts the call
 	access   *accessEntry // nil when calls are not logged
-	// after settles the call once its answer has gone (set by the relays, run by
-	// handleMessages): it owns the call's attempt and budget hold from then on.
+	// after settles the call once its answer has gone (set by the relays with
+	// settleLater, run by handleMessages): it owns the call's attempt and budget
+	// hold from then on.
 	after func()
+}
+
+// settleLater makes f the call's settle, run once its answer has gone
+// (Gateway.settleAfter), and tells the budgets its hold is on its way out.
+func (c *call) settleLater(f func()) {
+	c.budget.handOff()
+	c.after = f
 }
 
 // handleMessages admits, sends and relays POST /v1/messages.
@@ -50,10 +58,10 @@ func (g *Gateway) handleMessages(w http.ResponseWriter, r *http.Request, team *T
 // a Redis round trip with shared limits; the spend store's write with budgets),
 // once its answer has gone, so that neither the answer's end nor the next
 // request on its connection waits for them; or the limiter's reading of a
-// stream's headers, beside its first events. Until it has run the call's reservation and its budget hold
-// stay in place, so a later call never sees less used than there was (budgets:
-// a refusal waits for the settles pending, budgetHold.handOff). Run waits for
-// every settle before it returns.
+// stream's headers, beside its first events. Until a call's settle has run,
+// its reservation and its budget hold stay in place, so a later call never sees
+// less used than there was (budgets: a refusal waits for the settles pending,
+// budgetHold.handOff). Run waits for every settle before it returns.
 func (g *Gateway) settleAfter(f func()) {
 	g.settling.Add(1)
 	go func() {
@@ -375,11 +383,10 @@ func (g *Gateway) relayJSON(w http.ResponseWriter, c *call, att *admit.Attempt, 
 	g.done(c, u)
 	cost := c.budget.cost(cu)
 	status, header := resp.StatusCode, resp.Header
-	c.budget.handOff()
-	c.after = func() {
+	c.settleLater(func() {
 		att.Settle(status, header, &u)
 		c.budget.settle(context.Background(), cost, g.spendFailed)
-	}
+	})
 	return resp.StatusCode
 }
 

@@ -187,15 +187,14 @@ func (g *Gateway) relayStream(w http.ResponseWriter, r *http.Request, c *call, a
 		cost = c.budget.cost(streamUsage(sc.start, su, c.budget))
 		g.done(c, su.Usage())
 	}
-	c.budget.handOff()
-	c.after = func() {
+	c.settleLater(func() {
 		att.SettleStream(&su)
 		if started {
 			c.budget.settle(context.Background(), cost, g.spendFailed)
 		} else {
 			c.budget.release()
 		}
-	}
+	})
 	switch {
 	case !clientOK || (!complete && r.Context().Err() != nil):
 		return 499
