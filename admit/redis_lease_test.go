@@ -19,7 +19,7 @@ func leaseBackend(t *testing.T, prefix string, lease time.Duration, spec admit.S
 	opts := redisOptions(t)
 	client := redisClient(t, opts)
 	var calls atomic.Int64
-	client.AddHook(countEval{&calls})
+	client.AddHook(countEval{n: &calls})
 	if prefix == "" {
 		prefix = testPrefix(t, opts)
 	}

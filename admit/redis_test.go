@@ -626,7 +626,7 @@ func TestRedisConcurrentSettlesAgreeWithMemory(t *testing.T) {
 		}
 	}
 	var calls atomic.Int64
-	client.AddHook(countEval{&calls})
+	client.AddHook(countEval{&calls, 10 * time.Millisecond})
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
@@ -637,21 +637,28 @@ func TestRedisConcurrentSettlesAgreeWithMemory(t *testing.T) {
 	}
 	wg.Wait()
 	levelsAgree(t, fmt.Sprintf("after %d concurrent settles", n), rd, mem, t0)
-	if c := calls.Load(); c >= n {
-		t.Errorf("%d settle round trips for %d settles at once, want fewer: they were not shared", c, n)
+	if c := calls.Load(); c > n/4 {
+		t.Errorf("%d settle round trips for %d settles at once, want at most %d: they were not shared", c, n, n/4)
 	} else {
 		t.Logf("%d settles, %d round trips", n, c)
 	}
 }
 
-// countEval counts the scripts a client runs.
-type countEval struct{ n *atomic.Int64 }
+// countEval counts the scripts a client runs. With a delay, each script also
+// takes that long, so that calls made "at once" by goroutines overlap a round
+// trip in flight however loaded the machine is (a round trip of 50 µs can end
+// before the next goroutine is scheduled, and then nothing is there to share).
+type countEval struct {
+	n     *atomic.Int64
+	delay time.Duration
+}
 
 func (h countEval) DialHook(next redis.DialHook) redis.DialHook { return next }
 func (h countEval) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		if name := cmd.Name(); name == "evalsha" || name == "eval" {
 			h.n.Add(1)
+			time.Sleep(h.delay)
 		}
 		return next(ctx, cmd)
 	}
@@ -675,7 +682,7 @@ func TestRedisConcurrentSyncsApplyNewest(t *testing.T) {
 		t.Fatal(err)
 	}
 	var calls atomic.Int64
-	client.AddHook(countEval{&calls})
+	client.AddHook(countEval{&calls, 10 * time.Millisecond})
 	const n = 100
 	// Report i, at t0 + i ms, says 90,000 - 100·i requests are left: the newest
 	// (i = n-1) says 80,100.
@@ -697,8 +704,8 @@ func TestRedisConcurrentSyncsApplyNewest(t *testing.T) {
 	if want := 80100.0; math.Abs(st.Requests.Level-want) > 1 {
 		t.Errorf("requests level after %d reports = %v, want the newest's %v", n, st.Requests.Level, want)
 	}
-	if rounds >= n {
-		t.Errorf("%d sync round trips for %d reports at once, want fewer: they were not shared", rounds, n)
+	if rounds > n/4 {
+		t.Errorf("%d sync round trips for %d reports at once, want at most %d: they were not shared", rounds, n, n/4)
 	}
 }
 
