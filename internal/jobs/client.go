@@ -150,6 +150,7 @@ type Client struct {
 	rc   riverClient
 	work WorkFunc
 	cfg  ClientConfig
+	log  *logGate // River's logger
 }
 
 // NewClient returns a Client that runs work on up to cfg.MaxWorkers jobs at once.
@@ -157,7 +158,7 @@ func NewClient(s *Store, work WorkFunc, cfg ClientConfig) (*Client, error) {
 	if work == nil {
 		return nil, errors.New("new client: nil WorkFunc")
 	}
-	c := &Client{s: s, work: work, cfg: cfg.withDefaults()}
+	c := &Client{s: s, work: work, cfg: cfg.withDefaults(), log: &logGate{}}
 	if c.cfg.JobTimeout > 0 && c.cfg.RescueStuckJobsAfter <= c.cfg.JobTimeout {
 		return nil, fmt.Errorf("new client: RescueStuckJobsAfter (%s) must exceed JobTimeout (%s)", c.cfg.RescueStuckJobsAfter, c.cfg.JobTimeout)
 	}
@@ -183,7 +184,7 @@ func NewClient(s *Store, work WorkFunc, cfg ClientConfig) (*Client, error) {
 		FetchPollInterval:    c.cfg.FetchPollInterval,
 		JobTimeout:           c.cfg.JobTimeout,
 		RescueStuckJobsAfter: c.cfg.RescueStuckJobsAfter,
-		Logger:               quietRiver(s.logger),
+		Logger:               quietRiver(s.logger, c.log),
 		Queues:               map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: c.cfg.MaxWorkers}},
 		Workers:              workers,
 		TestOnly:             c.cfg.TestOnly,
@@ -206,6 +207,12 @@ func (c *Client) Stop(ctx context.Context) error { return c.rc.Stop(ctx) }
 // A WorkFunc that returns its context's error gives its job back to the queue
 // without counting the attempt.
 func (c *Client) StopAndCancel(ctx context.Context) error { return c.rc.StopAndCancel(ctx) }
+
+// Detach cuts the client off from the store's logger: for a caller that stops
+// waiting for a client to stop (the store is unreachable, and River's goroutines
+// may go on retrying it) and then returns, perhaps to close what the logger
+// writes to. River logs nothing once Detach returns.
+func (c *Client) Detach() { c.log.cut() }
 
 // Stopped is closed once the client has stopped.
 func (c *Client) Stopped() <-chan struct{} { return c.rc.Stopped() }

@@ -19,7 +19,7 @@ func TestQuietRiver(t *testing.T) {
 		{slog.LevelDebug, []string{"river informs", "river warns"}},
 	} {
 		var buf bytes.Buffer
-		l := quietRiver(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: tt.level}))).With("client", "x")
+		l := quietRiver(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: tt.level})), &logGate{}).With("client", "x")
 		l.InfoContext(context.Background(), "river informs")
 		l.Warn("river warns")
 		out := buf.String()
@@ -34,5 +34,23 @@ func TestQuietRiver(t *testing.T) {
 		if tt.level == slog.LevelDebug && !strings.Contains(out, "level=DEBUG msg=\"river informs\"") {
 			t.Errorf("River's info line is not at debug level:\n%s", out)
 		}
+	}
+}
+
+// Once a client's log gate is cut (Client.Detach), River writes nothing more, from
+// loggers derived before or after: a caller that gave up waiting for River to stop
+// can close what the log writes to.
+func TestRiverLogDetached(t *testing.T) {
+	var buf bytes.Buffer
+	gate := &logGate{}
+	l := quietRiver(slog.New(slog.NewTextHandler(&buf, nil)), gate)
+	derived := l.With("client", "x")
+	derived.Warn("before")
+	gate.cut()
+	l.Warn("after")
+	derived.Error("after")
+	l.WithGroup("g").Warn("after")
+	if out := buf.String(); !strings.Contains(out, "before") || strings.Contains(out, "after") {
+		t.Errorf("log after the gate was cut:\n%s", out)
 	}
 }

@@ -471,6 +471,9 @@ func (r *run) work(ctx context.Context, pending int64) error {
 			case <-stopped:
 			case <-stopWithin.Done():
 			}
+			// River's goroutines may go on retrying the store after Run
+			// returns: not into the caller's log, which may be gone by then.
+			client.Detach()
 		} else {
 			<-stopped
 		}
