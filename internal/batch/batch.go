@@ -407,7 +407,8 @@ func (d *dispatcher) run(ctx context.Context) (_ *Summary, retErr error) {
 	}
 	d.closeRealtime()
 	d.publish()
-	stopLive() // its last frame: the run's end
+	stopLive()                                        // its last frame: the run's end
+	d.feedDashboard(context.WithoutCancel(ctx), true) // and the dashboard's
 	sum := d.summary(context.WithoutCancel(ctx))
 	if lifecycle.LeaseLost(ctx) {
 		return sum, context.Cause(ctx)
@@ -502,7 +503,7 @@ func (d *dispatcher) loop(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		d.feedDashboard(ctx, openN) // dashboard.go
+		d.feedDashboard(ctx, false) // dashboard.go
 		d.publish()                 // progress.go
 		if d.screen != nil && !now.Before(d.nextStatus) {
 			d.nextStatus = now.Add(d.cfg.ProgressEvery)

@@ -51,6 +51,12 @@ type Dashboard struct {
 	ring []Sample // capacity Keep/Every; the oldest at head once full
 	head int
 	seq  int64
+	// polledAt is when a page last read the series, fetched the highest sample
+	// number a read returned; fetch is closed (and replaced) at each read, to
+	// wake Final.
+	polledAt time.Time
+	fetched  int64
+	fetch    chan struct{}
 }
 
 // New returns a Dashboard for cfg.
@@ -76,7 +82,7 @@ func New(cfg Config) (*Dashboard, error) {
 	if cfg.Title == "" {
 		cfg.Title = "clade"
 	}
-	d := &Dashboard{cfg: cfg, mux: http.NewServeMux(), ring: make([]Sample, 0, int(cfg.Keep/cfg.Every))}
+	d := &Dashboard{cfg: cfg, mux: http.NewServeMux(), ring: make([]Sample, 0, int(cfg.Keep/cfg.Every)), fetch: make(chan struct{})}
 	d.mux.HandleFunc("GET /{$}", d.page)
 	d.mux.HandleFunc("GET "+SeriesPath, d.series)
 	d.mux.HandleFunc("GET "+assetPrefix+"app.js", d.asset("static/app.js", "text/javascript; charset=utf-8"))
@@ -117,6 +123,34 @@ func (d *Dashboard) Record(ctx context.Context, now time.Time) Sample {
 	return s
 }
 
+// Final records a last sample (the source's numbers at the end) and, when a page
+// read the series in the last 3 × Every, waits until a page has read that sample,
+// at most 3 × Every (6 s by default): a page open on a run that ends then shows
+// its end (done, 100 %) rather than the sample before. It returns at once when no
+// page is polling.
+func (d *Dashboard) Final(ctx context.Context) {
+	grace := 3 * d.cfg.Every
+	last := d.Record(ctx, d.cfg.Now())
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	for {
+		d.mu.Lock()
+		watched := !d.polledAt.IsZero() && d.cfg.Now().Sub(d.polledAt) < grace
+		read, fetch := d.fetched >= last.Seq, d.fetch
+		d.mu.Unlock()
+		if !watched || read {
+			return
+		}
+		select {
+		case <-fetch:
+		case <-t.C:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
 // Series is the JSON of SeriesPath.
 type Series struct {
 	Title        string   `json:"title"`
@@ -149,10 +183,22 @@ func (d *Dashboard) series(w http.ResponseWriter, r *http.Request) {
 		}
 		after = n
 	}
+	samples := d.Samples(after)
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
-	json.NewEncoder(w).Encode(Series{Title: d.cfg.Title, EverySeconds: d.cfg.Every.Seconds(),
-		KeepSeconds: d.cfg.Keep.Seconds(), Samples: d.Samples(after)})
+	err := json.NewEncoder(w).Encode(Series{Title: d.cfg.Title, EverySeconds: d.cfg.Every.Seconds(),
+		KeepSeconds: d.cfg.Keep.Seconds(), Samples: samples})
+	if err != nil {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.polledAt = d.cfg.Now()
+	if len(samples) > 0 {
+		d.fetched = max(d.fetched, samples[len(samples)-1].Seq)
+	}
+	close(d.fetch)
+	d.fetch = make(chan struct{})
 }
 
 func (d *Dashboard) page(w http.ResponseWriter, r *http.Request) {
@@ -179,8 +225,13 @@ func (d *Dashboard) asset(name, contentType string) http.HandlerFunc {
 // assets; anything else is a 404.
 func (d *Dashboard) ServeHTTP(w http.ResponseWriter, r *http.Request) { d.mux.ServeHTTP(w, r) }
 
-// Serve samples d and serves it on ln until ctx ends, then closes the listener
-// and returns (nil, or the listener's error). Give it a loopback listener: the
+// shutdownWait bounds how long Serve, once its ctx has ended, waits for the
+// responses being written.
+const shutdownWait = 2 * time.Second
+
+// Serve samples d and serves it on ln until ctx ends, then closes the listener,
+// lets the responses being written finish (at most shutdownWait) and returns
+// (nil, or the listener's error). Give it a loopback listener: the
 // page has no authentication.
 func Serve(ctx context.Context, ln net.Listener, d *Dashboard) error {
 	srv := &http.Server{Handler: d, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
@@ -198,6 +249,10 @@ func Serve(ctx context.Context, ln net.Listener, d *Dashboard) error {
 	select {
 	case err = <-errc:
 	case <-ctx.Done():
+		// A response being written (a page's read of Final's sample) ends first.
+		sctx, stop := context.WithTimeout(context.Background(), shutdownWait)
+		srv.Shutdown(sctx)
+		stop()
 		srv.Close()
 		if e := <-errc; !errors.Is(e, http.ErrServerClosed) {
 			err = e
@@ -214,6 +269,7 @@ func Serve(ctx context.Context, ln net.Listener, d *Dashboard) error {
 // Live is a run's dashboard on its own listener (clade run --dashboard).
 type Live struct {
 	feed *Feed
+	dash *Dashboard
 	url  string
 	stop context.CancelFunc
 	done chan error
@@ -234,7 +290,7 @@ func Listen(addr, title string) (*Live, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	l := &Live{feed: feed, url: "http://" + ln.Addr().String() + "/", stop: cancel, done: make(chan error, 1)}
+	l := &Live{feed: feed, dash: d, url: "http://" + ln.Addr().String() + "/", stop: cancel, done: make(chan error, 1)}
 	go func() { l.done <- Serve(ctx, ln, d) }()
 	return l, nil
 }
@@ -250,8 +306,11 @@ func (l *Live) Feed() *Feed {
 // URL is the page's address.
 func (l *Live) URL() string { return l.url }
 
-// Close stops serving and returns once the listener is closed.
+// Close takes the feed's last numbers (Dashboard.Final: a page open on the run
+// gets them, up to 6 s later), stops serving and returns once the listener is
+// closed.
 func (l *Live) Close() error {
+	l.dash.Final(context.Background())
 	l.stop()
 	return <-l.done
 }

@@ -7,8 +7,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/clade-dev/clade/internal/dashboard"
@@ -148,4 +150,108 @@ func TestFeedPrefersRealtime(t *testing.T) {
 	}
 	var none *dashboard.Feed
 	none.Set(dashboard.Sample{}) // no dashboard: nothing happens
+}
+
+// TestFinalWaitsForAWatchingPage: Final returns at once when no page polls; when
+// one does, it waits until a read of the series carries the final sample, or 3 ×
+// Every when no read comes.
+func TestFinalWaitsForAWatchingPage(t *testing.T) {
+	t.Parallel()
+	poll := func(d *dashboard.Dashboard, after int64) dashboard.Series {
+		rec := httptest.NewRecorder()
+		d.ServeHTTP(rec, httptest.NewRequest("GET", dashboard.SeriesPath+"?after="+strconv.FormatInt(after, 10), nil))
+		var s dashboard.Series
+		if err := json.Unmarshal(rec.Body.Bytes(), &s); err != nil {
+			t.Fatalf("series: %v", err)
+		}
+		return s
+	}
+	synctest.Test(t, func(t *testing.T) {
+		d, _ := dashboard.New(dashboard.Config{Source: &counter{}})
+		d.Record(t.Context(), time.Now())
+		start := time.Now()
+		d.Final(t.Context())
+		if waited := time.Since(start); waited != 0 {
+			t.Errorf("Final with no page waited %s, want 0", waited)
+		}
+	})
+	synctest.Test(t, func(t *testing.T) {
+		d, _ := dashboard.New(dashboard.Config{Source: &counter{}})
+		d.Record(t.Context(), time.Now())
+		seen := poll(d, 0).Samples[0].Seq
+		ended := make(chan time.Time, 1)
+		start := time.Now()
+		go func() { d.Final(t.Context()); ended <- time.Now() }()
+		time.Sleep(time.Second) // the page's next poll comes a second later
+		synctest.Wait()
+		select {
+		case <-ended:
+			t.Fatal("Final returned before the watching page read the final sample")
+		default:
+		}
+		got := poll(d, seen).Samples
+		if len(got) != 1 || got[0].Seq != seen+1 {
+			t.Fatalf("the page's read after Final: %+v, want the final sample %d", got, seen+1)
+		}
+		if at := <-ended; at.Sub(start) != time.Second {
+			t.Errorf("Final returned %s after it started, want 1s (at the page's read)", at.Sub(start))
+		}
+	})
+	synctest.Test(t, func(t *testing.T) {
+		d, _ := dashboard.New(dashboard.Config{Source: &counter{}})
+		d.Record(t.Context(), time.Now())
+		poll(d, 0)
+		start := time.Now()
+		d.Final(t.Context())
+		if waited := time.Since(start); waited != 3*dashboard.DefaultEvery {
+			t.Errorf("Final with a page that stopped polling waited %s, want 3 × Every (%s)", waited, 3*dashboard.DefaultEvery)
+		}
+	})
+}
+
+// TestLiveCloseLetsAPageReadTheEnd: a page polling a run's dashboard (Live) gets
+// the numbers the run set last, before Close, even between two sample ticks
+// (it polls back to back, where a browser waits Every).
+func TestLiveCloseLetsAPageReadTheEnd(t *testing.T) {
+	t.Parallel()
+	live, err := dashboard.Listen("127.0.0.1:0", "clade run test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	live.Feed().Set(dashboard.Sample{Progress: &dashboard.Progress{Mode: "batch", Done: 1, Total: 2}})
+	polled := make(chan struct{})
+	last := make(chan int64, 1)
+	go func() { // the page: it polls until the dashboard is gone
+		var after, done int64
+		defer func() { last <- done }()
+		for i := 0; ; i++ {
+			resp, err := http.Get(live.URL() + strings.TrimPrefix(dashboard.SeriesPath, "/") + "?after=" + strconv.FormatInt(after, 10))
+			if err != nil {
+				return
+			}
+			var s dashboard.Series
+			err = json.NewDecoder(resp.Body).Decode(&s)
+			resp.Body.Close()
+			if err != nil {
+				return
+			}
+			for _, x := range s.Samples {
+				after = x.Seq
+				if x.Progress != nil { // nil: sampled before the first Set
+					done = x.Progress.Done
+				}
+			}
+			if i == 0 {
+				close(polled)
+			}
+		}
+	}()
+	<-polled
+	live.Feed().Set(dashboard.Sample{Progress: &dashboard.Progress{Mode: "batch", Done: 2, Total: 2}})
+	if err := live.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if done := <-last; done != 2 {
+		t.Errorf("the page's last sample shows %d/2 done, want 2/2 (the run's end)", done)
+	}
 }

@@ -23,7 +23,10 @@
 // # What is authoritative
 //
 // The source is, at the time of each sample; the ring holds only this process's
-// samples since it started, and is lost when it exits.
+// samples since it started, and is lost when it exits. A run's dashboard
+// (Live) takes one last sample when the run ends and, while a page polls, serves
+// until the page has read it (Dashboard.Final, at most 3 × Every), so the page
+// ends at the run's end.
 //
 // # Failure behaviour
 //

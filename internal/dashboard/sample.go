@@ -25,7 +25,8 @@ type Sample struct {
 	At  time.Time `json:"at"`
 	// Tier is the rate-limit tier the limits come from.
 	Tier string `json:"tier,omitempty"`
-	// InFlight counts calls holding a concurrency slot.
+	// InFlight counts calls holding a concurrency slot (a batch run's: the
+	// requests in its batches in flight).
 	InFlight int `json:"in_flight"`
 	// Classes are the model classes, sorted by name.
 	Classes []Class `json:"classes,omitempty"`

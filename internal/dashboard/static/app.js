@@ -50,9 +50,10 @@
       c.className = 'card';
       c.innerHTML = '<div class="head"><h3></h3><span class="value"></span></div>' +
         '<div class="body"></div>' + (withChart ? '<svg class="chart" role="img"></svg><div class="legend"></div>' : '');
-      c.querySelector('h3').textContent = title;
       $(grid).appendChild(c);
     }
+    const h = c.querySelector('h3');
+    if (h.textContent !== title) h.textContent = title; // a hybrid run's mode changes
     $(section).hidden = false;
     c.dataset.seen = '1';
     return c;
@@ -160,6 +161,10 @@
     const k = card('progress', 'progress-cards', 'p-cost', 'Cost so far', true);
     setValue(k, esc(usd(p.cost_usd)));
     draw(k, [{ name: 'cost', color: COLORS[3], pts: pts((x) => x.progress && x.progress.cost_usd) }], null, { fmt: usd });
+    // What is in flight: a batch run's requests in batches not ended, realtime's calls.
+    const f = card('progress', 'progress-cards', 'p-flight', p.mode === 'batch' ? 'Requests in batches in flight' : 'Calls in flight', true);
+    setValue(f, esc(num(s.in_flight)));
+    draw(f, [{ name: 'in flight', color: COLORS[2], pts: pts((x) => x.progress && x.in_flight) }], null, { min: 1 });
   }
 
   function renderLimits(s) {
