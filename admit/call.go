@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"sync"
+
+	"github.com/clade-dev/clade/internal/cacheprefix"
 )
 
 // Call is one Messages call as admission sees it: its model class and what it is
@@ -18,12 +20,18 @@ type Call struct {
 	model string
 	est   int64 // EstimateInput of the body, for calibration
 	need  Need
+	base  int64 // the input estimate of the whole prompt (need's before ExpectCacheRead)
+	// cacheReads: the class counts cache reads toward ITPM (cache_reads_count_itpm).
+	cacheReads bool
+	// prefix is the body's cacheable prefix (cachewarm.go); zero for none.
+	prefix cacheprefix.Prefix
 }
 
 // Prepare estimates a Messages request body for admission. It reports false for a
 // call admission does not pace, to be sent as it is: a body that is not JSON or has
 // no model, a model the catalog does not know (newer than it, or misspelt: the API
-// answers).
+// answers). A body with a cacheable prefix reserves less once the prefix is warm
+// (see Need).
 func (l *Limiter) Prepare(body []byte) (*Call, bool) {
 	var p struct {
 		Model     string `json:"model"`
@@ -32,37 +40,75 @@ func (l *Limiter) Prepare(body []byte) (*Call, bool) {
 	if json.Unmarshal(body, &p) != nil || p.Model == "" {
 		return nil, false
 	}
-	return l.PrepareFor(p.Model, p.MaxTokens, EstimateInput(body))
+	return l.PrepareBody(body, p.Model, p.MaxTokens, EstimateInput(body))
 }
 
-// PrepareFor is Prepare for a caller that has read the body already: its model,
-// max_tokens and EstimateInput estimate est.
+// PrepareBody is Prepare for a caller that has read the body already: its model,
+// max_tokens and EstimateInput estimate est. body is read only when it contains
+// "cache_control", for its prompt-cache prefix.
+func (l *Limiter) PrepareBody(body []byte, model string, maxTokens, est int64) (*Call, bool) {
+	c, ok := l.PrepareFor(model, maxTokens, est)
+	if ok && !c.cacheReads {
+		c.prefix = cachePrefix(model, l.cfg.Catalog.Classes[c.class].MinCacheTokens, body)
+	}
+	return c, ok
+}
+
+// PrepareFor is PrepareBody without the body: the call has no prompt-cache prefix
+// the limiter knows of. A caller that knows when its prefixes are warm (clade run's
+// scheduler) says so with ExpectCacheRead.
 func (l *Limiter) PrepareFor(model string, maxTokens, est int64) (*Call, bool) {
-	class, err := l.ClassOf(model)
+	m, err := l.cfg.Catalog.Resolve(model)
 	if err != nil {
 		return nil, false
 	}
 	e := l.cfg.Estimator
-	return &Call{l: l, class: class, model: model, est: est, need: Need{
-		InputTokens: e.Input(model, est), OutputTokens: e.Output(model, max(maxTokens, 0)),
-	}}, true
+	in := e.Input(model, est)
+	cc := l.cfg.Catalog.Class(m)
+	return &Call{l: l, class: m.Class, model: model, est: est, base: in, cacheReads: cc != nil && cc.CacheReadsCountITPM,
+		need: Need{InputTokens: in, OutputTokens: e.Output(model, max(maxTokens, 0))}}, true
 }
 
 // Class is the call's model class.
 func (c *Call) Class() string { return c.class }
 
-// Need is what each attempt reserves.
-func (c *Call) Need() Need { return c.need }
+// Need is what the next attempt reserves. For input it is the estimate of the whole
+// prompt, except: when the body's prompt-cache prefix is warm in this Limiter (an
+// answer to a call with it has started within its TTL, and the class does not count
+// cache reads toward ITPM), the estimate less the prefix; after ExpectCacheRead, what
+// it set.
+func (c *Call) Need() Need {
+	n := c.need
+	if c.prefix.Tokens > 0 && c.l.warm.warm(c.prefix.Key, c.l.cfg.Now()) {
+		n.InputTokens = c.lessRead(c.prefix.Tokens)
+	}
+	return n
+}
 
 // SetInputTokens replaces the input estimate by a count known to be exact (the
 // API's count_tokens); calibration still uses the body's estimate.
-func (c *Call) SetInputTokens(n int64) { c.need.InputTokens = max(n, 0) }
+func (c *Call) SetInputTokens(n int64) {
+	c.base = max(n, 0)
+	c.need.InputTokens = c.base
+}
+
+// ExpectCacheRead sets what each attempt reserves for input to the estimate less a
+// prefix of tokens (counted as EstimateInput counts; the Estimator calibrates it as
+// it does the whole prompt) that the caller expects the API to read from the prompt
+// cache, as cache reads take no ITPM. On a class marked cache_reads_count_itpm, or
+// for tokens 0, the whole estimate is reserved. Settling corrects a wrong guess with
+// the answer's usage.
+func (c *Call) ExpectCacheRead(tokens int64) { c.need.InputTokens = c.lessRead(tokens) }
 
 // Admit waits under ctx until the buckets have room for one attempt (Limiter.Wait:
 // ErrDeadline at once when the wait would pass ctx's deadline) and returns it, to
 // be settled exactly once.
 func (c *Call) Admit(ctx context.Context) (*Attempt, error) {
-	r, err := c.l.Wait(ctx, c.class, c.need)
+	var need func() Need
+	if c.prefix.Tokens > 0 {
+		need = c.Need // the prefix may turn warm while the call waits
+	}
+	r, err := c.l.wait(ctx, c.class, c.Need(), need)
 	if err != nil {
 		return nil, err
 	}
@@ -123,6 +169,7 @@ func (a *Attempt) Settle(status int, h http.Header, u *Usage) {
 		case status >= 400:
 			err = r.Commit(Usage{}, h)
 		case u != nil:
+			a.c.cached(r.start, *u)
 			err = r.Commit(*u, h)
 			l.cfg.Estimator.Observe(a.c.model, a.c.est, u.InputTokens+u.CacheCreationInputTokens+u.CacheReadInputTokens, u.OutputTokens)
 		default:
@@ -147,7 +194,12 @@ func (a *Attempt) SettleStream(su *StreamUsage) {
 		a.Settle(http.StatusOK, nil, &u)
 		return
 	}
-	a.once.Do(func() { a.c.l.settled(a.c.class, su.Settle(&a.r)) })
+	a.once.Do(func() {
+		if su.Started() {
+			a.c.cached(a.r.start, su.Usage())
+		}
+		a.c.l.settled(a.c.class, su.Settle(&a.r))
+	})
 }
 
 // Response settles the attempt from an answer that is being passed on: an error

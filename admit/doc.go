@@ -35,6 +35,10 @@
 //     difference. Cancel refunds a call never sent; RateLimited and Overloaded refund
 //     refused calls; Fail keeps the charge of a call whose fate is unknown.
 //   - Every response's anthropic-ratelimit-* headers resync the buckets.
+//   - A call prepared from its body (Prepare, PrepareBody) whose prompt-cache prefix
+//     this Limiter has seen answered within the prefix's TTL reserves its input less
+//     the prefix, as cache reads take no ITPM except on the classes marked
+//     CacheReadsCountITPM; until then it reserves its whole prompt (cachewarm.go).
 //   - A 429 pauses its class until retry-after plus jitter. A 529 is overload, not
 //     quota: it leaves the buckets alone and shrinks the class's concurrency limit
 //     (AIMD). MaxConcurrency caps calls in flight across classes.

@@ -56,6 +56,8 @@ type Limiter struct {
 	classes atomic.Pointer[map[string]*class]
 
 	randMu sync.Mutex // guards cfg.Rand
+
+	warm warmPrefixes // the prompt-cache prefixes known to be warm (cachewarm.go)
 }
 
 // class is the limiter's local state for one model class; the buckets are in the
@@ -241,6 +243,13 @@ func (l *Limiter) ReserveAt(class string, n Need, now time.Time) (Reservation, t
 // waiters leave one at a time, each re-checking the buckets, not as a herd.
 // The first waiter holds its concurrency slots while it waits for tokens.
 func (l *Limiter) Wait(ctx context.Context, class string, n Need) (Reservation, error) {
+	return l.wait(ctx, class, n, nil)
+}
+
+// wait is Wait; with need non-nil, the first waiter takes the call's Need from it
+// each time it looks at the buckets (Call.Admit: a prompt-cache prefix that turned
+// warm meanwhile takes less), and n is only checked.
+func (l *Limiter) wait(ctx context.Context, class string, n Need, need func() Need) (Reservation, error) {
 	c, err := l.class(class)
 	if err != nil {
 		return Reservation{}, err
@@ -258,12 +267,12 @@ func (l *Limiter) Wait(ctx context.Context, class string, n Need) (Reservation, 
 			return Reservation{}, ctx.Err()
 		}
 	}
-	r, err := l.waitAtGate(ctx, c, cost)
+	r, err := l.waitAtGate(ctx, c, cost, need)
 	<-c.gate
 	return r, err
 }
 
-func (l *Limiter) waitAtGate(ctx context.Context, c *class, cost Cost) (Reservation, error) {
+func (l *Limiter) waitAtGate(ctx context.Context, c *class, cost Cost, need func() Need) (Reservation, error) {
 	if err := ctx.Err(); err != nil {
 		return Reservation{}, err
 	}
@@ -286,6 +295,9 @@ func (l *Limiter) waitAtGate(ctx context.Context, c *class, cost Cost) (Reservat
 		}
 	}()
 	for {
+		if need != nil {
+			cost, _ = need().cost() // a Call's Need is never negative
+		}
 		now := l.cfg.Now()
 		wait, err := l.be.Reserve(ctx, c.name, cost, now)
 		if err == nil && wait == 0 {

@@ -188,16 +188,18 @@ func (r *run) cachePrefix(m *catalog.Model, p cacheprefix.Prefix) (cacheprefix.P
 	return p, true
 }
 
-// reserve sets what an attempt reserves for input: the whole estimate (base), or,
-// for an expected cache read, the estimate less the cached prefix (cache reads take
-// no ITPM on current models; they do on the classes marked cache_reads_count_itpm).
-func (r *run) reserve(call *admit.Call, m *catalog.Model, base int64, p cacheprefix.Prefix, t *ticket) {
+// reserve sets what an attempt reserves for input: the whole estimate, or, for an
+// expected cache read, the estimate less the cached prefix (admit.Call.ExpectCacheRead:
+// cache reads take no ITPM on current models; they do on the classes marked
+// cache_reads_count_itpm). The call keeps its whole estimate itself, so m and base
+// are not needed.
+func (r *run) reserve(call *admit.Call, _ *catalog.Model, _ int64, p cacheprefix.Prefix, t *ticket) {
 	if t == nil {
 		return
 	}
-	n := base
-	if t.read && !r.cat.Class(m).CacheReadsCountITPM {
-		n = base - r.lim.Estimator().Input(m.ID, p.Tokens)
+	var read int64
+	if t.read {
+		read = p.Tokens
 	}
-	call.SetInputTokens(n)
+	call.ExpectCacheRead(read)
 }

@@ -102,7 +102,7 @@ func (g *Gateway) messages(w http.ResponseWriter, r *http.Request, team *Team) (
 // send admits and sends c, and relays its answer.
 func (g *Gateway) send(w http.ResponseWriter, r *http.Request, c *call) int {
 	// The body is read once for admission and the budgets: its model, max_tokens
-	// and input estimate.
+	// and input estimate (and, by PrepareBody, its prompt-cache prefix).
 	var p struct {
 		Model     string `json:"model"`
 		MaxTokens int64  `json:"max_tokens"`
@@ -116,7 +116,7 @@ func (g *Gateway) send(w http.ResponseWriter, r *http.Request, c *call) int {
 	}
 	if parsed && p.Model != "" {
 		est = admit.EstimateInput(body)
-		if adm, ok := g.lim.PrepareFor(p.Model, p.MaxTokens, est); ok {
+		if adm, ok := g.lim.PrepareBody(body, p.Model, p.MaxTokens, est); ok {
 			c.adm, c.class = adm, adm.Class()
 		}
 	}
