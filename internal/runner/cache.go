@@ -191,9 +191,8 @@ func (r *run) cachePrefix(m *catalog.Model, p cacheprefix.Prefix) (cacheprefix.P
 // reserve sets what an attempt reserves for input: the whole estimate, or, for an
 // expected cache read, the estimate less the cached prefix (admit.Call.ExpectCacheRead:
 // cache reads take no ITPM on current models; they do on the classes marked
-// cache_reads_count_itpm). The call keeps its whole estimate itself, so m and base
-// are not needed.
-func (r *run) reserve(call *admit.Call, _ *catalog.Model, _ int64, p cacheprefix.Prefix, t *ticket) {
+// cache_reads_count_itpm).
+func (r *run) reserve(call *admit.Call, p cacheprefix.Prefix, t *ticket) {
 	if t == nil {
 		return
 	}

@@ -70,7 +70,6 @@ func (r *run) do(jobCtx context.Context, job *jobs.Job) (jobs.Result, error) {
 	if err != nil {
 		return errored(wire.InvalidRequest, err.Error()), nil
 	}
-	base := call.Need().InputTokens
 	for calls := 0; ; calls++ {
 		if failures > 0 || calls > 0 {
 			if failures >= r.cfg.MaxAttempts || calls >= 10*r.cfg.MaxAttempts {
@@ -86,7 +85,7 @@ func (r *run) do(jobCtx context.Context, job *jobs.Job) (jobs.Result, error) {
 			if tk, err = r.sched.acquire(ctx, model.ID, prefix); err != nil {
 				return requeue(err)
 			}
-			r.reserve(call, model, base, prefix, tk)
+			r.reserve(call, prefix, tk)
 		}
 		att, err := call.Admit(ctx)
 		if err != nil {
@@ -140,7 +139,7 @@ func (r *run) do(jobCtx context.Context, job *jobs.Job) (jobs.Result, error) {
 				if perr == nil {
 					if c, err := r.prepare(fb, req, exact); err == nil {
 						r.log.Info("fallback model", "custom_id", req.CustomID, "from", model.ID, "to", fb.ID)
-						model, params, call, base = fb, p, c, c.Need().InputTokens
+						model, params, call = fb, p, c
 					}
 				}
 			}
