@@ -52,9 +52,12 @@ node-deps:
 # go test's own output waits for the packages listed before each one; go test
 # -json through .ci/testprogress.go prints each package as it finishes, the output
 # of any that fails, every minute the ones still running, then the slowest tests.
+# -parallel 4: most end-to-end tests wait (child processes, emulator latency, batch
+# clocks), so four at a time in a package use the two cores that two left idle
+# (docs/benchmarks.md, make test).
 unit: node-deps
 	@echo "== go test -race $(PKGS) (one line per package as it finishes)"
-	set -o pipefail; $(GO) test -race -count=1 -timeout 12m -json $(FIRST) $(PKGS) 2>&1 | $(GO) run .ci/testprogress.go
+	set -o pipefail; $(GO) test -race -count=1 -parallel 4 -timeout 12m -json $(FIRST) $(PKGS) 2>&1 | $(GO) run .ci/testprogress.go
 
 # The slow end-to-end tests (LONG_TESTS) that make test skips. CI runs it after
 # make test.
