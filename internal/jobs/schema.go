@@ -110,6 +110,8 @@ var sqliteMigrations = [][]string{
 	batchHoldMigration,
 	// 7: cachePrefixMigration.
 	cachePrefixMigration,
+	// 8: cacheWarmMigration.
+	cacheWarmMigration,
 }
 
 // Postgres stores rows in insertion order already (a heap); its migrations need
@@ -179,6 +181,8 @@ var postgresMigrations = [][]string{
 	batchHoldMigration,
 	// 6: cachePrefixMigration.
 	cachePrefixMigration,
+	// 7: cacheWarmMigration.
+	cacheWarmMigration,
 }
 
 // outputMigration records which run writes which results file (ClaimOutput), so that

@@ -27,8 +27,11 @@ import (
 // read (no ITPM on current models) instead of the whole prompt. A prefix idle for
 // close to its TTL (within rewarmMargin of it) is warmed again the same way.
 //
-// The state is this process's: several processes on one store each warm a prefix
-// once. Requests without a cacheable prefix never touch it.
+// The state is this process's, and the fast path: a prefix it knows warm costs
+// no store round trip. Processes working one run share the warmth through the
+// run's store (cacheshare.go): a prefix this process finds cold it asks the store
+// about once, and reads it if another process warmed it, waits while another
+// warms it, or warms it. Requests without a cacheable prefix never touch either.
 
 // rewarmMargin is how long before a prefix's TTL runs out, counted from the last
 // request sent on it, the next one warms it again instead of expecting a read:
@@ -38,6 +41,9 @@ func rewarmMargin(ttl time.Duration) time.Duration { return ttl / 10 }
 // cacheSched holds the state of each prefix the run has sent.
 type cacheSched struct {
 	now func() time.Time
+	// shared is the run's warmth in the store; nil: this process's only (set
+	// by share before the workers start).
+	shared *sharedWarmth
 
 	mu       sync.Mutex
 	prefixes map[prefixID]*prefixState
@@ -61,6 +67,9 @@ type prefixState struct {
 	// the last request sent on it (a read refreshes the TTL).
 	warm    bool
 	expires time.Time
+	// refreshed is when this process last extended the prefix's warmth in the
+	// store (shared): at most once per rewarmMargin.
+	refreshed time.Time
 }
 
 func newCacheSched(now func() time.Time) *cacheSched {
@@ -85,6 +94,7 @@ type ticket struct {
 // error if ctx ends while it waits.
 func (s *cacheSched) acquire(ctx context.Context, model string, p cacheprefix.Prefix) (*ticket, error) {
 	id := prefixID{key: p.Key, model: model}
+	margin := rewarmMargin(p.TTL)
 	for {
 		s.mu.Lock()
 		st := s.prefixes[id]
@@ -93,9 +103,18 @@ func (s *cacheSched) acquire(ctx context.Context, model string, p cacheprefix.Pr
 			s.prefixes[id] = st
 		}
 		now := s.now()
-		if st.warm && now.Before(st.expires.Add(-rewarmMargin(p.TTL))) {
+		if st.warm && now.Before(st.expires.Add(-margin)) {
 			st.expires = now.Add(p.TTL)
+			refresh := s.shared != nil && now.Sub(st.refreshed) >= margin
+			if refresh {
+				st.refreshed = now
+			}
 			s.mu.Unlock()
+			if refresh {
+				if err := s.shared.refresh(ctx, id, p.TTL); err != nil {
+					return nil, err
+				}
+			}
 			s.reads.Add(1)
 			return &ticket{s: s, id: id, ttl: p.TTL, read: true}, nil
 		}
@@ -108,16 +127,38 @@ func (s *cacheSched) acquire(ctx context.Context, model string, p cacheprefix.Pr
 				return nil, ctx.Err()
 			}
 		}
-		// Cold, or idle for close to its TTL: this attempt warms it.
-		if st.warm {
+		// Cold, or idle for close to its TTL, here: this attempt warms it, or
+		// (shared) asks the store first, the others here waiting as for a warm-up.
+		rewarm := st.warm
+		st.warm = false
+		done := make(chan struct{})
+		st.warming = done
+		s.mu.Unlock()
+		if s.shared != nil {
+			left, err := s.shared.claim(ctx, id, p)
+			if err != nil || left > 0 { // failed, or warm by another process
+				s.mu.Lock()
+				if err == nil {
+					now := s.now()
+					st.warm, st.expires = true, now.Add(left)
+					if left >= p.TTL-margin {
+						st.refreshed = now
+					}
+				}
+				st.warming = nil
+				close(done)
+				s.mu.Unlock()
+				if err != nil {
+					return nil, err
+				}
+				continue
+			}
+		}
+		if rewarm {
 			s.rewarmed.Add(1)
 		}
-		st.warm = false
-		st.warming = make(chan struct{})
-		t := &ticket{s: s, id: id, ttl: p.TTL, warmer: true, done: st.warming}
-		s.mu.Unlock()
 		s.warmed.Add(1)
-		return t, nil
+		return &ticket{s: s, id: id, ttl: p.TTL, warmer: true, done: done}, nil
 	}
 }
 
@@ -141,6 +182,7 @@ func (t *ticket) started() {
 		st.warming = nil
 		close(t.done)
 		s.mu.Unlock()
+		s.shared.mark(t.id, t.ttl)
 	})
 }
 
@@ -163,6 +205,7 @@ func (t *ticket) finish(err error) {
 		s.prefixes[t.id].warming = nil
 		close(t.done)
 		s.mu.Unlock()
+		s.shared.release(t.id)
 	})
 	var ae *upstream.APIError
 	if errors.As(err, &ae) || errors.Is(err, errNotSent) {

@@ -97,8 +97,17 @@ type TestHooks struct {
 	// Heartbeat sets this process's heartbeat in the store (jobs.WithHeartbeat);
 	// default jobs.DefaultHeartbeatInterval and DefaultDeadAfter.
 	Heartbeat []jobs.WorkerOption
-	// Now is the prompt-cache scheduler's clock (TTLs); default time.Now.
+	// Now is the prompt-cache scheduler's clock (TTLs); default time.Now. With
+	// one set, the prefixes' warmth is this process's only: the store's clock,
+	// which processes share, cannot follow it.
 	Now func() time.Time
+	// CacheNotShared keeps the prefixes' warmth this process's only, as before
+	// it was shared through the store (a baseline).
+	CacheNotShared bool
+	// CachePoll and CacheClaimTimeout set how often a process waiting for
+	// another's warming request reads the store, and how long a warming claim
+	// lasts at most; defaults 100 ms and 2 minutes (cacheshare.go).
+	CachePoll, CacheClaimTimeout time.Duration
 }
 
 // Summary is what a run did: the run's Totals (from the store) and this
@@ -392,6 +401,9 @@ func (r *run) work(ctx context.Context, pending int64) error {
 			r.log.Warn("leave the store's workers (its row is dropped when found dead)", "err", err)
 		}
 	}()
+	if r.sched != nil && r.cfg.Test.Now == nil && !r.cfg.Test.CacheNotShared {
+		r.sched.share(r.cfg.Store, r.runID, w.ID(), r.cfg.Test.CachePoll, r.cfg.Test.CacheClaimTimeout, r.log)
+	}
 	client, err := jobs.NewClient(r.cfg.Store, r.do, jobs.ClientConfig{
 		MaxWorkers:   r.cfg.MaxConcurrency,
 		BeforeCommit: r.cfg.Test.BeforeCommit,

@@ -1,0 +1,148 @@
+package runner
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/clade-dev/clade/internal/cacheprefix"
+	"github.com/clade-dev/clade/internal/jobs"
+)
+
+// The warmth of a run's prompt-cache prefixes shared by the processes working it
+// (docs/run.md, "Prompt caching"): the store's clade_cache_warm table, by the
+// store's clock.
+//
+// A process asks the store only about a prefix it finds cold (or close to its
+// TTL) itself: one atomic claim-or-read (jobs.Store.ClaimCacheWarm). Warm
+// elsewhere: it reads, and keeps the prefix warm locally from then on. Claimed by
+// another live process: it polls the store (CacheWarmState, a read) every
+// cachePollInterval until the prefix is warm, or the claim is dead (its worker's
+// heartbeat older than its dead-after window, or the claim older than the claim
+// timeout), and then asks again. Otherwise it holds the claim and sends the
+// warming request; its answer's first byte marks the prefix warm in the store,
+// and a failure before it releases the claim. Reads extend the store's warmth at
+// most once per prefix per tenth of its TTL per process.
+//
+// A failed store write after the warming answer started (mark, release) is
+// logged: the other processes then wait for the claim to die and warm the prefix
+// themselves, which costs one cache write, not a result.
+
+// Defaults of the shared warmth.
+const (
+	// cachePollInterval is how often a process waiting for another's warming
+	// request reads the store: 100 ms, against a first byte that takes about a
+	// second.
+	cachePollInterval = 100 * time.Millisecond
+	// cacheClaimTimeout bounds a warming claim whose worker still heartbeats:
+	// 2 minutes, over an admission wait and a non-streamed answer's first byte.
+	// A dead worker's claim is dead with it (jobs.DefaultDeadAfter).
+	cacheClaimTimeout = 2 * time.Minute
+	// cacheStoreWriteTimeout bounds the store writes made from the HTTP trace
+	// hook (mark) and a failed attempt's release.
+	cacheStoreWriteTimeout = 5 * time.Second
+)
+
+// sharedWarmth is one process's handle on the run's shared warmth.
+type sharedWarmth struct {
+	store         *jobs.Store
+	runID         int64
+	worker        string // this process's clade_worker id
+	poll, timeout time.Duration
+	log           *slog.Logger
+}
+
+// share makes s use the store's warmth for run, as worker; call it before the
+// workers start.
+func (s *cacheSched) share(st *jobs.Store, runID int64, worker string, poll, timeout time.Duration, log *slog.Logger) {
+	if poll <= 0 {
+		poll = cachePollInterval
+	}
+	if timeout <= 0 {
+		timeout = cacheClaimTimeout
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s.shared = &sharedWarmth{store: st, runID: runID, worker: worker, poll: poll, timeout: timeout, log: log}
+}
+
+func (sh *sharedWarmth) key(id prefixID) jobs.CachePrefix {
+	return jobs.CachePrefix{RunID: sh.runID, Model: id.model, Key: id.key.String()}
+}
+
+// claim returns how long prefix id stays warm when another process warmed it
+// (> 0: read it), or 0 once this process holds its warming claim, waiting while
+// another live process holds it.
+func (sh *sharedWarmth) claim(ctx context.Context, id prefixID, p cacheprefix.Prefix) (time.Duration, error) {
+	key, margin := sh.key(id), rewarmMargin(p.TTL)
+	for {
+		w, err := sh.store.ClaimCacheWarm(ctx, key, sh.worker, margin, sh.timeout)
+		if err != nil {
+			return 0, err
+		}
+		if w.Mine {
+			return 0, nil
+		}
+		if w.WarmFor > margin {
+			return w.WarmFor, nil
+		}
+		if err := sh.await(ctx, key, margin); err != nil {
+			return 0, err
+		}
+	}
+}
+
+// await polls the store until prefix key is warm for more than margin, or no
+// live process claims it.
+func (sh *sharedWarmth) await(ctx context.Context, key jobs.CachePrefix, margin time.Duration) error {
+	t := time.NewTicker(sh.poll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+		w, err := sh.store.CacheWarmState(ctx, key, sh.worker)
+		if err != nil {
+			return err
+		}
+		if w.WarmFor > margin || !w.Claimed {
+			return nil
+		}
+	}
+}
+
+// refresh extends prefix id's warmth in the store to ttl from now.
+func (sh *sharedWarmth) refresh(ctx context.Context, id prefixID, ttl time.Duration) error {
+	return sh.store.RefreshCacheWarm(ctx, sh.key(id), ttl)
+}
+
+// mark records prefix id warm for ttl in the store (its warming answer's first
+// byte); a no-op on a nil sharedWarmth.
+func (sh *sharedWarmth) mark(id prefixID, ttl time.Duration) {
+	if sh == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cacheStoreWriteTimeout)
+	defer cancel()
+	if err := sh.store.MarkCacheWarm(ctx, sh.key(id), sh.worker, ttl); err != nil {
+		sh.log.Warn("record a warm cache prefix (other processes warm it again once the claim times out)",
+			"model", id.model, "cache_prefix", id.key.String(), "err", err)
+	}
+}
+
+// release drops this process's claim on prefix id, whose warming attempt failed;
+// a no-op on a nil sharedWarmth.
+func (sh *sharedWarmth) release(id prefixID) {
+	if sh == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cacheStoreWriteTimeout)
+	defer cancel()
+	if err := sh.store.ReleaseCacheWarm(ctx, sh.key(id), sh.worker); err != nil {
+		sh.log.Warn("release a cache prefix claim (other processes warm it once the claim times out)",
+			"model", id.model, "cache_prefix", id.key.String(), "err", err)
+	}
+}
