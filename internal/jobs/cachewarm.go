@@ -147,3 +147,15 @@ func (s *Store) RefreshCacheWarm(ctx context.Context, p CachePrefix, ttl time.Du
 	}
 	return nil
 }
+
+// ColdCacheWarm records prefix p cold again, unless a worker claims it: the
+// warming request that MarkCacheWarm recorded at its first byte was answered with
+// an API error, which writes no cache.
+func (s *Store) ColdCacheWarm(ctx context.Context, p CachePrefix) error {
+	_, err := s.b.exec(ctx, `UPDATE clade_cache_warm SET warm_until = 0
+		WHERE run_id = $1 AND model = $2 AND prefix = $3 AND claimed_by IS NULL`, p.RunID, p.Model, p.Key)
+	if err != nil {
+		return fmt.Errorf("mark cache prefix %s cold: %w", p.Key, err)
+	}
+	return nil
+}

@@ -115,6 +115,22 @@ func TestCacheWarmClaims(t *testing.T) {
 				time.Sleep(50 * time.Millisecond)
 			}
 
+			// Marked warm, then cold again (its warming request was answered with
+			// an API error): free to claim.
+			p.Key = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+			if w := claim(a, timeout); !w.Mine {
+				t.Fatalf("ClaimCacheWarm = %+v; want Mine", w)
+			}
+			if err := st.MarkCacheWarm(ctx, p, a.ID(), ttl); err != nil {
+				t.Fatal(err)
+			}
+			if err := st.ColdCacheWarm(ctx, p); err != nil {
+				t.Fatal(err)
+			}
+			if w := claim(c, timeout); !w.Mine {
+				t.Fatalf("ClaimCacheWarm after ColdCacheWarm = %+v; want Mine", w)
+			}
+
 			// A claim past its timeout is dead even though its worker lives.
 			p.Key = "fedcba9876543210fedcba9876543210"
 			if w := claim(a, time.Millisecond); !w.Mine {

@@ -87,6 +87,8 @@ type ticket struct {
 	warmer bool
 	done   chan struct{}
 	once   sync.Once
+	// marked: started ran (the prefix was recorded warm, in the store too).
+	marked bool
 }
 
 // acquire waits until an attempt on prefix p, sent to model, may go, and says how:
@@ -182,6 +184,7 @@ func (t *ticket) started() {
 		st.warming = nil
 		close(t.done)
 		s.mu.Unlock()
+		t.marked = true
 		s.shared.mark(t.id, t.ttl)
 	})
 }
@@ -189,8 +192,9 @@ func (t *ticket) started() {
 // finish settles the ticket once its attempt is over (err nil: answered). A
 // warming attempt that failed leaves the prefix cold (an API error answer wrote no
 // cache), so the next attempt on it warms it; the ones its first byte let go are
-// sent all the same (as writes). An attempt never sent (admission refused) passes
-// errNotSent.
+// sent all the same (as writes); one answered with an API error after its first
+// byte had marked the prefix warm in the store marks it cold there again. An
+// attempt never sent (admission refused) passes errNotSent.
 func (t *ticket) finish(err error) {
 	if t == nil || !t.warmer {
 		return
@@ -215,6 +219,9 @@ func (t *ticket) finish(err error) {
 			st.warm = false
 		}
 		s.mu.Unlock()
+		if t.marked {
+			s.shared.cold(t.id)
+		}
 	}
 }
 

@@ -24,9 +24,11 @@ import (
 // and a failure before it releases the claim. Reads extend the store's warmth at
 // most once per prefix per tenth of its TTL per process.
 //
-// A failed store write after the warming answer started (mark, release) is
-// logged: the other processes then wait for the claim to die and warm the prefix
-// themselves, which costs one cache write, not a result.
+// A warming request answered with an API error (its first byte marked the prefix
+// warm) marks it cold again. A failed store write from the trace hook or a
+// finished attempt (mark, release, cold) is logged, not returned: the other
+// processes then wait for the claim to die and warm the prefix themselves, or
+// expect reads that write; either costs cache writes, not a result.
 
 // Defaults of the shared warmth.
 const (
@@ -143,6 +145,21 @@ func (sh *sharedWarmth) release(id prefixID) {
 	defer cancel()
 	if err := sh.store.ReleaseCacheWarm(ctx, sh.key(id), sh.worker); err != nil {
 		sh.log.Warn("release a cache prefix claim (other processes warm it once the claim times out)",
+			"model", id.model, "cache_prefix", id.key.String(), "err", err)
+	}
+}
+
+// cold records prefix id cold in the store again: its warming request, which
+// marked it warm at its first byte, was answered with an API error (no cache
+// written). A no-op on a nil sharedWarmth.
+func (sh *sharedWarmth) cold(id prefixID) {
+	if sh == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cacheStoreWriteTimeout)
+	defer cancel()
+	if err := sh.store.ColdCacheWarm(ctx, sh.key(id)); err != nil {
+		sh.log.Warn("record a cache prefix cold after its warming request failed (other processes read it until its TTL)",
 			"model", id.model, "cache_prefix", id.key.String(), "err", err)
 	}
 }
