@@ -31,8 +31,11 @@ const (
 	DefaultReconcileWindow = 10 * time.Minute
 	// importPoll is how often a fill is tried while the input is still imported.
 	importPoll = 50 * time.Millisecond
-	// pendingPage is how many pending requests one store query returns.
+	// pendingPage is how many request rows (with their params) one store query loads.
 	pendingPage = 1000
+	// pendingOrder is how many pending requests a fill puts in order at a time
+	// (jobs.Store.BatchPending), read pendingPage rows at a time.
+	pendingOrder = 20000
 	// resultFlush is how many result lines one store transaction writes.
 	resultFlush = 500
 )
@@ -518,7 +521,7 @@ func (d *dispatcher) loop(ctx context.Context) error {
 			if d.drained || d.stopped != "" {
 				return nil
 			}
-			left, err := d.pendingForBatch(ctx, 0, 1)
+			left, err := d.pendingForBatch(ctx, jobs.BatchCursor{}, 1)
 			if err != nil {
 				return err
 			}

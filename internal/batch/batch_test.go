@@ -309,7 +309,7 @@ func TestResumeDropsIntentThatWasNotCreated(t *testing.T) {
 	if err := e.store.PrepareBatches(ctx); err != nil {
 		t.Fatal(err)
 	}
-	reqs, err := e.store.BatchPending(ctx, run.ID, 0, 20)
+	reqs, err := e.store.BatchPending(ctx, run.ID, jobs.BatchCursor{}, 20)
 	if err != nil {
 		t.Fatal(err)
 	}

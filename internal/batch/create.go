@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/clade-dev/clade/catalog"
+	"github.com/clade-dev/clade/internal/cacheprefix"
 	"github.com/clade-dev/clade/internal/jobs"
 	"github.com/clade-dev/clade/internal/upstream"
 	"github.com/clade-dev/clade/internal/wire"
@@ -41,6 +42,8 @@ type body struct {
 	n      int    // bytes written, bodyTail excluded
 	ids    []int64
 	cid    []string
+	// prefixes are the prompt-cache prefixes of the body's requests.
+	prefixes map[cacheprefix.Key]bool
 }
 
 const (
@@ -61,6 +64,7 @@ func newBody(dir string) *body {
 func (b *body) reset() {
 	b.n = 0
 	b.ids, b.cid = b.ids[:0], b.cid[:0]
+	clear(b.prefixes)
 }
 
 // start opens the spool (the first time) and writes the head at its start.
@@ -124,6 +128,12 @@ func (b *body) add(req *jobs.Request, maxBytes int) (bool, error) {
 	b.n += n
 	b.ids = append(b.ids, req.ID)
 	b.cid = append(b.cid, req.CustomID)
+	if k := req.Cache.Key; k != (cacheprefix.Key{}) {
+		if b.prefixes == nil {
+			b.prefixes = map[cacheprefix.Key]bool{}
+		}
+		b.prefixes[k] = true
+	}
 	return true, nil
 }
 
@@ -180,7 +190,8 @@ func (d *dispatcher) fill(ctx context.Context) error {
 	}
 	b := newBody(d.spoolDir())
 	defer b.close()
-	after := 0
+	var after jobs.BatchCursor
+	var refs []jobs.BatchRef
 	var page []jobs.Request
 	for open < limit {
 		room := min(int64(d.cfg.MaxRequests), limit-open)
@@ -197,14 +208,27 @@ func (d *dispatcher) fill(ctx context.Context) error {
 		b.reset()
 		for int64(len(b.ids)) < room {
 			if len(page) == 0 {
-				if page, err = d.pendingForBatch(ctx, after, pendingPage); err != nil {
+				if len(refs) == 0 {
+					if refs, err = d.pendingForBatch(ctx, after, pendingOrder); err != nil {
+						return err
+					}
+					if len(refs) > 0 {
+						after = refs[len(refs)-1].At
+					}
+				}
+				n := min(len(refs), pendingPage)
+				if page, err = st.BatchRequests(ctx, refs[:n]); err != nil {
 					return err
 				}
-				if len(page) == 0 {
+				refs = refs[n:]
+				if n == 0 {
 					// Every pending request is in this body (and, once the
 					// import is over, no more will come).
 					d.drained = !d.life.Importing()
 					break
+				}
+				if len(page) == 0 {
+					continue // rows gone since the order was read (cannot happen)
 				}
 			}
 			req := &page[0]
@@ -213,7 +237,7 @@ func (d *dispatcher) fill(ctx context.Context) error {
 			// store (HeldWorstCase).
 			hold, err := budget.Hold(d.worstCost(req))
 			if err != nil {
-				d.stop(fmt.Sprintf("the budget of $%.2f would be exceeded: requests from line %d on are not sent", d.cfg.Budget, req.Line))
+				d.stop(fmt.Sprintf("the budget of $%.2f would be exceeded: line %d and the requests after it (in batch order, a prefix's lines together) are not sent", d.cfg.Budget, req.Line))
 				break
 			}
 			added, err := b.add(req, d.cfg.MaxBytes)
@@ -229,7 +253,6 @@ func (d *dispatcher) fill(ctx context.Context) error {
 					return err
 				}
 			}
-			after = req.Line
 			page = page[1:]
 		}
 		if len(b.ids) == 0 {
@@ -356,8 +379,12 @@ func (d *dispatcher) create(ctx context.Context, b *body) (bool, error) {
 	d.batches.Add(1)
 	now := d.clock.Now()
 	d.polls[rec.Row] = &pollState{next: now.Add(d.cfg.PollMin)}
-	d.log.Debug("batch created", "batch_id", got.ID, "requests", rec.Requests, "bytes", rec.BodyBytes)
-	d.progress("batch %s created: %d requests, %d bytes", got.ID, rec.Requests, rec.BodyBytes)
+	d.log.Debug("batch created", "batch_id", got.ID, "requests", rec.Requests, "bytes", rec.BodyBytes, "cache_prefixes", len(b.prefixes))
+	if n := len(b.prefixes); n > 0 {
+		d.progress("batch %s created: %d requests, %d bytes, prompt-cache prefixes %d", got.ID, rec.Requests, rec.BodyBytes, n)
+	} else {
+		d.progress("batch %s created: %d requests, %d bytes", got.ID, rec.Requests, rec.BodyBytes)
+	}
 	return true, nil
 }
 

@@ -183,11 +183,12 @@ func (d *dispatcher) closeRealtime() {
 	}
 }
 
-// pendingForBatch returns the requests after afterLine that batch dispatch sends:
-// every pending one, or with RetryRealtime only those never in a batch.
-func (d *dispatcher) pendingForBatch(ctx context.Context, afterLine, limit int) ([]jobs.Request, error) {
+// pendingForBatch returns the requests after the cursor that batch dispatch sends,
+// a prompt-cache prefix's lines together (jobs.Store.BatchPending): every pending
+// one, or with RetryRealtime only those never in a batch.
+func (d *dispatcher) pendingForBatch(ctx context.Context, after jobs.BatchCursor, limit int) ([]jobs.BatchRef, error) {
 	if d.cfg.RetryVia == RetryRealtime {
-		return d.cfg.Store.BatchFresh(ctx, d.runID, afterLine, limit)
+		return d.cfg.Store.BatchFresh(ctx, d.runID, after, limit)
 	}
-	return d.cfg.Store.BatchPending(ctx, d.runID, afterLine, limit)
+	return d.cfg.Store.BatchPending(ctx, d.runID, after, limit)
 }

@@ -153,6 +153,11 @@ func (s *Store) PrepareBatches(ctx context.Context) error {
 			PRIMARY KEY (batch_row, request_id)
 		)`,
 		`CREATE INDEX IF NOT EXISTS clade_batch_item_request ON clade_batch_item (request_id)`,
+		// The head of each prompt-cache prefix (its first line), for BatchPending's
+		// order: one index seek per request. Partial: a run without cache_control
+		// adds nothing to it.
+		`CREATE INDEX IF NOT EXISTS clade_request_run_prefix ON clade_request (run_id, cache_prefix, line)
+			WHERE cache_prefix IS NOT NULL`,
 		// Added after the first release: CREATE IF NOT EXISTS upgrades older stores.
 		`CREATE TABLE IF NOT EXISTS clade_batch_run (
 			run_id      ` + big + ` PRIMARY KEY,
@@ -180,44 +185,153 @@ func (s *Store) DropRequestJobs(ctx context.Context, runID int64) (int64, error)
 		AND `+s.b.runOfJob()+` = $1`, runID)
 }
 
-// BatchPending returns up to limit requests of the run after line afterLine that
-// have no result and are in no open (intent or created) batch, in line order: the
-// requests to put in a batch. A canceled run (CancelBatchRun) has none.
-func (s *Store) BatchPending(ctx context.Context, runID int64, afterLine, limit int) ([]Request, error) {
-	return s.unsent(ctx, runID, afterLine, limit, `AND NOT EXISTS (SELECT 1 FROM clade_batch_run c
-		WHERE c.run_id = r.run_id AND c.canceled_at IS NOT NULL)`)
+// BatchCursor is a position in the order of BatchPending: the requests after it
+// have a greater Group, or the same Group and a greater Line. The zero cursor is
+// the start.
+type BatchCursor struct {
+	// Group is the line of the first request of the run with the same
+	// prompt-cache prefix (cache_prefix); the request's own line without one.
+	Group int
+	Line  int
+}
+
+// BatchRef is a pending request's place in the order of BatchPending: its
+// clade_request id and the cursor at it. BatchRequests loads the requests.
+type BatchRef struct {
+	ID int64
+	At BatchCursor
+}
+
+// BatchPending returns up to limit requests of the run after the cursor that have
+// no result and are in no open (intent or created) batch: the requests to put in a
+// batch. They come by prefix group: the requests of one prompt-cache prefix
+// together, at the place of the prefix's first line in the input, and each request
+// without a prefix at its own line, so a run without cache_control is in line
+// order. The order depends only on the input (a prefix's first line counts whether
+// it has a result or not), so a resumed run forms the same groups. A canceled run
+// (CancelBatchRun) has none.
+//
+// It returns references, not rows: the order of a run with prefixes is a sort of
+// all its pending requests, made once for many (tens of thousands of) requests,
+// whose rows are then read a page at a time.
+func (s *Store) BatchPending(ctx context.Context, runID int64, after BatchCursor, limit int) ([]BatchRef, error) {
+	return s.unsent(ctx, runID, after, limit, `AND NOT EXISTS (SELECT 1 FROM clade_batch_run c
+		WHERE c.run_id = r.run_id AND c.canceled_at IS NOT NULL)`, false)
 }
 
 // BatchFresh is BatchPending less the requests that have been in a batch before:
 // with `clade batch --retry-via realtime`, batch dispatch sends each request once
 // and realtime workers take those that come back expired or retryably errored
 // (EnqueueRetries).
-func (s *Store) BatchFresh(ctx context.Context, runID int64, afterLine, limit int) ([]Request, error) {
-	return s.unsent(ctx, runID, afterLine, limit, `AND NOT EXISTS (SELECT 1 FROM clade_batch_run c
+func (s *Store) BatchFresh(ctx context.Context, runID int64, after BatchCursor, limit int) ([]BatchRef, error) {
+	return s.unsent(ctx, runID, after, limit, `AND NOT EXISTS (SELECT 1 FROM clade_batch_run c
 		WHERE c.run_id = r.run_id AND c.canceled_at IS NOT NULL)
-			AND NOT EXISTS (SELECT 1 FROM clade_batch_item i WHERE i.request_id = r.id)`)
+			AND NOT EXISTS (SELECT 1 FROM clade_batch_item i WHERE i.request_id = r.id)`, false)
 }
 
 // BatchUnsent returns up to limit requests of the run after line afterLine that have
 // no result and are in no open batch, canceled run or not, in line order.
 func (s *Store) BatchUnsent(ctx context.Context, runID int64, afterLine, limit int) ([]Request, error) {
-	return s.unsent(ctx, runID, afterLine, limit, "")
+	refs, err := s.unsent(ctx, runID, BatchCursor{Group: afterLine, Line: afterLine}, limit, "", true)
+	if err != nil {
+		return nil, err
+	}
+	return s.BatchRequests(ctx, refs)
 }
 
-func (s *Store) unsent(ctx context.Context, runID int64, afterLine, limit int, and string) ([]Request, error) {
-	// The reader: a fill pages through the run while the import (a writer) goes on.
-	rs, err := s.b.reader().query(ctx, `SELECT r.id, r.run_id, r.custom_id, r.line, r.model, r.max_tokens, r.est_input_tokens, r.params
-		FROM clade_request r
+// unsent is the query of BatchPending, BatchFresh and BatchUnsent (byLine: in line
+// order, not by prefix group). A run without any prefix (one seek in
+// clade_request_run_prefix) is read in line order by the index on (run_id, line)
+// up to limit entries, as before prefix groups. With prefixes, every request
+// after the cursor has a line after after.Group (a group's lines are at or after
+// its first), which bounds the scan, and the group of a request with a prefix is
+// one seek in clade_request_run_prefix; the sort takes ids, not params.
+func (s *Store) unsent(ctx context.Context, runID int64, after BatchCursor, limit int, and string, byLine bool) ([]BatchRef, error) {
+	db := s.b.reader() // a fill pages through the run while the import (a writer) goes on
+	if !byLine {
+		var grouped bool
+		if err := db.queryRow(ctx, `SELECT EXISTS (SELECT 1 FROM clade_request WHERE run_id = $1 AND cache_prefix IS NOT NULL)`,
+			runID).Scan(&grouped); err != nil {
+			return nil, fmt.Errorf("batch pending: %w", err)
+		}
+		byLine = !grouped
+	}
+	pending := `clade_request r
 		WHERE r.run_id = $1 AND r.line > $2
 			AND NOT EXISTS (SELECT 1 FROM clade_result x WHERE x.request_id = r.id)
 			AND NOT EXISTS (SELECT 1 FROM clade_batch_item i JOIN clade_batch b ON b.id = i.batch_row
 				WHERE i.request_id = r.id AND b.state <> 'done')
-			`+and+`
-		ORDER BY r.line LIMIT $3`, runID, afterLine, limit)
+			` + and
+	q, args := `SELECT r.id, r.line, r.line FROM `+pending+` ORDER BY r.line LIMIT $3`, []any{runID, after.Line, limit}
+	if !byLine {
+		q = `SELECT g.id, g.line, g.grp FROM (SELECT r.id, r.line, CASE WHEN r.cache_prefix IS NULL THEN r.line
+				ELSE (SELECT min(p.line) FROM clade_request p WHERE p.run_id = r.run_id AND p.cache_prefix = r.cache_prefix) END AS grp
+				FROM ` + pending + `) g
+			WHERE g.grp > $2 OR (g.grp = $2 AND g.line > $3)
+			ORDER BY g.grp, g.line LIMIT $4`
+		args = []any{runID, after.Group, after.Line, limit}
+	}
+	rs, err := db.query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("batch pending: %w", err)
 	}
-	return scanRequests(rs)
+	defer rs.Close()
+	var out []BatchRef
+	for rs.Next() {
+		var r BatchRef
+		if err := rs.Scan(&r.ID, &r.At.Line, &r.At.Group); err != nil {
+			return nil, fmt.Errorf("batch pending: %w", err)
+		}
+		out = append(out, r)
+	}
+	if err := rs.Err(); err != nil {
+		return nil, fmt.Errorf("batch pending: %w", err)
+	}
+	return out, nil
+}
+
+// BatchRequests loads the requests refs name, in their order. Keep refs to a
+// page (a thousand): the rows carry params.
+func (s *Store) BatchRequests(ctx context.Context, refs []BatchRef) ([]Request, error) {
+	if len(refs) == 0 {
+		return nil, nil
+	}
+	ph := make([]string, len(refs))
+	args := make([]any, len(refs))
+	at := make(map[int64]int, len(refs))
+	for i, r := range refs {
+		ph[i], args[i], at[r.ID] = fmt.Sprintf("$%d", i+1), r.ID, i
+	}
+	rs, err := s.b.reader().query(ctx, `SELECT r.id, r.run_id, r.custom_id, r.line, r.model, r.max_tokens, r.est_input_tokens, r.params,
+			r.cache_prefix, r.cache_prefix_tokens, r.cache_ttl
+		FROM clade_request r WHERE r.id IN (`+strings.Join(ph, ", ")+`)`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("batch requests: %w", err)
+	}
+	defer rs.Close()
+	got := make([]*Request, len(refs))
+	for rs.Next() {
+		var r Request
+		var params []byte
+		var prefix *string
+		var prefixTokens, ttl *int64
+		if err := rs.Scan(&r.ID, &r.RunID, &r.CustomID, &r.Line, &r.Model, &r.MaxTokens, &r.EstInputTokens, &params,
+			&prefix, &prefixTokens, &ttl); err != nil {
+			return nil, fmt.Errorf("batch requests: %w", err)
+		}
+		r.Params, r.Cache = params, scanPrefix(prefix, prefixTokens, ttl)
+		got[at[r.ID]] = &r
+	}
+	if err := rs.Err(); err != nil {
+		return nil, fmt.Errorf("batch requests: %w", err)
+	}
+	out := make([]Request, 0, len(refs))
+	for _, r := range got {
+		if r != nil {
+			out = append(out, *r)
+		}
+	}
+	return out, nil
 }
 
 // BatchPendingCounts returns how many requests of the run have no result yet: in

@@ -30,13 +30,13 @@ func TestBatchStore(t *testing.T) {
 			}
 			pending := func() int {
 				t.Helper()
-				reqs, err := s.BatchPending(ctx, run.ID, 0, 100)
+				reqs, err := s.BatchPending(ctx, run.ID, jobs.BatchCursor{}, 100)
 				if err != nil {
 					t.Fatalf("BatchPending() error = %v", err)
 				}
 				return len(reqs)
 			}
-			reqs, err := s.BatchPending(ctx, run.ID, 0, 6)
+			reqs, err := s.BatchPending(ctx, run.ID, jobs.BatchCursor{}, 6)
 			if err != nil || len(reqs) != 6 {
 				t.Fatalf("BatchPending(limit 6) = %d requests, %v; want 6", len(reqs), err)
 			}
@@ -105,7 +105,7 @@ func TestBatchStore(t *testing.T) {
 			}
 			// --retry-via realtime: batches take only the 4 never sent; the 4 back
 			// from the batch go to realtime jobs, once.
-			if fresh, err := s.BatchFresh(ctx, run.ID, 0, 100); err != nil || len(fresh) != 4 {
+			if fresh, err := s.BatchFresh(ctx, run.ID, jobs.BatchCursor{}, 100); err != nil || len(fresh) != 4 {
 				t.Errorf("BatchFresh() = %d requests, %v; want 4 (never in a batch)", len(fresh), err)
 			}
 			for i, want := range []int64{4, 0} {

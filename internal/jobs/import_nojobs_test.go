@@ -48,7 +48,11 @@ func TestImportNoJobs(t *testing.T) {
 			if err := s.PrepareBatches(ctx); err != nil {
 				t.Fatalf("PrepareBatches() error = %v", err)
 			}
-			reqs, err := s.BatchPending(ctx, run.ID, 0, 10)
+			refs, err := s.BatchPending(ctx, run.ID, jobs.BatchCursor{}, 10)
+			if err != nil {
+				t.Fatalf("BatchPending() error = %v", err)
+			}
+			reqs, err := s.BatchRequests(ctx, refs)
 			if err != nil {
 				t.Fatalf("BatchPending() error = %v", err)
 			}
