@@ -48,6 +48,7 @@ type batchFlags struct {
 	retryVia    string
 	concurrency int
 	maxAttempts int
+	autoCache   bool // --cache-breakpoints=auto
 }
 
 func newBatchCmd(g *globalFlags) *cobra.Command {
@@ -113,6 +114,7 @@ https://api.anthropic.com). --emulate TIER runs against an in-process emulator i
 	fl.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus metrics on `HOST:PORT` (e.g. 127.0.0.1:9090)")
 	fl.StringVar(&f.dashboard, "dashboard", "", "serve a live dashboard (progress, batches in flight, cost) on `HOST:PORT`;\nkeep it on loopback, e.g. 127.0.0.1:8090: the page has no authentication")
 	fl.BoolVarP(&f.quiet, "quiet", "q", false, "no progress lines and no info logs (unless --log-level): warnings, errors and the summary")
+	fl.Var(cacheBreakpointsValue{&f.autoCache}, "cache-breakpoints", cacheBreakpointsUsage)
 	fl.BoolVar(&f.resumeCanceled, "resume-canceled", false, "a run stopped by clade batch cancel: send its canceled requests again")
 	cmd.AddCommand(newBatchCancelCmd(g))
 	return cmd
@@ -126,6 +128,9 @@ func runBatch(cmd *cobra.Command, g *globalFlags, f *batchFlags, input string) (
 	}
 	if _, err := os.Stat(input); err != nil {
 		return usageErr("clade batch PATH/TO/input.jsonl", "input %s: %v", input, err)
+	}
+	if err := checkAutoCache("batch", f.autoCache, input); err != nil {
+		return err
 	}
 	cat, err := catalog.Load(f.catalogPath)
 	if err != nil {
@@ -184,7 +189,7 @@ func runBatch(cmd *cobra.Command, g *globalFlags, f *batchFlags, input string) (
 	cfg := batch.Config{
 		Spec: lifecycle.Spec{Store: store, Client: client, Catalog: cat, Input: input, Output: f.output,
 			Force: f.force, Strict: f.strict, Options: opts, Tier: f.tier, Budget: f.budget, Ordered: f.ordered,
-			Progress: progress, Dashboard: dash.Feed(), Logger: log},
+			Progress: progress, Dashboard: dash.Feed(), Logger: log, AutoCacheBreakpoints: f.autoCache},
 		MaxRequests: f.maxRequests, MaxRounds: f.maxRounds, PollMin: f.poll, Routing: routing,
 		RetryVia: f.retryVia, ResumeCanceled: f.resumeCanceled,
 		Realtime: runner.Config{MaxConcurrency: f.concurrency, MaxAttempts: f.maxAttempts},

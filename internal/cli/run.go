@@ -46,6 +46,7 @@ type runFlags struct {
 	streamAbove   int64
 	countTokens   bool
 	cacheOff      bool // --cache-schedule=off
+	autoCache     bool // --cache-breakpoints=auto
 	budget        float64
 	strict        bool
 	force         bool
@@ -118,6 +119,7 @@ https://api.anthropic.com). --emulate TIER runs against an in-process emulator i
 	fl.Var(streamAboveValue{&f.streamAbove}, "stream-above", streamAboveUsage)
 	fl.BoolVar(&f.countTokens, "count-tokens", false, "ask the API's count_tokens for exact input counts instead of estimating")
 	fl.Var(cacheScheduleValue{&f.cacheOff}, "cache-schedule", cacheScheduleUsage)
+	fl.Var(cacheBreakpointsValue{&f.autoCache}, "cache-breakpoints", cacheBreakpointsUsage)
 	fl.Float64Var(&f.budget, "budget", 0, "stop before the run's cost would exceed `USD` (0: no budget)")
 	fl.BoolVar(&f.strict, "strict", false, "abort before any request if the input has a bad line")
 	fl.BoolVar(&f.force, "force", false, "re-import an input that changed since the store was made (drops its results),\nor replace a results file another run wrote")
@@ -137,6 +139,47 @@ https://api.anthropic.com). --emulate TIER runs against an in-process emulator i
 	return cmd
 }
 
+// cacheBreakpointsValue is --cache-breakpoints: off (the default) or auto; it sets
+// lifecycle.Spec.AutoCacheBreakpoints.
+type cacheBreakpointsValue struct{ auto *bool }
+
+func (c cacheBreakpointsValue) String() string {
+	if c.auto != nil && *c.auto {
+		return "auto"
+	}
+	return "off"
+}
+
+func (c cacheBreakpointsValue) Set(v string) error {
+	switch v {
+	case "off":
+		*c.auto = false
+	case "auto":
+		*c.auto = true
+	default:
+		return fmt.Errorf("%q: want off or auto", v)
+	}
+	return nil
+}
+
+func (cacheBreakpointsValue) Type() string { return "off|auto" }
+
+const cacheBreakpointsUsage = "auto adds a cache_control breakpoint to lines without one where 2+ lines share a\n" +
+	"long prefix (changes what is sent; see docs/run.md); off sends lines as written"
+
+// checkAutoCache is the usage error of --cache-breakpoints auto on an input that
+// cannot be read twice (stdin, a pipe): the shared prefixes are counted first.
+func checkAutoCache(cmd string, auto bool, input string) error {
+	if !auto {
+		return nil
+	}
+	if fi, err := os.Stat(input); err == nil && !fi.Mode().IsRegular() {
+		return usageErr("clade "+cmd+" FILE.jsonl --cache-breakpoints auto (save the input to a file first)",
+			"--cache-breakpoints auto needs an input file it can read twice; %s is not a regular file", input)
+	}
+	return nil
+}
+
 // defaultOutput is INPUT.results.jsonl beside the input.
 func defaultOutput(input string) string {
 	return strings.TrimSuffix(input, filepath.Ext(input)) + ".results.jsonl"
@@ -152,6 +195,9 @@ func runRun(cmd *cobra.Command, g *globalFlags, f *runFlags, input string) (retE
 		// Without the file, a host can only join the run another host imports
 		// into a shared store (--db): see docs/run.md, several machines.
 		return usageErr("clade run PATH/TO/input.jsonl", "input %s: %v", input, err)
+	}
+	if err := checkAutoCache("run", f.autoCache, input); err != nil {
+		return err
 	}
 	cat, err := catalog.Load(f.catalogPath)
 	if err != nil {
@@ -182,6 +228,10 @@ func runRun(cmd *cobra.Command, g *globalFlags, f *runFlags, input string) (retE
 		// No deadline: the batch window. Batches do the work; realtime takes what
 		// is left before it would expire.
 		deadline = time.Now().Add(plan.BatchWindow)
+	}
+	if f.mode == "auto" && f.autoCache {
+		return usageErr("clade run --cache-breakpoints auto (realtime), or clade batch --cache-breakpoints auto",
+			"--cache-breakpoints auto is not supported with --deadline or --mode auto yet")
 	}
 	if f.mode == "auto" {
 		if f.emulate != "" && f.tier == "auto" {
@@ -241,7 +291,7 @@ func runRun(cmd *cobra.Command, g *globalFlags, f *runFlags, input string) (retE
 	sum, err := runner.Run(ctx, runner.Config{
 		Spec: lifecycle.Spec{Store: store, Client: client, Catalog: cat, Input: input, Output: f.output,
 			Ordered: f.ordered, Force: f.force, Strict: f.strict, Options: opts, Tier: f.tier,
-			Budget: f.budget, Progress: progress, Dashboard: f.dash.Feed(), Registry: registerer, Logger: log},
+			AutoCacheBreakpoints: f.autoCache, Budget: f.budget, Progress: progress, Dashboard: f.dash.Feed(), Registry: registerer, Logger: log},
 		MaxConcurrency: f.concurrency, MaxAttempts: f.maxAttempts, Routing: routing, StreamAbove: f.streamAbove,
 		CountTokens: f.countTokens, Abort: abort, Limiter: lim, CacheScheduleOff: f.cacheOff,
 	})

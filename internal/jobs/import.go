@@ -83,6 +83,12 @@ type ImportOptions struct {
 	// OnProblem, when set, is called for each rejected line, after the
 	// transaction that recorded it commits.
 	OnProblem func(intake.Problem)
+	// AutoCacheBreakpoints, when set, adds a prompt-cache breakpoint to the lines
+	// without cache_control whose leading part other lines share
+	// (intake.AutoCache; clade run --cache-breakpoints auto): the input file is
+	// read once more first, and the stored params carry the breakpoint. It returns
+	// a model's min_cache_tokens. Nil: lines are stored as written.
+	AutoCacheBreakpoints intake.MinCacheTokens
 	// OnRun, when set, is called with the run before its lines are imported (not
 	// for a run already fully imported): from then on the run's rows appear as
 	// each transaction commits, so a caller can start on them while Import goes on.
@@ -100,6 +106,11 @@ type ImportStats struct {
 	NoOp       bool  // the run was already fully imported with the same input
 	Reset      bool  // Force deleted a previous import of another input
 	Elapsed    time.Duration
+	// AutoBreakpoints is how many lines this call gave an automatic cache
+	// breakpoint (ImportOptions.AutoCacheBreakpoints), ending AutoPrefixes
+	// distinct prefixes.
+	AutoBreakpoints int64
+	AutoPrefixes    int
 }
 
 // Import reads the input file into the store as a run, enqueuing one River job per
@@ -271,6 +282,16 @@ func (s *Store) importFrom(ctx context.Context, run *Run, opt ImportOptions, fp 
 		return err
 	}
 	defer f.Close()
+	var auto *intake.AutoCache
+	if opt.AutoCacheBreakpoints != nil {
+		// The whole file, also on a resume: sharing is counted over every line.
+		if auto, err = intake.PlanAutoCache(f, opt.AutoCacheBreakpoints); err != nil {
+			return err
+		}
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return err
+		}
+	}
 	var in io.Reader = f
 	var h hash.Hash
 	if offset == 0 {
@@ -305,6 +326,9 @@ func (s *Store) importFrom(ctx context.Context, run *Run, opt ImportOptions, fp 
 		}
 		st.Lines++
 		if req != nil {
+			if auto != nil {
+				auto.Apply(req)
+			}
 			b.reqs = append(b.reqs, req)
 			b.bytes += len(req.Params)
 		} else {
@@ -325,6 +349,9 @@ func (s *Store) importFrom(ctx context.Context, run *Run, opt ImportOptions, fp 
 	}
 	if err := flush(); err != nil {
 		return err
+	}
+	if auto != nil {
+		st.AutoBreakpoints, st.AutoPrefixes = auto.Added()
 	}
 	_, err = s.b.exec(ctx, `UPDATE clade_run SET imported_at = $2 WHERE id = $1`, run.ID, s.now().UnixMicro())
 	return err
@@ -495,6 +522,9 @@ func (s *Store) ImportReporting(ctx context.Context, opt ImportOptions, w io.Wri
 	}
 	for _, p := range problems {
 		fmt.Fprintf(w, "skipped %s\n", p.Format(opt.Path))
+	}
+	if opt.AutoCacheBreakpoints != nil && !st.NoOp {
+		fmt.Fprintf(w, "cache breakpoints: added to %d lines, %d distinct prefixes (--cache-breakpoints auto)\n", st.AutoBreakpoints, st.AutoPrefixes)
 	}
 	if run.Problems > int64(len(problems)) && len(problems) > 0 {
 		fmt.Fprintf(w, "… %d bad lines in all; `clade status` lists them\n", run.Problems)

@@ -65,6 +65,9 @@ type Spec struct {
 	Strict bool
 	// Options is stored with a new run (the CLI's flags), opaque.
 	Options json.RawMessage
+	// AutoCacheBreakpoints adds prompt-cache breakpoints where lines share a long
+	// prefix (jobs.ImportOptions.AutoCacheBreakpoints; --cache-breakpoints auto).
+	AutoCacheBreakpoints bool
 	// Tier names the catalog tier whose limits apply. Each mode documents its
 	// default ("auto" for realtime; batch and hybrid need a named tier).
 	Tier string
@@ -155,6 +158,15 @@ func Start(ctx context.Context, spec Spec, imp Import) (*Run, error) {
 	r := &Run{spec: spec, Out: spec.Out, Began: time.Now()}
 	opt := jobs.ImportOptions{Path: spec.Input, Options: spec.Options, Force: spec.Force,
 		NoJobs: imp.NoJobs, MaxAttempts: imp.MaxAttempts}
+	if spec.AutoCacheBreakpoints {
+		opt.AutoCacheBreakpoints = func(model string) (int64, bool) {
+			m, err := spec.Catalog.Resolve(model)
+			if err != nil || spec.Catalog.Class(m) == nil {
+				return 0, false
+			}
+			return spec.Catalog.Class(m).MinCacheTokens, true
+		}
+	}
 	if imp.Background && !spec.Strict {
 		rec, err := r.startBackground(ctx, opt)
 		if err != nil {
