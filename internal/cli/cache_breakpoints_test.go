@@ -65,20 +65,24 @@ func TestRunCacheBreakpoints(t *testing.T) {
 	t.Parallel()
 	const prefixes, perPrefix = 2, 4
 	for _, tc := range []struct {
-		mode         string
-		wantWarming  int // results with a cache write
+		name, mode   string
+		extra        []string // more flags
+		wantWarming  int      // results with a cache write
 		wantReads    int // results with a cache read
 		wantAnnounce bool
 	}{
-		{mode: "auto", wantWarming: prefixes, wantReads: prefixes * (perPrefix - 1), wantAnnounce: true},
-		{mode: "off"},
+		{name: "auto", mode: "auto", wantWarming: prefixes, wantReads: prefixes * (perPrefix - 1), wantAnnounce: true},
+		{name: "off", mode: "off"},
+		// Hybrid (--mode auto: batches, realtime if the window runs short) imports
+		// the same way; the emulator's batch caches as the API's does.
+		{name: "hybrid", mode: "auto", extra: []string{"--mode", "auto"}, wantWarming: prefixes, wantReads: prefixes * (perPrefix - 1), wantAnnounce: true},
 	} {
-		t.Run(tc.mode, func(t *testing.T) {
+		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			dir := t.TempDir()
 			in, out := filepath.Join(dir, "in.jsonl"), filepath.Join(dir, "out.jsonl")
 			orig := writeSharedPrefixes(t, in, prefixes, perPrefix)
-			args := []string{"run", in, "-o", out, "--emulate", "tier-2", "--cache-breakpoints", tc.mode}
+			args := append([]string{"run", in, "-o", out, "--emulate", "tier-2", "--cache-breakpoints", tc.mode}, tc.extra...)
 			var stdout, stderr bytes.Buffer
 			if code := cli.Run(context.Background(), args, strings.NewReader(""), &stdout, &stderr); code != cli.ExitOK {
 				t.Fatalf("clade %s = exit %d, want 0; stderr:\n%s", strings.Join(args, " "), code, stderr.String())

@@ -76,7 +76,8 @@ func runHybrid(cmd *cobra.Command, f *runFlags, input string, cat *catalog.Catal
 	}
 	sum, err := hybrid.Run(ctx, hybrid.Config{
 		Spec: lifecycle.Spec{Store: store, Client: client, Catalog: cat, Input: input, Output: f.output, Ordered: f.ordered,
-			Force: f.force, Strict: f.strict, Options: opts, Tier: f.tier, Budget: f.budget, Progress: progress, Logger: log},
+			Force: f.force, Strict: f.strict, Options: opts, Tier: f.tier, Budget: f.budget, Progress: progress, Logger: log,
+			AutoCacheBreakpoints: f.autoCache},
 		Deadline: deadline, DeadlineSpec: spec, MinBatchWindow: f.batchMinWindow,
 		Realtime: rc, Batch: bc,
 	})

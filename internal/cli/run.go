@@ -229,10 +229,6 @@ func runRun(cmd *cobra.Command, g *globalFlags, f *runFlags, input string) (retE
 		// is left before it would expire.
 		deadline = time.Now().Add(plan.BatchWindow)
 	}
-	if f.mode == "auto" && f.autoCache {
-		return usageErr("clade run --cache-breakpoints auto (realtime), or clade batch --cache-breakpoints auto",
-			"--cache-breakpoints auto is not supported with --deadline or --mode auto yet")
-	}
 	if f.mode == "auto" {
 		if f.emulate != "" && f.tier == "auto" {
 			f.tier = f.emulate
