@@ -68,7 +68,7 @@ func TestRunCacheBreakpoints(t *testing.T) {
 		name, mode   string
 		extra        []string // more flags
 		wantWarming  int      // results with a cache write
-		wantReads    int // results with a cache read
+		wantReads    int      // results with a cache read
 		wantAnnounce bool
 	}{
 		{name: "auto", mode: "auto", wantWarming: prefixes, wantReads: prefixes * (perPrefix - 1), wantAnnounce: true},
