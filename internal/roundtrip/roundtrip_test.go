@@ -80,11 +80,28 @@ func TestGroupLinger(t *testing.T) {
 		t.Errorf("5 calls in sequence took %v, want about 10ms: a caller alone lingered", d)
 	}
 	// Four calls at once: those behind the first share the next round, and from
-	// then on the key is busy, so staggered calls within the linger share.
+	// then on the key is busy, so staggered calls within the linger share. The
+	// first round is held until the others have had time to join the next (a round
+	// of 2 ms can end before a loaded machine schedules them, and then nothing is
+	// shared).
 	var wg sync.WaitGroup
-	for range 4 {
-		wg.Go(func() { g.Do("k", 1, sum, run) })
+	var calling atomic.Int64
+	gate := make(chan struct{})
+	held := func(in int) (int, error) {
+		<-gate
+		return run(in)
 	}
+	for range 4 {
+		wg.Go(func() {
+			calling.Add(1)
+			g.Do("k", 1, sum, held)
+		})
+	}
+	for calling.Load() < 4 {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(20 * time.Millisecond)
+	close(gate)
 	wg.Wait()
 	runs.Store(0)
 	for range 5 {
