@@ -119,9 +119,10 @@ func (c *Call) Admit(ctx context.Context) (*Attempt, error) {
 // matches what happened; later calls do nothing. Methods on a nil *Attempt do
 // nothing, so a call admission does not pace can go through the same code.
 type Attempt struct {
-	c    *Call
-	r    Reservation
-	once sync.Once
+	c       *Call
+	r       Reservation
+	once    sync.Once
+	started sync.Once // StreamStarted
 }
 
 // Cost is what the attempt reserved.
@@ -195,11 +196,21 @@ func (a *Attempt) SettleStream(su *StreamUsage) {
 		return
 	}
 	a.once.Do(func() {
-		if su.Started() {
-			a.c.cached(a.r.start, su.Usage())
-		}
+		a.StreamStarted(su)
 		a.c.l.settled(a.c.class, su.Settle(&a.r))
 	})
+}
+
+// StreamStarted tells the attempt that its stream su may have begun: once su has
+// seen message_start, the call's prompt-cache prefix is warm (or forgotten, if the
+// answer neither wrote nor read it) from then on, not only when the stream is
+// settled. Call it after each event passed on; it acts once, and costs nothing for
+// a call without a prefix.
+func (a *Attempt) StreamStarted(su *StreamUsage) {
+	if a == nil || a.c.prefix.Tokens == 0 || !su.Started() {
+		return
+	}
+	a.started.Do(func() { a.c.cached(a.r.start, su.Usage()) })
 }
 
 // Response settles the attempt from an answer that is being passed on: an error

@@ -180,7 +180,6 @@ type streamTap struct {
 	line       []byte // the current line, not yet ended
 	name, data []byte // the current event's
 	su         StreamUsage
-	started    bool // message_start was passed on
 }
 
 func (t *streamTap) Read(p []byte) (int, error) {
@@ -217,10 +216,7 @@ func (t *streamTap) scan(b []byte) {
 		case len(line) == 0:
 			if t.name != nil || t.data != nil {
 				t.su.Event(t.name, t.data)
-				if !t.started && t.su.Started() {
-					t.started = true // the answer has started: its prefix is warm now
-					t.a.c.cached(t.a.r.start, t.su.Usage())
-				}
+				t.a.StreamStarted(&t.su) // from message_start, its prefix is warm
 			}
 			t.name, t.data = nil, nil
 		case bytes.HasPrefix(line, []byte("event:")):

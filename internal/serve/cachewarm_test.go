@@ -117,3 +117,67 @@ func TestGatewayWarmPrefixReservesUncachedInput(t *testing.T) {
 		}
 	}
 }
+
+// TestGatewayStreamWarmsPrefixAtMessageStart: a streamed answer makes its prefix
+// warm as its message_start passes through the gateway, not when the stream ends:
+// a call with the same prefix sent while the first stream is still generating
+// reserves only its uncached input.
+func TestGatewayStreamWarmsPrefixAtMessageStart(t *testing.T) {
+	t.Parallel()
+	const prefixTokens = 6000
+	system := strings.Repeat("The context every call of this test shares. ", prefixTokens*4/44)
+	// Latency on: the stream's 256 output tokens take seconds after message_start.
+	em := emulator.StartTB(t, emulator.Config{Tier: "tier-4", APIKeys: []string{orgKey}, LatencyScale: 1})
+	lim, err := admit.New(admit.Config{Tier: "tier-4"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	probe := &inFlight{lim: lim}
+	log := slog.New(slog.DiscardHandler)
+	up, err := upstream.New(upstream.Config{BaseURL: em.URL, APIKey: upstream.NewSecret(orgKey),
+		HTTPClient: &http.Client{Transport: probe}, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := serve.New(serve.Config{Upstream: up, Limiter: lim, Registry: prometheus.NewRegistry(), Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(g)
+	t.Cleanup(srv.Close)
+	cl := v2(srv.URL, clientKey)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	params := hello("claude-haiku-4-5", 256, "Tell me about it at length.")
+	params.System = []anthropic.TextBlockParam{{Text: system, CacheControl: anthropic.NewCacheControlEphemeralParam()}}
+	s := cl.Messages.NewStreaming(ctx, params)
+	defer s.Close()
+	if !s.Next() {
+		t.Fatalf("no first event: %v", s.Err())
+	}
+	if ev := s.Current(); ev.Type != "message_start" {
+		t.Fatalf("first event %q, want message_start", ev.Type)
+	}
+	short := hello("claude-haiku-4-5", 16, "In one word?")
+	short.System = params.System
+	if _, err := cl.Messages.New(ctx, short); err != nil {
+		t.Fatal(err)
+	}
+	for s.Next() {
+	}
+	if err := s.Err(); err != nil {
+		t.Fatal(err)
+	}
+	probe.mu.Lock()
+	seen := append([]admit.Cost(nil), probe.seen...)
+	probe.mu.Unlock()
+	if len(seen) != 2 {
+		t.Fatalf("%d calls sent upstream, want 2", len(seen))
+	}
+	if seen[1].Requests != 2 {
+		t.Fatalf("the second call went upstream with %d calls in flight, want 2: the stream had ended, nothing was tested", seen[1].Requests)
+	}
+	if own := seen[1].InputTokens - seen[0].InputTokens; own >= prefixTokens/10 {
+		t.Errorf("the call sent during the stream reserved %d input tokens, want only its uncached input (< %d): the prefix was not warm at message_start", own, prefixTokens/10)
+	}
+}

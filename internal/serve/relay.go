@@ -174,6 +174,7 @@ func (g *Gateway) relayStream(w http.ResponseWriter, r *http.Request, c *call, a
 				data = eventData(raw)
 			}
 			su.Event(name, data)
+			att.StreamStarted(&su) // from message_start, its prompt-cache prefix is warm
 			sc.event(name, data)
 		}
 	}
