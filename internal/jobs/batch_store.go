@@ -153,11 +153,6 @@ func (s *Store) PrepareBatches(ctx context.Context) error {
 			PRIMARY KEY (batch_row, request_id)
 		)`,
 		`CREATE INDEX IF NOT EXISTS clade_batch_item_request ON clade_batch_item (request_id)`,
-		// The head of each prompt-cache prefix (its first line), for BatchPending's
-		// order: one index seek per request. Partial: a run without cache_control
-		// adds nothing to it.
-		`CREATE INDEX IF NOT EXISTS clade_request_run_prefix ON clade_request (run_id, cache_prefix, line)
-			WHERE cache_prefix IS NOT NULL`,
 		// Added after the first release: CREATE IF NOT EXISTS upgrades older stores.
 		`CREATE TABLE IF NOT EXISTS clade_batch_run (
 			run_id      ` + big + ` PRIMARY KEY,

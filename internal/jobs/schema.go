@@ -112,6 +112,8 @@ var sqliteMigrations = [][]string{
 	cachePrefixMigration,
 	// 8: cacheWarmMigration.
 	cacheWarmMigration,
+	// 9: prefixIndexMigration.
+	prefixIndexMigration,
 }
 
 // Postgres stores rows in insertion order already (a heap); its migrations need
@@ -183,6 +185,8 @@ var postgresMigrations = [][]string{
 	cachePrefixMigration,
 	// 7: cacheWarmMigration.
 	cacheWarmMigration,
+	// 8: prefixIndexMigration.
+	prefixIndexMigration,
 }
 
 // outputMigration records which run writes which results file (ClaimOutput), so that
@@ -242,4 +246,14 @@ var cachePrefixMigration = []string{
 	`ALTER TABLE clade_request ADD COLUMN cache_prefix TEXT`,
 	`ALTER TABLE clade_request ADD COLUMN cache_prefix_tokens BIGINT`,
 	`ALTER TABLE clade_request ADD COLUMN cache_ttl BIGINT`,
+}
+
+// prefixIndexMigration indexes the head of each prompt-cache prefix (its first
+// line), for BatchPending's order: one index seek per request. Partial: a run
+// without cache_control adds nothing to it. IF NOT EXISTS: stores opened by
+// earlier versions have it already (PrepareBatches created it). The same SQL on
+// both backends.
+var prefixIndexMigration = []string{
+	`CREATE INDEX IF NOT EXISTS clade_request_run_prefix ON clade_request (run_id, cache_prefix, line)
+		WHERE cache_prefix IS NOT NULL`,
 }
