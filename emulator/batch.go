@@ -43,6 +43,15 @@ import (
 	"github.com/clade-dev/clade/internal/wire"
 )
 
+// DefaultBatchCacheGroup is Config.BatchCacheGroup's default: a batch's requests
+// are looked up in the prompt cache 4 at a time. A prefix of k consecutive lines
+// then writes in its first group only: min(k, 4 - its offset in that group)
+// lines, 2.5 on average for k ≥ 4, so a cold prefix's hit rate in one batch runs
+// from about 37 % (4 lines) through 75 % (10) to 97.5 % (100): the 30-98 % the
+// API's docs quote for batches (anthropic-api.md §4.3), for the few-to-a-hundred
+// questions per document of typical bulk work.
+const DefaultBatchCacheGroup = 4
+
 // Batch lifetimes (anthropic-api.md §4.3).
 const (
 	// batchExpiry is how long a batch may process: expires_at = created_at + 24 h.
@@ -482,23 +491,42 @@ func (s *Server) judge(b *batch) {
 			b.errs[i] = e
 		}
 	}
-	// The prompt cache is consulted once per request, in request order, as the API's
-	// best-effort batch caching would; the answer is kept so every download reports
-	// the same usage. Chunks are contiguous and in order, so this is request order.
-	for _, cs := range caches {
-		for _, c := range cs {
-			// A batch request's writes are readable at once: the API's batch
-			// caching is best effort, and the emulator answers a batch in request order.
-			now := s.cfg.Now()
-			cu := s.cache.store(c.input, c.min, now, now)
-			if cu.read != 0 || cu.write5m != 0 || cu.write1h != 0 || cu.uncached != c.input.Total {
+	// The prompt cache is consulted once per request, in request order, in groups
+	// of Config.BatchCacheGroup consecutive requests processed together: a write is
+	// read by the later groups, not by its own group's other requests (the API's
+	// batch caching is best effort: it processes requests concurrently). The
+	// answer is kept so every download reports the same usage. Chunks are
+	// contiguous and in order, so this is request order.
+	group := int32(s.cfg.BatchCacheGroup)
+	var reqs []cacheLookup
+	var idx []int32
+	var out []cacheUsage
+	flush := func() {
+		if len(reqs) == 0 {
+			return
+		}
+		out = slices.Grow(out[:0], len(reqs))[:len(reqs)]
+		s.cache.storeGroup(reqs, s.cfg.Now(), out)
+		for k, cu := range out {
+			if cu.read != 0 || cu.write5m != 0 || cu.write1h != 0 || cu.uncached != reqs[k].input.Total {
 				if b.cache == nil {
 					b.cache = make(map[int32]cacheUsage)
 				}
-				b.cache[int32(c.i)] = cu
+				b.cache[idx[k]] = cu
 			}
 		}
+		reqs, idx = reqs[:0], idx[:0]
 	}
+	for _, cs := range caches {
+		for _, c := range cs {
+			if len(idx) > 0 && idx[0]/group != int32(c.i)/group {
+				flush()
+			}
+			reqs = append(reqs, cacheLookup{c.input, c.min})
+			idx = append(idx, int32(c.i))
+		}
+	}
+	flush()
 }
 
 // prepareBatchItem is s.prepare plus the batch-only rule: no streaming.

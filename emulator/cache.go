@@ -120,8 +120,37 @@ func (c *promptCache) store(sc cacheprefix.Scan, minTokens int64, now, readableA
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	pl := c.decide(sc, minTokens, now)
+	c.apply(pl, now, readableAt)
+	return pl.cu
+}
+
+// cacheLookup is one request of storeGroup: its scan and its class's minimum.
+type cacheLookup struct {
+	input cacheprefix.Scan
+	min   int64
+}
+
+// storeGroup is store for requests processed together (a group of a batch's
+// requests, Config.BatchCacheGroup): every lookup sees the cache as it was before
+// the group, so a write made by one of them is not read by the others, and each
+// write is readable at once after the group. out[i] is reqs[i]'s usage.
+func (c *promptCache) storeGroup(reqs []cacheLookup, now time.Time, out []cacheUsage) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	plans := make([]plan, len(reqs))
+	for i, r := range reqs {
+		plans[i] = c.decide(r.input, r.min, now)
+	}
+	for i := range plans {
+		c.apply(plans[i], now, now)
+		out[i] = plans[i].cu
+	}
+}
+
+// apply records decision pl made at now. Callers hold c.mu.
+func (c *promptCache) apply(pl plan, now, readableAt time.Time) {
 	if !pl.eligible {
-		return pl.cu
+		return
 	}
 	if pl.hit != nil {
 		e := c.entries[pl.hit.Key]
@@ -146,7 +175,6 @@ func (c *promptCache) store(sc cacheprefix.Scan, minTokens int64, now, readableA
 			}
 		}
 	}
-	return pl.cu
 }
 
 func later(a, b time.Time) time.Time {

@@ -72,6 +72,13 @@ type Config struct {
 	// BatchItemErrorRate is the fraction of valid batch requests that end errored with
 	// a retryable api_error or overloaded_error instead of succeeding. Default 0.
 	BatchItemErrorRate float64
+	// BatchCacheGroup makes the prompt cache of Message Batches best effort, as the
+	// API's is: a batch's requests are looked up in consecutive groups of this many,
+	// processed together, so a prefix written by one request of a group is a write
+	// again for the group's other requests and a read only from the next group on.
+	// 1 is every write readable by the next request (a batch always reads after a
+	// prefix's first line). Default DefaultBatchCacheGroup (4): docs/emulator.md.
+	BatchCacheGroup int
 	// BaseURL, when set, is the absolute base of results_url (e.g. https://emu.example);
 	// otherwise it is built from the request's Host.
 	BaseURL string
@@ -150,6 +157,12 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.BatchProcessingRate == 0 {
 		cfg.BatchProcessingRate = 1000
+	}
+	if cfg.BatchCacheGroup == 0 {
+		cfg.BatchCacheGroup = DefaultBatchCacheGroup
+	}
+	if cfg.BatchCacheGroup < 0 {
+		return nil, fmt.Errorf("batch cache group %d: must be 1 or more", cfg.BatchCacheGroup)
 	}
 	if cfg.BurstFraction == 0 {
 		cfg.BurstFraction = 1

@@ -16,12 +16,12 @@ import (
 
 // TestBatchCacheReadShare runs 2 documents × 5 questions, the document in a
 // cache_control block, in batches of 5 (one document each, as the import groups a
-// prefix's lines): the emulator writes each document once per batch and reads it for
-// the other 4. Each batch's progress line and the summary report the cache read
+// prefix's lines): the emulator, its batch cache in request order (BatchCacheGroup 1),
+// writes each document once per batch and reads it for the other 4. Each batch's progress line and the summary report the cache read
 // share, equal to what the result lines' usage says.
 func TestBatchCacheReadShare(t *testing.T) {
 	t.Parallel()
-	e := setup(t, emulator.Config{ClockSpeed: 1000})
+	e := setup(t, emulator.Config{ClockSpeed: 1000, BatchCacheGroup: 1})
 	var lines []string
 	for d := range 2 {
 		doc := strings.Repeat(fmt.Sprintf("document %d. ", d), 20000/12) // ~5,000 tokens: over haiku's minimum

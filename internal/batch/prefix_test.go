@@ -75,14 +75,15 @@ func writeLines(t *testing.T, path string, lines []string) string {
 }
 
 // TestBatchGroupsPrefixLines runs 3 prefixes × 5 questions, interleaved, in
-// batches of 5, one at a time, the emulator's cache emptied between batches: each
+// batches of 5, one at a time, the emulator's cache emptied between batches and
+// its batch cache in request order (BatchCacheGroup 1): each
 // batch holds one prefix's lines, so each writes its document once and reads it 4
 // times. The same lines sent in batches of 5 in input order (as clade did before
 // it grouped them) hold 3 prefixes each and read a smaller share from the cache.
 func TestBatchGroupsPrefixLines(t *testing.T) {
 	t.Parallel()
 	var clock laterClock
-	e := setup(t, emulator.Config{ClockSpeed: 1, Now: clock.now})
+	e := setup(t, emulator.Config{ClockSpeed: 1, Now: clock.now, BatchCacheGroup: 1})
 	lines := interleaved(3, 5)
 	cfg := e.config(writeLines(t, filepath.Join(e.dir, "interleaved.jsonl"), lines), 5)
 	cfg.QueueLimit = 5 // one batch at a time: each is judged after the last one's entries expired

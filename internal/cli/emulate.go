@@ -24,24 +24,25 @@ const defaultOrganizationID = "00000000-0000-4000-8000-00000000c1ad"
 
 // emulateFlags holds one flag per emulator.Config field.
 type emulateFlags struct {
-	addr           string
-	tier           string
-	catalogPath    string
-	apiKeys        []string
-	seed           int64
-	latencyScale   float64
-	clockSpeed     float64
-	batchRate      float64
-	batchRetention time.Duration
-	batchErrorRate float64
-	redactedRate   float64
-	legacyOTPM     bool
-	burstFraction  float64
-	outputMedian   float64
-	outputSigma    float64
-	faults         string
-	baseURL        string
-	organizationID string
+	addr            string
+	tier            string
+	catalogPath     string
+	apiKeys         []string
+	seed            int64
+	latencyScale    float64
+	clockSpeed      float64
+	batchRate       float64
+	batchRetention  time.Duration
+	batchErrorRate  float64
+	batchCacheGroup int
+	redactedRate    float64
+	legacyOTPM      bool
+	burstFraction   float64
+	outputMedian    float64
+	outputSigma     float64
+	faults          string
+	baseURL         string
+	organizationID  string
 }
 
 func newEmulateCmd(g *globalFlags) *cobra.Command {
@@ -77,6 +78,7 @@ Metrics are served at /metrics; /_emulator/faults, /_emulator/clock and
 	fl.Float64Var(&f.clockSpeed, "clock-speed", 1, "batch clock speed, in emulator seconds per real second (1440: a day in a minute);\nrate limits stay in real time")
 	fl.Float64Var(&f.batchRate, "batch-rate", 1000, "batch requests finished per second of batch clock, across all batches")
 	fl.DurationVar(&f.batchRetention, "batch-retention", 29*24*time.Hour, "how long after its creation a batch's results can be downloaded (batch clock);\nthe API's is 29 days")
+	fl.IntVar(&f.batchCacheGroup, "batch-cache-group", emulator.DefaultBatchCacheGroup, "batch prompt caching is best effort: a batch's requests are looked up in groups of `N`\nprocessed together, a write read only from the next group on (1: after a prefix's first line)")
 	fl.Float64Var(&f.batchErrorRate, "batch-error-rate", 0, "fraction (0 to 1) of valid batch requests that end errored with a retryable\napi_error or overloaded_error (default 0)")
 	fl.Float64Var(&f.redactedRate, "redacted-thinking-rate", 0, "fraction (0 to 1) of thinking blocks returned as redacted_thinking (default 0)")
 	fl.BoolVar(&f.legacyOTPM, "legacy-otpm", false, "reserve max_tokens against output tokens per minute at admission (the pre-2026\nrule) instead of counting only generated tokens (default off)")
@@ -122,6 +124,7 @@ func (f *emulateFlags) config(cmd *cobra.Command) (emulator.Config, error) {
 		{"--clock-speed", f.clockSpeed > 0 && !math.IsInf(f.clockSpeed, 0), "more than 0"},
 		{"--batch-rate", f.batchRate > 0 && !math.IsInf(f.batchRate, 0), "more than 0"},
 		{"--batch-retention", f.batchRetention > 0, "more than 0"},
+		{"--batch-cache-group", f.batchCacheGroup >= 1, "1 or more"},
 		{"--batch-error-rate", f.batchErrorRate >= 0 && f.batchErrorRate <= 1, "from 0 to 1"},
 		{"--redacted-thinking-rate", f.redactedRate >= 0 && f.redactedRate <= 1, "from 0 to 1"},
 		{"--burst-fraction", f.burstFraction > 0 && f.burstFraction <= 1, "more than 0 and at most 1"},
@@ -159,6 +162,7 @@ func (f *emulateFlags) config(cmd *cobra.Command) (emulator.Config, error) {
 		LegacyOTPM:           f.legacyOTPM,
 		BurstFraction:        f.burstFraction,
 		BatchItemErrorRate:   f.batchErrorRate,
+		BatchCacheGroup:      f.batchCacheGroup,
 		RedactedThinkingRate: f.redactedRate,
 		BaseURL:              strings.TrimSuffix(f.baseURL, "/"),
 		Output:               emulator.OutputModel{MedianTokens: f.outputMedian, Sigma: f.outputSigma},
