@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/clade-dev/clade/catalog"
 	"github.com/clade-dev/clade/emulator"
@@ -93,7 +94,9 @@ func TestRoutingInBatches(t *testing.T) {
 // batch takes 20, not 50.
 func TestQueueCountsOtherBatches(t *testing.T) {
 	t.Parallel()
-	e := setup(t, emulator.Config{BatchProcessingRate: 20})
+	// The batch clock stands still until the test moves it, so the other client's
+	// batch is still in the queue however long this run takes to start.
+	e := setup(t, emulator.Config{BatchProcessingRate: 20, ClockSpeed: 1e-9})
 	other := strings.NewReader(otherBody(30))
 	if _, err := e.client.CreateBatch(context.Background(), other); err != nil {
 		t.Fatal(err)
@@ -101,9 +104,37 @@ func TestQueueCountsOtherBatches(t *testing.T) {
 	input := writeInput(t, e.dir, 50)
 	cfg := e.config(input, 100)
 	cfg.QueueLimit = 50
-	sum, err := batch.Run(context.Background(), cfg)
-	if err != nil || sum.Succeeded != 50 {
-		t.Fatalf("Run: %+v, %v", sum, err)
+	type result struct {
+		sum *batch.Summary
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		sum, err := batch.Run(context.Background(), cfg)
+		done <- result{sum, err}
+	}()
+	// Once ours is created, the clock runs: 10 s of batch time (200 requests) a tick.
+	var res result
+	started := false
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+wait:
+	for {
+		select {
+		case res = <-done:
+			break wait
+		case <-tick.C:
+			if !started {
+				_, sizes := emulatorHolds(t, e)
+				started = len(sizes) >= 2
+			}
+			if started {
+				e.em.Server.Clock().Advance(10 * time.Second)
+			}
+		}
+	}
+	if res.err != nil || res.sum.Succeeded != 50 {
+		t.Fatalf("Run: %+v, %v", res.sum, res.err)
 	}
 	_, sizes := emulatorHolds(t, e)
 	// Newest first: ours, then the other client's 30.

@@ -100,10 +100,24 @@ type recorder struct {
 	next  http.RoundTripper
 	mu    sync.Mutex
 	calls []call
+	// started is closed at the first call, whose time is first: the measurement
+	// runs from there, not from when the client began (a client's start-up, import
+	// included, takes seconds on a loaded machine).
+	started   chan struct{}
+	startOnce sync.Once
+	first     time.Time
+}
+
+func newRecorder(next http.RoundTripper) *recorder {
+	return &recorder{next: next, started: make(chan struct{})}
 }
 
 func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
 	c := call{sent: time.Now()}
+	r.startOnce.Do(func() {
+		r.first = c.sent
+		close(r.started)
+	})
 	resp, err := r.next.RoundTrip(req)
 	if err != nil {
 		return resp, err
@@ -168,7 +182,7 @@ func MeasureUtilization(ctx context.Context, cfg UtilizationConfig) (*Utilizatio
 		return nil, err
 	}
 	defer em.Close()
-	rec := &recorder{next: &http.Transport{MaxIdleConnsPerHost: 512, MaxConnsPerHost: 0}}
+	rec := newRecorder(&http.Transport{MaxIdleConnsPerHost: 512, MaxConnsPerHost: 0})
 	client, err := upstream.New(upstream.Config{BaseURL: em.URL, APIKey: upstream.NewSecret("sk-ant-bench"), HTTPClient: &http.Client{Transport: rec}})
 	if err != nil {
 		return nil, err
@@ -192,8 +206,26 @@ func MeasureUtilization(ctx context.Context, cfg UtilizationConfig) (*Utilizatio
 	}
 
 	start := time.Now()
-	runCtx, cancel := context.WithTimeout(ctx, total)
+	// The run ends total after its first call (or, if it never calls, a few minutes
+	// after it began).
+	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	go func() {
+		never := time.NewTimer(total + 3*time.Minute)
+		defer never.Stop()
+		select {
+		case <-rec.started:
+			t := time.NewTimer(time.Until(rec.first.Add(total)))
+			defer t.Stop()
+			select {
+			case <-t.C:
+			case <-runCtx.Done():
+			}
+		case <-never.C:
+		case <-runCtx.Done():
+		}
+		cancel()
+	}()
 	u := &Utilization{Config: cfg}
 	switch cfg.Client {
 	case "clade":
@@ -207,7 +239,7 @@ func MeasureUtilization(ctx context.Context, cfg UtilizationConfig) (*Utilizatio
 			return nil, err
 		}
 		_, err = runner.Run(runCtx, runner.Config{Spec: lifecycle.Spec{Store: st, Client: client, Catalog: cfg.Catalog, Input: input, Tier: cfg.Tier}, Limiter: lim})
-		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		if err != nil && !(runCtx.Err() != nil && ctx.Err() == nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded))) {
 			return nil, err
 		}
 	case "fixed":
@@ -216,9 +248,13 @@ func MeasureUtilization(ctx context.Context, cfg UtilizationConfig) (*Utilizatio
 		return nil, fmt.Errorf("client %q: want clade or fixed", cfg.Client)
 	}
 
-	from, to := start.Add(cfg.Warmup), start.Add(total)
-	var reqs, in, out float64
 	rec.mu.Lock()
+	if len(rec.calls) == 0 {
+		rec.mu.Unlock()
+		return nil, fmt.Errorf("%s client sent no request", cfg.Client)
+	}
+	from, to := rec.first.Add(cfg.Warmup), rec.first.Add(total)
+	var reqs, in, out float64
 	for _, c := range rec.calls {
 		u.Sent++
 		if c.status == 429 {

@@ -47,9 +47,10 @@ func (l *lockedBuffer) String() string {
 //   - batch: 4 batches of 15, which the emulator ends 3 s apart: the ETA from the
 //     results' rate, the batches running and ended, the requests in batches in
 //     flight; no realtime limit chart.
-//   - hybrid: batches of 10 that end 5 s apart, against a 20 s deadline, so the
-//     run spills after two or three (realtime, at 600 requests a minute, takes the
-//     rest in a second): the page shows the batches' progress and ETA, then
+//   - hybrid: batches of 10 that end 5 s apart, against a 25 s deadline, so the
+//     run spills after three or four (realtime, at 600 requests a minute, takes the
+//     rest in a second; the 25 s leave a loaded machine seconds of start-up before
+//     the first batch ends): the page shows the batches' progress and ETA, then
 //     realtime's, with its requests chart against the tier's 600 rpm.
 //
 // CLADE_RUN_SCREENSHOT_DIR, when set, gets run.png, batch.png and hybrid.png (1,600
@@ -177,7 +178,7 @@ func startHybridDashboard(t *testing.T) *dashboardRun {
 		t.Fatal(err)
 	}
 	return startDashboard(t, "hybrid", key, "run", in, "-o", filepath.Join(dir, "out.jsonl"), "--base-url", em.URL, "--catalog", catPath,
-		"--tier", "paced", "--deadline", "20s", "--max-batch-requests", "10", "--poll", "50ms")
+		"--tier", "paced", "--deadline", "25s", "--max-batch-requests", "10", "--poll", "50ms")
 }
 
 // waitFor returns a channel closed once s is in b, or after timeout.
