@@ -79,10 +79,20 @@ type Config struct {
 	// MaxRounds; RetryRealtime to realtime workers at once, at full price (see
 	// realtime.go).
 	RetryVia string
+	// CacheWarm says whether a prompt-cache prefix's lines wait for one of them to
+	// be answered through realtime first, so that the batch reads the prefix
+	// instead of writing it on several lines (warm.go): CacheWarmOff (the
+	// default) or CacheWarmRealtime, for the prefixes where that pays.
+	CacheWarm string
+	// CacheWarmWrites is the best-effort batch cache the warm rule assumes: how
+	// many of a cold prefix's lines in one batch write it (the others read it).
+	// Default DefaultCacheWarmWrites (4).
+	CacheWarmWrites int
 	// Realtime carries the realtime workers' own settings for RetryRealtime
 	// (concurrency, attempts, limiter, Progress, Registry); the store, client,
 	// catalog, input, results file, tier and budget are this Config's
 	// (lifecycle.Spec.Sharing), and so is the routing unless it has its own.
+	// CacheWarmRealtime's warm calls go through the same workers.
 	Realtime runner.Config
 	// PollMin and PollMax bound the wait between two polls of a running batch, which
 	// is a fortieth of the batch's age; polls also keep to half the batch RPM.
@@ -131,6 +141,10 @@ type TestHooks struct {
 	AfterCreate func(b *upstream.Batch) error
 	// Clock is the time source. Default: the real clock.
 	Clock Clock
+	// AfterWarm, when set, runs when a fill's warm calls (CacheWarmRealtime)
+	// have all started answering, before its batch is created; an error stops
+	// Run there, as a crash would.
+	AfterWarm func() error
 }
 
 // Summary is what a batch run did: the run's Totals (from the store; its cost
@@ -148,6 +162,12 @@ type Summary struct {
 	// succeeded batch results this process read (realtime retries not included):
 	// the cache read share is CacheReadTokens / BatchInputTokens.
 	CacheReadTokens, CacheWriteTokens, BatchInputTokens int64
+	// WarmedPrefixes counts the prompt-cache prefixes this process warmed with a
+	// realtime call before their batch (CacheWarmRealtime), WarmCostUSD what
+	// those calls cost (at full price); WarmSkipped the prefixes where warming
+	// did not pay.
+	WarmedPrefixes, WarmSkipped int64
+	WarmCostUSD                 float64
 }
 
 // Common is the run's Totals; nil for a nil Summary.
@@ -165,6 +185,13 @@ func (s *Summary) Lines() []string {
 	if s.Realtime > 0 {
 		how = append(how, fmt.Sprintf("%d requests retried in realtime (%d calls)", s.Realtime, s.RealtimeSent))
 		prices = "at batch and realtime prices"
+	}
+	if s.WarmedPrefixes > 0 || s.WarmSkipped > 0 {
+		how = append(how, fmt.Sprintf("prompt cache: %d prefixes warmed in realtime before their batch ($%.4f at full price), %d where warming did not pay",
+			s.WarmedPrefixes, s.WarmCostUSD, s.WarmSkipped))
+		if s.WarmedPrefixes > 0 {
+			prices = "at batch and realtime prices"
+		}
 	}
 	if s.CacheReadTokens+s.CacheWriteTokens > 0 && s.BatchInputTokens > 0 {
 		how = append(how, fmt.Sprintf("prompt cache: reads %s of batch input tokens (%d read, %d written, of %d)",
@@ -220,6 +247,19 @@ func (c *Config) withDefaults() (Config, error) {
 	case RetryBatch, RetryRealtime:
 	default:
 		return out, fmt.Errorf("batch: RetryVia %q: want %q or %q", out.RetryVia, RetryBatch, RetryRealtime)
+	}
+	switch out.CacheWarm {
+	case "":
+		out.CacheWarm = CacheWarmOff
+	case CacheWarmOff, CacheWarmRealtime:
+	default:
+		return out, fmt.Errorf("batch: CacheWarm %q: want %q or %q", out.CacheWarm, CacheWarmOff, CacheWarmRealtime)
+	}
+	if out.CacheWarmWrites <= 0 {
+		out.CacheWarmWrites = DefaultCacheWarmWrites
+	}
+	if out.CacheWarm == CacheWarmRealtime && out.MayFill != nil {
+		return out, errors.New("batch: CacheWarm realtime is not for the hybrid mode, whose realtime workers start only when it spills")
 	}
 	if out.RetryVia == RetryRealtime && out.MayFill != nil {
 		return out, errors.New("batch: RetryVia realtime is not for the hybrid mode, which has its own realtime workers")
@@ -307,6 +347,15 @@ type dispatcher struct {
 	// rtSent the calls of earlier runners.
 	rt               *realtime
 	rtHanded, rtSent int64
+
+	// warm is each prompt-cache prefix's warming (CacheWarmRealtime, warm.go);
+	// warmed the requests of the warm calls that cached their prefix, warmSkipped
+	// the prefixes where warming did not pay; warmWake when fill looks again at
+	// warm calls that have not started answering.
+	warm        map[warmID]*warmState
+	warmed      []int64
+	warmSkipped int64
+	warmWake    time.Time
 
 	// batches and resubmitted are read by the metrics collector too.
 	batches, resubmitted atomic.Int64
@@ -536,6 +585,9 @@ func (d *dispatcher) loop(ctx context.Context) error {
 		if now.Before(d.fillAfter) {
 			wake = d.fillAfter
 		}
+		if !d.warmWake.IsZero() && (wake.IsZero() || d.warmWake.Before(wake)) {
+			wake = d.warmWake // a warm call may have started answering
+		}
 		if openN > 0 && len(d.polls) == 0 {
 			wake = now // a batch was just created: poll it now (its state is set above next round)
 		}
@@ -631,6 +683,8 @@ func (d *dispatcher) summary(ctx context.Context) *Summary {
 	s.Elapsed, s.Stopped = d.clock.Now().Sub(d.start), d.stopped
 	s.Realtime, s.RealtimeSent = d.rtHanded, d.rtSent
 	s.CacheReadTokens, s.CacheWriteTokens, s.BatchInputTokens = d.cacheRead.Load(), d.cacheWrite.Load(), d.cacheInput.Load()
+	s.WarmedPrefixes, s.WarmCostUSD = d.warmReport(ctx)
+	s.WarmSkipped = d.warmSkipped
 	if d.rt != nil {
 		if rs, _ := d.rt.w.Result(); rs != nil {
 			s.RealtimeSent += rs.Sent

@@ -188,6 +188,15 @@ func (d *dispatcher) fill(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if ready, err := d.warmUp(ctx); err != nil || !ready {
+		return err // warm calls first (warm.go)
+	}
+	var withJobs map[int64]bool // requests realtime workers send (warm calls)
+	if d.cfg.CacheWarm == CacheWarmRealtime {
+		if withJobs, err = st.RequestsWithJobs(ctx, d.runID); err != nil {
+			return err
+		}
+	}
 	b := newBody(d.spoolDir())
 	defer b.close()
 	var after jobs.BatchCursor
@@ -232,6 +241,10 @@ func (d *dispatcher) fill(ctx context.Context) error {
 				}
 			}
 			req := &page[0]
+			if withJobs[req.ID] {
+				page = page[1:]
+				continue
+			}
 			d.resolveModel(req)
 			// Held until the next fill, which reads the batch's hold from the
 			// store (HeldWorstCase).
@@ -381,7 +394,11 @@ func (d *dispatcher) create(ctx context.Context, b *body) (bool, error) {
 	d.polls[rec.Row] = &pollState{next: now.Add(d.cfg.PollMin)}
 	d.log.Debug("batch created", "batch_id", got.ID, "requests", rec.Requests, "bytes", rec.BodyBytes, "cache_prefixes", len(b.prefixes))
 	if n := len(b.prefixes); n > 0 {
-		d.progress("batch %s created: %d requests, %d bytes, prompt-cache prefixes %d", got.ID, rec.Requests, rec.BodyBytes, n)
+		warmed := ""
+		if note := d.warmNote(ctx); note != "" {
+			warmed = " (run: " + note + ")"
+		}
+		d.progress("batch %s created: %d requests, %d bytes, prompt-cache prefixes %d%s", got.ID, rec.Requests, rec.BodyBytes, n, warmed)
 	} else {
 		d.progress("batch %s created: %d requests, %d bytes", got.ID, rec.Requests, rec.BodyBytes)
 	}

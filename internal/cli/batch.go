@@ -49,6 +49,10 @@ type batchFlags struct {
 	concurrency int
 	maxAttempts int
 	autoCache   bool // --cache-breakpoints=auto
+	// cacheWarm and cacheWarmWrites: --cache-warm and the best-effort batch
+	// cache its rule assumes.
+	cacheWarm       string
+	cacheWarmWrites int
 }
 
 func newBatchCmd(g *globalFlags) *cobra.Command {
@@ -84,6 +88,7 @@ https://api.anthropic.com). --emulate TIER runs against an in-process emulator i
 		Example: `  clade batch prompts.jsonl -o results.jsonl --tier tier-2
   clade batch prompts.jsonl -o results.jsonl --emulate tier-2     # no key, no network
   clade batch prompts.jsonl -o results.jsonl --retry-via realtime # failures: realtime, at once
+  clade batch prompts.jsonl -o results.jsonl --cache-warm realtime # warm shared prefixes first
   clade batch cancel results.jsonl                                # cancel the batches in flight
   clade batch prompts.jsonl -o results.jsonl --resume-canceled   # send canceled requests again`,
 		Args: cobra.ExactArgs(1),
@@ -100,8 +105,17 @@ https://api.anthropic.com). --emulate TIER runs against an in-process emulator i
 	fl.IntVar(&f.maxRequests, "max-requests", 0, "most requests in one batch (default: the tier's, 100,000)")
 	fl.IntVar(&f.maxRounds, "max-rounds", batch.DefaultMaxRounds, "batches a request may go in before an expired, canceled or retryable error is final")
 	fl.StringVar(&f.retryVia, "retry-via", batch.RetryBatch, "where expired, canceled and retryably errored requests go: batch (a later batch,\nhalf price) or realtime (the Messages API at once, full price, the tier's realtime limits)")
-	fl.IntVar(&f.concurrency, "concurrency", 256, "--retry-via realtime: most realtime requests in flight at once")
-	fl.IntVar(&f.maxAttempts, "max-attempts", jobs.DefaultMaxAttempts, "--retry-via realtime: realtime attempts per request before it is written as errored")
+	fl.StringVar(&f.cacheWarm, "cache-warm", batch.CacheWarmOff, "off, or realtime: before a prompt-cache prefix's lines go into a batch, send its first\n"+
+		"line through the Messages API (full price, realtime limits) and create the batch once\n"+
+		"that answer has started, so every line of the batch reads the prefix. Only where it\n"+
+		"pays, by catalog prices: a cold prefix's first W lines in a batch are assumed to write\n"+
+		"it (--cache-warm-writes); warming pays when turning those min(k, W) batch-price\n"+
+		"writes of a k-line prefix into reads saves more than one full-price write costs, with\n"+
+		"the warm line's other input and expected output at full instead of batch price\n"+
+		"(about min(k, W) >= 3 on current prices; docs/batch.md)")
+	fl.IntVar(&f.cacheWarmWrites, "cache-warm-writes", batch.DefaultCacheWarmWrites, "--cache-warm realtime: how many of a cold prefix's lines one batch is assumed to write\nit for (the API caches batches best effort)")
+	fl.IntVar(&f.concurrency, "concurrency", 256, "--retry-via or --cache-warm realtime: most realtime requests in flight at once")
+	fl.IntVar(&f.maxAttempts, "max-attempts", jobs.DefaultMaxAttempts, "--retry-via or --cache-warm realtime: realtime attempts per request before it is written as errored")
 	fl.DurationVar(&f.poll, "poll", batch.DefaultPollMin, "shortest wait between two polls of a batch (a fortieth of its age, up to 1m, within half the batch rpm)")
 	fl.BoolVar(&f.strict, "strict", false, "abort before any request if the input has a bad line")
 	fl.BoolVar(&f.force, "force", false, "re-import an input that changed since the store was made (drops its results),\nor replace a results file another run wrote")
@@ -152,6 +166,12 @@ func runBatch(cmd *cobra.Command, g *globalFlags, f *batchFlags, input string) (
 	if f.retryVia != batch.RetryBatch && f.retryVia != batch.RetryRealtime {
 		return usageErr("clade batch --retry-via realtime", "--retry-via %q: want batch or realtime", f.retryVia)
 	}
+	if f.cacheWarm != batch.CacheWarmOff && f.cacheWarm != batch.CacheWarmRealtime {
+		return usageErr("clade batch --cache-warm realtime", "--cache-warm %q: want off or realtime", f.cacheWarm)
+	}
+	if f.cacheWarmWrites < 1 {
+		return usageErr("clade batch --cache-warm realtime --cache-warm-writes 4", "--cache-warm-writes must be ≥ 1")
+	}
 	if f.concurrency < 1 || f.maxAttempts < 1 {
 		return usageErr("clade batch --retry-via realtime --concurrency 64 --max-attempts 10", "--concurrency and --max-attempts must be ≥ 1")
 	}
@@ -191,7 +211,7 @@ func runBatch(cmd *cobra.Command, g *globalFlags, f *batchFlags, input string) (
 			Force: f.force, Strict: f.strict, Options: opts, Tier: f.tier, Budget: f.budget, Ordered: f.ordered,
 			Progress: progress, Dashboard: dash.Feed(), Logger: log, AutoCacheBreakpoints: f.autoCache},
 		MaxRequests: f.maxRequests, MaxRounds: f.maxRounds, PollMin: f.poll, Routing: routing,
-		RetryVia: f.retryVia, ResumeCanceled: f.resumeCanceled,
+		RetryVia: f.retryVia, ResumeCanceled: f.resumeCanceled, CacheWarm: f.cacheWarm, CacheWarmWrites: f.cacheWarmWrites,
 		Realtime: runner.Config{MaxConcurrency: f.concurrency, MaxAttempts: f.maxAttempts},
 	}
 	if reg != nil {

@@ -1,0 +1,297 @@
+package batch
+
+// Prompt-cache warming through realtime (Config.CacheWarm CacheWarmRealtime,
+// `clade batch --cache-warm realtime`).
+//
+// The API caches batch requests best effort: it processes a batch's requests
+// concurrently, so several lines of a cold prefix write (and pay for) it before
+// one of them is readable. Before a prefix's lines go into a batch, one of them
+// (its first pending line) is sent through the realtime workers (realtime.go:
+// full price, the tier's realtime admission), and the batch is created once
+// that call has started answering (its cache write readable: the runner records
+// the prefix warm in the store at the answer's first byte, clade_cache_warm),
+// within the prefix's TTL. The warm call's result is the line's one result; the
+// line is not in the batch.
+//
+// Where that pays (warmSaving): warming writes the prefix once at full price
+// instead of at batch price, and in exchange the batch's lines all read it. With
+// the best-effort model that a cold prefix's first CacheWarmWrites lines in a
+// batch write it (the others read), warming k lines saves
+//
+//	min(k, W) × write(batch) + (k − min(k, W)) × read(batch)
+//	  − [write(full) + (k − 1) × read(batch) + (the line's other input and
+//	     expected output at full price − at batch price)]
+//
+// all priced from the catalog for the line's model and the prefix's TTL
+// (expected output: plan.DefaultOutputRatio of max_tokens). A prefix is warmed
+// when that is positive: on current prices, when min(k, W) ≥ 3 for a long
+// prefix and short answers. A prefix the store already has warm (another
+// process of the run, an earlier start) is not warmed again; lines without
+// cache_control are not touched.
+//
+// Failure. The warm call is a River job of the run, durable as any realtime
+// request: a resumed run finds the prefix warm in the store (no second call),
+// or the job still queued (it waits for it), or the line answered (not in
+// BatchPending). A warm call that fails, or ends without writing the cache,
+// gives up warming that prefix: its lines go into the batch as they are.
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/clade-dev/clade/catalog"
+	"github.com/clade-dev/clade/internal/cacheprefix"
+	"github.com/clade-dev/clade/internal/jobs"
+	"github.com/clade-dev/clade/internal/plan"
+)
+
+// Prompt-cache warming modes (Config.CacheWarm).
+const (
+	CacheWarmOff      = "off"
+	CacheWarmRealtime = "realtime"
+	// DefaultCacheWarmWrites is Config.CacheWarmWrites's default: a cold prefix's
+	// first 4 lines in a batch are assumed to write it, as the emulator's default
+	// best-effort batch cache does (emulator.DefaultBatchCacheGroup).
+	DefaultCacheWarmWrites = 4
+	// warmPoll is how often fill looks again while a warm call has not started
+	// answering.
+	warmPoll = 50 * time.Millisecond
+)
+
+// warmID is a prefix as the store counts it: its key and the lines' model.
+type warmID struct {
+	key   cacheprefix.Key
+	model string
+}
+
+// warmPhase is where one prefix is.
+type warmPhase int
+
+const (
+	warmCall  warmPhase = iota // its warm call is queued or running
+	warmReady                  // cached: its lines go into batches
+	warmNone                   // not warmed (does not pay, failed): lines go as they are
+)
+
+type warmState struct {
+	phase warmPhase
+	model string // as sent (alias resolved, routing applied)
+	// req is the warm call's request (0: a call queued by an earlier process);
+	// counted, once it is cached, in Summary.WarmedPrefixes.
+	req     int64
+	counted bool
+}
+
+// warmUp, with CacheWarmRealtime, starts the warm calls of the prefixes that
+// pay and reports whether fill may create batches: every warm call has started
+// answering (or given up). It does nothing otherwise.
+func (d *dispatcher) warmUp(ctx context.Context) (bool, error) {
+	if d.cfg.CacheWarm != CacheWarmRealtime {
+		return true, nil
+	}
+	if d.life.Importing() {
+		return false, nil // the realtime workers need the whole input
+	}
+	st := d.cfg.Store
+	prefixes, err := st.BatchWarmPrefixes(ctx, d.runID, d.cfg.RetryVia == RetryRealtime)
+	if err != nil {
+		return false, err
+	}
+	if d.warm == nil {
+		d.warm = map[warmID]*warmState{}
+	}
+	waiting, readied := false, false
+	for _, p := range prefixes {
+		id := warmID{p.Prefix.Key, p.Model}
+		ws := d.warm[id]
+		if ws != nil && ws.phase == warmReady {
+			// Still warm enough for a batch made now? Else it is decided again.
+			w, err := st.CacheWarmState(ctx, d.warmKey(ws.model, p.Prefix), "")
+			if err != nil {
+				return false, err
+			}
+			if w.WarmFor > warmMargin(p.Prefix.TTL) {
+				continue
+			}
+			delete(d.warm, id)
+			ws = nil
+		}
+		if ws == nil {
+			if ws, err = d.warmStart(ctx, p); err != nil {
+				return false, err
+			}
+			if ws == nil {
+				continue // nothing of it for batches (all its lines are realtime's)
+			}
+			d.warm[id] = ws
+			waiting = waiting || ws.phase == warmCall // p was read before its call was queued
+			continue
+		}
+		if ws.phase != warmCall {
+			continue
+		}
+		ready, err := d.warmDone(ctx, p, ws)
+		if err != nil {
+			return false, err
+		}
+		switch {
+		case ready:
+			readied = true
+		case ws.phase == warmCall:
+			waiting = true
+		}
+	}
+	if waiting {
+		d.warmWake = d.clock.Now().Add(warmPoll)
+		return false, nil
+	}
+	d.warmWake = time.Time{}
+	if readied && d.cfg.Test.AfterWarm != nil {
+		if err := d.cfg.Test.AfterWarm(); err != nil {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+// warmStart decides what to do with prefix p, seen for the first time (or again
+// once its warmth ran out): nothing when the store has it warm or warming does
+// not pay; else it queues the warm call. nil: none of its lines is batch
+// dispatch's to send.
+func (d *dispatcher) warmStart(ctx context.Context, p jobs.BatchWarmPrefix) (*warmState, error) {
+	st := d.cfg.Store
+	if p.Jobs > 0 {
+		// A call queued by an earlier process (resumed with its jobs): it is
+		// the warm call; wait for it.
+		line := jobs.Request{Model: p.Model}
+		d.resolveModel(&line)
+		return &warmState{phase: warmCall, model: line.Model}, nil
+	}
+	if p.First == 0 {
+		return nil, nil
+	}
+	reqs, err := st.BatchRequests(ctx, []jobs.BatchRef{{ID: p.First}})
+	if err != nil || len(reqs) == 0 {
+		return nil, err
+	}
+	req := &reqs[0]
+	d.resolveModel(req)
+	ws := &warmState{phase: warmNone, model: req.Model}
+	w, err := st.CacheWarmState(ctx, d.warmKey(req.Model, p.Prefix), "")
+	if err != nil {
+		return nil, err
+	}
+	if w.WarmFor > warmMargin(p.Prefix.TTL) {
+		ws.phase = warmReady
+		return ws, nil
+	}
+	m, err := d.cfg.Catalog.Resolve(req.Model)
+	if err != nil {
+		return ws, nil // a model the catalog does not price: not warmed
+	}
+	saving := warmSaving(d.cfg.Catalog, m, p.Prefix, p.Lines, d.cfg.CacheWarmWrites, req)
+	if saving <= 0 {
+		d.warmSkipped++
+		d.log.Debug("prompt-cache prefix not warmed: it does not pay", "line", req.Line, "lines", p.Lines, "saving_usd", saving)
+		return ws, nil
+	}
+	queued, err := st.EnqueueWarm(ctx, d.runID, req.ID, d.cfg.Realtime.MaxAttempts)
+	if err != nil || !queued {
+		return ws, err
+	}
+	if d.rt == nil || d.rt.stoppedByBudget() {
+		if _, err := d.startRealtime(ctx); err != nil {
+			return nil, err
+		}
+	}
+	ws.phase, ws.req = warmCall, req.ID
+	d.progress("prompt-cache prefix of line %d (%d lines): warming it in realtime first (saves ~$%.4f)", req.Line, p.Lines, saving)
+	return ws, nil
+}
+
+// warmDone reports whether prefix p's warm call has made it cached, and gives up
+// (warmNone) when the call ended without, or no realtime worker is left to
+// send it.
+func (d *dispatcher) warmDone(ctx context.Context, p jobs.BatchWarmPrefix, ws *warmState) (bool, error) {
+	st := d.cfg.Store
+	w, err := st.CacheWarmState(ctx, d.warmKey(ws.model, p.Prefix), "")
+	if err != nil {
+		return false, err
+	}
+	ready := w.WarmFor > warmMargin(p.Prefix.TTL)
+	if !ready && p.Jobs == 0 && ws.req != 0 {
+		// The call is over without the store's mark (a runner that does not
+		// schedule prompt caching): its usage says whether it wrote the cache.
+		r, err := st.ResultOf(ctx, ws.req)
+		if err != nil {
+			return false, err
+		}
+		ready = r.Type == string(jobs.Succeeded) && r.CacheWrite+r.CacheRead > 0 &&
+			d.clock.Now().Sub(r.FinishedAt) < p.Prefix.TTL-warmMargin(p.Prefix.TTL)
+	}
+	switch {
+	case ready:
+		ws.phase = warmReady
+		if ws.req != 0 && !ws.counted {
+			ws.counted = true
+			d.warmed = append(d.warmed, ws.req)
+		}
+		return true, nil
+	case p.Jobs == 0, d.rt == nil, d.rt.stoppedByBudget():
+		ws.phase = warmNone
+		d.log.Warn("prompt-cache warm call ended without caching its prefix; its lines go into the batch as they are", "lines", p.Lines)
+	}
+	return false, nil
+}
+
+func (d *dispatcher) warmKey(model string, p cacheprefix.Prefix) jobs.CachePrefix {
+	return jobs.CachePrefix{RunID: d.runID, Model: model, Key: p.Key.String()}
+}
+
+// warmMargin is how much of a prefix's TTL must be left for its lines to go into
+// a batch as warm: a tenth (30 s of 5 minutes), as the realtime scheduler's
+// re-warm margin.
+func warmMargin(ttl time.Duration) time.Duration { return ttl / 10 }
+
+// warmSaving is what warming prefix p of lines pending lines on model m saves in
+// USD, against sending them all in batches where the first writes of them write
+// it (the rule in this file's comment); req is the line the warm call sends. 0
+// or less: it does not pay.
+func warmSaving(cat *catalog.Catalog, m *catalog.Model, p cacheprefix.Prefix, lines int64, writes int, req *jobs.Request) float64 {
+	if lines <= 0 || p.Tokens <= 0 {
+		return 0
+	}
+	write := catalog.Usage{CacheWrite5mTokens: p.Tokens}
+	if p.TTL >= time.Hour {
+		write = catalog.Usage{CacheWrite1hTokens: p.Tokens}
+	}
+	read := catalog.Usage{CacheReadTokens: p.Tokens}
+	w := min(lines, int64(writes))
+	cold := float64(w)*cat.Cost(m, write, true) + float64(lines-w)*cat.Cost(m, read, true)
+	rest := catalog.Usage{InputTokens: max(req.EstInputTokens-p.Tokens, 0), OutputTokens: int64(plan.DefaultOutputRatio * float64(req.MaxTokens))}
+	warm := cat.Cost(m, write, false) + float64(lines-1)*cat.Cost(m, read, true) +
+		cat.Cost(m, rest, false) - cat.Cost(m, rest, true)
+	return cold - warm
+}
+
+// warmReport is the prompt-cache prefixes this process warmed through realtime,
+// and what their warm calls cost (their results, at full price).
+func (d *dispatcher) warmReport(ctx context.Context) (n int64, usd float64) {
+	for _, id := range d.warmed {
+		if r, err := d.cfg.Store.ResultOf(ctx, id); err == nil {
+			usd += r.CostUSD
+		}
+	}
+	return int64(len(d.warmed)), usd
+}
+
+// warmNote is the part of a progress line that says how many prefixes were
+// warmed through realtime so far, and their cost; "" when none.
+func (d *dispatcher) warmNote(ctx context.Context) string {
+	n, usd := d.warmReport(ctx)
+	if n == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%d prefixes warmed in realtime, $%.4f so far", n, usd)
+}
