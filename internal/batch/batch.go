@@ -142,7 +142,7 @@ type TestHooks struct {
 	// Clock is the time source. Default: the real clock.
 	Clock Clock
 	// AfterWarm, when set, runs when a fill's warm calls (CacheWarmRealtime)
-	// have all started answering, before its batch is created; an error stops
+	// have all been answered, before its batch is created; an error stops
 	// Run there, as a crash would.
 	AfterWarm func() error
 }

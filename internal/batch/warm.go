@@ -8,10 +8,10 @@ package batch
 // one of them is readable. Before a prefix's lines go into a batch, one of them
 // (its first pending line) is sent through the realtime workers (realtime.go:
 // full price, the tier's realtime admission), and the batch is created once
-// that call has started answering (its cache write readable: the runner records
-// the prefix warm in the store at the answer's first byte, clade_cache_warm),
-// within the prefix's TTL. The warm call's result is the line's one result; the
-// line is not in the batch.
+// that call is answered and its result written (its cache write is readable
+// from the answer's start; waiting for the result as well means a crash after
+// it never sends the line again), within the prefix's TTL. The warm call's
+// result is the line's one result; the line is not in the batch.
 //
 // Where that pays (warmSaving): warming writes the prefix once at full price
 // instead of at batch price, and in exchange the batch's lines all read it. With
@@ -30,10 +30,13 @@ package batch
 // cache_control are not touched.
 //
 // Failure. The warm call is a River job of the run, durable as any realtime
-// request: a resumed run finds the prefix warm in the store (no second call),
-// or the job still queued (it waits for it), or the line answered (not in
-// BatchPending). A warm call that fails, or ends without writing the cache,
-// gives up warming that prefix: its lines go into the batch as they are.
+// request. A run stopped after it was answered finds, when resumed, the line
+// answered (not in BatchPending, not sent again) and the prefix warm in the
+// store (no second warm call while its TTL lasts). A run killed while the call
+// was in flight has no result for it: as for any realtime request, the line is
+// sent again (in the batch, or by realtime when its job is kept:
+// RetryRealtime). A warm call that fails, or ends without writing the cache,
+// gives up warming that prefix: its lines go into batches as they are.
 
 import (
 	"context"
@@ -54,8 +57,7 @@ const (
 	// first 4 lines in a batch are assumed to write it, as the emulator's default
 	// best-effort batch cache does (emulator.DefaultBatchCacheGroup).
 	DefaultCacheWarmWrites = 4
-	// warmPoll is how often fill looks again while a warm call has not started
-	// answering.
+	// warmPoll is how often fill looks again while a warm call is not answered.
 	warmPoll = 50 * time.Millisecond
 )
 
@@ -81,11 +83,15 @@ type warmState struct {
 	// counted, once it is cached, in Summary.WarmedPrefixes.
 	req     int64
 	counted bool
+	// until is when the prefix runs out of the cache, counted from when its warm
+	// call was seen answered (the store's clade_cache_warm, which the realtime
+	// scheduler keeps, says it too).
+	until time.Time
 }
 
 // warmUp, with CacheWarmRealtime, starts the warm calls of the prefixes that
-// pay and reports whether fill may create batches: every warm call has started
-// answering (or given up). It does nothing otherwise.
+// pay and reports whether fill may create batches: every warm call has cached
+// its prefix (or given up). It does nothing otherwise.
 func (d *dispatcher) warmUp(ctx context.Context) (bool, error) {
 	if d.cfg.CacheWarm != CacheWarmRealtime {
 		return true, nil
@@ -107,11 +113,15 @@ func (d *dispatcher) warmUp(ctx context.Context) (bool, error) {
 		ws := d.warm[id]
 		if ws != nil && ws.phase == warmReady {
 			// Still warm enough for a batch made now? Else it is decided again.
+			margin := warmMargin(p.Prefix.TTL)
+			if d.clock.Now().Before(ws.until.Add(-margin)) {
+				continue
+			}
 			w, err := st.CacheWarmState(ctx, d.warmKey(ws.model, p.Prefix), "")
 			if err != nil {
 				return false, err
 			}
-			if w.WarmFor > warmMargin(p.Prefix.TTL) {
+			if w.WarmFor > margin {
 				continue
 			}
 			delete(d.warm, id)
@@ -183,7 +193,7 @@ func (d *dispatcher) warmStart(ctx context.Context, p jobs.BatchWarmPrefix) (*wa
 		return nil, err
 	}
 	if w.WarmFor > warmMargin(p.Prefix.TTL) {
-		ws.phase = warmReady
+		ws.phase, ws.until = warmReady, d.clock.Now().Add(w.WarmFor)
 		return ws, nil
 	}
 	m, err := d.cfg.Catalog.Resolve(req.Model)
@@ -210,37 +220,41 @@ func (d *dispatcher) warmStart(ctx context.Context, p jobs.BatchWarmPrefix) (*wa
 	return ws, nil
 }
 
-// warmDone reports whether prefix p's warm call has made it cached, and gives up
-// (warmNone) when the call ended without, or no realtime worker is left to
-// send it.
+// warmDone reports whether prefix p's warm call has cached it: its result is
+// written (so a crash from here on never sends the line again) and its usage
+// wrote or read the prefix. It gives up (warmNone) when the call ended without,
+// or no realtime worker is left to send it. A call queued by an earlier process
+// (req 0) counts once its job is over and the store has the prefix warm.
 func (d *dispatcher) warmDone(ctx context.Context, p jobs.BatchWarmPrefix, ws *warmState) (bool, error) {
 	st := d.cfg.Store
-	w, err := st.CacheWarmState(ctx, d.warmKey(ws.model, p.Prefix), "")
-	if err != nil {
-		return false, err
-	}
-	ready := w.WarmFor > warmMargin(p.Prefix.TTL)
-	if !ready && p.Jobs == 0 && ws.req != 0 {
-		// The call is over without the store's mark (a runner that does not
-		// schedule prompt caching): its usage says whether it wrote the cache.
+	var ready, over bool
+	if ws.req == 0 {
+		w, err := st.CacheWarmState(ctx, d.warmKey(ws.model, p.Prefix), "")
+		if err != nil {
+			return false, err
+		}
+		over = p.Jobs == 0
+		ready = over && w.WarmFor > warmMargin(p.Prefix.TTL)
+	} else {
 		r, err := st.ResultOf(ctx, ws.req)
 		if err != nil {
 			return false, err
 		}
-		ready = r.Type == string(jobs.Succeeded) && r.CacheWrite+r.CacheRead > 0 &&
-			d.clock.Now().Sub(r.FinishedAt) < p.Prefix.TTL-warmMargin(p.Prefix.TTL)
+		over = r.Type != "" || p.Jobs == 0
+		ready = r.Type == string(jobs.Succeeded) && r.CacheWrite+r.CacheRead > 0
 	}
 	switch {
 	case ready:
 		ws.phase = warmReady
+		ws.until = d.clock.Now().Add(p.Prefix.TTL)
 		if ws.req != 0 && !ws.counted {
 			ws.counted = true
 			d.warmed = append(d.warmed, ws.req)
 		}
 		return true, nil
-	case p.Jobs == 0, d.rt == nil, d.rt.stoppedByBudget():
+	case over, d.rt == nil, d.rt.stoppedByBudget():
 		ws.phase = warmNone
-		d.log.Warn("prompt-cache warm call ended without caching its prefix; its lines go into the batch as they are", "lines", p.Lines)
+		d.log.Warn("prompt-cache warm call ended without caching its prefix; its lines go into batches as they are", "lines", p.Lines)
 	}
 	return false, nil
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -19,6 +20,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/clade-dev/clade/emulator"
 	"github.com/clade-dev/clade/internal/batch"
@@ -343,6 +345,90 @@ func TestCacheWarmRealtimeBatchReads(t *testing.T) {
 			}
 			if !regexp.MustCompile(`created: 13 requests, \d+ bytes, prompt-cache prefixes 3 \(run: 2 prefixes warmed in realtime, \$[0-9.]+ so far\)`).MatchString(progress.String()) {
 				t.Errorf("progress has no batch-created line with the warmed prefixes:\n%s", progress.String())
+			}
+		})
+	}
+}
+
+// TestCacheWarmSkipsWhereItDoesNotPay runs the mixed input with --cache-warm
+// realtime and --cache-warm-writes 1 (a batch assumed to write a cold prefix
+// once, as the emulator's --batch-cache-group 1 does): warming pays for no
+// prefix, so none is warmed, no Messages call is made, and the create bodies
+// are byte for byte those of off. With the default 4 the same input warms two
+// prefixes (TestCacheWarmRealtimeBatchReads): the rule, not the input, decides.
+func TestCacheWarmSkipsWhereItDoesNotPay(t *testing.T) {
+	t.Parallel()
+	e := setup(t, emulator.Config{ClockSpeed: 1000, BatchCacheGroup: 1})
+	w := e.proxy(t)
+	cfg := e.warmConfig(t, batch.CacheWarmRealtime)
+	cfg.MaxRequests, cfg.CacheWarmWrites = 7, 1
+	sum := run(t, cfg)
+	if sum.Succeeded != 15 || sum.WarmedPrefixes != 0 || sum.WarmSkipped != 3 {
+		t.Errorf("Run() = %d succeeded, %d prefixes warmed, %d not; want 15, 0, 3 (each prefix decided, none paid)", sum.Succeeded, sum.WarmedPrefixes, sum.WarmSkipped)
+	}
+	if n := len(w.Messages()); n != 0 {
+		t.Errorf("%d Messages calls, want 0", n)
+	}
+	want, err := os.ReadFile(filepath.Join("testdata", "warm_off_bodies.golden"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := bodyDigest(w.Creates()); got != string(want) {
+		t.Errorf("create bodies (size sha256) =\n%s\nwant those of off\n%s", got, want)
+	}
+}
+
+// TestCacheWarmResumeSendsWarmLineOnce stops the run (AfterWarm: as a crash)
+// once the warm calls of the mixed input are answered and before its batch is
+// created, then runs it again, on each store backend: the warm lines were sent
+// once, in realtime, and are in no batch; the prefixes are found warm in the
+// store (no second warm call); the batch reads them; every custom_id has one
+// result.
+func TestCacheWarmResumeSendsWarmLineOnce(t *testing.T) {
+	t.Parallel()
+	for _, b := range jobstest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			t.Parallel()
+			e := setup(t, emulator.Config{ClockSpeed: 1000})
+			e.onBackend(t, b)
+			w := e.proxy(t)
+			cfg := e.warmConfig(t, batch.CacheWarmRealtime)
+			crash := errors.New("crash between the warm calls and the batch")
+			cfg.Test.AfterWarm = func() error { return crash }
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if _, err := batch.Run(ctx, cfg); !errors.Is(err, crash) {
+				t.Fatalf("first Run() error = %v, want the crash", err)
+			}
+			// Precondition: stopped between the warm calls and the batch.
+			_, realtime := sentIDs(t, w)
+			if len(w.Creates()) != 0 || realtime["big-q0"] != 1 || realtime["tri-q0"] != 1 {
+				t.Fatalf("at the crash: %d batches created, Messages calls %v; want 0, big-q0 and tri-q0 once each", len(w.Creates()), realtime)
+			}
+
+			cfg.Test.AfterWarm = nil
+			sum := run(t, cfg)
+			if sum.Succeeded != 15 || sum.WarmedPrefixes != 0 || sum.Batches != 1 {
+				t.Errorf("resumed Run() = %d succeeded, %d prefixes warmed, %d batches; want 15, 0 (warm in the store), 1", sum.Succeeded, sum.WarmedPrefixes, sum.Batches)
+			}
+			inBatches, realtime := sentIDs(t, w)
+			if len(realtime) != 2 || realtime["big-q0"] != 1 || realtime["tri-q0"] != 1 {
+				t.Errorf("Messages calls by line after the resume = %v, want big-q0 and tri-q0 once each", realtime)
+			}
+			if inBatches["big-q0"]+inBatches["tri-q0"] != 0 || len(inBatches) != 13 {
+				t.Errorf("batches hold %d custom_ids (big-q0 %d, tri-q0 %d times), want the 13 others", len(inBatches), inBatches["big-q0"], inBatches["tri-q0"])
+			}
+			res := resultsByID(t, cfg.Output)
+			if len(res) != 15 {
+				t.Errorf("results for %d custom_ids, want 15", len(res))
+			}
+			for id, r := range res {
+				if r.lines != 1 {
+					t.Errorf("%s has %d result lines, want 1", id, r.lines)
+				}
+				if (strings.HasPrefix(id, "big-") || strings.HasPrefix(id, "tri-")) && !strings.HasSuffix(id, "-q0") && (r.read < 5000 || r.write != 0) {
+					t.Errorf("%s in the resumed batch: read %d, wrote %d; want the prefix read", id, r.read, r.write)
+				}
 			}
 		})
 	}

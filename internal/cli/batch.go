@@ -107,7 +107,7 @@ https://api.anthropic.com). --emulate TIER runs against an in-process emulator i
 	fl.StringVar(&f.retryVia, "retry-via", batch.RetryBatch, "where expired, canceled and retryably errored requests go: batch (a later batch,\nhalf price) or realtime (the Messages API at once, full price, the tier's realtime limits)")
 	fl.StringVar(&f.cacheWarm, "cache-warm", batch.CacheWarmOff, "off, or realtime: before a prompt-cache prefix's lines go into a batch, send its first\n"+
 		"line through the Messages API (full price, realtime limits) and create the batch once\n"+
-		"that answer has started, so every line of the batch reads the prefix. Only where it\n"+
+		"it is answered, so every line of the batch reads the prefix. Only where it\n"+
 		"pays, by catalog prices: a cold prefix's first W lines in a batch are assumed to write\n"+
 		"it (--cache-warm-writes); warming pays when turning those min(k, W) batch-price\n"+
 		"writes of a k-line prefix into reads saves more than one full-price write costs, with\n"+
