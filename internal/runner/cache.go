@@ -87,8 +87,10 @@ type ticket struct {
 	warmer bool
 	done   chan struct{}
 	once   sync.Once
-	// marked: started ran (the prefix was recorded warm, in the store too).
+	// marked: started ran (the prefix was recorded warm, in the store too:
+	// mark, the store write in flight, which finish waits for).
 	marked bool
+	mark   *storeWrite
 }
 
 // acquire waits until an attempt on prefix p, sent to model, may go, and says how:
@@ -185,7 +187,7 @@ func (t *ticket) started() {
 		close(t.done)
 		s.mu.Unlock()
 		t.marked = true
-		s.shared.mark(t.id, t.ttl)
+		t.mark = s.shared.mark(t.id, t.ttl) // not waited for here: the answer is being read
 	})
 }
 
@@ -201,6 +203,7 @@ func (t *ticket) finish(err error) {
 	}
 	if err == nil {
 		t.started()
+		t.mark.wait()
 		return
 	}
 	t.once.Do(func() { // failed before its first byte
@@ -211,6 +214,7 @@ func (t *ticket) finish(err error) {
 		s.mu.Unlock()
 		s.shared.release(t.id)
 	})
+	t.mark.wait() // before its cold below, and before the attempt ends
 	var ae *upstream.APIError
 	if errors.As(err, &ae) || errors.Is(err, errNotSent) {
 		s := t.s

@@ -24,6 +24,13 @@ import (
 // and a failure before it releases the claim. Reads extend the store's warmth at
 // most once per prefix per tenth of its TTL per process.
 //
+// The first byte's mark is written on a goroutine of its own, started by the HTTP
+// client's trace hook, which must not wait for the store: the answer is read
+// meanwhile. The attempt owns that write: its end (ticket.finish) waits for it
+// before the attempt's next store write (cold, after an API error) and before its
+// result is recorded, so the writes of one attempt reach the store in order and
+// none is left behind when the workers stop.
+//
 // A warming request answered with an API error (its first byte marked the prefix
 // warm) marks it cold again. A failed store write from the trace hook or a
 // finished attempt (mark, release, cold) is logged, not returned: the other
@@ -40,14 +47,24 @@ const (
 	// 2 minutes, over an admission wait and a non-streamed answer's first byte.
 	// A dead worker's claim is dead with it (jobs.DefaultDeadAfter).
 	cacheClaimTimeout = 2 * time.Minute
-	// cacheStoreWriteTimeout bounds the store writes made from the HTTP trace
+	// cacheStoreWriteTimeout bounds the store writes made after the HTTP trace
 	// hook (mark) and a failed attempt's release.
 	cacheStoreWriteTimeout = 5 * time.Second
 )
 
+// warmStore is the store's shared warmth (*jobs.Store; tests wrap it).
+type warmStore interface {
+	ClaimCacheWarm(ctx context.Context, p jobs.CachePrefix, worker string, margin, timeout time.Duration) (jobs.CacheWarmth, error)
+	CacheWarmState(ctx context.Context, p jobs.CachePrefix, worker string) (jobs.CacheWarmth, error)
+	RefreshCacheWarm(ctx context.Context, p jobs.CachePrefix, ttl time.Duration) error
+	MarkCacheWarm(ctx context.Context, p jobs.CachePrefix, worker string, ttl time.Duration) error
+	ReleaseCacheWarm(ctx context.Context, p jobs.CachePrefix, worker string) error
+	ColdCacheWarm(ctx context.Context, p jobs.CachePrefix) error
+}
+
 // sharedWarmth is one process's handle on the run's shared warmth.
 type sharedWarmth struct {
-	store         *jobs.Store
+	store         warmStore
 	runID         int64
 	worker        string // this process's clade_worker id
 	poll, timeout time.Duration
@@ -56,7 +73,7 @@ type sharedWarmth struct {
 
 // share makes s use the store's warmth for run, as worker; call it before the
 // workers start.
-func (s *cacheSched) share(st *jobs.Store, runID int64, worker string, poll, timeout time.Duration, log *slog.Logger) {
+func (s *cacheSched) share(st warmStore, runID int64, worker string, poll, timeout time.Duration, log *slog.Logger) {
 	if poll <= 0 {
 		poll = cachePollInterval
 	}
@@ -121,17 +138,34 @@ func (sh *sharedWarmth) refresh(ctx context.Context, id prefixID, ttl time.Durat
 	return sh.store.RefreshCacheWarm(ctx, sh.key(id), ttl)
 }
 
-// mark records prefix id warm for ttl in the store (its warming answer's first
-// byte); a no-op on a nil sharedWarmth.
-func (sh *sharedWarmth) mark(id prefixID, ttl time.Duration) {
+// mark starts recording prefix id warm for ttl in the store (its warming answer's
+// first byte) and returns at once, with the write to wait for; nil on a nil
+// sharedWarmth.
+func (sh *sharedWarmth) mark(id prefixID, ttl time.Duration) *storeWrite {
 	if sh == nil {
-		return
+		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), cacheStoreWriteTimeout)
-	defer cancel()
-	if err := sh.store.MarkCacheWarm(ctx, sh.key(id), sh.worker, ttl); err != nil {
-		sh.log.Warn("record a warm cache prefix (other processes warm it again once the claim times out)",
-			"model", id.model, "cache_prefix", id.key.String(), "err", err)
+	w := &storeWrite{done: make(chan struct{})}
+	go func() { // its owner: the ticket's finish, which waits for it
+		defer close(w.done)
+		ctx, cancel := context.WithTimeout(context.Background(), cacheStoreWriteTimeout)
+		defer cancel()
+		if err := sh.store.MarkCacheWarm(ctx, sh.key(id), sh.worker, ttl); err != nil {
+			sh.log.Warn("record a warm cache prefix (other processes warm it again once the claim times out)",
+				"model", id.model, "cache_prefix", id.key.String(), "err", err)
+		}
+	}()
+	return w
+}
+
+// storeWrite is a store write in flight (mark's).
+type storeWrite struct{ done chan struct{} }
+
+// wait blocks until the write is over (at most cacheStoreWriteTimeout); a no-op
+// on nil.
+func (w *storeWrite) wait() {
+	if w != nil {
+		<-w.done
 	}
 }
 

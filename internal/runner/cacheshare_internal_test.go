@@ -53,6 +53,7 @@ func TestSharedWarmthFollowsTheWarmingAnswer(t *testing.T) {
 		}
 		if tc.started {
 			tk.started()
+			tk.mark.wait() // written off the hook's goroutine
 			if c, err := st.CacheWarmState(ctx, key, other); err != nil || c.WarmFor < 4*time.Minute {
 				t.Fatalf("%s: CacheWarmState after the first byte = %+v, %v; want warm", tc.name, c, err)
 			}
