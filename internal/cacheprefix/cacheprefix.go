@@ -17,7 +17,10 @@
 // SHA-256 of the model and of each block's canonical bytes: its JSON with the
 // cache_control member removed, keys sorted, whitespace dropped (string content counts
 // as one text block), each message's role marked. Requests without cache_control get
-// no points and no hashing.
+// no points and no hashing. The tokens come from the parsed request; the canonical
+// bytes from one scan of the body's bytes, hashed as they are read, without a second
+// decode (layout.go; FuzzOfMatchesOracle holds it to the encoding/json
+// implementation it replaced, so keys stored by earlier versions still match).
 package cacheprefix
 
 import (
@@ -182,16 +185,23 @@ type rawRequest struct {
 }
 
 // Of scans req, parsed from body (wire.ParseMessageRequest) for model: model is the
-// id the request is sent with (caches are per model).
+// id the request is sent with (caches are per model). The tokens come from req; the
+// keys from one scan of body's bytes (layout.go), made only when req has a
+// breakpoint.
 func Of(model string, req *wire.MessageRequest, body []byte) Scan {
 	var s Scan
 	w := walker{s: &s}
 	if HasCacheControl(req) {
-		var raw rawRequest
-		if json.Unmarshal(body, &raw) == nil && aligned(req, &raw) {
-			w.h = sha256.New()
-			w.h.Write([]byte(model))
-			w.raw = &raw
+		l := getLayout()
+		defer l.release()
+		if l.read(body) && l.tools.len() == len(req.Tools) && len(l.msgs) == len(req.Messages) {
+			if l.h == nil {
+				l.h = sha256.New()
+			} else {
+				l.h.Reset()
+			}
+			w.h, w.l = l.h, l
+			w.write(append(l.scratch[:0], model...))
 		}
 	}
 	n := int64(TokensPerRequest)
@@ -204,7 +214,7 @@ func Of(model string, req *wire.MessageRequest, body []byte) Scan {
 	}
 	if len(req.System) > 0 {
 		n += TokensPerSystem
-		blocks := w.blocks(w.rawSystem())
+		blocks := w.system()
 		for i, b := range req.System {
 			n += BlockTokens(b)
 			w.point(n, 's', w.at(blocks, i, b), b.CacheControl)
@@ -213,13 +223,9 @@ func Of(model string, req *wire.MessageRequest, body []byte) Scan {
 	for mi, m := range req.Messages {
 		n += TokensPerMessage
 		if w.h != nil {
-			w.h.Write([]byte{'m'})
-			w.h.Write([]byte(m.Role))
+			w.write(append(append(w.l.scratch[:0], 'm'), m.Role...))
 		}
-		var blocks []json.RawMessage
-		if w.raw != nil {
-			blocks = w.blocks(w.raw.Messages[mi].Content)
-		}
+		blocks := w.content(mi)
 		for i, b := range m.Content {
 			n += BlockTokens(b)
 			w.point(n, 'b', w.at(blocks, i, b), b.CacheControl)
@@ -249,94 +255,72 @@ func BlockTokens(b wire.Block) int64 {
 	return n
 }
 
-// aligned reports whether the raw decode has the parsed request's shape.
-func aligned(req *wire.MessageRequest, raw *rawRequest) bool {
-	return len(raw.Tools) == len(req.Tools) && len(raw.Messages) == len(req.Messages)
+type walker struct {
+	s *Scan
+	h hash.Hash // nil: no hashing
+	l *layout
 }
 
-type walker struct {
-	s   *Scan
-	h   hash.Hash // nil: no hashing
-	raw *rawRequest
-	buf []byte
+// write hashes b, a slice of the layout's scratch (kept for the next write).
+func (w *walker) write(b []byte) {
+	w.h.Write(b)
+	w.l.scratch = b[:0]
 }
 
 func (w *walker) point(tokens int64, tag byte, canon []byte, cc *wire.CacheControl) {
 	if w.h == nil {
 		return
 	}
-	w.h.Write([]byte{tag})
-	var n [8]byte
-	l := len(canon)
-	for i := range n {
-		n[i] = byte(l >> (8 * i))
+	hdr := append(w.l.scratch[:0], tag)
+	for i := range 8 { // the length, little-endian
+		hdr = append(hdr, byte(len(canon)>>(8*i)))
 	}
-	w.h.Write(n[:])
+	w.write(hdr)
 	w.h.Write(canon)
 	var p Point
 	p.Tokens, p.CC = tokens, cc
-	w.buf = w.h.Sum(w.buf[:0])
-	copy(p.Key[:], w.buf)
+	sum := w.h.Sum(w.l.scratch[:0])
+	copy(p.Key[:], sum)
+	w.l.scratch = sum[:0]
 	if cc != nil {
 		w.s.Breakpoints = append(w.s.Breakpoints, len(w.s.Points))
 	}
 	w.s.Points = append(w.s.Points, p)
 }
 
+// tool is tool i's canonical bytes (the layout has as many tools as req).
 func (w *walker) tool(i int) []byte {
 	if w.h == nil {
 		return nil
 	}
-	return canonical(w.raw.Tools[i])
+	return w.l.block(w.l.tools, i)
 }
 
-func (w *walker) rawSystem() json.RawMessage {
-	if w.raw == nil {
-		return nil
+// system is the system prompt's blocks; none when nothing is hashed.
+func (w *walker) system() section {
+	if w.h == nil {
+		return section{}
 	}
-	return w.raw.System
+	return w.l.system
 }
 
-// blocks splits a content value (a string or a list of blocks) into blocks.
-func (w *walker) blocks(raw json.RawMessage) []json.RawMessage {
-	if w.h == nil || len(raw) == 0 {
-		return nil
+// content is message i's blocks; none when nothing is hashed.
+func (w *walker) content(i int) section {
+	if w.h == nil {
+		return section{}
 	}
-	var list []json.RawMessage
-	if json.Unmarshal(raw, &list) == nil {
-		return list
-	}
-	var s string
-	if json.Unmarshal(raw, &s) == nil {
-		b, _ := json.Marshal(map[string]string{"type": "text", "text": s})
-		return []json.RawMessage{b}
-	}
-	return nil
+	return w.l.msgs[i]
 }
 
-// at is block i's canonical bytes; the parsed block's type and text when the raw
-// decode does not have it.
-func (w *walker) at(blocks []json.RawMessage, i int, b wire.Block) []byte {
+// at is block i's canonical bytes; the parsed block's type and text when the body's
+// value does not have it.
+func (w *walker) at(sec section, i int, b wire.Block) []byte {
 	if w.h == nil {
 		return nil
 	}
-	if i < len(blocks) {
-		return canonical(blocks[i])
+	if i < sec.len() {
+		return w.l.block(sec, i)
 	}
 	c, _ := json.Marshal(map[string]string{"type": b.Type, "text": b.Text})
 	return c
-}
-
-// canonical is a block's bytes without cache_control, keys sorted, compact.
-func canonical(raw json.RawMessage) []byte {
-	var m map[string]json.RawMessage
-	if json.Unmarshal(raw, &m) != nil {
-		return raw
-	}
-	delete(m, "cache_control")
-	b, err := json.Marshal(m)
-	if err != nil {
-		return raw
-	}
-	return b
 }
