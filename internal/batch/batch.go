@@ -84,10 +84,11 @@ type Config struct {
 	// instead of writing it on several lines (warm.go): CacheWarmOff (the
 	// default) or CacheWarmRealtime, for the prefixes where that pays.
 	CacheWarm string
-	// CacheWarmWrites is the best-effort batch cache the warm rule assumes: how
-	// many of a cold prefix's lines in one batch write it (the others read it).
-	// Default DefaultCacheWarmWrites (4).
-	CacheWarmWrites int
+	// CacheWarmGroup is the best-effort batch cache the warm rule assumes: a
+	// batch's requests are cached in groups of this many processed together, so
+	// a cold prefix is written by its lines in its first group (warmSaving).
+	// Default DefaultCacheWarmGroup (4), as the emulator's.
+	CacheWarmGroup int
 	// Realtime carries the realtime workers' own settings for RetryRealtime
 	// (concurrency, attempts, limiter, Progress, Registry); the store, client,
 	// catalog, input, results file, tier and budget are this Config's
@@ -255,8 +256,8 @@ func (c *Config) withDefaults() (Config, error) {
 	default:
 		return out, fmt.Errorf("batch: CacheWarm %q: want %q or %q", out.CacheWarm, CacheWarmOff, CacheWarmRealtime)
 	}
-	if out.CacheWarmWrites <= 0 {
-		out.CacheWarmWrites = DefaultCacheWarmWrites
+	if out.CacheWarmGroup <= 0 {
+		out.CacheWarmGroup = DefaultCacheWarmGroup
 	}
 	if out.CacheWarm == CacheWarmRealtime && out.MayFill != nil {
 		return out, errors.New("batch: CacheWarm realtime is not for the hybrid mode, whose realtime workers start only when it spills")
@@ -356,6 +357,10 @@ type dispatcher struct {
 	warmed      []int64
 	warmSkipped int64
 	warmWake    time.Time
+	// warmStarted and warmSaving are the warm calls queued in this warmUp and
+	// what they are expected to save, for its progress line.
+	warmStarted int
+	warmSaving  float64
 
 	// batches and resubmitted are read by the metrics collector too.
 	batches, resubmitted atomic.Int64

@@ -14,18 +14,24 @@ package batch
 // result is the line's one result; the line is not in the batch.
 //
 // Where that pays (warmSaving): warming writes the prefix once at full price
-// instead of at batch price, and in exchange the batch's lines all read it. With
-// the best-effort model that a cold prefix's first CacheWarmWrites lines in a
-// batch write it (the others read), warming k lines saves
+// instead of at batch price, and in exchange the batch's lines all read it. The
+// best-effort model (CacheWarmGroup G, as the emulator's --batch-cache-group): a
+// batch's requests are cached in groups of G processed together, a write read
+// only from the next group on; a cold prefix of k consecutive lines, its first
+// line anywhere in its group, is then expected to be written by
 //
-//	min(k, W) × write(batch) + (k − min(k, W)) × read(batch)
+//	E(k) = (min(k, 1) + min(k, 2) + … + min(k, G)) / G
+//
+// of them (2.5 for k ≥ 4 when G = 4; 1 when G = 1). Warming saves
+//
+//	E(k) × write(batch) + (k − E(k)) × read(batch)
 //	  − [write(full) + (k − 1) × read(batch) + (the line's other input and
 //	     expected output at full price − at batch price)]
 //
 // all priced from the catalog for the line's model and the prefix's TTL
 // (expected output: plan.DefaultOutputRatio of max_tokens). A prefix is warmed
-// when that is positive: on current prices, when min(k, W) ≥ 3 for a long
-// prefix and short answers. A prefix the store already has warm (another
+// when that is positive: on current prices, when E(k) > 2.09 for a long prefix
+// and short answers (k ≥ 3 with G = 4; never with G ≤ 3). A prefix the store already has warm (another
 // process of the run, an earlier start) is not warmed again; lines without
 // cache_control are not touched.
 //
@@ -53,10 +59,10 @@ import (
 const (
 	CacheWarmOff      = "off"
 	CacheWarmRealtime = "realtime"
-	// DefaultCacheWarmWrites is Config.CacheWarmWrites's default: a cold prefix's
-	// first 4 lines in a batch are assumed to write it, as the emulator's default
-	// best-effort batch cache does (emulator.DefaultBatchCacheGroup).
-	DefaultCacheWarmWrites = 4
+	// DefaultCacheWarmGroup is Config.CacheWarmGroup's default: a batch's
+	// requests are assumed cached 4 at a time, as by the emulator's default
+	// best-effort batch cache (emulator.DefaultBatchCacheGroup).
+	DefaultCacheWarmGroup = 4
 	// warmPoll is how often fill looks again while a warm call is not answered.
 	warmPoll = 50 * time.Millisecond
 )
@@ -107,7 +113,7 @@ func (d *dispatcher) warmUp(ctx context.Context) (bool, error) {
 	if d.warm == nil {
 		d.warm = map[warmID]*warmState{}
 	}
-	waiting, readied := false, false
+	waiting, readied, skipped := false, false, d.warmSkipped
 	for _, p := range prefixes {
 		id := warmID{p.Prefix.Key, p.Model}
 		ws := d.warm[id]
@@ -151,6 +157,11 @@ func (d *dispatcher) warmUp(ctx context.Context) (bool, error) {
 		case ws.phase == warmCall:
 			waiting = true
 		}
+	}
+	if d.warmStarted > 0 {
+		d.progress("prompt cache: warming %d prefixes in realtime before their batch (expected to save $%.4f), %d where it does not pay",
+			d.warmStarted, d.warmSaving, d.warmSkipped-skipped)
+		d.warmStarted, d.warmSaving = 0, 0
 	}
 	if waiting {
 		d.warmWake = d.clock.Now().Add(warmPoll)
@@ -200,7 +211,7 @@ func (d *dispatcher) warmStart(ctx context.Context, p jobs.BatchWarmPrefix) (*wa
 	if err != nil {
 		return ws, nil // a model the catalog does not price: not warmed
 	}
-	saving := warmSaving(d.cfg.Catalog, m, p.Prefix, p.Lines, d.cfg.CacheWarmWrites, req)
+	saving := warmSaving(d.cfg.Catalog, m, p.Prefix, p.Lines, d.cfg.CacheWarmGroup, req)
 	if saving <= 0 {
 		d.warmSkipped++
 		d.log.Debug("prompt-cache prefix not warmed: it does not pay", "line", req.Line, "lines", p.Lines, "saving_usd", saving)
@@ -216,7 +227,9 @@ func (d *dispatcher) warmStart(ctx context.Context, p jobs.BatchWarmPrefix) (*wa
 		}
 	}
 	ws.phase, ws.req = warmCall, req.ID
-	d.progress("prompt-cache prefix of line %d (%d lines): warming it in realtime first (saves ~$%.4f)", req.Line, p.Lines, saving)
+	d.log.Debug("prompt-cache prefix warmed in realtime first", "line", req.Line, "custom_id", req.CustomID, "lines", p.Lines, "saving_usd", saving)
+	d.warmStarted++
+	d.warmSaving += saving
 	return ws, nil
 }
 
@@ -268,11 +281,22 @@ func (d *dispatcher) warmKey(model string, p cacheprefix.Prefix) jobs.CachePrefi
 // re-warm margin.
 func warmMargin(ttl time.Duration) time.Duration { return ttl / 10 }
 
+// coldWrites is E(k): how many of a cold prefix's k consecutive lines are
+// expected to write it in a batch cached in groups of group requests, its
+// first line at any place in its group.
+func coldWrites(k int64, group int) float64 {
+	var sum int64
+	for j := int64(1); j <= int64(group); j++ {
+		sum += min(k, j)
+	}
+	return float64(sum) / float64(group)
+}
+
 // warmSaving is what warming prefix p of lines pending lines on model m saves in
-// USD, against sending them all in batches where the first writes of them write
-// it (the rule in this file's comment); req is the line the warm call sends. 0
-// or less: it does not pay.
-func warmSaving(cat *catalog.Catalog, m *catalog.Model, p cacheprefix.Prefix, lines int64, writes int, req *jobs.Request) float64 {
+// USD, against sending them all in batches cached in groups of group requests
+// (the rule in this file's comment); req is the line the warm call sends. 0 or
+// less: it does not pay.
+func warmSaving(cat *catalog.Catalog, m *catalog.Model, p cacheprefix.Prefix, lines int64, group int, req *jobs.Request) float64 {
 	if lines <= 0 || p.Tokens <= 0 {
 		return 0
 	}
@@ -281,8 +305,8 @@ func warmSaving(cat *catalog.Catalog, m *catalog.Model, p cacheprefix.Prefix, li
 		write = catalog.Usage{CacheWrite1hTokens: p.Tokens}
 	}
 	read := catalog.Usage{CacheReadTokens: p.Tokens}
-	w := min(lines, int64(writes))
-	cold := float64(w)*cat.Cost(m, write, true) + float64(lines-w)*cat.Cost(m, read, true)
+	w := coldWrites(lines, max(group, 1))
+	cold := w*cat.Cost(m, write, true) + (float64(lines)-w)*cat.Cost(m, read, true)
 	rest := catalog.Usage{InputTokens: max(req.EstInputTokens-p.Tokens, 0), OutputTokens: int64(plan.DefaultOutputRatio * float64(req.MaxTokens))}
 	warm := cat.Cost(m, write, false) + float64(lines-1)*cat.Cost(m, read, true) +
 		cat.Cost(m, rest, false) - cat.Cost(m, rest, true)

@@ -351,7 +351,7 @@ func TestCacheWarmRealtimeBatchReads(t *testing.T) {
 }
 
 // TestCacheWarmSkipsWhereItDoesNotPay runs the mixed input with --cache-warm
-// realtime and --cache-warm-writes 1 (a batch assumed to write a cold prefix
+// realtime and --cache-warm-group 1 (a batch assumed to write a cold prefix
 // once, as the emulator's --batch-cache-group 1 does): warming pays for no
 // prefix, so none is warmed, no Messages call is made, and the create bodies
 // are byte for byte those of off. With the default 4 the same input warms two
@@ -361,7 +361,7 @@ func TestCacheWarmSkipsWhereItDoesNotPay(t *testing.T) {
 	e := setup(t, emulator.Config{ClockSpeed: 1000, BatchCacheGroup: 1})
 	w := e.proxy(t)
 	cfg := e.warmConfig(t, batch.CacheWarmRealtime)
-	cfg.MaxRequests, cfg.CacheWarmWrites = 7, 1
+	cfg.MaxRequests, cfg.CacheWarmGroup = 7, 1
 	sum := run(t, cfg)
 	if sum.Succeeded != 15 || sum.WarmedPrefixes != 0 || sum.WarmSkipped != 3 {
 		t.Errorf("Run() = %d succeeded, %d prefixes warmed, %d not; want 15, 0, 3 (each prefix decided, none paid)", sum.Succeeded, sum.WarmedPrefixes, sum.WarmSkipped)

@@ -49,10 +49,10 @@ type batchFlags struct {
 	concurrency int
 	maxAttempts int
 	autoCache   bool // --cache-breakpoints=auto
-	// cacheWarm and cacheWarmWrites: --cache-warm and the best-effort batch
+	// cacheWarm and cacheWarmGroup: --cache-warm and the best-effort batch
 	// cache its rule assumes.
-	cacheWarm       string
-	cacheWarmWrites int
+	cacheWarm      string
+	cacheWarmGroup int
 }
 
 func newBatchCmd(g *globalFlags) *cobra.Command {
@@ -107,13 +107,14 @@ https://api.anthropic.com). --emulate TIER runs against an in-process emulator i
 	fl.StringVar(&f.retryVia, "retry-via", batch.RetryBatch, "where expired, canceled and retryably errored requests go: batch (a later batch,\nhalf price) or realtime (the Messages API at once, full price, the tier's realtime limits)")
 	fl.StringVar(&f.cacheWarm, "cache-warm", batch.CacheWarmOff, "off, or realtime: before a prompt-cache prefix's lines go into a batch, send its first\n"+
 		"line through the Messages API (full price, realtime limits) and create the batch once\n"+
-		"it is answered, so every line of the batch reads the prefix. Only where it\n"+
-		"pays, by catalog prices: a cold prefix's first W lines in a batch are assumed to write\n"+
-		"it (--cache-warm-writes); warming pays when turning those min(k, W) batch-price\n"+
-		"writes of a k-line prefix into reads saves more than one full-price write costs, with\n"+
-		"the warm line's other input and expected output at full instead of batch price\n"+
-		"(about min(k, W) >= 3 on current prices; docs/batch.md)")
-	fl.IntVar(&f.cacheWarmWrites, "cache-warm-writes", batch.DefaultCacheWarmWrites, "--cache-warm realtime: how many of a cold prefix's lines one batch is assumed to write\nit for (the API caches batches best effort)")
+		"it is answered, so every line of the batch reads the prefix. Only where it pays, by\n"+
+		"catalog prices: in a batch cached best effort (--cache-warm-group N) a cold prefix of\n"+
+		"k lines is expected to be written by E = (min(k,1)+...+min(k,N))/N of them; warming\n"+
+		"pays when turning those E batch-price writes into reads saves more than one full-price\n"+
+		"write costs, with the warm line's other input and expected output at full instead of\n"+
+		"batch price (E > 2.09 on current prices: k >= 3 with N = 4; docs/batch.md)")
+	fl.IntVar(&f.cacheWarmGroup, "cache-warm-group", batch.DefaultCacheWarmGroup, "--cache-warm realtime: the batch cache the rule assumes: requests cached in groups of `N`\n"+
+		"processed together, a write read from the next group on (clade emulate --batch-cache-group)")
 	fl.IntVar(&f.concurrency, "concurrency", 256, "--retry-via or --cache-warm realtime: most realtime requests in flight at once")
 	fl.IntVar(&f.maxAttempts, "max-attempts", jobs.DefaultMaxAttempts, "--retry-via or --cache-warm realtime: realtime attempts per request before it is written as errored")
 	fl.DurationVar(&f.poll, "poll", batch.DefaultPollMin, "shortest wait between two polls of a batch (a fortieth of its age, up to 1m, within half the batch rpm)")
@@ -169,8 +170,8 @@ func runBatch(cmd *cobra.Command, g *globalFlags, f *batchFlags, input string) (
 	if f.cacheWarm != batch.CacheWarmOff && f.cacheWarm != batch.CacheWarmRealtime {
 		return usageErr("clade batch --cache-warm realtime", "--cache-warm %q: want off or realtime", f.cacheWarm)
 	}
-	if f.cacheWarmWrites < 1 {
-		return usageErr("clade batch --cache-warm realtime --cache-warm-writes 4", "--cache-warm-writes must be ≥ 1")
+	if f.cacheWarmGroup < 1 {
+		return usageErr("clade batch --cache-warm realtime --cache-warm-group 4", "--cache-warm-group must be ≥ 1")
 	}
 	if f.concurrency < 1 || f.maxAttempts < 1 {
 		return usageErr("clade batch --retry-via realtime --concurrency 64 --max-attempts 10", "--concurrency and --max-attempts must be ≥ 1")
@@ -211,7 +212,7 @@ func runBatch(cmd *cobra.Command, g *globalFlags, f *batchFlags, input string) (
 			Force: f.force, Strict: f.strict, Options: opts, Tier: f.tier, Budget: f.budget, Ordered: f.ordered,
 			Progress: progress, Dashboard: dash.Feed(), Logger: log, AutoCacheBreakpoints: f.autoCache},
 		MaxRequests: f.maxRequests, MaxRounds: f.maxRounds, PollMin: f.poll, Routing: routing,
-		RetryVia: f.retryVia, ResumeCanceled: f.resumeCanceled, CacheWarm: f.cacheWarm, CacheWarmWrites: f.cacheWarmWrites,
+		RetryVia: f.retryVia, ResumeCanceled: f.resumeCanceled, CacheWarm: f.cacheWarm, CacheWarmGroup: f.cacheWarmGroup,
 		Realtime: runner.Config{MaxConcurrency: f.concurrency, MaxAttempts: f.maxAttempts},
 	}
 	if reg != nil {

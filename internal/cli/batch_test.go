@@ -70,7 +70,7 @@ func TestBatchUsageErrors(t *testing.T) {
 		{name: "bad retry-via", args: []string{"batch", in, "--retry-via", "pigeon"}, want: "--retry-via \"pigeon\""},
 		{name: "bad concurrency", args: []string{"batch", in, "--retry-via", "realtime", "--concurrency", "0"}, want: "--concurrency"},
 		{name: "bad cache-warm", args: []string{"batch", in, "--cache-warm", "always"}, want: "--cache-warm \"always\""},
-		{name: "bad cache-warm-writes", args: []string{"batch", in, "--cache-warm", "realtime", "--cache-warm-writes", "0"}, want: "--cache-warm-writes"},
+		{name: "bad cache-warm-group", args: []string{"batch", in, "--cache-warm", "realtime", "--cache-warm-group", "0"}, want: "--cache-warm-group"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
