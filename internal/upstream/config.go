@@ -165,7 +165,7 @@ func (c Config) withDefaults() (Config, *url.URL, error) {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if c.HTTPClient == nil {
-		c.HTTPClient = &http.Client{Transport: newTransport(c)}
+		c.HTTPClient = &http.Client{Transport: newTransport(c, base)}
 	}
 	return c, base, nil
 }
@@ -173,10 +173,12 @@ func (c Config) withDefaults() (Config, *url.URL, error) {
 // newTransport is http.DefaultTransport's setup with pool sizes for thousands of
 // concurrent requests to one host. HTTP/2 (api.anthropic.com) multiplexes streams over
 // few connections; HTTP/1.1 (emulator, proxies) needs one idle connection per
-// concurrent request to avoid reconnecting.
-func newTransport(c Config) *http.Transport {
+// concurrent request to avoid reconnecting. A plain http:// base URL reached without
+// an environment proxy and without MaxConnsPerHost goes through h1Transport, which
+// makes each call on its caller's goroutine (h1.go).
+func newTransport(c Config, base *url.URL) http.RoundTripper {
 	d := &net.Dialer{Timeout: c.DialTimeout, KeepAlive: 30 * time.Second}
-	return &http.Transport{
+	std := &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
 		DialContext:           d.DialContext,
 		ForceAttemptHTTP2:     true,
@@ -187,4 +189,11 @@ func newTransport(c Config) *http.Transport {
 		TLSHandshakeTimeout:   10 * time.Second,
 		ExpectContinueTimeout: time.Second,
 	}
+	if base.Scheme != "http" || c.MaxConnsPerHost > 0 {
+		return std
+	}
+	if p, err := http.ProxyFromEnvironment(&http.Request{URL: base}); err != nil || p != nil {
+		return std
+	}
+	return newH1Transport(d.DialContext, c.MaxIdleConnsPerHost, 90*time.Second, std)
 }
