@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 
 	"github.com/clade-dev/clade/internal/cacheprefix"
@@ -23,8 +24,10 @@ import (
 // messages, as cacheprefix hashes it) is at least the model's min_cache_tokens and
 // the same prefix is the candidate of at least 2 lines of the file. Sharing needs
 // the whole file: PlanAutoCache reads it once first, holding a count per distinct
-// prefix, and AutoCache.Apply then adds the breakpoints while the file is imported.
-// Lines with cache_control of their own are left as they are.
+// prefix and each line's prefix, and AutoCache.Apply then adds the breakpoints
+// while the file is imported, from what the plan found: a line's params are parsed
+// and its prefix hashed once, by the plan. Lines with cache_control of their own
+// are left as they are.
 
 // autoBreakpoint is the member added to a candidate block.
 const autoBreakpoint = `"cache_control":{"type":"ephemeral"}`
@@ -36,16 +39,28 @@ type MinCacheTokens func(model string) (int64, bool)
 
 // AutoCache is the plan of automatic breakpoints for one input file.
 type AutoCache struct {
-	min    MinCacheTokens
-	counts map[cacheprefix.Key]int // lines whose candidate prefix this is
-	used   map[cacheprefix.Key]bool
-	added  int64
+	min      MinCacheTokens
+	index    map[cacheprefix.Key]uint32 // a distinct candidate prefix's place in prefixes, + 1
+	prefixes []autoPrefix
+	// lines holds each line's candidate prefix (its index + 1), by line number - 1;
+	// 0 (or past the end) for a line without one.
+	lines []uint32
+	added int64
+	used  int // prefixes with used set
+}
+
+// autoPrefix is one distinct candidate prefix of the file.
+type autoPrefix struct {
+	cacheprefix.Prefix
+	lines int  // lines whose candidate it is
+	used  bool // Apply added its breakpoint to a line
 }
 
 // PlanAutoCache reads the input r once and counts each candidate prefix. Memory is
-// one line plus one entry per distinct candidate prefix.
+// one line, one entry per distinct candidate prefix and 4 bytes per line (its
+// prefix).
 func PlanAutoCache(r io.Reader, minTokens MinCacheTokens) (*AutoCache, error) {
-	a := &AutoCache{min: minTokens, counts: make(map[cacheprefix.Key]int), used: make(map[cacheprefix.Key]bool)}
+	a := &AutoCache{min: minTokens, index: make(map[cacheprefix.Key]uint32)}
 	rd := NewReader(r, Options{})
 	for {
 		req, _, err := rd.Next()
@@ -58,29 +73,57 @@ func PlanAutoCache(r io.Reader, minTokens MinCacheTokens) (*AutoCache, error) {
 		if req == nil {
 			continue
 		}
-		if _, p, ok := a.candidate(req); ok {
-			a.counts[p.Key]++
+		_, p, ok := a.candidate(req)
+		if !ok {
+			continue
 		}
+		i, seen := a.index[p.Key]
+		if !seen {
+			if len(a.prefixes) == math.MaxUint32-1 {
+				return nil, fmt.Errorf("plan cache breakpoints: more than %d distinct prefixes", math.MaxUint32-1)
+			}
+			a.prefixes = append(a.prefixes, autoPrefix{Prefix: p})
+			i = uint32(len(a.prefixes))
+			a.index[p.Key] = i
+		}
+		a.prefixes[i-1].lines++
+		for len(a.lines) < req.Line-1 {
+			a.lines = append(a.lines, 0)
+		}
+		a.lines = append(a.lines, i)
 	}
 }
 
 // Apply adds the breakpoint to req when its candidate prefix is shared, replacing
 // req.Params with a copy that carries it and req.Cache with its prefix, and
-// reports whether it did. req must come from the file the plan read.
+// reports whether it did. req must be the line of the file the plan read that
+// req.Line numbers: Apply does not parse it again, it looks up the prefix the plan
+// found on that line.
 func (a *AutoCache) Apply(req *Request) bool {
-	params, p, ok := a.candidate(req)
-	if !ok || a.counts[p.Key] < 2 {
+	n := req.Line - 1
+	if n < 0 || n >= len(a.lines) || a.lines[n] == 0 {
 		return false
 	}
-	req.Params, req.Cache = params, p
+	p := &a.prefixes[a.lines[n]-1]
+	if p.lines < 2 || bytes.Contains(req.Params, []byte(`"cache_control"`)) {
+		return false
+	}
+	params, ok := withBreakpoint(req.Params)
+	if !ok {
+		return false
+	}
+	req.Params, req.Cache = params, p.Prefix
 	a.added++
-	a.used[p.Key] = true
+	if !p.used {
+		p.used = true
+		a.used++
+	}
 	return true
 }
 
 // Added returns how many lines Apply gave a breakpoint, and how many distinct
 // prefixes those breakpoints end.
-func (a *AutoCache) Added() (lines int64, prefixes int) { return a.added, len(a.used) }
+func (a *AutoCache) Added() (lines int64, prefixes int) { return a.added, a.used }
 
 // candidate returns req's params with the breakpoint added at its candidate block
 // and the prefix that ends there, or false when req has cache_control, no
