@@ -188,7 +188,7 @@ func (d *dispatcher) fill(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if ready, err := d.warmUp(ctx); err != nil || !ready {
+	if ready, err := d.warmUp(ctx, limit-open); err != nil || !ready {
 		return err // warm calls first (warm.go)
 	}
 	var withJobs map[int64]bool // requests realtime workers send (warm calls)

@@ -97,8 +97,11 @@ type warmState struct {
 
 // warmUp, with CacheWarmRealtime, starts the warm calls of the prefixes that
 // pay and reports whether fill may create batches: every warm call has cached
-// its prefix (or given up). It does nothing otherwise.
-func (d *dispatcher) warmUp(ctx context.Context) (bool, error) {
+// its prefix (or given up). It does nothing otherwise. Only the prefixes whose
+// lines fit in room (the requests the fill may put in batches), in the order
+// BatchPending sends them, are looked at: the others' batches come later,
+// and a prefix warmed now could run out of its TTL before them.
+func (d *dispatcher) warmUp(ctx context.Context, room int64) (bool, error) {
 	if d.cfg.CacheWarm != CacheWarmRealtime {
 		return true, nil
 	}
@@ -114,7 +117,11 @@ func (d *dispatcher) warmUp(ctx context.Context) (bool, error) {
 		d.warm = map[warmID]*warmState{}
 	}
 	waiting, readied, skipped := false, false, d.warmSkipped
-	for _, p := range prefixes {
+	var upto int64
+	for i, p := range prefixes {
+		if upto += p.Lines; upto > room && i > 0 {
+			break
+		}
 		id := warmID{p.Prefix.Key, p.Model}
 		ws := d.warm[id]
 		if ws != nil && ws.phase == warmReady {

@@ -39,6 +39,8 @@ type wireLog struct {
 	mu       sync.Mutex
 	creates  [][]byte
 	messages [][]byte
+	// order is "create" or "messages" per call, in the order they came.
+	order []string
 }
 
 // proxy puts a wireLog in front of e's emulator and points e's client at it.
@@ -62,8 +64,10 @@ func (e *env) proxy(t *testing.T) *wireLog {
 			w.mu.Lock()
 			if r.URL.Path == "/v1/messages" {
 				w.messages = append(w.messages, body)
+				w.order = append(w.order, "messages")
 			} else {
 				w.creates = append(w.creates, body)
+				w.order = append(w.order, "create")
 			}
 			w.mu.Unlock()
 		}
@@ -431,5 +435,35 @@ func TestCacheWarmResumeSendsWarmLineOnce(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestCacheWarmWithinQueueRoom runs the mixed input with a processing queue of
+// 7 requests: the first fill has room for the 6-line prefix only, so only it is
+// warmed before the first batch; the 3-line prefix is warmed once a later fill
+// reaches it (after the first batch was created), not ahead of its batch,
+// where its TTL could run out first.
+func TestCacheWarmWithinQueueRoom(t *testing.T) {
+	t.Parallel()
+	e := setup(t, emulator.Config{ClockSpeed: 1000})
+	w := e.proxy(t)
+	cfg := e.warmConfig(t, batch.CacheWarmRealtime)
+	cfg.QueueLimit = 7
+	sum := run(t, cfg)
+	if sum.Succeeded != 15 || sum.WarmedPrefixes != 2 || sum.Batches < 2 {
+		t.Fatalf("Run() = %d succeeded, %d prefixes warmed, %d batches; want 15, 2, ≥ 2", sum.Succeeded, sum.WarmedPrefixes, sum.Batches)
+	}
+	w.mu.Lock()
+	order := strings.Join(w.order, " ")
+	w.mu.Unlock()
+	if !strings.HasPrefix(order, "messages create ") || strings.Count(order, "messages") != 2 {
+		t.Errorf("calls in order: %s; want one warm call, a batch, then the second warm call later", order)
+	}
+	_, realtime := sentIDs(t, w)
+	if realtime["big-q0"] != 1 || realtime["tri-q0"] != 1 {
+		t.Errorf("Messages calls by line = %v, want big-q0 and tri-q0 once each", realtime)
+	}
+	if first := w.Messages()[0]; !bytes.Contains(first, []byte("Question 0 about big?")) {
+		t.Errorf("first warm call: %.100s…, want big-q0's", first[len(first)-100:])
 	}
 }

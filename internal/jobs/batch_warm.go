@@ -3,6 +3,7 @@ package jobs
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/clade-dev/clade/internal/cacheprefix"
@@ -24,12 +25,16 @@ type BatchWarmPrefix struct {
 	// First is the first of its pending requests in line order that has no
 	// unfinished job (0: none): the one a warm call sends.
 	First int64
+	// Group is the line of the prefix's first request in the input, answered or
+	// not: its place in the order of BatchPending.
+	Group int
 }
 
 // BatchWarmPrefixes returns the prompt-cache prefixes of the run's requests
 // that have no result and are in no open batch (fresh: and were never in a
-// batch, as BatchFresh), one entry per prefix and model, in the order of their
-// first pending line. A canceled run has none.
+// batch, as BatchFresh), one entry per prefix and model, in the order
+// BatchPending sends them: by the prefix's first line in the input. A canceled
+// run has none.
 func (s *Store) BatchWarmPrefixes(ctx context.Context, runID int64, fresh bool) ([]BatchWarmPrefix, error) {
 	and := ""
 	if fresh {
@@ -37,7 +42,8 @@ func (s *Store) BatchWarmPrefixes(ctx context.Context, runID int64, fresh bool) 
 	}
 	rs, err := s.b.reader().query(ctx, `SELECT r.id, r.model, r.cache_prefix, r.cache_prefix_tokens, r.cache_ttl,
 			CASE WHEN EXISTS (SELECT 1 FROM river_job j WHERE j.kind = '`+JobKind+`' AND j.state IN `+unfinishedStates+`
-				AND `+s.b.runOfJob()+` = $1 AND `+s.b.requestOfJob()+` = r.id) THEN 1 ELSE 0 END
+				AND `+s.b.runOfJob()+` = $1 AND `+s.b.requestOfJob()+` = r.id) THEN 1 ELSE 0 END,
+			(SELECT min(g.line) FROM clade_request g WHERE g.run_id = r.run_id AND g.cache_prefix = r.cache_prefix)
 		FROM clade_request r
 		WHERE r.run_id = $1 AND r.cache_prefix IS NOT NULL
 			AND NOT EXISTS (SELECT 1 FROM clade_result x WHERE x.request_id = r.id)
@@ -58,8 +64,9 @@ func (s *Store) BatchWarmPrefixes(ctx context.Context, runID int64, fresh bool) 
 	var out []BatchWarmPrefix
 	for rs.Next() {
 		var reqID, tokens, ttl, job int64
+		var group int
 		var model, key string
-		if err := rs.Scan(&reqID, &model, &key, &tokens, &ttl, &job); err != nil {
+		if err := rs.Scan(&reqID, &model, &key, &tokens, &ttl, &job, &group); err != nil {
 			return nil, fmt.Errorf("batch warm prefixes: %w", err)
 		}
 		k := id{key, model}
@@ -71,7 +78,7 @@ func (s *Store) BatchWarmPrefixes(ctx context.Context, runID int64, fresh bool) 
 			}
 			i = len(out)
 			at[k] = i
-			out = append(out, BatchWarmPrefix{Prefix: p, Model: model})
+			out = append(out, BatchWarmPrefix{Prefix: p, Model: model, Group: group})
 		}
 		w := &out[i]
 		w.Lines++
@@ -84,6 +91,7 @@ func (s *Store) BatchWarmPrefixes(ctx context.Context, runID int64, fresh bool) 
 	if err := rs.Err(); err != nil {
 		return nil, fmt.Errorf("batch warm prefixes: %w", err)
 	}
+	slices.SortStableFunc(out, func(a, b BatchWarmPrefix) int { return a.Group - b.Group })
 	return out, nil
 }
 
