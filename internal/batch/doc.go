@@ -24,6 +24,11 @@
 //     In a run canceled with `clade batch cancel` every line is final, and the
 //     requests left get a canceled line (see cancel.go).
 //
+// With Config.CacheWarm CacheWarmRealtime, a fill first sends one line of each
+// prompt-cache prefix where that pays through the realtime workers (warm.go) and
+// creates its batches once those calls are answered, so the batches read the
+// prefixes instead of writing them best effort on several lines.
+//
 // The hybrid mode (package hybrid) runs the same dispatcher with MayFill,
 // KeepJobs, Nudge and Leased: it stops new batches once realtime takes over.
 //
