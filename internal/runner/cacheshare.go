@@ -32,7 +32,7 @@ import (
 // none is left behind when the workers stop.
 //
 // A warming request answered with an API error (its first byte marked the prefix
-// warm) marks it cold again. A failed store write from the trace hook or a
+// warm) marks it cold again. A failed store write after the first byte or a
 // finished attempt (mark, release, cold) is logged, not returned: the other
 // processes then wait for the claim to die and warm the prefix themselves, or
 // expect reads that write; either costs cache writes, not a result.

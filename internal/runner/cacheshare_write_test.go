@@ -1,12 +1,16 @@
 package runner
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -191,4 +195,44 @@ func TestStoreWritesOfAnAttemptInOrder(t *testing.T) {
 			t.Errorf("store writes = %v, want %v", got, want)
 		}
 	})
+}
+
+// failingMarks is a warmStore whose MarkCacheWarm fails.
+type failingMarks struct{ fakeWarmth }
+
+func (failingMarks) MarkCacheWarm(context.Context, jobs.CachePrefix, string, time.Duration) error {
+	return errors.New("database is locked")
+}
+
+// TestFailedMarkIsLogged: a first byte's mark that the store refuses is not lost
+// with its goroutine: it is logged, as the other warmth writes are, by the time
+// the attempt has ended.
+func TestFailedMarkIsLogged(t *testing.T) {
+	t.Parallel()
+	var logged bytes.Buffer
+	var mu sync.Mutex
+	s := newCacheSched(time.Now)
+	s.share(failingMarks{}, 1, "w", 0, 0, slog.New(slog.NewTextHandler(&lockedWriter{w: &logged, mu: &mu}, nil)))
+	tk, err := s.acquire(t.Context(), "m", cacheprefix.Prefix{Key: cacheprefix.Key{1}, Tokens: 2000, TTL: 5 * time.Minute})
+	if err != nil || !tk.warmer {
+		t.Fatalf("acquire = %+v, %v; want a warming ticket", tk, err)
+	}
+	tk.started()
+	tk.finish(nil)
+	mu.Lock()
+	defer mu.Unlock()
+	if got := logged.String(); !strings.Contains(got, "record a warm cache prefix") || !strings.Contains(got, "database is locked") {
+		t.Errorf("log after the attempt = %q, want the failed mark and its error", got)
+	}
+}
+
+type lockedWriter struct {
+	w  io.Writer
+	mu *sync.Mutex
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
