@@ -104,6 +104,7 @@ func TestEmulateUsageErrors(t *testing.T) {
 		{name: "burst too big", args: []string{"emulate", "--burst-fraction", "2"}, wantErr: "--burst-fraction 2", wantTry: "clade emulate --help"},
 		{name: "bad fraction", args: []string{"emulate", "--burst-fraction", "1/0"}, wantErr: "fraction such as 1/60", wantTry: "clade emulate --help"},
 		{name: "error rate above 1", args: []string{"emulate", "--batch-error-rate", "1.5"}, wantErr: "--batch-error-rate 1.5: want from 0 to 1", wantTry: "clade emulate --help"},
+		{name: "batch cache group 0", args: []string{"emulate", "--batch-cache-group", "0"}, wantErr: "--batch-cache-group 0: want 1 or more", wantTry: "clade emulate --help"},
 		{name: "bad faults", args: []string{"emulate", "--faults", "meteor=0.5"}, wantErr: "--faults:", wantTry: "clade emulate --faults overloaded=0.05"},
 		{name: "bad log format", args: []string{"emulate", "--log-format", "xml"}, wantErr: `--log-format "xml"`, wantTry: "clade emulate --log-format json"},
 		{name: "bad log level", args: []string{"emulate", "--log-level", "loud"}, wantErr: `--log-level "loud"`, wantTry: "clade emulate --log-level info"},
@@ -179,7 +180,7 @@ func TestEmulateHelp(t *testing.T) {
 	}
 	// Every flag is documented; a new emulator.Config field needs one here too.
 	for _, flag := range []string{"--addr", "--tier", "--catalog", "--api-key", "--seed", "--latency-scale",
-		"--clock-speed", "--batch-rate", "--batch-error-rate", "--legacy-otpm", "--burst-fraction",
+		"--clock-speed", "--batch-rate", "--batch-cache-group", "--batch-error-rate", "--legacy-otpm", "--burst-fraction",
 		"--output-median", "--output-sigma", "--faults", "--base-url", "--organization-id", "--log-format", "--log-level"} {
 		if !strings.Contains(stdout.String(), flag) {
 			t.Errorf("clade emulate --help does not document %s", flag)
