@@ -22,6 +22,7 @@ import (
 	"github.com/clade-dev/clade/admit"
 	"github.com/clade-dev/clade/catalog"
 	"github.com/clade-dev/clade/emulator"
+	"github.com/clade-dev/clade/internal/gcfloor"
 	"github.com/clade-dev/clade/internal/jobs"
 	"github.com/clade-dev/clade/internal/loadgen"
 	"github.com/clade-dev/clade/internal/serve"
@@ -80,6 +81,10 @@ type GatewayConfig struct {
 	SearchDuration time.Duration
 	// MaxP99 is the p99 a sustainable rate stays under. Default 50 ms.
 	MaxP99 time.Duration
+	// GCFloor is the garbage collector floor the process runs with (package
+	// gcfloor), clade serve's --gc-floor: every part, and so every target, runs
+	// under it. Default serve.DefaultGCFloor; a negative value: Go's default.
+	GCFloor int64
 	// Progress, when set, is called after each measurement.
 	Progress func(GatewayPoint)
 }
@@ -116,6 +121,8 @@ type GatewayReport struct {
 	LoadBefore, LoadAfter float64
 	Redis                 bool
 	Started               time.Time
+	// GCFloor is the garbage collector floor the run had (0: Go's default).
+	GCFloor int64
 }
 
 // Point returns the fixed-rate measurement of target and mode at rate, or nil.
@@ -155,6 +162,11 @@ func RunGateway(ctx context.Context, cfg GatewayConfig) (*GatewayReport, error) 
 	rep := &GatewayReport{Config: cfg, MaxRate: map[string]float64{}, MaxRateCapped: map[string]bool{},
 		CPUs: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0), Redis: cfg.RedisURL != "", Started: time.Now().UTC()}
 	rep.LoadBefore = loadAverage()
+	set, release := gcfloor.Set(cfg.GCFloor)
+	defer release()
+	if set {
+		rep.GCFloor = cfg.GCFloor
+	}
 	env, err := startGatewayEnv(ctx, cfg)
 	if err != nil {
 		return nil, err
@@ -285,6 +297,9 @@ func (c *GatewayConfig) withDefaults() error {
 	}
 	if c.MaxP99 == 0 {
 		c.MaxP99 = DefaultGatewayMaxP99
+	}
+	if c.GCFloor == 0 {
+		c.GCFloor = serve.DefaultGCFloor
 	}
 	if c.Duration < 0 || c.Warmup < 0 || c.SearchDuration < 0 || c.MaxP99 < 0 {
 		return errors.New("durations must not be negative")

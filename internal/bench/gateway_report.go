@@ -16,8 +16,12 @@ func (r *GatewayReport) WriteMarkdown(w io.Writer) {
 	if r.Redis {
 		limits = "shared through Redis"
 	}
-	fmt.Fprintf(w, "Started %s; %d CPUs, GOMAXPROCS %d, one process for the load generator, emulator, proxy and gateway; load average %.2f before, %.2f after; gateway limits %s, budgets on (team and key) on the spend store.\n\n",
-		r.Started.Format(time.RFC3339), r.CPUs, r.GOMAXPROCS, r.LoadBefore, r.LoadAfter, limits)
+	gc := "Go's default garbage collector"
+	if r.GCFloor > 0 {
+		gc = fmt.Sprintf("garbage collector floor %d MiB (clade serve's --gc-floor)", r.GCFloor>>20)
+	}
+	fmt.Fprintf(w, "Started %s; %d CPUs, GOMAXPROCS %d, one process for the load generator, emulator, proxy and gateway, %s; load average %.2f before, %.2f after; gateway limits %s, budgets on (team and key) on the spend store.\n\n",
+		r.Started.Format(time.RFC3339), r.CPUs, r.GOMAXPROCS, gc, r.LoadBefore, r.LoadAfter, limits)
 	fmt.Fprintf(w, "| rate | mode | target | p50 | p99 | p99.9 | max | achieved | not 200 | p99 added vs direct | vs proxy |\n")
 	fmt.Fprintf(w, "|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, p := range r.Points {

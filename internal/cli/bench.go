@@ -14,6 +14,7 @@ import (
 
 	"github.com/clade-dev/clade/catalog"
 	"github.com/clade-dev/clade/internal/bench"
+	"github.com/clade-dev/clade/internal/serve"
 )
 
 func newBenchCmd(g *globalFlags) *cobra.Command {
@@ -217,6 +218,7 @@ func ratio(a, b float64) string {
 func newBenchGatewayCmd(g *globalFlags) *cobra.Command {
 	var cfg bench.GatewayConfig
 	var catalogPath, cpuProfile string
+	var gcFloorMiB int64
 	cmd := &cobra.Command{
 		Use:   "gateway",
 		Short: "The gateway's added latency at fixed rates, against direct calls and a bare proxy",
@@ -229,7 +231,8 @@ intervals whatever the answers, latency counted from when each was due, so that
 falling behind shows. With --search, step the rate up and bisect for the gateway's
 maximum sustainable rate (every call 200, achieved ≥ 99 % of offered, p99 under
 --max-p99). The load generator, emulator, proxy and gateway share this machine's
-cores, as a user measuring on one machine would.`,
+cores, as a user measuring on one machine would. The process runs with clade serve's
+garbage collector floor (--gc-floor), so every target does.`,
 		Example: `  clade bench gateway
   clade bench gateway --rate 1000,2000 --duration 10s --mode sse --search=false`,
 		Args: cobra.NoArgs,
@@ -239,6 +242,14 @@ cores, as a user measuring on one machine would.`,
 				return usageErr("clade bench gateway --catalog PATH", "%v", err)
 			}
 			cfg.Catalog = cat
+			switch {
+			case gcFloorMiB < 0:
+				return usageErr("clade bench gateway --gc-floor 64", "--gc-floor must be 0 or more MiB")
+			case gcFloorMiB == 0:
+				cfg.GCFloor = -1 // Go's default
+			default:
+				cfg.GCFloor = gcFloorMiB << 20
+			}
 			if cpuProfile != "" {
 				stop, err := startCPUProfile(cpuProfile)
 				if err != nil {
@@ -274,6 +285,7 @@ cores, as a user measuring on one machine would.`,
 	fl.DurationVar(&cfg.MaxP99, "max-p99", bench.DefaultGatewayMaxP99, "the p99 a sustainable rate stays under")
 	fl.StringVar(&catalogPath, "catalog", "", "YAML `PATH` laid over the embedded catalog")
 	fl.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (all parts are in this process) to `FILE`")
+	fl.Int64Var(&gcFloorMiB, "gc-floor", serve.DefaultGCFloor>>20, "`MiB`: the garbage collector floor of the process, as clade serve --gc-floor (0: Go's default)")
 	return cmd
 }
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/clade-dev/clade/admit"
 	"github.com/clade-dev/clade/catalog"
+	"github.com/clade-dev/clade/internal/gcfloor"
 	"github.com/clade-dev/clade/internal/jobs"
 	"github.com/clade-dev/clade/internal/serve"
 )
@@ -35,6 +36,7 @@ type serveFlags struct {
 	shutdownTimeout time.Duration
 	db              string
 	accessLog       string
+	gcFloorMiB      int64
 }
 
 // defaultServeDB is the spend store of clade serve when the client keys set
@@ -93,6 +95,7 @@ the second, or --shutdown-timeout, cuts them off.`,
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 2*time.Minute, "after Ctrl-C, how long calls in flight may take to finish")
 	fl.StringVar(&f.db, "db", "", "spend store for the budgets of --client-keys: a SQLite `PATH` or a postgres:// URL\n(shared by gateways on one Postgres; default "+defaultServeDB+" when the keys set budgets)")
 	fl.StringVar(&f.accessLog, "access-log", "", "append one JSON line per API call to `FILE` (- for stderr): team, key label, model, status,\nqueue wait, tokens, cost, request-id, duration; never a key (--log-level debug logs the same)")
+	fl.Int64Var(&f.gcFloorMiB, "gc-floor", serve.DefaultGCFloor>>20, "`MiB` of heap the Go garbage collector lets grow to before it runs: fewer\ncollections, a shorter latency tail, up to this much more memory (0: Go's default;\nignored when GOGC or GOMEMLIMIT is set)")
 	cmd.AddCommand(newServeSpendCmd(g))
 	return cmd
 }
@@ -131,6 +134,13 @@ func runServe(cmd *cobra.Command, g *globalFlags, f *serveFlags) error {
 	if f.emulate == "" && pointsAt(upstreamBase(f.baseURL), f.listen) {
 		return usageErr("clade serve --base-url https://api.anthropic.com (clients, not the gateway, take ANTHROPIC_BASE_URL=http://"+f.listen+")",
 			"the upstream API (--base-url or ANTHROPIC_BASE_URL) is the gateway's own --listen %s: calls would loop", f.listen)
+	}
+	if f.gcFloorMiB < 0 {
+		return usageErr("clade serve --gc-floor 64", "--gc-floor must be 0 or more MiB")
+	}
+	if ok, release := gcfloor.Set(f.gcFloorMiB << 20); ok {
+		defer release()
+		log.Debug("garbage collector floor", "mib", f.gcFloorMiB)
 	}
 	ctx := cmd.Context()
 	client, closeEmu, err := upstreamClient(ctx, f.baseURL, f.emulate, cat, log)
