@@ -13,6 +13,7 @@ import (
 	"github.com/clade-dev/clade/emulator"
 	"github.com/clade-dev/clade/internal/cli"
 	"github.com/clade-dev/clade/internal/jobs"
+	"github.com/clade-dev/clade/internal/jobs/jobstest"
 )
 
 // emulatorMessages is how many Messages calls the emulator has answered.
@@ -39,7 +40,8 @@ func emulatorMessages(t *testing.T, reg *prometheus.Registry) float64 {
 }
 
 // TestBatchCacheWarmSurvivesSIGKILL kills `clade batch --cache-warm realtime`
-// with SIGKILL inside its first create call (held before it reaches the API),
+// (its store SQLite, then Postgres) with SIGKILL inside its first create call
+// (held before it reaches the API),
 // after the warm calls of its 3 prefixes (8 lines each) were answered, then
 // resumes it: the warm lines were sent once (3 Messages calls in all, none after
 // the resume), are in no batch, and every custom_id has exactly one result.
@@ -48,6 +50,15 @@ func TestBatchCacheWarmSurvivesSIGKILL(t *testing.T) {
 		t.Skip("crash test: skipped with -short")
 	}
 	t.Parallel()
+	for _, b := range jobstest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			t.Parallel()
+			testBatchCacheWarmSurvivesSIGKILL(t, b)
+		})
+	}
+}
+
+func testBatchCacheWarmSurvivesSIGKILL(t *testing.T, b jobstest.Backend) {
 	const prefixes, per = 3, 8
 	key := "sk-ant-crash-" + strings.Repeat("w", 24)
 	reg := prometheus.NewRegistry()
@@ -65,7 +76,11 @@ func TestBatchCacheWarmSurvivesSIGKILL(t *testing.T) {
 	if err := os.WriteFile(input, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	args := []string{"batch", input, "-o", out, "--base-url", gate.URL, "--tier", "tier-4", "--poll", "10ms", "--cache-warm", "realtime"}
+	db := out + ".clade.db"
+	if b.Name != "sqlite" {
+		db = b.NewDSN(t)
+	}
+	args := []string{"batch", input, "-o", out, "--db", db, "--base-url", gate.URL, "--tier", "tier-4", "--poll", "10ms", "--cache-warm", "realtime"}
 
 	held := gate.arm(1, false)
 	c := startChild(t, key, args...)
@@ -81,7 +96,7 @@ func TestBatchCacheWarmSurvivesSIGKILL(t *testing.T) {
 	if n := emulatorMessages(t, reg); n != prefixes {
 		t.Fatalf("at the kill the emulator answered %v Messages calls, want %d (one warm call per prefix)", n, prefixes)
 	}
-	bs, st := storeBatches(t, out+".clade.db")
+	bs, st := storeBatches(t, db)
 	if len(bs) != 1 || bs[0].State != jobs.BatchIntent || st.Requests-st.Pending != prefixes {
 		t.Fatalf("at the kill the store has %d batches (%v), %d of %d requests done; want 1 intent and the %d warm lines done",
 			len(bs), bs, st.Requests-st.Pending, st.Requests, prefixes)
