@@ -9,15 +9,18 @@
 // milliseconds, and the calls that meet one make the latency tail.
 //
 // Set raises the floor of that target with a ballast: one allocation of n bytes
-// that nothing writes to (the kernel maps no memory for pages never touched, and
-// the collector does not scan a byte slice) but that counts in the heap the target
-// is computed from, so the target becomes about 2 × (n + live). The cost is the
-// garbage allowed to pile up between cycles: resident memory can grow by up to n.
+// that nothing writes to (the collector does not scan a byte slice) but that counts
+// in the heap the target is computed from, so the target becomes about
+// 2 × (n + live). The cost is the garbage allowed to pile up between cycles:
+// resident memory can grow by up to n, and by up to n more for the ballast itself
+// where the runtime hands it memory it must clear (pages fresh from the kernel it
+// does not touch: then the ballast takes none).
 // With a live heap far above n the ballast changes little and GOGC rules as before.
 package gcfloor
 
 import (
 	"os"
+	"runtime/debug"
 	"sync"
 )
 
@@ -27,7 +30,8 @@ var (
 	gen     int // which Set the ballast is from
 )
 
-// Set keeps a ballast of n bytes until release, or none when n <= 0. When GOGC or
+// Set keeps a ballast of n bytes until release, or none when n <= 0. It runs a
+// full collection first (call it at start-up). When GOGC or
 // GOMEMLIMIT is in the environment the collector has been tuned by hand: Set does
 // nothing and reports false. Setting again replaces the ballast.
 func Set(n int64) (set bool, release func()) {
@@ -44,6 +48,9 @@ func Set(n int64) (set bool, release func()) {
 	if n <= 0 {
 		return false, func() {}
 	}
+	// Freed memory given back to the kernel first, so that the ballast more often
+	// gets pages the runtime need not clear.
+	debug.FreeOSMemory()
 	ballast = make([]byte, n)
 	mine := gen // the release holds no reference to the ballast
 	return true, func() {

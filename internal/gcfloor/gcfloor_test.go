@@ -3,6 +3,7 @@ package gcfloor
 import (
 	"os"
 	"runtime"
+	"runtime/metrics"
 	"strconv"
 	"strings"
 	"testing"
@@ -33,17 +34,25 @@ func resident(t *testing.T) int64 {
 	return pages * int64(os.Getpagesize())
 }
 
-// TestBallastCutsCollections: 256 MiB of garbage with a small live heap takes
-// dozens of collections without a floor and a few with a 64 MiB one, and the
-// ballast itself takes no resident memory.
-func TestBallastCutsCollections(t *testing.T) {
+// heapGoal is the collector's current heap target after a full collection.
+func heapGoal() uint64 {
+	runtime.GC()
+	m := []metrics.Sample{{Name: "/gc/heap/goal:bytes"}}
+	metrics.Read(m)
+	return m[0].Value.Uint64()
+}
+
+// TestBallastRaisesTheTarget: with a 64 MiB floor the collector's heap target is
+// at least twice 64 MiB, so 256 MiB of short-lived garbage takes a few collections
+// instead of dozens; after release the target is back to Go's.
+func TestBallastRaisesTheTarget(t *testing.T) {
 	if _, ok := os.LookupEnv("GOGC"); ok {
 		t.Skip("GOGC is set in the environment: Set leaves the collector alone (TestHandTunedLeftAlone)")
 	}
 	if _, ok := os.LookupEnv("GOMEMLIMIT"); ok {
 		t.Skip("GOMEMLIMIT is set in the environment")
 	}
-	runtime.GC()
+	goal := heapGoal()
 	without := cycles(256 << 20)
 	runtime.GC()
 	rss := resident(t)
@@ -51,20 +60,21 @@ func TestBallastCutsCollections(t *testing.T) {
 	if !ok {
 		t.Fatal("Set(64 MiB) = false without GOGC or GOMEMLIMIT")
 	}
-	if grown := resident(t) - rss; grown > 8<<20 {
-		t.Errorf("the 64 MiB ballast grew resident memory by %d MiB, want almost nothing", grown>>20)
-	}
-	runtime.GC()
+	grown := resident(t) - rss
+	floorGoal := heapGoal()
 	with := cycles(256 << 20)
 	release()
-	runtime.GC()
-	again := cycles(256 << 20)
-	t.Logf("collections for 256 MiB of garbage: %d without a floor, %d with 64 MiB, %d after release", without, with, again)
-	if without < 20 || with > without/5 {
-		t.Errorf("collections: %d without a floor, %d with a 64 MiB floor; want at least 20 and at most a fifth of them", without, with)
+	after := heapGoal()
+	t.Logf("heap target %d MiB, %d MiB with a 64 MiB floor, %d MiB after release; collections for 256 MiB of garbage: %d without, %d with; resident memory %+d MiB at Set",
+		goal>>20, floorGoal>>20, after>>20, without, with, grown>>20)
+	if floorGoal < 2*(64<<20) {
+		t.Errorf("heap target with a 64 MiB floor: %d MiB, want at least 128", floorGoal>>20)
 	}
-	if again < 4*with {
-		t.Errorf("after release: %d collections, want the floor gone (with it: %d)", again, with)
+	if goal >= 32<<20 || after >= 32<<20 {
+		t.Errorf("heap target without a floor %d MiB, after release %d MiB; want Go's few MiB", goal>>20, after>>20)
+	}
+	if with > 8 {
+		t.Errorf("%d collections for 256 MiB of garbage with a 64 MiB floor, want at most 8 (256 / 128 and a few)", with)
 	}
 }
 
