@@ -175,15 +175,6 @@ func HasCacheControl(req *wire.MessageRequest) bool {
 	return false
 }
 
-// rawRequest is the part of the body whose bytes are cached.
-type rawRequest struct {
-	Tools    []json.RawMessage `json:"tools"`
-	System   json.RawMessage   `json:"system"`
-	Messages []struct {
-		Content json.RawMessage `json:"content"`
-	} `json:"messages"`
-}
-
 // Of scans req, parsed from body (wire.ParseMessageRequest) for model: model is the
 // id the request is sent with (caches are per model). The tokens come from req; the
 // keys from one scan of body's bytes (layout.go), made only when req has a
