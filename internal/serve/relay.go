@@ -133,8 +133,9 @@ func (g *Gateway) relayStream(w http.ResponseWriter, r *http.Request, c *call, a
 	}
 	copyHeaders(w.Header(), resp.Header, false)
 	w.WriteHeader(resp.StatusCode)
+	// The headers leave with the first event (its flush below), in one write, as
+	// the API sends message_start at once.
 	rc := http.NewResponseController(w)
-	_ = rc.Flush()
 	var (
 		su       admit.StreamUsage
 		sc       streamCost
@@ -175,7 +176,9 @@ func (g *Gateway) relayStream(w http.ResponseWriter, r *http.Request, c *call, a
 			}
 			su.Event(name, data)
 			att.StreamStarted(&su) // from message_start, its prompt-cache prefix is warm
-			sc.event(name, data)
+			if su.Usage().CacheCreationInputTokens > 0 {
+				sc.event(name, data) // the split of cache writes by TTL, for the cost
+			}
 		}
 	}
 	complete := su.Complete()
