@@ -2,7 +2,6 @@ package upstream
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -271,7 +270,7 @@ func decodeResult(line []byte) (Result, error) {
 // false when the line needs encoding/json: a key or wanted value with escapes, or a
 // wanted member of the wrong kind.
 func scanResult(line []byte) (Result, bool) {
-	s := scanner{b: line}
+	s := scanner{wire.NewScanner(line)}
 	var res Result
 	var haveID, haveType bool
 	ok := s.object(func(key []byte) bool {
@@ -380,21 +379,18 @@ func (s *scanner) usage() (*Usage, bool) {
 
 // count consumes a token count into dst: digits, or null (left 0).
 func (s *scanner) count(dst *int64) bool {
-	s.ws()
-	if bytes.HasPrefix(s.b[s.i:], []byte("null")) {
-		s.i += 4
-		return true
+	v := s.Value()
+	if string(v) == "null" {
+		return !s.Bad()
 	}
 	var n int64
-	start := s.i
-	for s.i < len(s.b) && s.b[s.i] >= '0' && s.b[s.i] <= '9' {
-		if n > (1<<62)/10 {
+	for _, c := range v {
+		if c < '0' || c > '9' || n > (1<<62)/10 {
 			return false
 		}
-		n = n*10 + int64(s.b[s.i]-'0')
-		s.i++
+		n = n*10 + int64(c-'0')
 	}
-	if s.i == start || s.i < len(s.b) && (s.b[s.i] == '.' || s.b[s.i] == 'e' || s.b[s.i] == 'E') {
+	if len(v) == 0 || s.Bad() {
 		return false
 	}
 	*dst = n
@@ -415,133 +411,36 @@ func internType(b []byte) string {
 	return string(b)
 }
 
-// scanner walks JSON that json.Valid accepted; it still checks bounds everywhere, so
-// that a bug cannot turn into a panic.
-type scanner struct {
-	b []byte
-	i int
-}
-
-func (s *scanner) ws() {
-	for s.i < len(s.b) && isSpace(s.b[s.i]) {
-		s.i++
-	}
-}
+// scanner is wire.Scanner with the reads scanResult makes, each reporting whether
+// it could make it.
+type scanner struct{ wire.Scanner }
 
 // at reports whether the next non-space byte is c.
-func (s *scanner) at(c byte) bool {
-	s.ws()
-	return s.i < len(s.b) && s.b[s.i] == c
-}
-
-// str consumes a string and returns its raw contents and whether they hold escapes.
-func (s *scanner) str() (raw []byte, escaped, ok bool) {
-	if !s.at('"') {
-		return nil, false, false
-	}
-	start := s.i + 1
-	for j := start; j <= len(s.b); {
-		k := bytes.IndexByte(s.b[j:], '"')
-		if k < 0 {
-			return nil, false, false
-		}
-		end := j + k
-		n := 0
-		for p := end - 1; p >= start && s.b[p] == '\\'; p-- {
-			n++
-		}
-		if n%2 == 0 {
-			s.i = end + 1
-			raw = s.b[start:end]
-			return raw, bytes.IndexByte(raw, '\\') >= 0, true
-		}
-		j = end + 1
-	}
-	return nil, false, false
-}
+func (s *scanner) at(c byte) bool { return s.Peek() == c }
 
 // plainString consumes a string without escapes.
 func (s *scanner) plainString() ([]byte, bool) {
-	v, esc, ok := s.str()
-	return v, ok && !esc
+	v, esc := s.Str()
+	return v, !s.Bad() && !esc
 }
 
 // skip consumes one value.
 func (s *scanner) skip() bool {
-	s.ws()
-	if s.i >= len(s.b) {
-		return false
-	}
-	switch s.b[s.i] {
-	case '"':
-		_, _, ok := s.str()
-		return ok
-	case '{', '[':
-		depth := 0
-		for s.i < len(s.b) {
-			switch s.b[s.i] {
-			case '"':
-				if _, _, ok := s.str(); !ok {
-					return false
-				}
-				continue
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					s.i++
-					return true
-				}
-			}
-			s.i++
-		}
-		return false
-	}
-	start := s.i
-	for s.i < len(s.b) {
-		switch s.b[s.i] {
-		case ',', '}', ']', ' ', '\t', '\r', '\n':
-			return s.i > start
-		}
-		s.i++
-	}
-	return s.i > start
+	s.Skip()
+	return !s.Bad()
 }
 
 // object consumes an object, calling member for each key with the scanner at the
 // value; member must consume the value. Keys with escapes make it report false.
 func (s *scanner) object(member func(key []byte) bool) bool {
-	if !s.at('{') {
+	if !s.ObjectStart() {
 		return false
 	}
-	s.i++
-	if s.at('}') {
-		s.i++
-		return true
-	}
-	for {
-		key, esc, ok := s.str()
-		if !ok || esc || !s.at(':') {
-			return false
-		}
-		s.i++
-		s.ws()
-		if !member(key) {
-			return false
-		}
-		s.ws()
-		if s.i >= len(s.b) {
-			return false
-		}
-		switch s.b[s.i] {
-		case ',':
-			s.i++
-		case '}':
-			s.i++
-			return true
-		default:
+	for s.NextMember() {
+		key, esc := s.RawKey()
+		if esc || s.Bad() || !member(key) {
 			return false
 		}
 	}
+	return !s.Bad()
 }

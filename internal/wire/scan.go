@@ -7,14 +7,28 @@ import (
 	"unicode/utf8"
 )
 
-// scanner walks JSON already known to be valid, so it checks structure only where it
-// must tell values apart.
-type scanner struct {
-	b []byte
-	i int
+// Scanner reads one JSON text from its start: the request parser here, the
+// prompt-cache prefix scan (cacheprefix) and the results reader (upstream) all walk
+// JSON with it. It is written for JSON already checked to be valid (validJSON,
+// json.Valid, or a body ParseMessageRequest accepted), so it checks structure only
+// where it must tell values apart. On anything else it sets Bad and never panics:
+// what it returned after Bad is set means nothing.
+type Scanner struct {
+	b   []byte
+	i   int
+	bad bool
 }
 
-func (s *scanner) ws() {
+// scanner is the request parser's name for Scanner (fastparse.go).
+type scanner = Scanner
+
+// NewScanner returns a Scanner at the start of b.
+func NewScanner(b []byte) Scanner { return Scanner{b: b} }
+
+// Bad reports whether the scan met bytes that are not valid JSON.
+func (s *Scanner) Bad() bool { return s.bad }
+
+func (s *Scanner) ws() {
 	for s.i < len(s.b) {
 		switch s.b[s.i] {
 		case ' ', '\t', '\n', '\r':
@@ -25,114 +39,222 @@ func (s *scanner) ws() {
 	}
 }
 
-// objectStart consumes '{', or reports that the next value is not an object.
-func (s *scanner) objectStart() bool {
+// Peek is the next byte that is not white space; 0 (and Bad) at the end.
+func (s *Scanner) Peek() byte {
 	s.ws()
-	if s.i < len(s.b) && s.b[s.i] == '{' {
+	if s.i >= len(s.b) {
+		s.bad = true
+		return 0
+	}
+	return s.b[s.i]
+}
+
+// ObjectStart consumes '{', or reports that the next value is not an object.
+func (s *Scanner) ObjectStart() bool { return s.open('{') }
+
+// ArrayStart consumes '[', or reports that the next value is not an array.
+func (s *Scanner) ArrayStart() bool { return s.open('[') }
+
+func (s *Scanner) open(c byte) bool {
+	if s.Peek() == c {
 		s.i++
 		return true
 	}
 	return false
 }
 
-// arrayStart consumes '['; the caller has checked that the value is an array.
-func (s *scanner) arrayStart() {
-	s.ws()
+// NextElem moves to the next element of the array whose '[' or previous element
+// was just read, and reports whether there is one.
+func (s *Scanner) NextElem() bool {
+	switch s.Peek() {
+	case ']':
+		s.i++
+		return false
+	case ',':
+		s.i++
+		return !s.bad
+	case 0:
+		return false
+	}
+	return true // the first element
+}
+
+// NextMember moves to the next member's key of the object whose '{' or previous
+// value was just read, and reports whether there is one.
+func (s *Scanner) NextMember() bool {
+	switch s.Peek() {
+	case '}':
+		s.i++
+		return false
+	case ',':
+		s.i++
+		if s.Peek() != '"' {
+			s.bad = true
+			return false
+		}
+		return true
+	case '"':
+		return true
+	}
+	s.bad = true
+	return false
+}
+
+// colon reads the ':' after a key.
+func (s *Scanner) colon() {
+	if s.Peek() != ':' {
+		s.bad = true
+		return
+	}
 	s.i++
 }
 
-// nextKey moves to the next member of the current object and returns its key,
-// positioned at the value; more is false at the end of the object. A key with an
-// escape comes back as "\\", which matches no field name.
-func (s *scanner) nextKey() (key []byte, more bool) {
-	s.ws()
-	if s.b[s.i] == ',' {
-		s.i++
-		s.ws()
+// RawKey reads a member's key and its colon, and returns the key's bytes between
+// the quotes, a slice of the text, and whether they hold escapes.
+func (s *Scanner) RawKey() (raw []byte, esc bool) {
+	raw, esc = s.Str()
+	s.colon()
+	return raw, esc
+}
+
+// PlainKey reads the key NextMember moved to, and its colon, and returns the key's
+// bytes, a slice of the text, when they are its decoded value (no escape, valid
+// UTF-8); else nil, with s where it was, for Key to decode.
+func (s *Scanner) PlainKey() []byte {
+	start := s.i + 1
+	for j := start; j < len(s.b); {
+		c := s.b[j]
+		switch {
+		case c == '"':
+			s.i = j + 1
+			s.colon()
+			return s.b[start:j:j]
+		case c == '\\' || c < ' ':
+			return nil
+		case c < utf8.RuneSelf:
+			j++
+		default:
+			r, n := utf8.DecodeRune(s.b[j:])
+			if r == utf8.RuneError && n == 1 {
+				return nil
+			}
+			j += n
+		}
 	}
-	if s.b[s.i] == '}' {
-		s.i++
+	s.bad = true
+	return nil
+}
+
+// Key appends a member's decoded key to dst (as Unquote) and reads its colon.
+func (s *Scanner) Key(dst []byte) []byte {
+	dst = s.Unquote(dst)
+	s.colon()
+	return dst
+}
+
+// Str reads a string and returns its bytes between the quotes, a slice of the text,
+// and whether they hold escapes.
+func (s *Scanner) Str() (raw []byte, esc bool) {
+	if s.Peek() != '"' {
+		s.bad = true
 		return nil, false
 	}
 	start := s.i + 1
-	end, esc := s.stringEnd()
-	s.ws()
-	s.i++ // ':'
-	if esc {
-		return []byte(`\`), true
+	end := s.stringEnd()
+	s.i = end
+	if s.bad {
+		return nil, false
 	}
-	return s.b[start : end-1], true
+	raw = s.b[start : end-1 : end-1]
+	return raw, bytes.IndexByte(raw, '\\') >= 0
 }
 
-// nextElem moves to the next element of the current array; false at its end.
-func (s *scanner) nextElem() bool {
-	s.ws()
-	if s.b[s.i] == ',' {
-		s.i++
-		s.ws()
-	}
-	if s.b[s.i] == ']' {
-		s.i++
-		return false
-	}
-	return true
-}
-
-// stringEnd moves past the string at the cursor and returns the index after its
-// closing quote and whether the string has escapes. A quote ends the string unless an
-// odd run of backslashes precedes it (valid JSON pairs every backslash with the
-// character after it).
-func (s *scanner) stringEnd() (end int, esc bool) {
-	start := s.i + 1
-	i := start
+// stringEnd is the index after the closing quote of the string at i. A quote ends
+// the string unless an odd run of backslashes precedes it (valid JSON pairs every
+// backslash with the character after it).
+func (s *Scanner) stringEnd() int {
+	j := s.i + 1
 	for {
-		q := i + bytes.IndexByte(s.b[i:], '"')
-		k := q
-		for k > i && s.b[k-1] == '\\' {
-			k--
+		k := bytes.IndexByte(s.b[j:], '"')
+		if k < 0 {
+			s.bad = true
+			return len(s.b)
 		}
-		if (q-k)%2 == 0 {
-			s.i = q + 1
-			return s.i, bytes.IndexByte(s.b[start:q], '\\') >= 0
+		j += k
+		esc := 0
+		for p := j - 1; p > s.i && s.b[p] == '\\'; p-- {
+			esc++
 		}
-		i = q + 1
+		j++
+		if esc%2 == 0 {
+			return j
+		}
 	}
 }
 
-// value moves past the next value and returns its bytes.
-func (s *scanner) value() []byte {
-	s.ws()
-	start := s.i
-	switch s.b[s.i] {
+// Skip reads one value.
+func (s *Scanner) Skip() {
+	switch s.Peek() {
 	case '"':
-		s.stringEnd()
+		s.i = s.stringEnd()
 	case '{', '[':
 		depth := 0
-		for {
+		for s.i < len(s.b) {
 			switch s.b[s.i] {
 			case '"':
-				s.stringEnd()
+				s.i = s.stringEnd()
 				continue
 			case '{', '[':
 				depth++
 			case '}', ']':
 				depth--
+				if depth == 0 {
+					s.i++
+					return
+				}
 			}
 			s.i++
-			if depth == 0 {
-				break
-			}
 		}
-	default:
+		s.bad = true
+	case 0:
+	default: // a number or a literal
 		for s.i < len(s.b) {
 			switch s.b[s.i] {
 			case ',', '}', ']', ' ', '\t', '\n', '\r':
-				return s.b[start:s.i]
+				return
 			}
 			s.i++
 		}
 	}
+}
+
+// Value reads one value and returns its bytes, a slice of the text.
+func (s *Scanner) Value() []byte {
+	s.ws()
+	start := s.i
+	s.Skip()
 	return s.b[start:s.i]
+}
+
+// The request parser's names (fastparse.go).
+
+func (s *Scanner) objectStart() bool { return s.ObjectStart() }
+func (s *Scanner) arrayStart()       { s.ArrayStart() }
+func (s *Scanner) nextElem() bool    { return s.NextElem() }
+func (s *Scanner) value() []byte     { return s.Value() }
+
+// nextKey moves to the next member of the current object and returns its key,
+// positioned at the value; more is false at the end of the object. A key with an
+// escape comes back as "\\", which matches no field name.
+func (s *Scanner) nextKey() (key []byte, more bool) {
+	if !s.NextMember() {
+		return nil, false
+	}
+	key, esc := s.RawKey()
+	if esc {
+		return []byte(`\`), true
+	}
+	return key, true
 }
 
 // decodeString decodes v when it is a JSON string, exactly as encoding/json does.
