@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/clade-dev/clade/emulator"
 )
 
 // h1Server is an httptest server that counts the connections it accepted and the
@@ -343,3 +345,48 @@ func TestH1Trace(t *testing.T) {
 		t.Error("WroteHeaders called for a call that never connected")
 	}
 }
+
+// BenchmarkTransport is a Messages round trip against the emulator on loopback
+// through h1Transport and through net/http's Transport set up as newTransport
+// sets it up for https, in one run: the cost of a call on each, serial (one call
+// at a time: latency) and from 32 goroutines (throughput, time per call).
+func BenchmarkTransport(b *testing.B) {
+	const key = "sk-ant-api03-h1-bench-key-0123456789abcdef"
+	em := emulator.StartTB(b, emulator.Config{Tier: "unlimited", APIKeys: []string{key}})
+	cfg, u, err := Config{APIKey: NewSecret(key), BaseURL: em.URL}.withDefaults()
+	if err != nil {
+		b.Fatal(err)
+	}
+	h1 := newTransport(cfg, u).(*h1Transport)
+	for _, tc := range []struct {
+		name string
+		rt   http.RoundTripper
+	}{{"h1", h1}, {"nethttp", h1.fallback}} {
+		c, err := New(Config{BaseURL: em.URL, APIKey: NewSecret(key), HTTPClient: &http.Client{Transport: tc.rt}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(tc.name+"/serial", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := c.Messages(context.Background(), []byte(benchParams)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(tc.name+"/parallel", func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetParallelism(16)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := c.Messages(context.Background(), []byte(benchParams)); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
+
+const benchParams = `{"model":"claude-haiku-4-5","max_tokens":64,"messages":[{"role":"user","content":"Summarise the benefits of token buckets."}]}`
