@@ -92,6 +92,11 @@ func TestHostsInNetworkNamespaces(t *testing.T) {
 	for i := range procs {
 		procsRunning[i] = startInHost(t, hosts[i], key, args[i]...)
 	}
+	// Every host at work before the faults (on a loaded machine one may start
+	// seconds after the others, which could do 2/5 of the run meanwhile).
+	for _, p := range procsRunning {
+		waitWorker(t, store, p.pid())
+	}
 	waitResults(t, store, 2*n/5)
 
 	// Host 0: SIGKILL the clade process itself (ip netns exec execs it, so the
@@ -399,6 +404,25 @@ func worker(t *testing.T, st *jobs.Store, pid int) jobs.WorkerInfo {
 	}
 	t.Fatalf("no live worker of pid %d in the store (%+v)", pid, ws)
 	return jobs.WorkerInfo{}
+}
+
+// waitWorker waits, at most a minute, until pid has a live worker in the store.
+func waitWorker(t *testing.T, st *jobs.Store, pid int) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
+		ws, err := st.Workers(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, w := range ws {
+			if w.PID == int64(pid) && !w.Dead {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no live worker of pid %d in the store after a minute (%+v)", pid, ws)
+		}
+	}
 }
 
 // workerRunning counts the running jobs whose last attempt is pid's worker's.
