@@ -26,7 +26,7 @@ func TestRunStopsWhenTheStoreLosesIt(t *testing.T) {
 	input := writeInput(t, dir, 200)
 	out := filepath.Join(dir, "results.jsonl")
 	cfg := runner.Config{Spec: lifecycle.Spec{Store: st, Client: client, Input: input, Output: out, Tier: "tier-4"},
-		MaxConcurrency: 8, Test: runner.TestHooks{Heartbeat: []jobs.WorkerOption{jobs.WithHeartbeat(100*time.Millisecond, 600*time.Millisecond)}}}
+		MaxConcurrency: 8, Test: runner.TestHooks{Heartbeat: []jobs.WorkerOption{jobs.WithHeartbeat(150*time.Millisecond, 1500*time.Millisecond)}}}
 	ctx := context.Background()
 	type result struct {
 		sum *runner.Summary
@@ -47,7 +47,11 @@ func TestRunStopsWhenTheStoreLosesIt(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("no result within 30 s")
 		}
-		time.Sleep(10 * time.Millisecond)
+		select {
+		case res := <-done: // 600 ms of dead-after once lost the store under CI's load before any result
+			t.Fatalf("Run ended before the store was locked: %+v, %v", res.sum, res.err)
+		case <-time.After(10 * time.Millisecond):
+		}
 	}
 	db, err := sql.Open("sqlite", filepath.Join(dir, "run.db")+"?_pragma=busy_timeout(1000)")
 	if err != nil {
