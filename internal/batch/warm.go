@@ -13,27 +13,16 @@ package batch
 // it never sends the line again), within the prefix's TTL. The warm call's
 // result is the line's one result; the line is not in the batch.
 //
-// Where that pays (warmSaving): warming writes the prefix once at full price
-// instead of at batch price, and in exchange the batch's lines all read it. The
-// best-effort model (CacheWarmGroup G, as the emulator's --batch-cache-group): a
-// batch's requests are cached in groups of G processed together, a write read
-// only from the next group on; a cold prefix of k consecutive lines, its first
-// line anywhere in its group, is then expected to be written by
-//
-//	E(k) = (min(k, 1) + min(k, 2) + … + min(k, G)) / G
-//
-// of them (2.5 for k ≥ 4 when G = 4; 1 when G = 1). Warming saves
-//
-//	E(k) × write(batch) + (k − E(k)) × read(batch)
-//	  − [write(full) + (k − 1) × read(batch) + (the line's other input and
-//	     expected output at full price − at batch price)]
-//
-// all priced from the catalog for the line's model and the prefix's TTL
-// (expected output: plan.DefaultOutputRatio of max_tokens). A prefix is warmed
-// when that is positive: on current prices, when E(k) > 2.09 for a long prefix
-// and short answers (k ≥ 3 with G = 4; never with G ≤ 3). A prefix the store already has warm (another
-// process of the run, an earlier start) is not warmed again; lines without
-// cache_control are not touched.
+// Where that pays: plan.WarmSaving, the best-effort batch cache model clade
+// plan estimates by too (CacheWarmGroup G, as the emulator's
+// --batch-cache-group: a cold prefix of k lines is expected to be written by
+// plan.ColdWrites E(k) of them in a batch; warming writes it once at full price
+// and the other k − 1 lines read it at batch price). warmSaving gives it the
+// warm line's other input and expected output (plan.DefaultOutputRatio of
+// max_tokens), which warming pays at full price. A prefix is warmed when the
+// saving is positive: on current prices k ≥ 3 with G = 4, never with G ≤ 3.
+// A prefix the store already has warm (another process of the run, an earlier
+// start) is not warmed again; lines without cache_control are not touched.
 //
 // Failure. The warm call is a River job of the run, durable as any realtime
 // request. A run stopped after it was answered finds, when resumed, the line
@@ -59,10 +48,9 @@ import (
 const (
 	CacheWarmOff      = "off"
 	CacheWarmRealtime = "realtime"
-	// DefaultCacheWarmGroup is Config.CacheWarmGroup's default: a batch's
-	// requests are assumed cached 4 at a time, as by the emulator's default
-	// best-effort batch cache (emulator.DefaultBatchCacheGroup).
-	DefaultCacheWarmGroup = 4
+	// DefaultCacheWarmGroup is Config.CacheWarmGroup's default, the planner's
+	// (plan.DefaultCacheWarmGroup: 4, as the emulator's best-effort batch cache).
+	DefaultCacheWarmGroup = plan.DefaultCacheWarmGroup
 	// warmPoll is how often fill looks again while a warm call is not answered.
 	warmPoll = 50 * time.Millisecond
 )
@@ -288,36 +276,14 @@ func (d *dispatcher) warmKey(model string, p cacheprefix.Prefix) jobs.CachePrefi
 // re-warm margin.
 func warmMargin(ttl time.Duration) time.Duration { return ttl / 10 }
 
-// coldWrites is E(k): how many of a cold prefix's k consecutive lines are
-// expected to write it in a batch cached in groups of group requests, its
-// first line at any place in its group.
-func coldWrites(k int64, group int) float64 {
-	var sum int64
-	for j := int64(1); j <= int64(group); j++ {
-		sum += min(k, j)
-	}
-	return float64(sum) / float64(group)
-}
-
 // warmSaving is what warming prefix p of lines pending lines on model m saves in
 // USD, against sending them all in batches cached in groups of group requests
-// (the rule in this file's comment); req is the line the warm call sends. 0 or
-// less: it does not pay.
+// (plan.WarmSaving); req is the line the warm call sends, whose input apart from
+// the prefix and expected output warming pays at full price. 0 or less: it does
+// not pay.
 func warmSaving(cat *catalog.Catalog, m *catalog.Model, p cacheprefix.Prefix, lines int64, group int, req *jobs.Request) float64 {
-	if lines <= 0 || p.Tokens <= 0 {
-		return 0
-	}
-	write := catalog.Usage{CacheWrite5mTokens: p.Tokens}
-	if p.TTL >= time.Hour {
-		write = catalog.Usage{CacheWrite1hTokens: p.Tokens}
-	}
-	read := catalog.Usage{CacheReadTokens: p.Tokens}
-	w := coldWrites(lines, max(group, 1))
-	cold := w*cat.Cost(m, write, true) + (float64(lines)-w)*cat.Cost(m, read, true)
 	rest := catalog.Usage{InputTokens: max(req.EstInputTokens-p.Tokens, 0), OutputTokens: int64(plan.DefaultOutputRatio * float64(req.MaxTokens))}
-	warm := cat.Cost(m, write, false) + float64(lines-1)*cat.Cost(m, read, true) +
-		cat.Cost(m, rest, false) - cat.Cost(m, rest, true)
-	return cold - warm
+	return plan.WarmSaving(cat, m, p.Tokens, p.TTL, lines, group, rest)
 }
 
 // warmReport is the prompt-cache prefixes this process warmed through realtime,

@@ -51,18 +51,3 @@ func TestWarmSavingRule(t *testing.T) {
 		}
 	}
 }
-
-func TestColdWrites(t *testing.T) {
-	t.Parallel()
-	for _, tt := range []struct {
-		k     int64
-		group int
-		want  float64
-	}{
-		{1, 4, 1}, {2, 4, 1.75}, {3, 4, 2.25}, {4, 4, 2.5}, {10, 4, 2.5}, {100, 1, 1}, {3, 10, 2.7},
-	} {
-		if got := coldWrites(tt.k, tt.group); got != tt.want {
-			t.Errorf("coldWrites(%d, %d) = %v, want %v", tt.k, tt.group, got, tt.want)
-		}
-	}
-}

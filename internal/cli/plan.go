@@ -20,6 +20,7 @@ type planFlags struct {
 	outputRatio  float64
 	outputTokens int64
 	deadline     time.Duration
+	cacheGroup   int
 	json         bool
 }
 
@@ -40,7 +41,9 @@ next tier. It ends with a recommendation: batch when there is no --deadline or i
 is 24 h or more, otherwise the first tier that finishes in time; and, labelled as a
 suggestion, a cheaper model every request would fit. Where lines have cache_control
 prefixes, it gives the input cost and time with and without clade run's
-cache-aware ordering (one write per prefix, then reads).
+cache-aware ordering (one write per prefix, then reads), and the cost through
+clade batch, whose cache is best effort (requests cached in groups of N,
+--cache-warm-group), with and without --cache-warm realtime.
 
 Nothing is sent; no key is needed. See docs/plan.md.`,
 		Example: `  clade plan prompts.jsonl
@@ -59,6 +62,7 @@ Nothing is sent; no key is needed. See docs/plan.md.`,
 	fl.Float64Var(&f.outputRatio, "output-ratio", 0, fmt.Sprintf("expected output as a fraction of max_tokens, in (0, 1] (default %g)", plan.DefaultOutputRatio))
 	fl.Int64Var(&f.outputTokens, "output-tokens", 0, "expected output `TOKENS` per request (at most its max_tokens), instead of --output-ratio")
 	fl.DurationVar(&f.deadline, "deadline", 0, "when the work must be done, e.g. 90m or 48h (0: none, so batch)")
+	fl.IntVar(&f.cacheGroup, "cache-warm-group", plan.DefaultCacheWarmGroup, "the batch cache the batch figures assume: requests cached in groups of `N` processed\ntogether, as clade batch --cache-warm-group")
 	fl.BoolVar(&f.json, "json", false, "print the plan as JSON (field names in docs/plan.md)")
 	return cmd
 }
@@ -78,6 +82,8 @@ func runPlan(cmd *cobra.Command, g *globalFlags, f *planFlags, input string) err
 		return usageErr("clade plan "+input+" --sample 10000", "--sample %d: want 0 (every line) or more", f.sample)
 	case f.deadline < 0:
 		return usageErr("clade plan "+input+" --deadline 2h", "--deadline %s: want a positive duration", f.deadline)
+	case f.cacheGroup < 1:
+		return usageErr("clade plan "+input+" --cache-warm-group 4", "--cache-warm-group %d: want 1 or more", f.cacheGroup)
 	}
 	if st, err := os.Stat(input); err != nil {
 		return usageErr("clade plan PATH/TO/input.jsonl", "input %s: %v", input, err)
@@ -100,7 +106,7 @@ func runPlan(cmd *cobra.Command, g *globalFlags, f *planFlags, input string) err
 	if err != nil {
 		return failure("check that "+input+" is a readable file", fmt.Errorf("scan %s: %w", input, err))
 	}
-	p, err := plan.Make(cat, w, plan.Options{Tiers: f.tiers, Deadline: f.deadline})
+	p, err := plan.Make(cat, w, plan.Options{Tiers: f.tiers, Deadline: f.deadline, CacheGroup: f.cacheGroup})
 	if err != nil {
 		return failure("", err)
 	}

@@ -5,8 +5,11 @@ import (
 	"math"
 	"strings"
 	"testing"
+	"time"
+	"unicode/utf8"
 
 	"github.com/clade-dev/clade/catalog"
+	"github.com/clade-dev/clade/internal/cacheprefix"
 	"github.com/clade-dev/clade/internal/intake"
 	"github.com/clade-dev/clade/internal/plan"
 )
@@ -72,6 +75,13 @@ func TestPlanCacheRepeatedPrefixes(t *testing.T) {
 	if c.With.CacheWriteTokens != 20*T || c.With.CacheReadTokens != 80*T {
 		t.Errorf("with: write %d read %d, want %d, %d", c.With.CacheWriteTokens, c.With.CacheReadTokens, 20*T, 80*T)
 	}
+	// Batch: 5 lines a prefix in groups of 4 write it 2.5 times; warmed, once.
+	if c.Batch.CacheWriteTokens != 50*T || c.Batch.CacheReadTokens != 50*T || c.Batch.WarmedPrefixes != 0 {
+		t.Errorf("batch: write %d read %d warmed %d, want %d, %d, 0", c.Batch.CacheWriteTokens, c.Batch.CacheReadTokens, c.Batch.WarmedPrefixes, 50*T, 50*T)
+	}
+	if c.BatchWarm.CacheWriteTokens != 20*T || c.BatchWarm.CacheReadTokens != 80*T || c.BatchWarm.WarmedPrefixes != 20 || !(c.BatchWarm.CostUSD < c.Batch.CostUSD) {
+		t.Errorf("batch_cache_warm = %+v, want write %d read %d, 20 warmed, cheaper than batch's $%v", c.BatchWarm, 20*T, 80*T, c.Batch.CostUSD)
+	}
 	if c.Without.CacheWriteTokens != 100*T || c.Without.CacheReadTokens != 0 {
 		t.Errorf("without: write %d read %d, want %d, 0", c.Without.CacheWriteTokens, c.Without.CacheReadTokens, 100*T)
 	}
@@ -134,6 +144,11 @@ func TestPlanCacheNoCacheControl(t *testing.T) {
 		}
 		if len(mode.Tiers) != 1 || mode.Tiers[0].Minutes != p.Tiers[0].Minutes || mode.Tiers[0].Binding != p.Tiers[0].Binding {
 			t.Errorf("%s tiers = %+v, want the plan's %g min %s", name, mode.Tiers, p.Tiers[0].Minutes, p.Tiers[0].Binding)
+		}
+	}
+	for name, b := range map[string]plan.CacheBatch{"batch": c.Batch, "batch_cache_warm": c.BatchWarm} {
+		if b.CostUSD != p.BatchCostUSD || b.CacheWriteTokens != 0 || b.CacheReadTokens != 0 || b.WarmedPrefixes != 0 {
+			t.Errorf("%s = %+v, want cost %v (the plan's batch cost), no cache tokens, none warmed", name, b, p.BatchCostUSD)
 		}
 	}
 }
@@ -209,5 +224,148 @@ func TestPlanCacheSampled(t *testing.T) {
 	}
 	if !strings.Contains(b.String(), "(prefixes seen in the sample)") {
 		t.Errorf("WriteText does not say the prefixes are the sample's:\n%s", b.String())
+	}
+}
+
+// oneBatchPrefix is a workload of k claude-haiku-4-5 lines sharing one 6,000-token
+// prefix (ttl), each with 20 more input tokens and 50 expected output tokens.
+func oneBatchPrefix(k int64, ttl time.Duration) *plan.Workload {
+	return &plan.Workload{
+		Input: "in.jsonl", Lines: k, Read: k,
+		Models: []*plan.ModelLoad{{
+			Model: "claude-haiku-4-5", Requests: k, InputTokens: k * 6020, OutputTokens: k * 50, MaxTokens: k * 100,
+			LargestInput: 6020, LargestMaxTokens: 100, LargestOutput: 50,
+			Prefixes: map[cacheprefix.Key]*plan.PrefixLoad{{1}: {Tokens: 6000, TTL: ttl, Lines: k}},
+		}},
+	}
+}
+
+// TestPlanCacheBatchBestEffort checks the batch figures against a hand computation
+// from the catalog's fields, for one prefix of 6,000 tokens (5 m TTL) on k lines:
+// clade batch is expected to write it E(k) times at batch price and read it on the
+// other k − E(k) lines; --cache-warm realtime, where that pays, writes it once at
+// full price (its line's 20 other input and 50 output tokens at full price too)
+// and reads it on the other k − 1 lines at batch price.
+func TestPlanCacheBatchBestEffort(t *testing.T) {
+	t.Parallel()
+	cat := catalog.Default()
+	m, ok := cat.Model("claude-haiku-4-5")
+	if !ok {
+		t.Fatal("claude-haiku-4-5 is not in the catalog")
+	}
+	in, out, b := m.Price.Input/1e6, m.Price.Output/1e6, cat.Pricing.Batch
+	read := cat.Pricing.CacheRead
+	if m.Price.CacheRead != 0 {
+		read = m.Price.CacheRead
+	}
+	if b >= 1 || cat.Pricing.CacheWrite5m <= b || m.Price.Input <= 0 {
+		t.Fatalf("catalog batch %g, write %g, input %g: the batch and warm prices are not exercised", b, cat.Pricing.CacheWrite5m, m.Price.Input)
+	}
+	for _, tt := range []struct {
+		name   string
+		k      int64
+		ttl    time.Duration
+		group  int // 0: the default
+		e      float64
+		warmed bool
+	}{
+		{name: "ten lines, groups of 4", k: 10, ttl: 5 * time.Minute, e: 2.5, warmed: true},
+		{name: "ten lines, groups of 4, 1 h", k: 10, ttl: time.Hour, e: 2.5, warmed: true},
+		{name: "two lines, groups of 4", k: 2, ttl: 5 * time.Minute, group: 4, e: 1.75},
+		{name: "ten lines, groups of 1", k: 10, ttl: 5 * time.Minute, group: 1, e: 1},
+	} {
+		write := cat.Pricing.CacheWrite5m
+		if tt.ttl >= time.Hour {
+			write = cat.Pricing.CacheWrite1h
+		}
+		p, err := plan.Make(cat, oneBatchPrefix(tt.k, tt.ttl), plan.Options{Tiers: []string{"tier-1"}, CacheGroup: tt.group})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := p.Cache
+		wantGroup := tt.group
+		if wantGroup == 0 {
+			wantGroup = plan.DefaultCacheWarmGroup
+		}
+		if c.CacheGroup != wantGroup {
+			t.Errorf("%s: CacheGroup = %d, want %d", tt.name, c.CacheGroup, wantGroup)
+		}
+		if got := plan.ColdWrites(tt.k, c.CacheGroup); got != tt.e {
+			t.Fatalf("%s: ColdWrites(%d, %d) = %v, want %v", tt.name, tt.k, c.CacheGroup, got, tt.e)
+		}
+		k := float64(tt.k)
+		T := 6000.0
+		uncached := 20 * k
+		batchIn := uncached*in*b + tt.e*T*in*write*b + (k-tt.e)*T*in*read*b
+		batchAll := batchIn + 50*k*out*b
+		want := plan.CacheBatch{InputTokens: 20 * tt.k, CacheWriteTokens: int64(tt.e * T), CacheReadTokens: int64((k - tt.e) * T), InputCostUSD: batchIn, CostUSD: batchAll}
+		checkCacheBatch(t, tt.name+": batch", c.Batch, want)
+
+		if tt.warmed {
+			warmIn := T*in*write + (k-1)*T*in*read*b + 20*in + (uncached-20)*in*b
+			warmAll := warmIn + 50*out + 50*(k-1)*out*b
+			if !(warmAll < batchAll) {
+				t.Fatalf("%s: warm $%v, batch $%v: by hand warming does not pay, the case is wrong", tt.name, warmAll, batchAll)
+			}
+			want = plan.CacheBatch{InputTokens: 20 * tt.k, CacheWriteTokens: 6000, CacheReadTokens: (tt.k - 1) * 6000, InputCostUSD: warmIn, CostUSD: warmAll, WarmedPrefixes: 1}
+		}
+		checkCacheBatch(t, tt.name+": batch_cache_warm", c.BatchWarm, want)
+	}
+}
+
+func checkCacheBatch(t *testing.T, name string, got, want plan.CacheBatch) {
+	t.Helper()
+	if got.InputTokens != want.InputTokens || got.CacheWriteTokens != want.CacheWriteTokens || got.CacheReadTokens != want.CacheReadTokens || got.WarmedPrefixes != want.WarmedPrefixes ||
+		math.Abs(got.InputCostUSD-want.InputCostUSD) > 1e-12 || math.Abs(got.CostUSD-want.CostUSD) > 1e-12 {
+		t.Errorf("%s = %+v, want %+v", name, got, want)
+	}
+}
+
+// TestPlanCacheBatchText checks that the text report prints both batch rows and
+// the group they assume.
+func TestPlanCacheBatchText(t *testing.T) {
+	t.Parallel()
+	p, err := plan.Make(catalog.Default(), oneBatchPrefix(10, 5*time.Minute), plan.Options{Tiers: []string{"tier-1"}, CacheGroup: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	if err := plan.WriteText(&b, p); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{"\nclade batch  ", "\nbatch --cache-warm realtime  ", "requests in groups of 3 processed", "(1+…+min(k,3))/3"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("WriteText does not print %q:\n%s", want, out)
+		}
+	}
+	for _, line := range strings.Split(out[strings.Index(out, "through batches"):strings.Index(out, "recommendation:")], "\n") {
+		if n := utf8.RuneCountInString(line); n > 80 {
+			t.Errorf("batch section line of %d columns, want at most 80: %q", n, line)
+		}
+	}
+}
+
+// TestPlanCacheGroupInvalid checks that a negative CacheGroup is refused, not
+// replaced.
+func TestPlanCacheGroupInvalid(t *testing.T) {
+	t.Parallel()
+	if _, err := plan.Make(catalog.Default(), oneBatchPrefix(10, 5*time.Minute), plan.Options{CacheGroup: -1}); err == nil {
+		t.Error("Make(CacheGroup -1) = nil error, want one")
+	}
+}
+
+func TestColdWrites(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		k     int64
+		group int
+		want  float64
+	}{
+		{1, 4, 1}, {2, 4, 1.75}, {3, 4, 2.25}, {4, 4, 2.5}, {10, 4, 2.5}, {100, 1, 1}, {3, 10, 2.7}, {5, 0, 1},
+	} {
+		if got := plan.ColdWrites(tt.k, tt.group); got != tt.want {
+			t.Errorf("ColdWrites(%d, %d) = %v, want %v", tt.k, tt.group, got, tt.want)
+		}
 	}
 }

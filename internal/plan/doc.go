@@ -36,6 +36,13 @@
 // line writes its prefix (the worst case). Both orders get a cost and a time per
 // tier; without cache_control they equal the plan's own.
 //
+// Batch prompt cache (batchcache.go): the API caches batch requests best effort;
+// in groups of G processed together (DefaultCacheWarmGroup), a cold prefix of k
+// lines in a batch is expected to be written ColdWrites(k) times. CacheEstimate
+// prices clade batch by it, and clade batch --cache-warm realtime, whose warm rule
+// (WarmSaving) lives here so that package batch decides with the same function
+// plan estimates with.
+//
 // # What is authoritative
 //
 // Every number (limits, prices, credits, spend caps, the batch multiplier, the batch

@@ -210,7 +210,8 @@ type Plan struct {
 	Batches          int        `json:"batches"`
 	BatchMaxRequests int64      `json:"batch_max_requests"`
 	Tiers            []TierPlan `json:"tiers"`
-	// Cache is the estimate with and without prompt-cache-aware ordering.
+	// Cache is the estimate with and without prompt-cache-aware ordering, and
+	// through batches with and without --cache-warm realtime.
 	Cache          CacheEstimate  `json:"cache"`
 	DeadlineMin    float64        `json:"deadline_minutes,omitempty"`
 	Recommendation Recommendation `json:"recommendation"`
@@ -222,6 +223,10 @@ type Options struct {
 	Tiers []string
 	// Deadline is when the work must be done; 0 means none.
 	Deadline time.Duration
+	// CacheGroup is the best-effort batch cache CacheEstimate's batch figures
+	// assume: requests cached in groups of this many (ColdWrites), as clade
+	// batch's --cache-warm-group. 0: DefaultCacheWarmGroup; negative is an error.
+	CacheGroup int
 }
 
 // DefaultTiers returns the account tiers of the catalog: the numbered ones (with a
@@ -249,6 +254,13 @@ func DefaultTiers(cat *catalog.Catalog) []string {
 
 // Make computes the plan of workload w against catalog cat.
 func Make(cat *catalog.Catalog, w *Workload, opt Options) (*Plan, error) {
+	group := opt.CacheGroup
+	switch {
+	case group < 0:
+		return nil, fmt.Errorf("plan: CacheGroup %d: want 1 or more (0: %d)", group, DefaultCacheWarmGroup)
+	case group == 0:
+		group = DefaultCacheWarmGroup
+	}
 	tiers := opt.Tiers
 	if len(tiers) == 0 {
 		tiers = DefaultTiers(cat)
@@ -359,7 +371,7 @@ func Make(cat *catalog.Catalog, w *Workload, opt Options) (*Plan, error) {
 		}
 		p.Tiers = append(p.Tiers, tp)
 	}
-	p.Cache = cacheEstimate(cat, byID, ids, tiers, w.Sampled)
+	p.Cache = cacheEstimate(cat, byID, ids, tiers, w.Sampled, group)
 	p.Batches, p.BatchMaxRequests = batches(cat, p, tiers)
 	p.Recommendation = recommend(p, opt.Deadline)
 	p.Recommendation.commands(p, opt.Deadline)

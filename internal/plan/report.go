@@ -189,8 +189,9 @@ func dollars(v float64) string {
 	return strconv.FormatFloat(v, 'f', -1, 64)
 }
 
-// writeCache writes the with and without cache-aware ordering rows, when the input
-// has a cacheable prefix.
+// writeCache writes the with and without cache-aware ordering rows, and the
+// batch rows with and without --cache-warm realtime, when the input has a
+// cacheable prefix.
 func writeCache(ew *errWriter, p *Plan) {
 	c := p.Cache
 	if c.Prefixes == 0 {
@@ -221,5 +222,21 @@ func writeCache(ew *errWriter, p *Plan) {
 	ew.printf("assumed with: each prefix written once (catalog cache_write_5m or _1h by its TTL) and read by\n")
 	ew.printf("  its other requests (cache_read; reads outside ITPM unless the class's count), all within its TTL\n")
 	ew.printf("assumed without: every request writes its prefix (all sent before the first write is readable:\n")
-	ew.printf("  the worst case; a run in the file's order reads some by accident)\n\n")
+	ew.printf("  the worst case; a run in the file's order reads some by accident)\n")
+
+	ew.printf("through batches (batch price, warm calls full; total adds the expected output):\n")
+	tw = tabwriter.NewWriter(ew, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "batch\tinput $\ttotal $\tcache write\tcache read\twarmed\n")
+	for _, r := range []struct {
+		name, warmed string
+		b            CacheBatch
+	}{{"clade batch", "-", c.Batch}, {"batch --cache-warm realtime", group(c.BatchWarm.WarmedPrefixes), c.BatchWarm}} {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.name, usd(r.b.InputCostUSD), usd(r.b.CostUSD), group(r.b.CacheWriteTokens), group(r.b.CacheReadTokens), r.warmed)
+	}
+	tw.Flush()
+	g := c.CacheGroup
+	ew.printf("assumed batch: cached best effort, requests in groups of %d processed together\n", g)
+	ew.printf("  (--cache-warm-group): a prefix's k lines write it (1+…+min(k,%d))/%d times, and\n", g, g)
+	ew.printf("  read it on the rest, all in one batch within its TTL; warm: where that pays,\n")
+	ew.printf("  one line a prefix goes through realtime first, the rest read (docs/batch.md)\n\n")
 }
