@@ -59,7 +59,9 @@ async function check(page, kind, url, shots) {
   await page.goto(url);
 
   // A chart's state: its points, its polylines' point counts, the value shown.
-  const chart = (id) => page.evaluate((id) => {
+  // charts reads several in one round trip to the browser (a loaded machine makes
+  // each one slow, and a poll that takes seconds can miss what lasts seconds).
+  const charts = (ids) => page.evaluate((ids) => ids.map((id) => {
     const c = id.startsWith('[') ? document.querySelector(id) : document.getElementById(id);
     if (!c) return null;
     const svg = c.querySelector('svg');
@@ -72,14 +74,15 @@ async function check(page, kind, url, shots) {
       border: getComputedStyle(c).borderTopColor,
       width: svg.getBoundingClientRect().width,
     };
-  }, id);
-  const waitFor = async (what, f, ms = 60000) => {
+  }), ids);
+  const chart = async (id) => (await charts([id]))[0];
+  const waitFor = async (what, f, ms = 60000, every = 250) => {
     const end = Date.now() + ms;
     for (;;) {
       const v = await f();
       if (v) return v;
       if (Date.now() > end) fail(tag + 'timed out waiting for ' + what);
-      await page.waitForTimeout(250);
+      await page.waitForTimeout(every);
     }
   };
   const LIMITS = '[id^="l-"][id$="-requests"]'; // the first class's requests chart
@@ -127,20 +130,19 @@ async function check(page, kind, url, shots) {
     const titles = [first.title];
     let lim = null;
     const end = await waitFor('the run at 100 %', async () => {
-      const c = await chart('p-done');
-      const t = await page.evaluate(() => ({ eta: document.querySelector('#p-done .eta').textContent,
-        note: [...document.querySelectorAll('#p-done dt')].filter((d) => d.textContent === 'now').map((d) => d.nextElementSibling.textContent).join() }));
+      // One round trip a poll: the charts, the ETA, the note and the page's meta line.
+      const [[c, f, l], t] = await Promise.all([charts(['p-done', 'p-flight', LIMITS]), page.evaluate(() => ({
+        eta: document.querySelector('#p-done .eta').textContent, meta: document.querySelector('#meta').textContent,
+        note: [...document.querySelectorAll('#p-done dt')].filter((d) => d.textContent === 'now').map((d) => d.nextElementSibling.textContent).join() }))]);
       if (!eta && /\d/.test(t.eta)) eta = t.eta;
       if (!note && t.note) note = t.note;
-      const f = await chart('p-flight');
       if (f) flight = Math.max(flight, +f.value.replace(/,/g, ''));
       if (c && titles[titles.length - 1] !== c.title) titles.push(c.title);
-      lim = (await chart(LIMITS)) || lim;
+      lim = l || lim;
       if (c && DONE.test(c.value) && t.eta === 'done') return c;
-      const meta = await page.textContent('#meta');
-      if (/no answer since/.test(meta)) fail(`${tag}the dashboard went away before the page saw the run's end: "${c && c.value}", ${meta}`);
+      if (/no answer since/.test(t.meta)) fail(`${tag}the dashboard went away before the page saw the run's end: "${c && c.value}", ${t.meta}`);
       return null;
-    }, 90000);
+    }, 90000, 100);
     ok(end.points > first.points && end.drawn >= 3, `the progress chart gained points to the end: ${first.points} → ${end.points} ("${first.value}" → "${end.value}")`);
     const cost = await chart('p-cost');
     ok(cost && cost.points >= 2 && /^\$0\.\d*[1-9]/.test(cost.value), `the cost chart: ${cost && cost.points} points, "${cost && cost.value}"`);
