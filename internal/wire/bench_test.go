@@ -1,8 +1,10 @@
 package wire
 
 import (
+	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 // BenchmarkParseMessageRequest parses typical bodies: the small request the load
@@ -37,6 +39,26 @@ func BenchmarkParseMessageRequest(b *testing.B) {
 					}
 				}
 			})
+		}
+	}
+}
+
+// BenchmarkParseRateLimitHeaders reads the headers of one emulator answer, as the
+// limiter does on every call it settles (the four buckets, retry hints, request-id).
+func BenchmarkParseRateLimitHeaders(b *testing.B) {
+	h := http.Header{}
+	for _, d := range []string{"requests", "input-tokens", "output-tokens", "tokens"} {
+		h.Set("anthropic-ratelimit-"+d+"-limit", "2000000")
+		h.Set("anthropic-ratelimit-"+d+"-remaining", "1998000")
+		h.Set("anthropic-ratelimit-"+d+"-reset", "2026-11-26T12:00:00.06Z")
+	}
+	h.Set("request-id", "req_011CUn7tQ3ZJ5Yhvd9cKFNh8")
+	h.Set("content-type", "application/json")
+	now := time.Now()
+	b.ReportAllocs()
+	for b.Loop() {
+		if r := ParseRateLimitHeadersAt(h, now); !r.Tokens.Valid {
+			b.Fatal("tokens bucket not read")
 		}
 	}
 }

@@ -39,24 +39,53 @@ func ParseRateLimitHeadersAt(h http.Header, now time.Time) RateLimitHeaders {
 	if h == nil {
 		return r
 	}
-	r.Requests = parseLimit(h, "anthropic-ratelimit-requests-")
-	r.InputTokens = parseLimit(h, "anthropic-ratelimit-input-tokens-")
-	r.OutputTokens = parseLimit(h, "anthropic-ratelimit-output-tokens-")
-	r.Tokens = parseLimit(h, "anthropic-ratelimit-tokens-")
+	r.Requests = parseLimit(h, requestsKeys)
+	r.InputTokens = parseLimit(h, inputKeys)
+	r.OutputTokens = parseLimit(h, outputKeys)
+	r.Tokens = parseLimit(h, tokensKeys)
 	r.RetryAfter, r.HasRetryAfter = ParseRetryAfter(h, now)
-	r.ShouldRetry = ParseShouldRetry(h.Get(HeaderShouldRetry))
-	r.RequestID = strings.TrimSpace(h.Get(HeaderRequestID))
+	r.ShouldRetry = ParseShouldRetry(get(h, keyShouldRetry))
+	r.RequestID = strings.TrimSpace(get(h, keyRequestID))
 	return r
 }
 
-func parseLimit(h http.Header, prefix string) LimitState {
-	limit, okL := parseCount(h.Get(prefix + "limit"))
-	remaining, okR := parseCount(h.Get(prefix + "remaining"))
+// limitKeys are one bucket's header names as http.Header keys them (canonical):
+// looked up as they are, each call builds and canonicalizes no name (twelve of
+// them a response, on every call the limiter settles).
+type limitKeys struct{ limit, remaining, reset string }
+
+func keysOf(prefix string) limitKeys {
+	c := http.CanonicalHeaderKey
+	return limitKeys{c(prefix + "limit"), c(prefix + "remaining"), c(prefix + "reset")}
+}
+
+var (
+	requestsKeys    = keysOf("anthropic-ratelimit-requests-")
+	inputKeys       = keysOf("anthropic-ratelimit-input-tokens-")
+	outputKeys      = keysOf("anthropic-ratelimit-output-tokens-")
+	tokensKeys      = keysOf("anthropic-ratelimit-tokens-")
+	keyRetryAfter   = http.CanonicalHeaderKey(HeaderRetryAfter)
+	keyRetryAfterMs = http.CanonicalHeaderKey(HeaderRetryAfterMs)
+	keyShouldRetry  = http.CanonicalHeaderKey(HeaderShouldRetry)
+	keyRequestID    = http.CanonicalHeaderKey(HeaderRequestID)
+)
+
+// get is h.Get of a canonical key: the same value, without canonicalizing it.
+func get(h http.Header, canonical string) string {
+	if v := h[canonical]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+func parseLimit(h http.Header, k limitKeys) LimitState {
+	limit, okL := parseCount(get(h, k.limit))
+	remaining, okR := parseCount(get(h, k.remaining))
 	if !okL || !okR {
 		return LimitState{}
 	}
 	s := LimitState{Valid: true, Limit: limit, Remaining: remaining}
-	if v := strings.TrimSpace(h.Get(prefix + "reset")); v != "" {
+	if v := strings.TrimSpace(get(h, k.reset)); v != "" {
 		t, err := time.Parse(time.RFC3339Nano, v)
 		if err != nil {
 			return LimitState{}
@@ -89,10 +118,10 @@ func ParseRetryAfter(h http.Header, now time.Time) (time.Duration, bool) {
 	if h == nil {
 		return 0, false
 	}
-	if d, ok := parseFloatDuration(h.Get(HeaderRetryAfterMs), float64(time.Millisecond)); ok {
+	if d, ok := parseFloatDuration(get(h, keyRetryAfterMs), float64(time.Millisecond)); ok {
 		return d, true
 	}
-	v := strings.TrimSpace(h.Get(HeaderRetryAfter))
+	v := strings.TrimSpace(get(h, keyRetryAfter))
 	if v == "" {
 		return 0, false
 	}
