@@ -395,18 +395,6 @@ func (h *budgetHold) cost(u upstream.Usage) spend.Micros {
 	return spend.FromUSD(spend.Cost(h.b.cat, h.model, spend.Usage(u), false))
 }
 
-// costUsage reads the usage of a Messages response body (a Message), with its
-// cache writes split by TTL.
-func costUsage(body []byte) (upstream.Usage, bool) {
-	var m struct {
-		Usage *upstream.Usage `json:"usage"`
-	}
-	if json.Unmarshal(body, &m) != nil || m.Usage == nil {
-		return upstream.Usage{}, false
-	}
-	return *m.Usage, true
-}
-
 // streamCost follows a stream's message_start for the split of its cache writes
 // by TTL, which admit.StreamUsage does not keep.
 type streamCost struct{ start upstream.Usage }

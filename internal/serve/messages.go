@@ -373,7 +373,7 @@ func (g *Gateway) relayJSON(w http.ResponseWriter, c *call, att *admit.Attempt, 
 	w.WriteHeader(resp.StatusCode)
 	w.Write(b)
 	// The body is parsed once, for the limiter's usage and the budget's cost.
-	cu, ok := costUsage(b)
+	cu, ok := upstream.MessageUsage(b)
 	if !ok {
 		att.Settle(resp.StatusCode, resp.Header, nil)
 		return resp.StatusCode

@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -360,7 +361,7 @@ func (s *scanner) usage() (*Usage, bool) {
 				case "ephemeral_1h_input_tokens":
 					return s.count(&u.CacheCreation.Ephemeral1h)
 				}
-				return s.skip()
+				return !folds(key, "ephemeral_5m_input_tokens", "ephemeral_1h_input_tokens") && s.skip()
 			})
 		case "service_tier":
 			if s.at('"') {
@@ -370,11 +371,26 @@ func (s *scanner) usage() (*Usage, bool) {
 			}
 			return s.skip()
 		default:
-			return s.skip()
+			return !folds(key, usageKeys...) && s.skip()
 		}
 		return s.count(dst)
 	})
 	return u, ok
+}
+
+// usageKeys are the members usage reads.
+var usageKeys = []string{"input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "cache_creation", "service_tier"}
+
+// folds reports whether key, not one of names exactly, matches one of them as
+// encoding/json matches names (ignoring case): the fast scan leaves such a member
+// to encoding/json, so the two never read different values.
+func folds(key []byte, names ...string) bool {
+	for _, n := range names {
+		if bytes.EqualFold(key, []byte(n)) {
+			return true
+		}
+	}
+	return false
 }
 
 // count consumes a token count into dst: digits, or null (left 0).
