@@ -95,6 +95,37 @@ type GatewayPoint struct {
 	Rate         float64
 	Search       bool // a step of the search for the maximum rate
 	Result       *loadgen.Result
+	// CPU is the CPU time the whole process (load generator, emulator and the
+	// target) used over the measurement, RedisCPU Redis's (0 without Redis): per
+	// call, the target's cost shows against direct's, steadier than its latency
+	// on a shared machine. HasCPU says CPU was measured.
+	CPU, RedisCPU time.Duration
+	HasCPU        bool
+}
+
+// String is the point as clade bench gateway prints it when it is measured.
+func (p GatewayPoint) String() string {
+	s := fmt.Sprintf("%s %s %s", p.Target, p.Mode, p.Result)
+	if p.HasCPU {
+		s += fmt.Sprintf(", CPU %.0f µs/call", float64(p.CPUPerCall())/float64(time.Microsecond))
+	}
+	if p.RedisCPU > 0 {
+		s += fmt.Sprintf(" (Redis %.0f µs)", float64(p.RedisPerCall())/float64(time.Microsecond))
+	}
+	return s
+}
+
+// CPUPerCall is the process's CPU time per call over the measurement.
+func (p GatewayPoint) CPUPerCall() time.Duration { return perCall(p.CPU, p.Result) }
+
+// RedisPerCall is Redis's CPU time per call over the measurement.
+func (p GatewayPoint) RedisPerCall() time.Duration { return perCall(p.RedisCPU, p.Result) }
+
+func perCall(d time.Duration, r *loadgen.Result) time.Duration {
+	if r == nil || r.Requests == 0 {
+		return 0
+	}
+	return d / time.Duration(r.Requests)
 }
 
 // Sustainable reports whether the point kept up: every request answered 200 (every
@@ -184,11 +215,15 @@ func RunGateway(ctx context.Context, cfg GatewayConfig) (*GatewayReport, error) 
 			}
 		}
 		lc.Duration = d
+		cpu0, hasCPU := processCPU()
+		redis0 := env.redisCPU(ctx)
 		res, err := loadgen.Run(ctx, lc)
 		if err != nil {
 			return nil, err
 		}
-		p := GatewayPoint{Target: target, Mode: mode, Rate: rate, Search: search, Result: res}
+		cpu1, _ := processCPU()
+		p := GatewayPoint{Target: target, Mode: mode, Rate: rate, Search: search, Result: res,
+			CPU: cpu1 - cpu0, RedisCPU: max(env.redisCPU(ctx)-redis0, 0), HasCPU: hasCPU}
 		rep.Points = append(rep.Points, p)
 		if cfg.Progress != nil {
 			cfg.Progress(p)
@@ -328,6 +363,28 @@ type gatewayEnv struct {
 	urls, keys map[string]string
 	clients    map[string]*http.Client
 	closers    []func()
+	redis      *redis.Client // the gateway's, when its limits are in Redis
+}
+
+// redisCPU is the CPU time the Redis server has used (INFO cpu), or 0.
+func (e *gatewayEnv) redisCPU(ctx context.Context) time.Duration {
+	if e.redis == nil {
+		return 0
+	}
+	info, err := e.redis.Info(ctx, "cpu").Result()
+	if err != nil {
+		return 0
+	}
+	var sum float64
+	for _, line := range strings.Split(info, "\n") {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if ok && (k == "used_cpu_sys" || k == "used_cpu_user") {
+			var f float64
+			fmt.Sscanf(v, "%g", &f)
+			sum += f
+		}
+	}
+	return time.Duration(sum * float64(time.Second))
 }
 
 func (e *gatewayEnv) close() {
@@ -370,7 +427,8 @@ func startGatewayEnv(ctx context.Context, cfg GatewayConfig) (env *gatewayEnv, e
 	env.closers = append(env.closers, stop, tr.CloseIdleConnections)
 	env.urls[TargetProxy], env.keys[TargetProxy] = purl, benchClientKey
 
-	gurl, stopGW, err := startBenchGateway(ctx, cfg, em.URL)
+	gurl, stopGW, rc, err := startBenchGateway(ctx, cfg, em.URL)
+	env.redis = rc
 	if err != nil {
 		return env, err
 	}
@@ -393,17 +451,19 @@ func startGatewayEnv(ctx context.Context, cfg GatewayConfig) (env *gatewayEnv, e
 
 // startBenchGateway starts the gateway as clade serve would: client keys with
 // budgets, a spend store, the limiter (on Redis when configured), served by
-// Gateway.Run on a loopback port.
-func startBenchGateway(ctx context.Context, cfg GatewayConfig, upURL string) (string, func(), error) {
+// Gateway.Run on a loopback port. It returns the gateway's Redis client (nil
+// without Redis), which stop closes.
+func startBenchGateway(ctx context.Context, cfg GatewayConfig, upURL string) (string, func(), *redis.Client, error) {
 	var closers []func()
+	var rc *redis.Client
 	stop := func() {
 		for i := len(closers) - 1; i >= 0; i-- {
 			closers[i]()
 		}
 	}
-	fail := func(err error) (string, func(), error) {
+	fail := func(err error) (string, func(), *redis.Client, error) {
 		stop()
-		return "", nil, err
+		return "", nil, nil, err
 	}
 	log := slog.New(slog.DiscardHandler)
 	up, err := upstream.New(upstream.Config{BaseURL: upURL, APIKey: upstream.NewSecret(benchOrgKey), Logger: log})
@@ -416,7 +476,7 @@ func startBenchGateway(ctx context.Context, cfg GatewayConfig, upURL string) (st
 		if err != nil {
 			return fail(fmt.Errorf("redis: %w", err))
 		}
-		rc := redis.NewClient(opts)
+		rc = redis.NewClient(opts)
 		closers = append(closers, func() { rc.Close() })
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		err = rc.Ping(pctx).Err()
@@ -466,7 +526,7 @@ func startBenchGateway(ctx context.Context, cfg GatewayConfig, upURL string) (st
 	done := make(chan error, 1)
 	go func() { done <- gw.Run(rctx, ln, serve.RunOptions{ShutdownTimeout: 5 * time.Second}) }()
 	closers = append(closers, func() { cancel(); <-done })
-	return "http://" + ln.Addr().String(), stop, nil
+	return "http://" + ln.Addr().String(), stop, rc, nil
 }
 
 // serveLoopback serves h on a loopback port as the gateway's Run does (the same

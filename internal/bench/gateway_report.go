@@ -9,7 +9,7 @@ import (
 // WriteMarkdown writes the report as docs/benchmarks.md shows it: one table of the
 // fixed rates (per rate, mode and target: p50, p99, p99.9 and max from when each
 // call was due, the achieved rate, failures, and the p99 added over direct calls and
-// over the bare proxy), the search's steps, the maximum sustainable rates, and the
+// over the bare proxy, the CPU time per call of the whole process and of Redis), the search's steps, the maximum sustainable rates, and the
 // machine's conditions.
 func (r *GatewayReport) WriteMarkdown(w io.Writer) {
 	limits := "in memory"
@@ -22,8 +22,8 @@ func (r *GatewayReport) WriteMarkdown(w io.Writer) {
 	}
 	fmt.Fprintf(w, "Started %s; %d CPUs, GOMAXPROCS %d, one process for the load generator, emulator, proxy and gateway, %s; load average %.2f before, %.2f after; gateway limits %s, budgets on (team and key) on the spend store.\n\n",
 		r.Started.Format(time.RFC3339), r.CPUs, r.GOMAXPROCS, gc, r.LoadBefore, r.LoadAfter, limits)
-	fmt.Fprintf(w, "| rate | mode | target | p50 | p99 | p99.9 | max | achieved | not 200 | p99 added vs direct | vs proxy |\n")
-	fmt.Fprintf(w, "|---|---|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(w, "| rate | mode | target | p50 | p99 | p99.9 | max | achieved | not 200 | p99 added vs direct | vs proxy | CPU/call | Redis CPU/call |\n")
+	fmt.Fprintf(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, p := range r.Points {
 		if p.Search {
 			continue
@@ -35,9 +35,16 @@ func (r *GatewayReport) WriteMarkdown(w io.Writer) {
 			}
 			return fmt.Sprintf("%+.2f ms", ms(p.Result.Latency.P99-b.Result.Latency.P99))
 		}
-		fmt.Fprintf(w, "| %.0f | %s | %s | %.2f ms | %.2f ms | %.2f ms | %.1f ms | %.0f/s | %d | %s | %s |\n",
+		cpu, rcpu := "—", "—"
+		if p.HasCPU {
+			cpu = fmt.Sprintf("%.0f µs", us(p.CPUPerCall()))
+		}
+		if r.Redis && p.Target == TargetGateway {
+			rcpu = fmt.Sprintf("%.0f µs", us(p.RedisPerCall()))
+		}
+		fmt.Fprintf(w, "| %.0f | %s | %s | %.2f ms | %.2f ms | %.2f ms | %.1f ms | %.0f/s | %d | %s | %s | %s | %s |\n",
 			p.Rate, p.Mode, p.Target, ms(p.Result.Latency.P50), ms(p.Result.Latency.P99), ms(p.Result.Latency.P999),
-			ms(p.Result.Latency.Max), p.Result.AchievedRate, failed(p), added(TargetDirect), added(TargetProxy))
+			ms(p.Result.Latency.Max), p.Result.AchievedRate, failed(p), added(TargetDirect), added(TargetProxy), cpu, rcpu)
 	}
 	var steps []GatewayPoint
 	for _, p := range r.Points {
@@ -75,6 +82,8 @@ func (r *GatewayReport) WriteMarkdown(w io.Writer) {
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
 
 // failed counts the calls of p that did not end in a complete 200.
 func failed(p GatewayPoint) int64 {

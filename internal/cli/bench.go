@@ -259,7 +259,7 @@ garbage collector floor (--gc-floor), so every target does.`,
 			}
 			stderr := cmd.ErrOrStderr()
 			cfg.Progress = func(p bench.GatewayPoint) {
-				fmt.Fprintf(stderr, "%s %s %s\n", p.Target, p.Mode, p.Result)
+				fmt.Fprintln(stderr, p)
 			}
 			rep, err := bench.RunGateway(cmd.Context(), cfg)
 			if err != nil {
