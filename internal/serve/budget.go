@@ -64,7 +64,7 @@ type budgets struct {
 // after its answer has gone (Gateway.settleAfter), so the wait delays only the
 // end of its hold, and at a high call rate it turns one transaction per call
 // into one per few.
-const spendLinger = 5 * time.Millisecond
+const spendLinger = 20 * time.Millisecond
 
 type heldKey struct{ scope, period string }
 
