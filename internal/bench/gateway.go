@@ -101,6 +101,10 @@ type GatewayPoint struct {
 	// on a shared machine. HasCPU says CPU was measured.
 	CPU, RedisCPU time.Duration
 	HasCPU        bool
+	// Steal is the share of the machine's CPU time the hypervisor gave to others
+	// over the measurement (/proc/stat), -1 where it is not known: on a shared
+	// virtual machine, what moves the tail more than anything measured here.
+	Steal float64
 }
 
 // String is the point as clade bench gateway prints it when it is measured.
@@ -111,6 +115,9 @@ func (p GatewayPoint) String() string {
 	}
 	if p.RedisCPU > 0 {
 		s += fmt.Sprintf(" (Redis %.0f µs)", float64(p.RedisPerCall())/float64(time.Microsecond))
+	}
+	if p.Steal >= 0 {
+		s += fmt.Sprintf(", steal %.1f %%", 100*p.Steal)
 	}
 	return s
 }
@@ -216,14 +223,19 @@ func RunGateway(ctx context.Context, cfg GatewayConfig) (*GatewayReport, error) 
 		}
 		lc.Duration = d
 		cpu0, hasCPU := processCPU()
+		steal0, total0, hasSteal := machineTicks()
 		redis0 := env.redisCPU(ctx)
 		res, err := loadgen.Run(ctx, lc)
 		if err != nil {
 			return nil, err
 		}
 		cpu1, _ := processCPU()
+		steal1, total1, _ := machineTicks()
 		p := GatewayPoint{Target: target, Mode: mode, Rate: rate, Search: search, Result: res,
-			CPU: cpu1 - cpu0, RedisCPU: max(env.redisCPU(ctx)-redis0, 0), HasCPU: hasCPU}
+			CPU: cpu1 - cpu0, RedisCPU: max(env.redisCPU(ctx)-redis0, 0), HasCPU: hasCPU, Steal: -1}
+		if hasSteal && total1 > total0 {
+			p.Steal = float64(steal1-steal0) / float64(total1-total0)
+		}
 		rep.Points = append(rep.Points, p)
 		if cfg.Progress != nil {
 			cfg.Progress(p)

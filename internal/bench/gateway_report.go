@@ -9,7 +9,7 @@ import (
 // WriteMarkdown writes the report as docs/benchmarks.md shows it: one table of the
 // fixed rates (per rate, mode and target: p50, p99, p99.9 and max from when each
 // call was due, the achieved rate, failures, and the p99 added over direct calls and
-// over the bare proxy, the CPU time per call of the whole process and of Redis), the search's steps, the maximum sustainable rates, and the
+// over the bare proxy, the CPU time per call of the whole process and of Redis, the share of CPU time stolen by the hypervisor), the search's steps, the maximum sustainable rates, and the
 // machine's conditions.
 func (r *GatewayReport) WriteMarkdown(w io.Writer) {
 	limits := "in memory"
@@ -22,8 +22,8 @@ func (r *GatewayReport) WriteMarkdown(w io.Writer) {
 	}
 	fmt.Fprintf(w, "Started %s; %d CPUs, GOMAXPROCS %d, one process for the load generator, emulator, proxy and gateway, %s; load average %.2f before, %.2f after; gateway limits %s, budgets on (team and key) on the spend store.\n\n",
 		r.Started.Format(time.RFC3339), r.CPUs, r.GOMAXPROCS, gc, r.LoadBefore, r.LoadAfter, limits)
-	fmt.Fprintf(w, "| rate | mode | target | p50 | p99 | p99.9 | max | achieved | not 200 | p99 added vs direct | vs proxy | CPU/call | Redis CPU/call |\n")
-	fmt.Fprintf(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(w, "| rate | mode | target | p50 | p99 | p99.9 | max | achieved | not 200 | p99 added vs direct | vs proxy | CPU/call | Redis CPU/call | steal |\n")
+	fmt.Fprintf(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, p := range r.Points {
 		if p.Search {
 			continue
@@ -42,9 +42,13 @@ func (r *GatewayReport) WriteMarkdown(w io.Writer) {
 		if r.Redis && p.Target == TargetGateway {
 			rcpu = fmt.Sprintf("%.0f µs", us(p.RedisPerCall()))
 		}
-		fmt.Fprintf(w, "| %.0f | %s | %s | %.2f ms | %.2f ms | %.2f ms | %.1f ms | %.0f/s | %d | %s | %s | %s | %s |\n",
+		steal := "—"
+		if p.Steal >= 0 {
+			steal = fmt.Sprintf("%.1f %%", 100*p.Steal)
+		}
+		fmt.Fprintf(w, "| %.0f | %s | %s | %.2f ms | %.2f ms | %.2f ms | %.1f ms | %.0f/s | %d | %s | %s | %s | %s | %s |\n",
 			p.Rate, p.Mode, p.Target, ms(p.Result.Latency.P50), ms(p.Result.Latency.P99), ms(p.Result.Latency.P999),
-			ms(p.Result.Latency.Max), p.Result.AchievedRate, failed(p), added(TargetDirect), added(TargetProxy), cpu, rcpu)
+			ms(p.Result.Latency.Max), p.Result.AchievedRate, failed(p), added(TargetDirect), added(TargetProxy), cpu, rcpu, steal)
 	}
 	var steps []GatewayPoint
 	for _, p := range r.Points {
