@@ -259,6 +259,16 @@ func resultsByID(t *testing.T, path string) map[string]*resultUsage {
 	return out
 }
 
+// warmRun starts what the warm tests on a store backend run against: an
+// emulator at 1,000× speed, its wire log, and the config for the mixed input.
+func warmRun(t *testing.T, b jobstest.Backend, mode string) (*env, *wireLog, batch.Config) {
+	t.Helper()
+	e := setup(t, emulator.Config{ClockSpeed: 1000})
+	e.onBackend(t, b)
+	w := e.proxy(t)
+	return e, w, e.warmConfig(t, mode)
+}
+
 // warmConfig is e's config for the mixed input in one batch, realtime workers
 // at hand.
 func (e *env) warmConfig(t *testing.T, mode string) batch.Config {
@@ -284,10 +294,7 @@ func TestCacheWarmRealtimeBatchReads(t *testing.T) {
 			t.Parallel()
 			// off first: the precondition that the batch alone writes the big prefix
 			// more than once.
-			off := setup(t, emulator.Config{ClockSpeed: 1000})
-			off.onBackend(t, b)
-			offLog := off.proxy(t)
-			cfg := off.warmConfig(t, batch.CacheWarmOff)
+			_, offLog, cfg := warmRun(t, b, batch.CacheWarmOff)
 			if sum := run(t, cfg); sum.Succeeded != 15 || sum.WarmedPrefixes != 0 {
 				t.Fatalf("off: Run() = %d succeeded, %d warmed; want 15, 0", sum.Succeeded, sum.WarmedPrefixes)
 			}
@@ -302,10 +309,7 @@ func TestCacheWarmRealtimeBatchReads(t *testing.T) {
 				t.Fatalf("off: %d big lines wrote the prefix, %d Messages calls; want ≥ 2 (best effort), 0", writes, len(offLog.Messages()))
 			}
 
-			e := setup(t, emulator.Config{ClockSpeed: 1000})
-			e.onBackend(t, b)
-			w := e.proxy(t)
-			cfg = e.warmConfig(t, batch.CacheWarmRealtime)
+			_, w, cfg := warmRun(t, b, batch.CacheWarmRealtime)
 			var progress testkit.Buffer
 			cfg.Progress = &progress
 			sum := run(t, cfg)
@@ -393,10 +397,7 @@ func TestCacheWarmResumeSendsWarmLineOnce(t *testing.T) {
 	for _, b := range jobstest.Backends() {
 		t.Run(b.Name, func(t *testing.T) {
 			t.Parallel()
-			e := setup(t, emulator.Config{ClockSpeed: 1000})
-			e.onBackend(t, b)
-			w := e.proxy(t)
-			cfg := e.warmConfig(t, batch.CacheWarmRealtime)
+			_, w, cfg := warmRun(t, b, batch.CacheWarmRealtime)
 			crash := errors.New("crash between the warm calls and the batch")
 			cfg.Test.AfterWarm = func() error { return crash }
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -42,16 +42,12 @@ func (p *inFlight) RoundTrip(req *http.Request) (*http.Response, error) {
 	return http.DefaultTransport.RoundTrip(req)
 }
 
-// TestGatewayWarmPrefixReservesUncachedInput: calls through clade serve that share a
-// cached 6,000-token system prompt reserve the whole prompt until an answer with it
-// has started, then only their uncached input (admit remembers the prefix; the
-// gateway passes it the body), JSON and streaming, while the emulator reads them from
-// its cache.
-func TestGatewayWarmPrefixReservesUncachedInput(t *testing.T) {
-	t.Parallel()
-	const prefixTokens = 6000
-	system := strings.Repeat("The shared context of every call. ", prefixTokens*4/34)
-	em := emulator.StartTB(t, emulator.Config{Tier: "tier-4", APIKeys: []string{orgKey}})
+// warmGateway starts a tier-4 emulator (latency scaled by latency), a gateway in
+// front of it with a limiter of its own, and the probe that records what each call
+// held in flight as it went upstream.
+func warmGateway(t *testing.T, latency float64) (*serve.Gateway, *httptest.Server, *inFlight) {
+	t.Helper()
+	em := emulator.StartTB(t, emulator.Config{Tier: "tier-4", APIKeys: []string{orgKey}, LatencyScale: latency})
 	lim, err := admit.New(admit.Config{Tier: "tier-4"})
 	if err != nil {
 		t.Fatal(err)
@@ -69,6 +65,19 @@ func TestGatewayWarmPrefixReservesUncachedInput(t *testing.T) {
 	}
 	srv := httptest.NewServer(g)
 	t.Cleanup(srv.Close)
+	return g, srv, probe
+}
+
+// TestGatewayWarmPrefixReservesUncachedInput: calls through clade serve that share a
+// cached 6,000-token system prompt reserve the whole prompt until an answer with it
+// has started, then only their uncached input (admit remembers the prefix; the
+// gateway passes it the body), JSON and streaming, while the emulator reads them from
+// its cache.
+func TestGatewayWarmPrefixReservesUncachedInput(t *testing.T) {
+	t.Parallel()
+	const prefixTokens = 6000
+	system := strings.Repeat("The shared context of every call. ", prefixTokens*4/34)
+	g, srv, probe := warmGateway(t, 0)
 	cl := v2(srv.URL, clientKey)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -127,24 +136,7 @@ func TestGatewayStreamWarmsPrefixAtMessageStart(t *testing.T) {
 	const prefixTokens = 6000
 	system := strings.Repeat("The context every call of this test shares. ", prefixTokens*4/44)
 	// Latency on: the stream's 256 output tokens take seconds after message_start.
-	em := emulator.StartTB(t, emulator.Config{Tier: "tier-4", APIKeys: []string{orgKey}, LatencyScale: 1})
-	lim, err := admit.New(admit.Config{Tier: "tier-4"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	probe := &inFlight{lim: lim}
-	log := slog.New(slog.DiscardHandler)
-	up, err := upstream.New(upstream.Config{BaseURL: em.URL, APIKey: upstream.NewSecret(orgKey),
-		HTTPClient: &http.Client{Transport: probe}, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, err := serve.New(serve.Config{Upstream: up, Limiter: lim, Registry: prometheus.NewRegistry(), Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(g)
-	t.Cleanup(srv.Close)
+	_, srv, probe := warmGateway(t, 1)
 	cl := v2(srv.URL, clientKey)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
