@@ -1,15 +1,17 @@
 package upstream
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
+
+	"github.com/clade-dev/clade/internal/wire"
 )
 
-// This file holds the small JSON scanner the streaming path uses to splice objects
-// without re-encoding them: it walks the members of one object and returns each key
-// and the raw bytes of its value. It checks structure only as far as it must to find
-// the end of each value; the assembled message is validated as a whole at the end.
+// This file holds what the streaming path uses to splice objects without
+// re-encoding them: an iterator over the members of one object (on wire.Scanner,
+// the one JSON scanner of the module), returning each key and the raw bytes of its
+// value. It checks structure only as far as it must to find the end of each value;
+// the assembled message is validated as a whole at the end.
 
 var errNotObject = errors.New("not a JSON object")
 
@@ -26,67 +28,18 @@ func skipSpace(b []byte, i int) int {
 	return i
 }
 
-// stringEnd returns the index just past the JSON string that starts at b[i] (a quote).
-func stringEnd(b []byte, i int) (int, bool) {
-	for j := i + 1; j < len(b); j++ {
-		switch b[j] {
-		case '\\':
-			j++
-		case '"':
-			return j + 1, true
-		}
-	}
-	return 0, false
-}
-
-// valueEnd returns the index just past the JSON value that starts at b[i].
-func valueEnd(b []byte, i int) (int, bool) {
-	if i >= len(b) {
-		return 0, false
-	}
-	switch b[i] {
-	case '"':
-		return stringEnd(b, i)
-	case '{', '[':
-		depth := 0
-		for j := i; j < len(b); j++ {
-			switch b[j] {
-			case '"':
-				end, ok := stringEnd(b, j)
-				if !ok {
-					return 0, false
-				}
-				j = end - 1
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					return j + 1, true
-				}
-			}
-		}
-		return 0, false
-	}
-	j := i
-	for j < len(b) && !isSpace(b[j]) && b[j] != ',' && b[j] != '}' && b[j] != ']' {
-		j++
-	}
-	return j, j > i
-}
-
-// objIter walks the members of one JSON object: for it.next() { it.key, it.val }.
-// key is the member's name (unescaped), val its raw value; both alias the object
-// unless the key had escapes. err is set when the object is malformed.
+// objIter walks the members of one JSON object with wire.Scanner: for it.next()
+// { it.key, it.val }. key is the member's name (unescaped), val its raw value;
+// both alias the object unless the key had escapes. err is set when the object
+// is malformed.
 type objIter struct {
-	b        []byte
-	i        int
-	key, val []byte
-	err      error
-	started  bool
+	s             wire.Scanner
+	key, val      []byte
+	err           error
+	started, done bool
 }
 
-func newObjIter(obj []byte) objIter { return objIter{b: obj} }
+func newObjIter(obj []byte) objIter { return objIter{s: wire.NewScanner(obj)} }
 
 func (it *objIter) fail() bool {
 	it.err = errNotObject
@@ -94,69 +47,36 @@ func (it *objIter) fail() bool {
 }
 
 func (it *objIter) next() bool {
-	if it.err != nil {
+	if it.err != nil || it.done {
 		return false
 	}
-	b := it.b
-	i := it.i
+	s := &it.s
 	if !it.started {
 		it.started = true
-		i = skipSpace(b, 0)
-		if i >= len(b) || b[i] != '{' {
-			return it.fail()
-		}
-		i = skipSpace(b, i+1)
-		if i < len(b) && b[i] == '}' {
-			it.i = len(b)
-			return false
-		}
-	} else {
-		if i >= len(b) {
-			return false // ended
-		}
-		i = skipSpace(b, i)
-		if i >= len(b) {
-			return it.fail()
-		}
-		switch b[i] {
-		case ',':
-			i = skipSpace(b, i+1)
-		case '}':
-			it.i = len(b)
-			return false
-		default:
+		if !s.ObjectStart() {
 			return it.fail()
 		}
 	}
-	if i >= len(b) || b[i] != '"' {
-		return it.fail()
-	}
-	end, ok := stringEnd(b, i)
-	if !ok {
-		return it.fail()
-	}
-	it.key = b[i+1 : end-1]
-	if bytes.IndexByte(it.key, '\\') >= 0 {
-		var k string
-		if json.Unmarshal(b[i:end], &k) != nil {
+	if !s.NextMember() {
+		if s.Bad() {
 			return it.fail()
 		}
-		it.key = []byte(k)
+		it.done = true
+		return false
 	}
-	i = skipSpace(b, end)
-	if i >= len(b) || b[i] != ':' {
+	it.key = s.PlainKey()
+	if it.key == nil && !s.Bad() {
+		it.key = s.Key(nil) // escapes, or bytes that are not UTF-8: decoded as encoding/json does
+	}
+	if s.Bad() {
 		return it.fail()
 	}
-	i = skipSpace(b, i+1)
-	vend, ok := valueEnd(b, i)
-	if !ok {
+	it.val = s.Value()
+	// A value ends at a ',' or the object's '}': anything else (the end of the
+	// text, a stray byte) is not an object.
+	if c := s.Peek(); len(it.val) == 0 || s.Bad() || c != ',' && c != '}' {
 		return it.fail()
 	}
-	it.val = b[i:vend]
-	if vend >= len(b) {
-		return it.fail() // no closing brace
-	}
-	it.i = vend
 	return true
 }
 

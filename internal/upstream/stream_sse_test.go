@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -172,6 +173,35 @@ func BenchmarkReadStream(b *testing.B) {
 	for b.Loop() {
 		if _, err := readStream(strings.NewReader(stream), 1<<20); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// TestMembers: the members of an object, keys decoded as encoding/json decodes
+// them (escapes, bytes that are not UTF-8) and values raw; what is not one
+// object is an error.
+func TestMembers(t *testing.T) {
+	t.Parallel()
+	for _, in := range []string{
+		`{}`, ` { "a" : 1 , "b":[1,{"c":"}"}], "d\u0041":"x\"y" ,"e":null}`, "{\"k\xff\":true}",
+	} {
+		ms, err := members([]byte(in))
+		var want map[string]json.RawMessage
+		if jerr := json.Unmarshal([]byte(in), &want); jerr != nil || err != nil {
+			t.Fatalf("members(%q) error %v; encoding/json %v", in, err, jerr)
+		}
+		if len(ms) != len(want) {
+			t.Errorf("members(%q) = %d members, want %d", in, len(ms), len(want))
+		}
+		for _, m := range ms {
+			if w, ok := want[m.key]; !ok || !bytes.Equal(m.val, w) {
+				t.Errorf("members(%q): %q = %s, encoding/json has %s (%v)", in, m.key, m.val, w, ok)
+			}
+		}
+	}
+	for _, in := range []string{``, `[]`, `{"a":1`, `{"a":1 "b":2}`, `{"a" 1}`, `{"a":}`, `{"a":1,}`, `{a:1}`} {
+		if ms, err := members([]byte(in)); err == nil {
+			t.Errorf("members(%q) = %v, want an error", in, ms)
 		}
 	}
 }
