@@ -232,7 +232,9 @@ falling behind shows. With --search, step the rate up and bisect for the gateway
 maximum sustainable rate (every call 200, achieved ≥ 99 % of offered, p99 under
 --max-p99). The load generator, emulator, proxy and gateway share this machine's
 cores, as a user measuring on one machine would. The process runs with clade serve's
-garbage collector floor (--gc-floor), so every target does.`,
+garbage collector floor (--gc-floor), so every target does. Each point also reports the
+CPU time per call of the process and of Redis, and the share of CPU time the hypervisor
+stole over it (/proc/stat), which on a shared virtual machine moves the tail most.`,
 		Example: `  clade bench gateway
   clade bench gateway --rate 1000,2000 --duration 10s --mode sse --search=false`,
 		Args: cobra.NoArgs,
