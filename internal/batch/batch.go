@@ -123,6 +123,15 @@ type Config struct {
 	// Nudge, when it receives, makes every open batch be polled at once (the
 	// hybrid mode, after it cancels batches).
 	Nudge <-chan struct{}
+	// StopRealtime, once closed, stops the realtime workers the dispatcher started
+	// for CacheWarmRealtime's warm calls at its next turn (send a Nudge to make it
+	// now), and none starts again; RealtimeStopped is then called, once, when
+	// they are down (at once when there were none). The hybrid mode closes it as
+	// it spills, so that its own workers, with the spill's budget, are the only
+	// ones of the run: the warm calls still queued are theirs. Both nil: the
+	// dispatcher's workers run until Run ends.
+	StopRealtime    <-chan struct{}
+	RealtimeStopped func()
 	// Leased says the caller holds the run's lease (jobs.Store.AcquireLease), as
 	// the hybrid mode does; by default Run takes it, and fails with jobs.ErrLeased
 	// if another process holds it.
@@ -259,9 +268,6 @@ func (c *Config) withDefaults() (Config, error) {
 	if out.CacheWarmGroup <= 0 {
 		out.CacheWarmGroup = DefaultCacheWarmGroup
 	}
-	if out.CacheWarm == CacheWarmRealtime && out.MayFill != nil {
-		return out, errors.New("batch: CacheWarm realtime is not for the hybrid mode, whose realtime workers start only when it spills")
-	}
 	if out.RetryVia == RetryRealtime && out.MayFill != nil {
 		return out, errors.New("batch: RetryVia realtime is not for the hybrid mode, which has its own realtime workers")
 	}
@@ -348,6 +354,7 @@ type dispatcher struct {
 	// rtSent the calls of earlier runners.
 	rt               *realtime
 	rtHanded, rtSent int64
+	yielded          bool // Config.StopRealtime was seen: no workers of its own from then on
 
 	// warm is each prompt-cache prefix's warming (CacheWarmRealtime, warm.go);
 	// warmed the requests of the warm calls that cached their prefix, warmSkipped
@@ -556,6 +563,7 @@ func (d *dispatcher) loop(ctx context.Context) error {
 				return err
 			}
 		}
+		d.yieldRealtime() // realtime.go
 		openN, err := st.OpenBatchRequests(ctx, d.runID)
 		if err != nil {
 			return err

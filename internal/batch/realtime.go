@@ -95,6 +95,9 @@ func (d *dispatcher) realtimeHeld(ctx context.Context) (spend.Micros, error) {
 // since (batches that end free the worst case held for them). It reports whether
 // it started them.
 func (d *dispatcher) startRealtime(ctx context.Context) (bool, error) {
+	if d.yielded {
+		return false, nil // the caller's workers have the run (Config.StopRealtime)
+	}
 	held, err := d.realtimeHeld(ctx)
 	if err != nil {
 		return false, err
@@ -172,6 +175,28 @@ wait:
 		err = errors.Join(err, fmt.Errorf("realtime retries: %w", rerr))
 	}
 	return err
+}
+
+// yieldRealtime, once Config.StopRealtime is closed, stops the workers (their
+// calls counted in the run's) and tells Config.RealtimeStopped, once.
+func (d *dispatcher) yieldRealtime() {
+	if d.cfg.StopRealtime == nil || d.yielded {
+		return
+	}
+	select {
+	case <-d.cfg.StopRealtime:
+	default:
+		return
+	}
+	d.yielded = true
+	if d.rt != nil {
+		d.closeRealtime()
+		d.rtCarry(d.rt)
+		d.rt = nil
+	}
+	if d.cfg.RealtimeStopped != nil {
+		d.cfg.RealtimeStopped()
+	}
 }
 
 // closeRealtime stops the realtime workers, if any, and waits for them (Run's

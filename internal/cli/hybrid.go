@@ -60,7 +60,8 @@ func runHybrid(cmd *cobra.Command, f *runFlags, input string, cat *catalog.Catal
 		StreamAbove: f.streamAbove, CountTokens: f.countTokens, Limiter: lim,
 		Abort: secondSignal(ctx),
 	}
-	bc := batch.Config{Spec: lifecycle.Spec{Dashboard: f.dash.Feed()}, MaxRequests: f.maxBatch, PollMin: f.poll, Routing: routing}
+	bc := batch.Config{Spec: lifecycle.Spec{Dashboard: f.dash.Feed()}, MaxRequests: f.maxBatch, PollMin: f.poll, Routing: routing,
+		CacheWarm: f.cacheWarm, CacheWarmGroup: f.cacheWarmGroup}
 	if reg != nil {
 		// clade_batch_* while batches work, clade_run_* (and the token and cost
 		// counters of realtime) once realtime takes over.

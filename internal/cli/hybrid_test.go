@@ -77,6 +77,9 @@ func TestRunDeadlineUsageErrors(t *testing.T) {
 		{[]string{"run", input, "--tier", "tier-1", "--deadline", "-5m"}, "not in the future"},
 		{[]string{"run", input, "--tier", "tier-1", "--deadline", "soon"}, "neither a duration"},
 		{[]string{"run", input, "--tier", "tier-1", "--mode", "fast"}, "want realtime or auto"},
+		{[]string{"run", input, "--tier", "tier-1", "--deadline", "2h", "--cache-warm", "always"}, `--cache-warm "always": want off or realtime`},
+		{[]string{"run", input, "--tier", "tier-1", "--cache-warm", "realtime"}, "--cache-warm is for the batches of the auto mode"},
+		{[]string{"run", input, "--tier", "tier-1", "--deadline", "2h", "--cache-warm", "realtime", "--cache-warm-group", "0"}, "--cache-warm-group must be ≥ 1"},
 	} {
 		var stdout, stderr bytes.Buffer
 		code := cli.Run(context.Background(), tt.args, strings.NewReader(""), &stdout, &stderr)

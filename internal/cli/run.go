@@ -23,6 +23,7 @@ import (
 	"github.com/clade-dev/clade/admit"
 	"github.com/clade-dev/clade/catalog"
 	"github.com/clade-dev/clade/emulator"
+	"github.com/clade-dev/clade/internal/batch"
 	"github.com/clade-dev/clade/internal/dashboard"
 	"github.com/clade-dev/clade/internal/jobs"
 	"github.com/clade-dev/clade/internal/lifecycle"
@@ -65,6 +66,8 @@ type runFlags struct {
 	deadline       string
 	batchMinWindow time.Duration
 	maxBatch       int
+	cacheWarm      string // --cache-warm: the batches' prompt-cache warming
+	cacheWarmGroup int
 	poll           time.Duration
 }
 
@@ -136,6 +139,8 @@ https://api.anthropic.com). --emulate TIER runs against an in-process emulator i
 	fl.DurationVar(&f.batchMinWindow, "batch-min-window", 0, "auto mode: with less time than this to the deadline, use no batch")
 	fl.IntVar(&f.maxBatch, "max-batch-requests", 0, "auto mode: most requests in one batch (default: the tier's, 100,000)")
 	fl.DurationVar(&f.poll, "poll", 0, "auto mode: shortest wait between two polls of a batch (default 5s)")
+	fl.StringVar(&f.cacheWarm, "cache-warm", batch.CacheWarmOff, "auto mode: off, or realtime: before a prompt-cache prefix's lines go into a batch,\nsend its first line through realtime where that pays (as clade batch --cache-warm)")
+	fl.IntVar(&f.cacheWarmGroup, "cache-warm-group", batch.DefaultCacheWarmGroup, "auto mode, --cache-warm realtime: the batch cache the rule assumes, requests cached\nin groups of `N` (as clade batch --cache-warm-group)")
 	return cmd
 }
 
@@ -228,6 +233,15 @@ func runRun(cmd *cobra.Command, g *globalFlags, f *runFlags, input string) (retE
 		// No deadline: the batch window. Batches do the work; realtime takes what
 		// is left before it would expire.
 		deadline = time.Now().Add(plan.BatchWindow)
+	}
+	switch {
+	case f.cacheWarm != batch.CacheWarmOff && f.cacheWarm != batch.CacheWarmRealtime:
+		return usageErr("clade run --deadline 3h --cache-warm realtime", "--cache-warm %q: want off or realtime", f.cacheWarm)
+	case f.cacheWarm == batch.CacheWarmRealtime && f.mode != "auto":
+		return usageErr("clade run --deadline 3h --cache-warm realtime",
+			"--cache-warm is for the batches of the auto mode (--deadline or --mode auto); realtime runs warm each prefix already (--cache-schedule)")
+	case f.cacheWarmGroup < 1:
+		return usageErr("clade run --deadline 3h --cache-warm realtime --cache-warm-group 4", "--cache-warm-group must be ≥ 1")
 	}
 	if f.mode == "auto" {
 		if f.emulate != "" && f.tier == "auto" {

@@ -112,7 +112,11 @@ type Summary struct {
 	RealtimeSent, RealtimeRateLimited int64
 	// Batches created; BatchesCanceled because realtime had done their work.
 	Batches, BatchesCanceled int64
-	Finished                 time.Time
+	// WarmedPrefixes counts the prompt-cache prefixes warmed by a realtime call
+	// before their batch (Batch.CacheWarm), WarmCostUSD what those calls cost.
+	WarmedPrefixes int64
+	WarmCostUSD    float64
+	Finished       time.Time
 	// Deadline is the deadline the run worked to (a resumed run's may be the one
 	// recorded at its first start: Config.DeadlineSpec).
 	Deadline time.Time
@@ -135,6 +139,9 @@ func (s *Summary) Lines() []string {
 		how += fmt.Sprintf("; realtime from %s: %d calls", s.SpilledAt.Local().Format("15:04:05"), s.RealtimeSent)
 	} else {
 		how += "; no realtime needed"
+	}
+	if s.WarmedPrefixes > 0 {
+		how += fmt.Sprintf("; %d prompt-cache prefixes warmed in realtime before their batch ($%.4f)", s.WarmedPrefixes, s.WarmCostUSD)
 	}
 	how += fmt.Sprintf("; in %s", s.Elapsed.Round(time.Millisecond))
 	at := s.Deadline.Local().Format("15:04:05")
@@ -181,6 +188,10 @@ type hybrid struct {
 	lowWater      int64
 	// nudge asks the dispatcher to poll its batches now.
 	nudge chan struct{}
+	// yield, closed at the spill, stops the dispatcher's realtime workers (the
+	// warm calls of batch.CacheWarmRealtime), and yielded is closed once they
+	// are down: realtime starts after that, so one set of workers has the run.
+	yield, yielded chan struct{}
 	// rtProgress is the realtime part of the screen (Config.Progress is the
 	// batches' and the events'); nil without Progress.
 	rtProgress io.Writer
@@ -201,7 +212,7 @@ func newHybrid(cfg Config) (*hybrid, error) {
 		cfg.Safety = DefaultSafety
 	}
 	return &hybrid{cfg: cfg, log: cfg.Logger, tier: tier, canceled: map[string]bool{},
-		takeover: map[int64]time.Time{}, nudge: make(chan struct{}, 1)}, nil
+		takeover: map[int64]time.Time{}, nudge: make(chan struct{}, 1), yield: make(chan struct{}), yielded: make(chan struct{})}, nil
 }
 
 func (h *hybrid) printf(format string, args ...any) {
@@ -290,6 +301,13 @@ func (h *hybrid) run(ctx context.Context) (_ *Summary, retErr error) {
 			bc.Progress = h.cfg.Progress // batch events are the run's
 			bc.KeepJobs, bc.Nudge, bc.Leased = true, h.nudge, true
 			bc.MayFill = func() bool { return !h.spilled.Load() }
+			if bc.CacheWarm == batch.CacheWarmRealtime {
+				// The warm calls go through the dispatcher's own realtime workers
+				// until the spill, which stops them before this run's start.
+				bc.Realtime = h.cfg.Realtime
+				bc.Realtime.Registry = nil // the run's workers register clade_run_* once they start
+				bc.StopRealtime, bc.RealtimeStopped = h.yield, sync.OnceFunc(func() { close(h.yielded) })
+			}
 			batchSum, batchErr = batch.Run(runCtx, bc)
 		}()
 	}
@@ -298,6 +316,9 @@ func (h *hybrid) run(ctx context.Context) (_ *Summary, retErr error) {
 	var rtErr error
 	rtDone := make(chan struct{})
 	h.startRealtime = func() error {
+		if err := h.awaitWarmWorkers(ctx, batchDone); err != nil {
+			return err
+		}
 		h.lowWater = h.realtimeLead(est)
 		if _, err := h.handOver(ctx); err != nil {
 			return err
@@ -379,6 +400,31 @@ func (h *hybrid) settleDeadline(ctx context.Context, reset bool) error {
 		}
 	}
 	return st.SetRunDeadline(ctx, h.runID, h.cfg.DeadlineSpec, h.cfg.Deadline)
+}
+
+// awaitWarmWorkers, with prompt-cache warm calls on (Batch.CacheWarm), stops the
+// dispatcher's realtime workers and waits until they are down (or the dispatcher
+// has ended), so that the run's realtime workers start alone.
+func (h *hybrid) awaitWarmWorkers(ctx context.Context, batchDone <-chan struct{}) error {
+	if h.cfg.Batch.CacheWarm != batch.CacheWarmRealtime {
+		return nil
+	}
+	select {
+	case <-h.yield:
+	default:
+		close(h.yield)
+	}
+	select {
+	case h.nudge <- struct{}{}:
+	default:
+	}
+	select {
+	case <-h.yielded:
+	case <-batchDone:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return nil
 }
 
 // finish lets the realtime workers stop (once).
@@ -621,7 +667,7 @@ func (h *hybrid) summary(ctx context.Context, bs *batch.Summary) *Summary {
 	now := time.Now()
 	s.Elapsed, s.Finished = now.Sub(h.start), now
 	if bs != nil {
-		s.Batches = bs.Batches
+		s.Batches, s.WarmedPrefixes, s.WarmCostUSD = bs.Batches, bs.WarmedPrefixes, bs.WarmCostUSD
 	}
 	if s.Pending == 0 && now.After(h.cfg.Deadline) {
 		s.Late = now.Sub(h.cfg.Deadline)
