@@ -354,7 +354,8 @@ type dispatcher struct {
 	// rtSent the calls of earlier runners.
 	rt               *realtime
 	rtHanded, rtSent int64
-	yielded          bool // Config.StopRealtime was seen: no workers of its own from then on
+	yielded          bool  // Config.StopRealtime was seen: no workers of its own from then on
+	warmQueued       int64 // warm calls queued for the realtime workers (CacheWarmRealtime)
 
 	// warm is each prompt-cache prefix's warming (CacheWarmRealtime, warm.go);
 	// warmed the requests of the warm calls that cached their prefix, warmSkipped

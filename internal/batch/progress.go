@@ -29,6 +29,7 @@ const (
 type shown struct {
 	canceling atomic.Int64 // open batches the API reports canceling
 	rtHanded  atomic.Int64 // requests handed to realtime (RetryRealtime)
+	rtWarm    atomic.Int64 // warm calls queued (CacheWarmRealtime)
 	rt        atomic.Bool  // realtime workers were started
 }
 
@@ -36,6 +37,7 @@ type shown struct {
 func (d *dispatcher) publish() {
 	d.shown.canceling.Store(int64(len(d.canceling)))
 	d.shown.rtHanded.Store(d.rtHanded)
+	d.shown.rtWarm.Store(d.warmQueued)
 	d.shown.rt.Store(d.rt != nil)
 }
 
@@ -52,9 +54,10 @@ type batchView struct {
 	// Batches by state: being created (intent recorded, create unconfirmed),
 	// running (canceling among them), ended (results read).
 	creating, running, canceling, ended int64
-	// rt says realtime workers take the retries: rtLeft of rtHanded are left.
-	rt               bool
-	rtLeft, rtHanded int64
+	// rt says realtime workers take the retries and warm calls: rtLeft of
+	// rtHanded retries and rtWarm warm calls are left.
+	rt                       bool
+	rtLeft, rtHanded, rtWarm int64
 }
 
 // view reads the run's counts from the store. It only reads the store and what
@@ -72,7 +75,7 @@ func (d *dispatcher) view(ctx context.Context, withBatches bool) (*batchView, er
 	v := &batchView{elapsed: d.clock.Now().Sub(d.start), requests: s.Requests, done: s.Requests - s.Pending,
 		ok: s.Results[jobs.Succeeded], bad: s.Results[jobs.Errored] + s.Results[jobs.Canceled] + s.Results[jobs.Expired],
 		inFlight: inFlight, waiting: max(s.Pending-inFlight, 0), cost: s.CostUSD, prices: "at batch prices",
-		canceling: d.shown.canceling.Load(), rt: d.shown.rt.Load(), rtHanded: d.shown.rtHanded.Load()}
+		canceling: d.shown.canceling.Load(), rt: d.shown.rt.Load(), rtHanded: d.shown.rtHanded.Load(), rtWarm: d.shown.rtWarm.Load()}
 	if d.cfg.RetryVia == RetryRealtime {
 		v.prices = "so far"
 	}
@@ -114,9 +117,20 @@ func (v *batchView) line() string {
 		line += fmt.Sprintf(" (%.0f results/min)", v.rate)
 	}
 	if v.rt {
-		line += fmt.Sprintf("; realtime: %d of %d retries left", v.rtLeft, v.rtHanded)
+		line += fmt.Sprintf("; realtime: %d of %d %s left", v.rtLeft, v.rtHanded+v.rtWarm, v.rtWhat())
 	}
 	return line
+}
+
+// rtWhat names what the realtime workers were handed: retries, warm calls or both.
+func (v *batchView) rtWhat() string {
+	switch {
+	case v.rtWarm == 0:
+		return "retries"
+	case v.rtHanded == 0:
+		return "warm calls"
+	}
+	return "retries and warm calls"
 }
 
 // block is the terminal display, at most width columns a line, in two pieces:
@@ -158,7 +172,7 @@ func (v *batchView) block(width int) (head, body []string) {
 	}
 	req := fmt.Sprintf("requests %s in batches  %s waiting", display.Count(v.inFlight), display.Count(v.waiting))
 	if v.rt {
-		req += fmt.Sprintf("  realtime %s of %s left", display.Count(v.rtLeft), display.Count(v.rtHanded))
+		req += fmt.Sprintf("  realtime %s of %s left", display.Count(v.rtLeft), display.Count(v.rtHanded+v.rtWarm))
 	}
 	return head, []string{b.String(), req}
 }

@@ -24,6 +24,14 @@ func TestBatchLineGolden(t *testing.T) {
 	if got := v.line(); !strings.HasSuffix(got, "$0.0123 so far; 1m12s (1667 results/min); realtime: 12 of 40 retries left") {
 		t.Errorf("line with realtime retries = %s", got)
 	}
+	v.rtHanded, v.rtWarm, v.rtLeft = 0, 2, 2
+	if got := v.line(); !strings.HasSuffix(got, "realtime: 2 of 2 warm calls left") {
+		t.Errorf("line with warm calls = %s", got)
+	}
+	v.rtHanded = 40
+	if got := v.line(); !strings.HasSuffix(got, "realtime: 2 of 42 retries and warm calls left") {
+		t.Errorf("line with retries and warm calls = %s", got)
+	}
 }
 
 // The terminal block: the run's total (bar, elapsed, ETA, cost) as its head,

@@ -222,6 +222,7 @@ func (d *dispatcher) warmStart(ctx context.Context, p jobs.BatchWarmPrefix) (*wa
 		}
 	}
 	ws.phase, ws.req = warmCall, req.ID
+	d.warmQueued++
 	d.log.Debug("prompt-cache prefix warmed in realtime first", "line", req.Line, "custom_id", req.CustomID, "lines", p.Lines, "saving_usd", saving)
 	d.warmStarted++
 	d.warmSaving += saving
