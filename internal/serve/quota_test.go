@@ -99,12 +99,15 @@ func TestQuotaCapWhileOthersWaitAndBorrow(t *testing.T) {
 			n, alone.Round(time.Millisecond), capped)
 	}
 
-	// Both flood: 15 calls each kept in flight.
+	// Both flood: 15 of a's calls and 30 of b's kept in flight. b is admitted at
+	// 70 % of the limit: with 15, on a loaded machine its client could be slower
+	// to send the next than the gateway to admit it, and b's queue run dry before
+	// the window's end (then a may rightly borrow).
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var sentA, sentB atomic.Int64
 	waitA := flood(t, ctx, ca, "a", 15, &sentA)
-	waitB := flood(t, ctx, cb, "b", 15, &sentB)
+	waitB := flood(t, ctx, cb, "b", 30, &sentB)
 	waitFor(t, func() bool {
 		q := gw.G.Status(context.Background()).Queued
 		return q["a"] >= 5 && q["b"] >= 5
