@@ -1,7 +1,6 @@
 package batch_test
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,7 +10,6 @@ import (
 
 	"github.com/clade-dev/clade/emulator"
 	"github.com/clade-dev/clade/internal/testkit"
-	"github.com/clade-dev/clade/internal/upstream"
 )
 
 // TestBatchCacheReadShare runs 2 documents × 5 questions, the document in a
@@ -40,17 +38,7 @@ func TestBatchCacheReadShare(t *testing.T) {
 
 	var read, write, in int64
 	for _, l := range testkit.ResultLines(t, cfg.Output) {
-		var v struct {
-			Result struct {
-				Message struct {
-					Usage upstream.Usage `json:"usage"`
-				} `json:"message"`
-			} `json:"result"`
-		}
-		if err := json.Unmarshal([]byte(l.Line), &v); err != nil {
-			t.Fatal(err)
-		}
-		u := v.Result.Message.Usage
+		u := l.Usage
 		read += u.CacheReadInputTokens
 		write += u.CacheCreation.Ephemeral5m + u.CacheCreation.Ephemeral1h
 		in += u.InputTokens + u.CacheCreation.Ephemeral5m + u.CacheCreation.Ephemeral1h + u.CacheReadInputTokens

@@ -232,26 +232,15 @@ func resultsByID(t *testing.T, path string) map[string]*resultUsage {
 	t.Helper()
 	out := map[string]*resultUsage{}
 	for _, l := range testkit.ResultLines(t, path) {
-		var v struct {
-			Result struct {
-				Type    string `json:"type"`
-				Message struct {
-					Usage upstream.Usage `json:"usage"`
-				} `json:"message"`
-			} `json:"result"`
-		}
-		if err := json.Unmarshal([]byte(l.Line), &v); err != nil {
-			t.Fatal(err)
-		}
-		if v.Result.Type != "succeeded" {
-			t.Errorf("%s: %s, want succeeded", l.CustomID, v.Result.Type)
+		if l.Type != "succeeded" {
+			t.Errorf("%s: %s, want succeeded", l.CustomID, l.Type)
 		}
 		r := out[l.CustomID]
 		if r == nil {
 			r = &resultUsage{}
 			out[l.CustomID] = r
 		}
-		u := v.Result.Message.Usage
+		u := l.Usage
 		r.lines++
 		r.read += u.CacheReadInputTokens
 		r.write += u.CacheCreation.Ephemeral5m + u.CacheCreation.Ephemeral1h

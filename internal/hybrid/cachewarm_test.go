@@ -2,7 +2,6 @@ package hybrid_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -15,7 +14,6 @@ import (
 	"github.com/clade-dev/clade/internal/batch"
 	"github.com/clade-dev/clade/internal/hybrid"
 	"github.com/clade-dev/clade/internal/testkit"
-	"github.com/clade-dev/clade/internal/upstream"
 )
 
 // cacheInput writes prefixes "a" and "b", 6 questions each, a prefix's lines
@@ -42,21 +40,10 @@ func cacheInput(t *testing.T, e *env) {
 func cacheUse(t *testing.T, path string) (writes []string, reads int) {
 	t.Helper()
 	for _, l := range testkit.ResultLines(t, path) {
-		var v struct {
-			Result struct {
-				Type    string `json:"type"`
-				Message struct {
-					Usage upstream.Usage `json:"usage"`
-				} `json:"message"`
-			} `json:"result"`
+		if l.Type != "succeeded" {
+			t.Errorf("%s: %s, want succeeded", l.CustomID, l.Type)
 		}
-		if err := json.Unmarshal([]byte(l.Line), &v); err != nil {
-			t.Fatal(err)
-		}
-		if v.Result.Type != "succeeded" {
-			t.Errorf("%s: %s, want succeeded", l.CustomID, v.Result.Type)
-		}
-		u := v.Result.Message.Usage
+		u := l.Usage
 		if u.CacheCreationInputTokens > 0 {
 			writes = append(writes, l.CustomID)
 		}

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"os"
 	"testing"
+
+	"github.com/clade-dev/clade/internal/upstream"
 )
 
 // Result is one line of a results file, in the Message Batches results format,
@@ -18,6 +20,9 @@ type Result struct {
 	ErrorType string
 	// Model is result.message.model of a succeeded result: the model that answered.
 	Model string
+	// Usage is result.message.usage of a succeeded result (its cache writes split
+	// by TTL); zero otherwise.
+	Usage upstream.Usage
 	// Line is the line as it stands in the file, without its newline.
 	Line string
 }
@@ -46,7 +51,8 @@ func ResultLines(tb testing.TB, path string) []Result {
 					} `json:"error"`
 				} `json:"error"`
 				Message struct {
-					Model string `json:"model"`
+					Model string         `json:"model"`
+					Usage upstream.Usage `json:"usage"`
 				} `json:"message"`
 			} `json:"result"`
 		}
@@ -58,6 +64,7 @@ func ResultLines(tb testing.TB, path string) []Result {
 			Type:      l.Result.Type,
 			ErrorType: l.Result.Error.Error.Type,
 			Model:     l.Result.Message.Model,
+			Usage:     l.Result.Message.Usage,
 			Line:      sc.Text(),
 		})
 	}
