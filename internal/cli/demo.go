@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 
 	"github.com/spf13/cobra"
+
+	"github.com/clade-dev/clade/internal/batch"
 )
 
 func newDemoCmd(g *globalFlags) *cobra.Command {
@@ -46,7 +48,8 @@ default 20 requests cost well under one cent).`,
 			if err := writeDemo(input, n); err != nil {
 				return failure("clade demo --dir PATH", err)
 			}
-			f := &runFlags{output: filepath.Join(dir, "demo.results.jsonl"), tier: "auto", mode: "realtime", concurrency: 256, maxAttempts: 10, fallbackAfter: 3}
+			f := &runFlags{output: filepath.Join(dir, "demo.results.jsonl"), tier: "auto", mode: "realtime", concurrency: 256, maxAttempts: 10, fallbackAfter: 3,
+				cacheWarm: batch.CacheWarmOff, cacheWarmGroup: batch.DefaultCacheWarmGroup}
 			where := "the real API (ANTHROPIC_API_KEY is set)"
 			if !live {
 				f.emulate = tier

@@ -234,9 +234,6 @@ func runRun(cmd *cobra.Command, g *globalFlags, f *runFlags, input string) (retE
 		// is left before it would expire.
 		deadline = time.Now().Add(plan.BatchWindow)
 	}
-	if f.cacheWarm == "" { // a runFlags built in code (clade demo): the flags' defaults
-		f.cacheWarm, f.cacheWarmGroup = batch.CacheWarmOff, batch.DefaultCacheWarmGroup
-	}
 	switch {
 	case f.cacheWarm != batch.CacheWarmOff && f.cacheWarm != batch.CacheWarmRealtime:
 		return usageErr("clade run --deadline 3h --cache-warm realtime", "--cache-warm %q: want off or realtime", f.cacheWarm)

@@ -305,8 +305,8 @@ func (h *hybrid) run(ctx context.Context) (_ *Summary, retErr error) {
 				// The warm calls go through the dispatcher's own realtime workers
 				// until the spill, which stops them before this run's start.
 				bc.Realtime = h.cfg.Realtime
-				bc.Realtime.Registry = nil // the run's workers register clade_run_* once they start
-				bc.StopRealtime, bc.RealtimeStopped = h.yield, sync.OnceFunc(func() { close(h.yielded) })
+				bc.Realtime.Registry = nil                                                 // the run's workers register clade_run_* once they start
+				bc.StopRealtime, bc.RealtimeStopped = h.yield, func() { close(h.yielded) } // called once
 			}
 			batchSum, batchErr = batch.Run(runCtx, bc)
 		}()
