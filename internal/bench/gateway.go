@@ -111,10 +111,10 @@ type GatewayPoint struct {
 func (p GatewayPoint) String() string {
 	s := fmt.Sprintf("%s %s %s", p.Target, p.Mode, p.Result)
 	if p.HasCPU {
-		s += fmt.Sprintf(", CPU %.0f µs/call", float64(p.CPUPerCall())/float64(time.Microsecond))
+		s += fmt.Sprintf(", CPU %.0f µs/call", us(p.CPUPerCall()))
 	}
 	if p.RedisCPU > 0 {
-		s += fmt.Sprintf(" (Redis %.0f µs)", float64(p.RedisPerCall())/float64(time.Microsecond))
+		s += fmt.Sprintf(" (Redis %.0f µs)", us(p.RedisPerCall()))
 	}
 	if p.Steal >= 0 {
 		s += fmt.Sprintf(", steal %.1f %%", 100*p.Steal)
