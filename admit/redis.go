@@ -120,8 +120,11 @@ type RedisConfig struct {
 
 	// Lease, when positive, lets this process take up to Lease's worth of a
 	// class's limits (at most 64 calls' worth) from Redis with one call and admit
-	// the next calls from it without a round trip each; what a lease has not
-	// given out goes back after Lease, at a pause, and at ReturnLeases. Other
+	// the next calls from it without a round trip each; a lease in use is renewed
+	// in the background before it runs out (holding at most one and a half
+	// leases' worth), so that the calls do not wait for Redis; what a lease has
+	// not given out goes back Lease after its last renewal, at a pause, and at
+	// ReturnLeases. Other
 	// processes cannot use what one holds meanwhile, so it is kept short (tens of
 	// milliseconds). Where the limits allow less than one more call per Lease
 	// there is no lease. Default 0: every call reserves in Redis.
@@ -248,6 +251,7 @@ type Redis struct {
 
 	leases    sync.Map       // class name → *redisLease (RedisConfig.Lease)
 	returning sync.WaitGroup // leases on their way back
+	renewing  sync.WaitGroup // lease renewals on their way (renewAhead)
 
 	settles roundtrip.Group[string, []settle]   // Settle's round trips, by class
 	syncs   roundtrip.Group[string, syncReport] // Sync's, by class

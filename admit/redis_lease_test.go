@@ -2,6 +2,7 @@ package admit_test
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"sync"
 	"sync/atomic"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/clade-dev/clade/admit"
 	"github.com/clade-dev/clade/admit/admittest"
+	"github.com/redis/go-redis/v9"
 )
 
 // leaseBackend is a Redis backend with leases, its class "c" initialised with
@@ -202,5 +204,159 @@ func TestRedisReplayInsideSettleAndLease(t *testing.T) {
 				t.Fatalf("first %s after the outage still running after 10s: the replay deadlocked", first)
 			}
 		})
+	}
+}
+
+// gateEval counts the scripts a client runs and, while hold points to an open
+// channel, holds each until the channel is closed: Redis answering nothing.
+type gateEval struct {
+	n    *atomic.Int64
+	hold *atomic.Pointer[chan struct{}]
+}
+
+func (h gateEval) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h gateEval) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if name := cmd.Name(); name == "evalsha" || name == "eval" {
+			h.n.Add(1)
+			if ch := h.hold.Load(); ch != nil {
+				<-*ch
+			}
+		}
+		return next(ctx, cmd)
+	}
+}
+func (h gateEval) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// gatedLeaseBackend is leaseBackend with a gateEval hook: the returned hold
+// takes a channel whose closing lets the held round trips go.
+func gatedLeaseBackend(t *testing.T, lease time.Duration, spec admit.Spec) (*admit.Redis, *atomic.Int64, *atomic.Pointer[chan struct{}]) {
+	t.Helper()
+	opts := redisOptions(t)
+	client := redisClient(t, opts)
+	var calls atomic.Int64
+	var hold atomic.Pointer[chan struct{}]
+	client.AddHook(gateEval{n: &calls, hold: &hold})
+	rd := newRedis(t, admit.RedisConfig{Client: client, Prefix: testPrefix(t, opts), Clock: admit.ClockCaller, Lease: lease})
+	if err := rd.Init(context.Background(), "c", spec, admittest.T0); err != nil {
+		t.Fatal(err)
+	}
+	calls.Store(0)
+	return rd, &calls, &hold
+}
+
+// waitCalls waits (up to 10 s) until calls has reached n.
+func waitCalls(calls *atomic.Int64, n int64) {
+	for deadline := time.Now().Add(10 * time.Second); calls.Load() < n && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestRedisLeaseRenewedAhead: the call that leaves a lease under half full
+// renews it in the background, so the calls after it are given from the lease
+// while Redis has not answered; a call that finds the lease spent while its
+// renewal is on its way waits for that renewal rather than make a round trip of
+// its own; and once the lease is back, the buckets hold exactly the calls given.
+func TestRedisLeaseRenewedAhead(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	spec := admit.Spec{Limits: admit.Limits{RPM: 60000, ITPM: 60000000, OTPM: 6000000}, Burst: 1}
+	rd, calls, hold := gatedLeaseBackend(t, time.Minute, spec) // a long lease: no expiry, no renewal for age
+	c := admit.Cost{Requests: 1, InputTokens: 10, OutputTokens: 10}
+	t0 := admittest.T0
+	reserve := func() error {
+		w, err := rd.Reserve(ctx, "c", c, t0)
+		if err == nil && w != 0 {
+			err = fmt.Errorf("Reserve = wait %v, want admitted at once", w)
+		}
+		return err
+	}
+	if err := reserve(); err != nil { // takes a lease of 64 calls beside itself
+		t.Fatal(err)
+	}
+	gate := make(chan struct{})
+	hold.Store(&gate)
+	t.Cleanup(func() {
+		if hold.Swap(nil) != nil {
+			close(gate)
+		}
+	})
+	// The 64 calls the lease holds go while Redis answers nothing.
+	done := make(chan error, 1)
+	go func() {
+		var err error
+		for i := 0; i < 64 && err == nil; i++ {
+			err = reserve()
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("calls given from the lease waited for Redis")
+	}
+	waitCalls(calls, 2)
+	if n := calls.Load(); n != 2 {
+		t.Fatalf("%d round trips after 65 calls with Redis held, want 2: the first call's and one renewal's, started when the lease fell under half", n)
+	}
+	// The lease is spent, its renewal held: the next call waits for it.
+	next := make(chan error, 1)
+	go func() { next <- reserve() }()
+	select {
+	case err := <-next:
+		t.Fatalf("a call returned (%v) with the lease spent and its renewal held", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	if n := calls.Load(); n != 2 {
+		t.Errorf("%d round trips, want 2: the call that found the lease spent made one of its own", n)
+	}
+	hold.Store(nil)
+	close(gate)
+	select {
+	case err := <-next:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the call waiting for the renewal did not go once it landed")
+	}
+	if n := calls.Load(); n != 2 {
+		t.Errorf("%d round trips, want 2: the call went from the renewed lease", n)
+	}
+	rd.ReturnLeases()
+	st, err := rd.State(ctx, "c", t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lvl, want := st.Requests.Level, 60000.0-66; math.Abs(lvl-want) > 1e-6 {
+		t.Errorf("requests level after the lease's return = %v, want %v (capacity less the 66 calls in flight)", lvl, want)
+	}
+}
+
+// TestRedisLeaseRenewedBeforeItExpires: a call that finds its lease with under
+// half its time left renews it in the background, so a call after the lease's
+// first expiry is still given from it, without a round trip.
+func TestRedisLeaseRenewedBeforeItExpires(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	spec := admit.Spec{Limits: admit.Limits{RPM: 60000, ITPM: 60000000, OTPM: 6000000}, Burst: 1}
+	rd, calls, _ := gatedLeaseBackend(t, time.Minute, spec)
+	c := admit.Cost{Requests: 1, InputTokens: 10, OutputTokens: 10}
+	t0 := admittest.T0
+	for i, at := range []time.Duration{0, 31 * time.Second, 70 * time.Second} {
+		if w, err := rd.Reserve(ctx, "c", c, t0.Add(at)); w != 0 || err != nil {
+			t.Fatalf("Reserve %d at +%v = %v, %v, want admitted at once", i, at, w, err)
+		}
+		if i == 1 {
+			waitCalls(calls, 2) // the renewal is on its way
+		}
+	}
+	if n := calls.Load(); n != 2 {
+		t.Errorf("%d round trips, want 2 (the lease, its renewal at +31s): the call at +70s, after the lease's first minute, was not given from it", n)
 	}
 }
