@@ -85,6 +85,68 @@ func TestServeBudgetSeenSpend(t *testing.T) {
 	}
 }
 
+// TestServeBudgetReadAhead: far from its limit, a check that finds the last
+// store read past half of seenFor takes it as it is, without waiting for the
+// store, and has it read again in the background, so that the next check sees
+// what another gateway spent meanwhile without a read of its own; one read
+// ahead at a time.
+func TestServeBudgetReadAhead(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	store := jobstest.Open(t, ctx, jobstest.SQLite().NewDSN(t))
+	clock := &fakeClock{t: time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)}
+	var wg sync.WaitGroup
+	gate := make(chan struct{}) // holds the reads ahead until the test lets them go
+	var started int
+	b := &budgets{store: store, cat: catalog.Default(), now: clock.now, held: map[heldKey]spend.Micros{},
+		background: func(f func()) {
+			started++ // under b.mu
+			wg.Go(func() { <-gate; f() })
+		}}
+	const scope = "team:research"
+	always := func(spend.Micros) bool { return true }
+	spent := func() spend.Micros {
+		t.Helper()
+		v, err := b.spentOf(ctx, scope, jobs.PeriodDay, clock.now(), always)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	if err := store.AddSpend(ctx, []string{scope}, clock.now(), 1000); err != nil {
+		t.Fatal(err)
+	}
+	if got := spent(); got != 1000 || started != 0 {
+		t.Fatalf("first read = %v with %d reads ahead, want the store's 1000 and none", got, started)
+	}
+	// Another gateway spends 500.
+	if err := store.AddSpend(ctx, []string{scope}, clock.now(), 500); err != nil {
+		t.Fatal(err)
+	}
+	clock.add(seenFor/2 - time.Millisecond)
+	if got := spent(); got != 1000 || started != 0 {
+		t.Errorf("under half of seenFor = %v with %d reads ahead, want the last read's 1000 and none", got, started)
+	}
+	clock.add(2 * time.Millisecond)
+	// The read ahead is held at the gate: these checks return at once.
+	for range 3 {
+		if got := spent(); got != 1000 {
+			t.Errorf("past half of seenFor = %v, want the last read's 1000 at once", got)
+		}
+	}
+	if started != 1 {
+		t.Errorf("%d reads ahead started by three checks, want 1", started)
+	}
+	close(gate)
+	wg.Wait()
+	if got := spent(); got != 1500 {
+		t.Errorf("after the read ahead = %v, want the store's 1500 (the other gateway's 500 seen)", got)
+	}
+	if started != 1 {
+		t.Errorf("%d reads ahead, want 1: the fresh read is under half of seenFor old", started)
+	}
+}
+
 // TestServeBudgetFar: the store may be read up to seenFor old only with more than
 // a tenth of the limit and room for a hundred calls like this one left after it.
 func TestServeBudgetFar(t *testing.T) {

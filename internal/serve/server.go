@@ -179,7 +179,8 @@ func New(cfg Config) (*Gateway, error) {
 		if cfg.Catalog == nil {
 			cfg.Catalog = catalog.Default()
 		}
-		g.budgets = &budgets{store: cfg.Spend, cat: cfg.Catalog, now: cfg.Now, held: map[heldKey]spend.Micros{}}
+		g.budgets = &budgets{store: cfg.Spend, cat: cfg.Catalog, now: cfg.Now, held: map[heldKey]spend.Micros{},
+			background: g.settleAfter}
 		g.budgets.spends.Linger = spendLinger
 		if reg != nil {
 			reg.MustRegister(newBudgetCollector(g))
