@@ -124,11 +124,20 @@ type RedisConfig struct {
 	// in the background before it runs out (holding at most one and a half
 	// leases' worth), so that the calls do not wait for Redis; what a lease has
 	// not given out goes back Lease after its last renewal, at a pause, and at
-	// ReturnLeases. Other
-	// processes cannot use what one holds meanwhile, so it is kept short (tens of
-	// milliseconds). Where the limits allow less than one more call per Lease
-	// there is no lease. Default 0: every call reserves in Redis.
+	// ReturnLeases. Other processes cannot use what one holds meanwhile, so it
+	// is kept short (tens of milliseconds). Where the limits allow less than one
+	// more call per Lease there is no lease. Default 0: every call reserves in
+	// Redis.
 	Lease time.Duration
+
+	// Background says that the process makes its Settles and Syncs off its
+	// calls' path (clade serve makes them once an answer has gone): each then
+	// waits 20 ms for others of its class to share its round trip even when
+	// none queued behind another, so that at a few hundred calls a second a
+	// class makes one round trip for several calls, not one per call. Without
+	// it, a round trip waits only once the class's round trips queue, so that a
+	// caller that settles in sequence does not wait each time.
+	Background bool
 
 	// Logger receives the outage transitions and the classes Redis lost. Default:
 	// discard.
@@ -300,6 +309,7 @@ func NewRedis(cfg RedisConfig) (*Redis, error) {
 	// Once a class's settles or syncs queue behind each other, each round trip
 	// waits redisLinger for more to share it.
 	r.settles.Linger, r.syncs.Linger = redisLinger, redisLinger
+	r.settles.Always, r.syncs.Always = cfg.Background, cfg.Background
 	return r, nil
 }
 

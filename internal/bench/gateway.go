@@ -498,7 +498,8 @@ func startBenchGateway(ctx context.Context, cfg GatewayConfig, upURL string) (st
 		}
 		var b [6]byte
 		rand.Read(b[:])
-		be, err := admit.NewRedis(admit.RedisConfig{Client: rc, Namespace: "clade-bench-gateway-" + hex.EncodeToString(b[:]), Lease: admit.DefaultRedisLease, Logger: log})
+		be, err := admit.NewRedis(admit.RedisConfig{Client: rc, Namespace: "clade-bench-gateway-" + hex.EncodeToString(b[:]), Lease: admit.DefaultRedisLease,
+			Background: true, Logger: log}) // as clade serve's
 		if err != nil {
 			return fail(err)
 		}

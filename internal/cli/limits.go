@@ -14,10 +14,11 @@ import (
 
 // sharedLimiter returns a limiter whose buckets live in the Redis at rawURL under
 // namespace, shared with every clade process given the same two, and a function that
-// closes its connection; command ("clade run") starts its usage hints. Redis must answer at start: a wrong URL fails here rather
+// closes its connection; command ("clade run") starts its usage hints; background
+// says the command settles its calls off their path (admit.RedisConfig.Background). Redis must answer at start: a wrong URL fails here rather
 // than leaving the run waiting (the backend fails closed during an outage). Neither
 // the errors nor the logs contain the URL's password.
-func sharedLimiter(ctx context.Context, command, rawURL, namespace string, cat *catalog.Catalog, tier string, concurrency int, log *slog.Logger) (*admit.Limiter, func(), error) {
+func sharedLimiter(ctx context.Context, command, rawURL, namespace string, background bool, cat *catalog.Catalog, tier string, concurrency int, log *slog.Logger) (*admit.Limiter, func(), error) {
 	shown := admit.RedactURL(rawURL)
 	opts, err := admit.ParseRedisURL(rawURL)
 	if err != nil {
@@ -33,7 +34,7 @@ func sharedLimiter(ctx context.Context, command, rawURL, namespace string, cat *
 		return nil, nil, failure("check that Redis is up at --limits-redis, and its password; or run without --limits-redis",
 			fmt.Errorf("limits redis %s: %w", shown, err))
 	}
-	be, err := admit.NewRedis(admit.RedisConfig{Client: client, Namespace: namespace, Lease: admit.DefaultRedisLease, Logger: log})
+	be, err := admit.NewRedis(admit.RedisConfig{Client: client, Namespace: namespace, Lease: admit.DefaultRedisLease, Background: background, Logger: log})
 	if err != nil {
 		client.Close()
 		return nil, nil, usageErr(command+" --limits-namespace my-org", "%v", err)

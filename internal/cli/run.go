@@ -278,7 +278,7 @@ func runRun(cmd *cobra.Command, g *globalFlags, f *runFlags, input string) (retE
 	}
 	var lim *admit.Limiter
 	if f.limitsRedis != "" {
-		l, closeLim, err := sharedLimiter(ctx, "clade run", f.limitsRedis, f.limitsNamespace, cat, f.tier, f.concurrency, log)
+		l, closeLim, err := sharedLimiter(ctx, "clade run", f.limitsRedis, f.limitsNamespace, false, cat, f.tier, f.concurrency, log)
 		if err != nil {
 			return err
 		}

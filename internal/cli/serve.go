@@ -151,7 +151,7 @@ func runServe(cmd *cobra.Command, g *globalFlags, f *serveFlags) error {
 	var lim *admit.Limiter
 	var order *serve.SharedOrder // one fair order with the gateways on the same Redis
 	if f.limitsRedis != "" {
-		l, closeLim, err := sharedLimiter(ctx, "clade serve", f.limitsRedis, f.limitsNamespace, cat, f.tier, f.concurrency, log)
+		l, closeLim, err := sharedLimiter(ctx, "clade serve", f.limitsRedis, f.limitsNamespace, true, cat, f.tier, f.concurrency, log)
 		if err != nil {
 			return err
 		}

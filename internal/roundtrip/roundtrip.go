@@ -19,6 +19,12 @@ type Group[K comparable, V any] struct {
 	// than one caller: the key is busy); a caller alone, as one calling in
 	// sequence is, starts at once. 0: every round starts at once.
 	Linger time.Duration
+	// Always makes every round's opener linger, alone or not: for callers off
+	// any path someone waits on (a gateway's settles, made once the answer has
+	// gone), which then share round trips at rates where they would not queue
+	// (a few hundred a second against a round trip of a fraction of a
+	// millisecond) instead of making one each.
+	Always bool
 
 	mu      sync.Mutex
 	pending map[K]*round[V] // not started yet, open to join
@@ -62,7 +68,7 @@ func (g *Group[K, V]) Do(k K, in V, merge func(a, b V) V, run func(V) (V, error)
 	g.mu.Lock()
 	busy := g.shared[k]
 	g.mu.Unlock()
-	if g.Linger > 0 && busy {
+	if g.Linger > 0 && (busy || g.Always) {
 		time.Sleep(g.Linger)
 	}
 	g.mu.Lock()

@@ -113,3 +113,28 @@ func TestGroupLinger(t *testing.T) {
 		t.Errorf("%d round trips for 5 calls 5 ms apart on a busy key with a 100 ms linger, want at most 2", n)
 	}
 }
+
+// TestGroupAlwaysLingers: with Always, a call alone lingers, so a call that
+// arrives within Linger shares its round; without, a call alone starts at once
+// and the later one makes a round of its own.
+func TestGroupAlwaysLingers(t *testing.T) {
+	t.Parallel()
+	for _, always := range []bool{true, false} {
+		g := roundtrip.Group[string, int]{Linger: 300 * time.Millisecond, Always: always}
+		sum := func(a, b int) int { return a + b }
+		var runs atomic.Int64
+		run := func(in int) (int, error) { runs.Add(1); return in, nil }
+		var wg sync.WaitGroup
+		var a, b int
+		wg.Go(func() { a, _ = g.Do("k", 1, sum, run) })
+		time.Sleep(20 * time.Millisecond)
+		wg.Go(func() { b, _ = g.Do("k", 10, sum, run) })
+		wg.Wait()
+		switch {
+		case always && (runs.Load() != 1 || a != 11 || b != 11):
+			t.Errorf("Always: %d rounds, results %d and %d; want one round of 11 (the call 20 ms later joined the lingering one)", runs.Load(), a, b)
+		case !always && (runs.Load() != 2 || a != 1 || b != 10):
+			t.Errorf("without Always: %d rounds, results %d and %d; want two rounds, 1 and 10 (a call alone starts at once)", runs.Load(), a, b)
+		}
+	}
+}

@@ -182,6 +182,7 @@ func New(cfg Config) (*Gateway, error) {
 		g.budgets = &budgets{store: cfg.Spend, cat: cfg.Catalog, now: cfg.Now, held: map[heldKey]spend.Micros{},
 			background: g.settleAfter}
 		g.budgets.spends.Linger = spendLinger
+		g.budgets.spends.Always = true // settles run once the answer has gone (settleAfter)
 		if reg != nil {
 			reg.MustRegister(newBudgetCollector(g))
 		}
