@@ -7,8 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/spf13/cobra"
-
-	"github.com/clade-dev/clade/internal/batch"
+	"github.com/spf13/pflag"
 )
 
 func newDemoCmd(g *globalFlags) *cobra.Command {
@@ -48,8 +47,9 @@ default 20 requests cost well under one cent).`,
 			if err := writeDemo(input, n); err != nil {
 				return failure("clade demo --dir PATH", err)
 			}
-			f := &runFlags{output: filepath.Join(dir, "demo.results.jsonl"), tier: "auto", mode: "realtime", concurrency: 256, maxAttempts: 10, fallbackAfter: 3,
-				cacheWarm: batch.CacheWarmOff, cacheWarmGroup: batch.DefaultCacheWarmGroup}
+			f := &runFlags{}
+			addRunFlags(pflag.NewFlagSet("run", pflag.ContinueOnError), f) // clade run's defaults
+			f.output = filepath.Join(dir, "demo.results.jsonl")
 			where := "the real API (ANTHROPIC_API_KEY is set)"
 			if !live {
 				f.emulate = tier

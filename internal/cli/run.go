@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/clade-dev/clade/admit"
 	"github.com/clade-dev/clade/catalog"
@@ -107,7 +108,13 @@ https://api.anthropic.com). --emulate TIER runs against an in-process emulator i
 			return runRun(cmd, g, f, args[0])
 		},
 	}
-	fl := cmd.Flags()
+	addRunFlags(cmd.Flags(), f)
+	return cmd
+}
+
+// addRunFlags defines clade run's flags on fl, into f, setting their defaults in
+// f: clade demo takes them from here.
+func addRunFlags(fl *pflag.FlagSet, f *runFlags) {
 	fl.SortFlags = false
 	fl.StringVarP(&f.output, "output", "o", "", "results `FILE` (JSONL, one line per custom_id); default: INPUT.results.jsonl")
 	fl.StringVar(&f.db, "db", "", "store: a SQLite `PATH` or a postgres:// URL; default: OUTPUT.clade.db next to the output")
@@ -141,7 +148,6 @@ https://api.anthropic.com). --emulate TIER runs against an in-process emulator i
 	fl.DurationVar(&f.poll, "poll", 0, "auto mode: shortest wait between two polls of a batch (default 5s)")
 	fl.StringVar(&f.cacheWarm, "cache-warm", batch.CacheWarmOff, "auto mode: off, or realtime: before a prompt-cache prefix's lines go into a batch,\nsend its first line through realtime where that pays (as clade batch --cache-warm)")
 	fl.IntVar(&f.cacheWarmGroup, "cache-warm-group", batch.DefaultCacheWarmGroup, "auto mode, --cache-warm realtime: the batch cache the rule assumes, requests cached\nin groups of `N` (as clade batch --cache-warm-group)")
-	return cmd
 }
 
 // cacheBreakpointsValue is --cache-breakpoints: off (the default) or auto; it sets
