@@ -115,13 +115,15 @@ func TestGroupLinger(t *testing.T) {
 }
 
 // TestGroupAlwaysLingers: with Always, a call alone lingers, so a call that
-// arrives within Linger shares its round; without, a call alone starts at once
-// and the later one makes a round of its own.
+// arrives within Linger shares its round; without, a call alone starts at once,
+// without waiting Linger.
 func TestGroupAlwaysLingers(t *testing.T) {
 	t.Parallel()
-	for _, always := range []bool{true, false} {
-		g := roundtrip.Group[string, int]{Linger: 300 * time.Millisecond, Always: always}
-		sum := func(a, b int) int { return a + b }
+	const linger = time.Second
+	sum := func(a, b int) int { return a + b }
+	t.Run("always", func(t *testing.T) {
+		t.Parallel()
+		g := roundtrip.Group[string, int]{Linger: linger, Always: true}
 		var runs atomic.Int64
 		run := func(in int) (int, error) { runs.Add(1); return in, nil }
 		var wg sync.WaitGroup
@@ -130,11 +132,19 @@ func TestGroupAlwaysLingers(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 		wg.Go(func() { b, _ = g.Do("k", 10, sum, run) })
 		wg.Wait()
-		switch {
-		case always && (runs.Load() != 1 || a != 11 || b != 11):
-			t.Errorf("Always: %d rounds, results %d and %d; want one round of 11 (the call 20 ms later joined the lingering one)", runs.Load(), a, b)
-		case !always && (runs.Load() != 2 || a != 1 || b != 10):
-			t.Errorf("without Always: %d rounds, results %d and %d; want two rounds, 1 and 10 (a call alone starts at once)", runs.Load(), a, b)
+		if runs.Load() != 1 || a != 11 || b != 11 {
+			t.Errorf("%d rounds, results %d and %d; want one round of 11 (the call 20 ms later joined the lingering one)", runs.Load(), a, b)
 		}
-	}
+	})
+	t.Run("not always", func(t *testing.T) {
+		t.Parallel()
+		g := roundtrip.Group[string, int]{Linger: linger}
+		for _, in := range []int{1, 10} {
+			start := time.Now()
+			got, _ := g.Do("k", in, sum, func(in int) (int, error) { return in, nil })
+			if d := time.Since(start); got != in || d >= linger/2 {
+				t.Errorf("a call alone = %d after %v, want %d at once (not after the %v linger)", got, d, in, linger)
+			}
+		}
+	})
 }
