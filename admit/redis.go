@@ -306,8 +306,8 @@ func NewRedis(cfg RedisConfig) (*Redis, error) {
 		ttlArg:   strconv.FormatInt(cfg.TTL.Milliseconds(), 10),
 		pending:  map[string]*pendingOps{},
 	}
-	// Once a class's settles or syncs queue behind each other, each round trip
-	// waits redisLinger for more to share it.
+	// Once a class's settles or syncs queue behind each other (with Background,
+	// always), each round trip waits redisLinger for more to share it.
 	r.settles.Linger, r.syncs.Linger = redisLinger, redisLinger
 	r.settles.Always, r.syncs.Always = cfg.Background, cfg.Background
 	return r, nil

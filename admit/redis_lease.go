@@ -24,9 +24,10 @@ import (
 // round trip in the background adds another lease's worth to it (so it holds at
 // most one and a half), and once a call finds it with under half its time left,
 // one tops it up to a lease's worth; either gives it another Lease. So while
-// calls keep coming none of them waits for Redis (without, at a thousand calls
-// a second, one in fifty did: the one that found the lease spent or expired, and
-// the calls that arrived during its round trip). A call that finds the lease
+// calls keep coming none of them waits for Redis (without, the call that found
+// the lease spent or expired made the round trip, and the calls that arrived
+// during it waited too: at a thousand calls a second a 50 ms lease lasts about
+// fifty calls, so about one in fifty). A call that finds the lease
 // spent while a renewal is on its way waits for it rather than make a round trip
 // of its own.
 
@@ -174,8 +175,8 @@ func (r *Redis) renewAhead(class string, l *redisLease, c Cost, now time.Time) {
 	// worth of calls, whatever its round trip took); only old, topped up to its size.
 	top := size
 	if fits(l.left, half) {
-		top = Cost{Requests: max(size.Requests-l.left.Requests, 0), InputTokens: max(size.InputTokens-l.left.InputTokens, 0),
-			OutputTokens: max(size.OutputTokens-l.left.OutputTokens, 0)}
+		d := subCost(size, l.left)
+		top = Cost{Requests: max(d.Requests, 0), InputTokens: max(d.InputTokens, 0), OutputTokens: max(d.OutputTokens, 0)}
 	}
 	if top == (Cost{}) {
 		return // full for calls like c, only old: it goes back when it expires

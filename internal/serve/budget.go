@@ -266,8 +266,9 @@ func far(limit, used, worst spend.Micros) bool {
 // will do, else the store's SpendOf, the read shared by the calls waiting for it.
 // A last read past half of seenFor is read again in the background, so that
 // while calls keep coming and the budget is far from its limit, none waits for
-// the store (at a thousand calls a second, with a team's and a key's budget,
-// two in a hundred did).
+// the store (without, the call that found the read seenFor old read the store
+// on its path: at a thousand calls a second, with a team's and a key's budget,
+// two calls in every hundred, and those arriving during their reads).
 func (b *budgets) spentOf(ctx context.Context, scope, period string, now time.Time, ok func(spent spend.Micros) bool) (spend.Micros, error) {
 	k := heldKey{scope, period}
 	start := jobs.PeriodStart(period, now)
