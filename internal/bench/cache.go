@@ -41,6 +41,9 @@ type CacheConfig struct {
 	Concurrency int
 	// ScheduleOff turns the runner's prompt-cache scheduling off.
 	ScheduleOff bool
+	// OneWorkerPerSlot keeps the runner at one job per slot of Concurrency, the
+	// waiting ones included (runner.TestHooks.OneWorkerPerSlot: a baseline).
+	OneWorkerPerSlot bool
 	// Fixed, when positive, replaces clade run by a fixed-concurrency client: Fixed
 	// workers sending the lines in order as fast as they can, each retrying a
 	// failure after retry-after (or 0.5 s, doubling to 8 s) until it succeeds, as a
@@ -133,6 +136,8 @@ func MeasureCache(ctx context.Context, cfg CacheConfig) (*CacheResult, error) {
 		name = "fixed"
 	case cfg.ScheduleOff:
 		name = "naive"
+	case cfg.OneWorkerPerSlot:
+		name = "slots"
 	}
 	input := filepath.Join(dir, name+".jsonl")
 	if err := writeDocuments(input, model.ID, cfg); err != nil {
@@ -150,6 +155,7 @@ func MeasureCache(ctx context.Context, cfg CacheConfig) (*CacheResult, error) {
 	sum, err := runner.Run(ctx, runner.Config{
 		Spec:           lifecycle.Spec{Store: st, Client: client, Catalog: cfg.Catalog, Input: input, Output: input + ".results", Tier: cfg.Tier},
 		MaxConcurrency: cfg.Concurrency, CacheScheduleOff: cfg.ScheduleOff,
+		Test: runner.TestHooks{OneWorkerPerSlot: cfg.OneWorkerPerSlot},
 	})
 	if err != nil {
 		return nil, err

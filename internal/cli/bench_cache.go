@@ -13,6 +13,7 @@ func newBenchCacheCmd(*globalFlags) *cobra.Command {
 	var cfg bench.CacheConfig
 	var catalogPath string
 	var fixed int
+	var slots bool
 	cmd := &cobra.Command{
 		Use:   "cache",
 		Short: "Prompt-cache scheduling of clade run against today's order at full concurrency",
@@ -21,7 +22,9 @@ questions (one line per question, grouped by document, the document in a cache_c
 block), and run them with clade run twice, one after the other, each against its own
 fresh in-process emulator (latency on): with prompt-cache scheduling, and with it off (every
 request in input order at --concurrency); with --fixed N, also with a fixed-concurrency
-client of N workers. Report input cost, cache write and read
+client of N workers; with --one-worker-per-slot, also with scheduling but one job per
+slot of --concurrency (the questions waiting for their document's warming answer holding
+slots, as before they left them free). Report input cost, cache write and read
 tokens, the tokens that counted toward ITPM and wall time, and the ratios.
 The default size (200 × 10 × 6,000 at tier-2) takes about half an hour.`,
 		Example: `  clade bench cache
@@ -43,7 +46,11 @@ The default size (200 × 10 × 6,000 at tier-2) takes about half an hour.`,
 			runs[1].ScheduleOff = true
 			if fixed > 0 {
 				runs = append(runs, cfg)
-				runs[2].Fixed = fixed
+				runs[len(runs)-1].Fixed = fixed
+			}
+			if slots {
+				runs = append(runs, cfg)
+				runs[len(runs)-1].OneWorkerPerSlot = true
 			}
 			res := make([]*bench.CacheResult, len(runs))
 			errs := make([]error, len(runs))
@@ -68,6 +75,8 @@ The default size (200 × 10 × 6,000 at tier-2) takes about half an hour.`,
 					name = fmt.Sprintf("fixed client, %d workers", runs[i].Fixed)
 				case runs[i].ScheduleOff:
 					name = fmt.Sprintf("clade run --cache-schedule=off (%d in flight)", r.Config.Concurrency)
+				case runs[i].OneWorkerPerSlot:
+					name = "clade run, scheduling on, one job per slot"
 				}
 				fmt.Fprintf(w, "| %s | %d | %d (%d) | $%.2f | %d | %d | %d | %d | %.0f | %s |\n",
 					name, r.Succeeded, r.Sent, r.RateLimited, r.InputCostUSD, r.Uncached, r.CacheWrite, r.CacheRead,
@@ -76,8 +85,11 @@ The default size (200 × 10 × 6,000 at tier-2) takes about half an hour.`,
 			s := res[0]
 			for i, n := range res[1:] {
 				what := "--cache-schedule=off"
-				if runs[i+1].Fixed > 0 {
+				switch {
+				case runs[i+1].Fixed > 0:
 					what = "the fixed client"
+				case runs[i+1].OneWorkerPerSlot:
+					what = "one job per slot"
 				}
 				fmt.Fprintf(w, "\nagainst %s: input cost %.2f× lower, wall time %.2f× shorter, ITPM tokens %.2f× fewer\n",
 					what, n.InputCostUSD/s.InputCostUSD, n.Wall.Seconds()/s.Wall.Seconds(), float64(n.ITPMTokens)/float64(s.ITPMTokens))
@@ -94,6 +106,7 @@ The default size (200 × 10 × 6,000 at tier-2) takes about half an hour.`,
 	fl.IntVar(&cfg.Concurrency, "concurrency", 256, "the runner's most requests in flight")
 	fl.Float64Var(&cfg.LatencyScale, "latency-scale", 1, "the emulator's latency scale")
 	fl.IntVar(&fixed, "fixed", 0, "also measure a fixed-concurrency client of this many workers (retrying after retry-after until each succeeds)")
+	fl.BoolVar(&slots, "one-worker-per-slot", false, "also measure scheduling with one job per slot of --concurrency, the waiting ones included (a baseline)")
 	fl.StringVar(&catalogPath, "catalog", "", "YAML `PATH` laid over the embedded catalog")
 	return cmd
 }

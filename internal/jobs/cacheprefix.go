@@ -1,6 +1,8 @@
 package jobs
 
 import (
+	"context"
+	"fmt"
 	"slices"
 	"time"
 
@@ -67,4 +69,16 @@ func groupByPrefix(reqs []*intake.Request) {
 		}
 	}
 	slices.SortStableFunc(reqs, func(a, b *intake.Request) int { return rank[a] - rank[b] })
+}
+
+// HasCachePrefixes reports whether any of the run's requests has a prompt-cache
+// prefix (an index probe: clade_request_run_prefix).
+func (s *Store) HasCachePrefixes(ctx context.Context, runID int64) (bool, error) {
+	var n int64
+	err := s.b.reader().queryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM clade_request
+		WHERE run_id = $1 AND cache_prefix IS NOT NULL LIMIT 1) p`, runID).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("cache prefixes of run %d: %w", runID, err)
+	}
+	return n > 0, nil
 }

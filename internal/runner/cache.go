@@ -94,8 +94,9 @@ type ticket struct {
 }
 
 // acquire waits until an attempt on prefix p, sent to model, may go, and says how:
-// as the prefix's warming request, or as a read once it is warm. It returns ctx's
-// error if ctx ends while it waits.
+// as the prefix's warming request, or as a read once it is warm (which the
+// ticket's fresh confirms once the attempt is admitted). It returns ctx's error if
+// ctx ends while it waits.
 func (s *cacheSched) acquire(ctx context.Context, model string, p cacheprefix.Prefix) (*ticket, error) {
 	id := prefixID{key: p.Key, model: model}
 	margin := rewarmMargin(p.TTL)
@@ -108,19 +109,8 @@ func (s *cacheSched) acquire(ctx context.Context, model string, p cacheprefix.Pr
 		}
 		now := s.now()
 		if st.warm && now.Before(st.expires.Add(-margin)) {
-			st.expires = now.Add(p.TTL)
-			refresh := s.shared != nil && now.Sub(st.refreshed) >= margin
-			if refresh {
-				st.refreshed = now
-			}
 			s.mu.Unlock()
-			if refresh {
-				if err := s.shared.refresh(ctx, id, p.TTL); err != nil {
-					return nil, err
-				}
-			}
-			s.reads.Add(1)
-			return &ticket{s: s, id: id, ttl: p.TTL, read: true}, nil
+			return &ticket{s: s, id: id, ttl: p.TTL, read: true}, nil // fresh says again once admitted
 		}
 		if ch := st.warming; ch != nil {
 			s.mu.Unlock()
@@ -164,6 +154,40 @@ func (s *cacheSched) acquire(ctx context.Context, model string, p cacheprefix.Pr
 		s.warmed.Add(1)
 		return &ticket{s: s, id: id, ttl: p.TTL, warmer: true, done: done}, nil
 	}
+}
+
+// fresh reports, once the ticket's attempt has been admitted, whether the ticket
+// still says how to send it, and counts a read sent. A read's prefix may have gone
+// cold (another attempt re-warms it) or close to its TTL while the attempt waited
+// for admission: it then asks acquire again. A read sent refreshes the prefix's
+// TTL from now (and, shared, in the store at most once per rewarmMargin). A
+// warming ticket is always fresh.
+func (t *ticket) fresh(ctx context.Context) (bool, error) {
+	if t == nil || !t.read {
+		return true, nil
+	}
+	s := t.s
+	margin := rewarmMargin(t.ttl)
+	s.mu.Lock()
+	st := s.prefixes[t.id]
+	now := s.now()
+	if !st.warm || !now.Before(st.expires.Add(-margin)) {
+		s.mu.Unlock()
+		return false, nil
+	}
+	st.expires = now.Add(t.ttl)
+	refresh := s.shared != nil && now.Sub(st.refreshed) >= margin
+	if refresh {
+		st.refreshed = now
+	}
+	s.mu.Unlock()
+	if refresh {
+		if err := s.shared.refresh(ctx, t.id, t.ttl); err != nil {
+			return false, err
+		}
+	}
+	s.reads.Add(1)
+	return true, nil
 }
 
 // trace returns ctx with a hook that marks the prefix warm at the answer's first

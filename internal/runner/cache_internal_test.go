@@ -14,7 +14,8 @@ import (
 // TestCacheSchedWarmWaitRewarm walks one prefix through the scheduler: the first
 // attempt warms it and the next waits until the warming answer starts, then reads;
 // idle for close to the TTL, the next attempt warms it again and the one after it
-// waits again; a warming attempt answered with an API error leaves it cold.
+// waits again; a read admitted after the TTL is stale; a warming attempt
+// answered with an API error leaves it cold.
 func TestCacheSchedWarmWaitRewarm(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
@@ -42,6 +43,11 @@ func TestCacheSchedWarmWaitRewarm(t *testing.T) {
 			}
 			return tk
 		}
+		// mustFresh: a read ticket's attempt admitted and sent at once.
+		mustFresh := func(tk *ticket) bool {
+			ok, err := tk.fresh(ctx)
+			return ok && err == nil
+		}
 		blockedThenRead := func(what string, warm *ticket) {
 			t.Helper()
 			w := waiter()
@@ -53,7 +59,7 @@ func TestCacheSchedWarmWaitRewarm(t *testing.T) {
 			}
 			warm.started()
 			synctest.Wait()
-			if tk := <-w; tk == nil || !tk.read {
+			if tk := <-w; tk == nil || !tk.read || !mustFresh(tk) {
 				t.Fatalf("%s: after the warming answer started: %+v, want a read", what, tk)
 			}
 		}
@@ -63,7 +69,7 @@ func TestCacheSchedWarmWaitRewarm(t *testing.T) {
 		first.finish(nil)
 
 		now = now.Add(4 * time.Minute) // idle 4 of 5 minutes: still warm
-		if tk, _ := s.acquire(ctx, "m", p); !tk.read {
+		if tk, _ := s.acquire(ctx, "m", p); !tk.read || !mustFresh(tk) {
 			t.Fatalf("after 4 idle minutes: %+v, want a read", tk)
 		}
 		now = now.Add(4*time.Minute + 31*time.Second) // within 30 s of the TTL since the last read
@@ -74,12 +80,24 @@ func TestCacheSchedWarmWaitRewarm(t *testing.T) {
 		blockedThenRead("re-warm", again)
 		again.finish(nil)
 
+		// A read that waited for admission past the TTL is stale once admitted:
+		// its attempt asks again, and warms the prefix.
+		stale, _ := s.acquire(ctx, "m", p)
+		now = now.Add(5 * time.Minute)
+		if ok, err := stale.fresh(ctx); !stale.read || ok || err != nil {
+			t.Fatalf("a read admitted 5 minutes after its ticket: %+v, fresh = %v, %v; want a stale read", stale, ok, err)
+		}
+		mustWarm("after a stale read").finish(nil)
+
 		now = now.Add(time.Hour) // cold
 		failed := mustWarm("cold")
 		failed.finish(&upstream.APIError{Status: 400})
 		mustWarm("after a failed warm-up").finish(errNotSent)
-		if got := s.warmed.Load(); got != 4 {
-			t.Errorf("warmed = %d, want 4 (first, re-warm, cold, after the failure)", got)
+		if got := s.warmed.Load(); got != 5 {
+			t.Errorf("warmed = %d, want 5 (first, re-warm, after the stale read, cold, after the failure)", got)
+		}
+		if got := s.reads.Load(); got != 3 {
+			t.Errorf("reads = %d, want 3 (the two that waited, the one after 4 idle minutes; not the stale one)", got)
 		}
 	})
 }

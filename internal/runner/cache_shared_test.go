@@ -53,7 +53,8 @@ func sharedProcs(t *testing.T, em *emulator.Server, dsn string, n int) []*shared
 // process, before its warming answer started. The same run with the warmth
 // per process (CacheNotShared) warms a document in each process that works it:
 // the check can see a violation. Both processes must have worked some document
-// together, or the test saw nothing.
+// together, or the test saw nothing: each works 12 jobs at once (3 in flight,
+// cacheWorkers per slot), fewer than the run's 32, so neither takes them all.
 func TestCacheWarmthSharedByProcesses(t *testing.T) {
 	t.Parallel()
 	const docs, questions, procs = 4, 8, 2
@@ -81,7 +82,7 @@ func TestCacheWarmthSharedByProcesses(t *testing.T) {
 				for i, p := range ps {
 					wg.Go(func() {
 						sums[i], errs[i] = runner.Run(context.Background(), runner.Config{Spec: lifecycle.Spec{Store: p.store, Client: p.client,
-							Input: input, Output: p.out, Tier: "tier-4"}, MaxConcurrency: 6,
+							Input: input, Output: p.out, Tier: "tier-4"}, MaxConcurrency: 3,
 							Test: runner.TestHooks{CacheNotShared: notShared, CachePoll: 20 * time.Millisecond}})
 					})
 				}

@@ -104,6 +104,9 @@ type TestHooks struct {
 	// CacheNotShared keeps the prefixes' warmth this process's only, as before
 	// it was shared through the store (a baseline).
 	CacheNotShared bool
+	// OneWorkerPerSlot works MaxConcurrency jobs at once even with cacheable
+	// prefixes, as before cacheWorkers (a baseline).
+	OneWorkerPerSlot bool
 	// CachePoll and CacheClaimTimeout set how often a process waiting for
 	// another's warming request reads the store, and how long a warming claim
 	// lasts at most; defaults 100 ms and 2 minutes (cacheshare.go).
@@ -326,6 +329,27 @@ func newRun(cfg Config) (*run, error) {
 	}, nil
 }
 
+// cacheWorkers is how many jobs per slot of MaxConcurrency a run with prompt-cache
+// scheduling works at once: a job waiting for its prefix's warming answer holds a
+// worker but no admission slot, so with one worker per slot the waiting ones
+// leave slots idle (a document's other questions wait about a time to first token
+// while its warming request is answered). Admission still caps the calls in
+// flight at MaxConcurrency, and a job holds its budget only once admitted.
+const cacheWorkers = 4
+
+// workers is how many jobs the run works at once: MaxConcurrency, or cacheWorkers
+// times that when scheduling is on and some of the run's requests have a prefix.
+func (r *run) workers(ctx context.Context) (int, error) {
+	if r.sched == nil || r.cfg.Test.OneWorkerPerSlot {
+		return r.cfg.MaxConcurrency, nil
+	}
+	has, err := r.cfg.Store.HasCachePrefixes(ctx, r.runID)
+	if err != nil || !has {
+		return r.cfg.MaxConcurrency, err
+	}
+	return cacheWorkers * r.cfg.MaxConcurrency, nil
+}
+
 // classCount is what a model class's calls sent and used.
 type classCount struct{ sent, in, out atomic.Int64 }
 
@@ -404,8 +428,12 @@ func (r *run) work(ctx context.Context, pending int64) error {
 	if r.sched != nil && r.cfg.Test.Now == nil && !r.cfg.Test.CacheNotShared {
 		r.sched.share(r.cfg.Store, r.runID, w.ID(), r.cfg.Test.CachePoll, r.cfg.Test.CacheClaimTimeout, r.log)
 	}
+	workers, err := r.workers(ctx)
+	if err != nil {
+		return err
+	}
 	client, err := jobs.NewClient(r.cfg.Store, r.do, jobs.ClientConfig{
-		MaxWorkers:   r.cfg.MaxConcurrency,
+		MaxWorkers:   workers,
 		BeforeCommit: r.cfg.Test.BeforeCommit,
 		RetryDelay:   func(attempt int) time.Duration { return r.backoff.Delay(attempt, nil) },
 		AfterCommit:  r.committed,

@@ -53,14 +53,16 @@ func (r *run) do(jobCtx context.Context, job *jobs.Job) (jobs.Result, error) {
 			estIn, exact = n, n
 		}
 	}
-	// Stop before the budget could be exceeded: hold this request's worst case (its
-	// estimate, with its whole max_tokens as output) while it is in flight.
-	hold, err := r.usd.Hold(spend.WorstCase(r.cat, model, r.lim.Estimator().Input(model.ID, estIn), req.MaxTokens, false))
-	if err != nil {
-		r.halt(fmt.Sprintf("the budget of $%.2f would be exceeded", r.cfg.Budget), nil)
-		return jobs.Result{}, jobs.Snooze(2 * time.Second)
-	}
-	defer hold.Release() // a no-op once succeeded1 settled it
+	// Stop before the budget could be exceeded: once admitted, hold this request's
+	// worst case (its estimate, with its whole max_tokens as output) while it is in
+	// flight and until it has a result (a job waiting for admission or for its
+	// prefix's warming answer holds none).
+	var hold *spend.Hold
+	defer func() {
+		if hold != nil {
+			hold.Release() // a no-op once succeeded1 settled it
+		}
+	}()
 
 	overloads := 0 // 529s in a row, for the fallback model
 	failures := 0  // failed attempts that count toward MaxAttempts (not 429 waits)
@@ -77,20 +79,17 @@ func (r *run) do(jobCtx context.Context, job *jobs.Job) (jobs.Result, error) {
 			}
 			r.retried.Add(1)
 		}
-		// A request with a cacheable prefix waits for the prefix's warming
-		// request to start answering (or warms it), then reserves for a read.
-		var tk *ticket
-		prefix, cached := r.cachePrefix(model, req.Cache)
-		if cached {
-			if tk, err = r.sched.acquire(ctx, model.ID, prefix); err != nil {
-				return requeue(err)
-			}
-			r.reserve(call, prefix, tk)
-		}
-		att, err := call.Admit(ctx)
+		tk, att, err := r.admit(ctx, model, req, call)
 		if err != nil {
-			tk.finish(errNotSent)
 			return requeue(err) // drained or shut down: back to the queue
+		}
+		if hold == nil {
+			if hold, err = r.usd.Hold(spend.WorstCase(r.cat, model, r.lim.Estimator().Input(model.ID, estIn), req.MaxTokens, false)); err != nil {
+				att.Cancel()
+				tk.finish(errNotSent)
+				r.halt(fmt.Sprintf("the budget of $%.2f would be exceeded", r.cfg.Budget), nil)
+				return jobs.Result{}, jobs.Snooze(2 * time.Second)
+			}
 		}
 		r.sent.Add(1)
 		r.class(model).sent.Add(1)
@@ -156,6 +155,40 @@ func (r *run) do(jobCtx context.Context, job *jobs.Job) (jobs.Result, error) {
 			return jobs.Result{}, jobs.Snooze(2 * time.Second)
 		default: // Final
 			return errorResult(err), nil
+		}
+	}
+}
+
+// admit waits until call, req sent to model, may go. A request with a cacheable
+// prefix first waits for the prefix's warming request to start answering, or
+// warms it (tk: its place in the prefix's schedule; nil without a prefix), and
+// reserves for a cache read when it is warm; then admission. A read whose prefix
+// went cold or close to its TTL while it waited for admission gives the admission
+// back and asks the schedule again.
+func (r *run) admit(ctx context.Context, model *catalog.Model, req jobs.Request, call *admit.Call) (*ticket, *admit.Attempt, error) {
+	prefix, cached := r.cachePrefix(model, req.Cache)
+	for {
+		var tk *ticket
+		if cached {
+			var err error
+			if tk, err = r.sched.acquire(ctx, model.ID, prefix); err != nil {
+				return nil, nil, err
+			}
+			r.reserve(call, prefix, tk)
+		}
+		att, err := call.Admit(ctx)
+		if err != nil {
+			tk.finish(errNotSent)
+			return nil, nil, err
+		}
+		ok, err := tk.fresh(ctx)
+		if ok {
+			return tk, att, nil
+		}
+		att.Cancel()
+		tk.finish(errNotSent)
+		if err != nil {
+			return nil, nil, err
 		}
 	}
 }
