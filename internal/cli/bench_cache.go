@@ -26,7 +26,8 @@ client of N workers; with --one-worker-per-slot, also with scheduling but one jo
 slot of --concurrency (the questions waiting for their document's warming answer holding
 slots, as before they left them free). Report input cost, cache write and read
 tokens, the tokens that counted toward ITPM and wall time, and the ratios.
-The default size (200 × 10 × 6,000 at tier-2) takes about half an hour.`,
+The default size (200 × 10 × 6,000 at tier-2) takes about 11 minutes, 16 with --fixed 256
+and --one-worker-per-slot (most of it the run with scheduling off).`,
 		Example: `  clade bench cache
   clade bench cache --documents 20 --questions 5`,
 		Args: cobra.NoArgs,
