@@ -173,8 +173,9 @@ func runBatch(cmd *cobra.Command, g *globalFlags, f *batchFlags, input string) (
 	if f.cacheWarmGroup < 1 {
 		return usageErr("clade batch --cache-warm realtime --cache-warm-group 4", "--cache-warm-group must be ≥ 1")
 	}
-	if f.concurrency < 1 || f.maxAttempts < 1 {
-		return usageErr("clade batch --retry-via realtime --concurrency 64 --max-attempts 10", "--concurrency and --max-attempts must be ≥ 1")
+	if f.concurrency < 1 || f.concurrency > runner.MaxConcurrency || f.maxAttempts < 1 {
+		return usageErr("clade batch --retry-via realtime --concurrency 64 --max-attempts 10",
+			"--concurrency must be 1 to %d and --max-attempts at least 1", runner.MaxConcurrency)
 	}
 	ctx := cmd.Context()
 	sess, err := openSession(cmd, input, &f.output, &f.db, f.force, f.baseURL, f.emulate, cat, log)

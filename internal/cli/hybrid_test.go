@@ -14,6 +14,7 @@ import (
 	"github.com/clade-dev/clade/catalog"
 	"github.com/clade-dev/clade/emulator"
 	"github.com/clade-dev/clade/internal/cli"
+	"github.com/clade-dev/clade/internal/runner"
 )
 
 // TestRunDeadlineSpillsAndMeetsIt runs `clade run --deadline` against an emulator
@@ -86,6 +87,35 @@ func TestRunDeadlineUsageErrors(t *testing.T) {
 		if code != cli.ExitUsage || !strings.Contains(stderr.String(), tt.want) {
 			t.Errorf("clade %s: exit %d, stderr %q; want exit %d naming %q", strings.Join(tt.args[2:], " "), code, stderr.String(), cli.ExitUsage, tt.want)
 		}
+	}
+}
+
+// TestConcurrencyOutOfRange: clade run and clade batch refuse a --concurrency
+// below 1 or above what one process can work (runner.MaxConcurrency), naming the
+// flag and the range, before they import anything.
+func TestConcurrencyOutOfRange(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	input := filepath.Join(dir, "in.jsonl")
+	writeWorkload(t, input, 1)
+	over := fmt.Sprint(runner.MaxConcurrency + 1)
+	for _, args := range [][]string{
+		{"run", input, "--emulate", "tier-4", "--concurrency", "0"},
+		{"run", input, "--emulate", "tier-4", "--concurrency", over},
+		{"batch", input, "--emulate", "tier-4", "--concurrency", over},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := cli.Run(context.Background(), args, strings.NewReader(""), &stdout, &stderr)
+		want := fmt.Sprintf("--concurrency %s: want 1 to %d", args[len(args)-1], runner.MaxConcurrency)
+		if args[0] == "batch" {
+			want = fmt.Sprintf("--concurrency must be 1 to %d", runner.MaxConcurrency)
+		}
+		if code != cli.ExitUsage || !strings.Contains(stderr.String(), want) {
+			t.Errorf("clade %s: exit %d, stderr %q; want exit %d naming %q", strings.Join(args, " "), code, stderr.String(), cli.ExitUsage, want)
+		}
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Errorf("the directory holds %d entries after the refusals, want only the input (nothing imported)", len(entries))
 	}
 }
 

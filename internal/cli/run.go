@@ -124,7 +124,7 @@ func addRunFlags(fl *pflag.FlagSet, f *runFlags) {
 	fl.StringVar(&f.routing, "routing", "", "YAML `FILE` of model routing rules (see docs/run.md)")
 	fl.StringVar(&f.fallback, "fallback-model", "", "switch a request to this model after --fallback-after 529s in a row (opt-in)")
 	fl.IntVar(&f.fallbackAfter, "fallback-after", 3, "529s in a row before a request moves to --fallback-model")
-	fl.IntVar(&f.concurrency, "concurrency", 256, "most requests in flight at once")
+	fl.IntVar(&f.concurrency, "concurrency", 256, fmt.Sprintf("most requests in flight at once (1 to %d per process)", runner.MaxConcurrency))
 	fl.IntVar(&f.maxAttempts, "max-attempts", jobs.DefaultMaxAttempts, "attempts per request before it is written as errored (429 waits do not count)")
 	fl.Var(streamAboveValue{&f.streamAbove}, "stream-above", streamAboveUsage)
 	fl.BoolVar(&f.countTokens, "count-tokens", false, "ask the API's count_tokens for exact input counts instead of estimating")
@@ -209,6 +209,9 @@ func runRun(cmd *cobra.Command, g *globalFlags, f *runFlags, input string) (retE
 	}
 	if err := checkAutoCache("run", f.autoCache, input); err != nil {
 		return err
+	}
+	if f.concurrency < 1 || f.concurrency > runner.MaxConcurrency {
+		return usageErr("clade run --concurrency 256", "--concurrency %d: want 1 to %d requests in flight (per process; more processes on one store add theirs)", f.concurrency, runner.MaxConcurrency)
 	}
 	cat, err := catalog.Load(f.catalogPath)
 	if err != nil {

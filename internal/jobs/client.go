@@ -68,7 +68,7 @@ func Snooze(d time.Duration) error { return river.JobSnooze(max(d, 0)) }
 
 // ClientConfig configures a Client. Zero values take the defaults.
 type ClientConfig struct {
-	// MaxWorkers is how many jobs run at once. Defaults to 10.
+	// MaxWorkers is how many jobs run at once, at most MaxWorkers. Defaults to 10.
 	MaxWorkers int
 	// FetchCooldown is the least time between two fetches of jobs. River's default
 	// (100 ms) caps SQLite near 1,000 jobs/s. Defaults to 5 ms.
@@ -109,6 +109,9 @@ type ClientConfig struct {
 	// TestOnly skips River's start-up jitter; for tests.
 	TestOnly bool
 }
+
+// MaxWorkers is the most jobs one Client runs at once (River's per-queue limit).
+const MaxWorkers = river.QueueNumWorkersMax
 
 func (c *ClientConfig) withDefaults() ClientConfig {
 	out := *c

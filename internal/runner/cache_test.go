@@ -410,3 +410,25 @@ func TestCacheWaitingRequestsLeaveSlotsFree(t *testing.T) {
 		})
 	}
 }
+
+// TestCacheRunAtHighConcurrency: a run with cacheable prefixes at a concurrency
+// whose cacheWorkers multiple is above what one process can work (jobs.MaxWorkers)
+// still runs (its jobs at once capped there); one above runner.MaxConcurrency is
+// refused, saying so.
+func TestCacheRunAtHighConcurrency(t *testing.T) {
+	t.Parallel()
+	_, client, st, dir := cacheSetup(t, emulator.Config{Tier: "tier-4", Output: emulator.OutputModel{MedianTokens: 2}})
+	var lines []string
+	for q := range 4 {
+		lines = append(lines, docLine(fmt.Sprintf("q%d", q), document(0), fmt.Sprintf("question %d?", q)))
+	}
+	spec := lifecycle.Spec{Store: st, Client: client, Input: writeLines(t, dir, lines), Output: filepath.Join(dir, "results.jsonl"), Tier: "tier-4"}
+	sum, err := runner.Run(context.Background(), runner.Config{Spec: spec, MaxConcurrency: runner.MaxConcurrency/2 + 1})
+	if err != nil || sum.Succeeded != int64(len(lines)) || sum.Warmed != 1 {
+		t.Fatalf("Run at concurrency %d = %+v, %v; want %d succeeded, 1 warming request", runner.MaxConcurrency/2+1, sum, err, len(lines))
+	}
+	spec.Output = filepath.Join(dir, "again.jsonl")
+	if _, err := runner.Run(context.Background(), runner.Config{Spec: spec, MaxConcurrency: runner.MaxConcurrency + 1}); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("at most %d requests in flight", runner.MaxConcurrency)) {
+		t.Errorf("Run at concurrency %d: err %v, want it refused naming the most", runner.MaxConcurrency+1, err)
+	}
+}

@@ -54,7 +54,7 @@ var closed = func() chan struct{} { c := make(chan struct{}); close(c); return c
 // the Spec's Tier defaults to "auto" (learn the limits from the headers).
 type Config struct {
 	lifecycle.Spec
-	// MaxConcurrency caps requests in flight. Default 256.
+	// MaxConcurrency caps requests in flight, at most MaxConcurrency. Default 256.
 	MaxConcurrency int
 	// MaxAttempts is how many times a request is tried in all before it is errored.
 	// Default 10.
@@ -276,6 +276,9 @@ func newRun(cfg Config) (*run, error) {
 	if cfg.MaxConcurrency <= 0 {
 		cfg.MaxConcurrency = 256
 	}
+	if cfg.MaxConcurrency > MaxConcurrency {
+		return nil, fmt.Errorf("runner: concurrency %d: at most %d requests in flight per process", cfg.MaxConcurrency, MaxConcurrency)
+	}
 	if cfg.MaxAttempts <= 0 {
 		cfg.MaxAttempts = jobs.DefaultMaxAttempts
 	}
@@ -329,6 +332,10 @@ func newRun(cfg Config) (*run, error) {
 	}, nil
 }
 
+// MaxConcurrency is the most requests a run may have in flight (Config.MaxConcurrency):
+// one job each, and a process works at most jobs.MaxWorkers jobs at once.
+const MaxConcurrency = jobs.MaxWorkers
+
 // cacheWorkers is how many jobs per slot of MaxConcurrency a run with prompt-cache
 // scheduling works at once: a job waiting for its prefix's warming answer holds a
 // worker but no admission slot, so with one worker per slot the waiting ones
@@ -337,8 +344,9 @@ func newRun(cfg Config) (*run, error) {
 // flight at MaxConcurrency, and a job holds its budget only once admitted.
 const cacheWorkers = 4
 
-// workers is how many jobs the run works at once: MaxConcurrency, or cacheWorkers
-// times that when scheduling is on and some of the run's requests have a prefix.
+// workers is how many jobs the run works at once: Config.MaxConcurrency, or
+// cacheWorkers times that (at most jobs.MaxWorkers) when scheduling is on and some
+// of the run's requests have a prefix.
 func (r *run) workers(ctx context.Context) (int, error) {
 	if r.sched == nil || r.cfg.Test.OneWorkerPerSlot {
 		return r.cfg.MaxConcurrency, nil
@@ -347,7 +355,7 @@ func (r *run) workers(ctx context.Context) (int, error) {
 	if err != nil || !has {
 		return r.cfg.MaxConcurrency, err
 	}
-	return cacheWorkers * r.cfg.MaxConcurrency, nil
+	return max(r.cfg.MaxConcurrency, min(cacheWorkers*r.cfg.MaxConcurrency, jobs.MaxWorkers)), nil
 }
 
 // classCount is what a model class's calls sent and used.
