@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clade-dev/clade/catalog"
 	"github.com/clade-dev/clade/emulator"
 	"github.com/clade-dev/clade/internal/jobs"
 	"github.com/clade-dev/clade/internal/lifecycle"
@@ -430,5 +431,47 @@ func TestCacheRunAtHighConcurrency(t *testing.T) {
 	spec.Output = filepath.Join(dir, "again.jsonl")
 	if _, err := runner.Run(context.Background(), runner.Config{Spec: spec, MaxConcurrency: runner.MaxConcurrency + 1}); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("at most %d requests in flight", runner.MaxConcurrency)) {
 		t.Errorf("Run at concurrency %d: err %v, want it refused naming the most", runner.MaxConcurrency+1, err)
+	}
+}
+
+// TestCacheWaitingRequestsHoldNoBudget: the jobs waiting for their prefix's
+// warming answer (4 per slot) hold none of the budget, so a run whose budget covers
+// its cost and what MaxConcurrency requests in flight hold finishes, where holding
+// every waiting job's worst case would have stopped it at its start.
+func TestCacheWaitingRequestsHoldNoBudget(t *testing.T) {
+	t.Parallel()
+	const concurrency = 2
+	var lines []string
+	for d := range 2 {
+		for q := range 6 {
+			lines = append(lines, docLine(fmt.Sprintf("d%d-q%d", d, q), document(d), fmt.Sprintf("question %d?", q)))
+		}
+	}
+	run := func(budget float64) (*runner.Summary, error) {
+		// Sonnet 5's 700 ms to first token at scale 0.3: the questions wait 210 ms.
+		_, client, st, dir := cacheSetup(t, emulator.Config{Tier: "tier-4", LatencyScale: 0.3, Output: emulator.OutputModel{MedianTokens: 2}})
+		return runner.Run(context.Background(), runner.Config{Spec: lifecycle.Spec{Store: st, Client: client,
+			Input: writeLines(t, dir, lines), Output: filepath.Join(dir, "results.jsonl"), Tier: "tier-4", Budget: budget},
+			MaxConcurrency: concurrency})
+	}
+	free, err := run(0)
+	if err != nil || free.Succeeded != int64(len(lines)) {
+		t.Fatalf("without a budget: Run = %+v, %v; want %d succeeded", free, err, len(lines))
+	}
+	cat := catalog.Default()
+	m, err := cat.Resolve(cacheModel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One request's hold: about its document uncached and its whole max_tokens.
+	worst := cat.Cost(m, catalog.Usage{InputTokens: free.CacheWriteTokens / 2, OutputTokens: 8}, false)
+	budget := free.CostUSD + concurrency*worst + worst/2
+	if held := float64(4*concurrency) * worst; held <= budget {
+		t.Fatalf("the budget $%.4f covers the %d jobs at once holding $%.4f: the test could not see waiting jobs holding it", budget, 4*concurrency, held)
+	}
+	sum, err := run(budget)
+	if err != nil || sum.Succeeded != int64(len(lines)) {
+		t.Fatalf("with a budget of $%.4f (the run costs $%.4f; %d jobs at once would hold $%.4f): Run = %+v, %v; want all %d succeeded",
+			budget, free.CostUSD, 4*concurrency, float64(4*concurrency)*worst, sum, err, len(lines))
 	}
 }
