@@ -51,6 +51,12 @@ type CacheConfig struct {
 	Fixed int
 	// LatencyScale is the emulator's. Default 1.
 	LatencyScale float64
+	// AnswerTokens is the answers' median length (the emulator's output model);
+	// each line's max_tokens is 3 times it, at least 64. Default 20.
+	AnswerTokens int64
+	// StreamNever sends no request as a stream (runner.StreamNever), the warming
+	// ones included (a baseline).
+	StreamNever bool
 	// Dir holds the input and the store; default a temporary directory, removed.
 	Dir string
 }
@@ -101,6 +107,9 @@ func (c *CacheConfig) defaults() {
 	if c.LatencyScale == 0 {
 		c.LatencyScale = 1
 	}
+	if c.AnswerTokens <= 0 {
+		c.AnswerTokens = 20
+	}
 }
 
 // MeasureCache runs one measurement against a fresh in-process emulator.
@@ -112,7 +121,7 @@ func MeasureCache(ctx context.Context, cfg CacheConfig) (*CacheResult, error) {
 	}
 	em, err := emulator.Start(emulator.Config{
 		Catalog: cfg.Catalog, Tier: cfg.Tier, LatencyScale: cfg.LatencyScale, Seed: 1,
-		Output: emulator.OutputModel{MedianTokens: 20, Sigma: 0.3},
+		Output: emulator.OutputModel{MedianTokens: float64(cfg.AnswerTokens), Sigma: 0.3},
 	})
 	if err != nil {
 		return nil, err
@@ -138,6 +147,8 @@ func MeasureCache(ctx context.Context, cfg CacheConfig) (*CacheResult, error) {
 		name = "naive"
 	case cfg.OneWorkerPerSlot:
 		name = "slots"
+	case cfg.StreamNever:
+		name = "unstreamed"
 	}
 	input := filepath.Join(dir, name+".jsonl")
 	if err := writeDocuments(input, model.ID, cfg); err != nil {
@@ -151,11 +162,15 @@ func MeasureCache(ctx context.Context, cfg CacheConfig) (*CacheResult, error) {
 		return nil, err
 	}
 	defer st.Close()
+	var streamAbove int64 // the default
+	if cfg.StreamNever {
+		streamAbove = runner.StreamNever
+	}
 	start := time.Now()
 	sum, err := runner.Run(ctx, runner.Config{
 		Spec:           lifecycle.Spec{Store: st, Client: client, Catalog: cfg.Catalog, Input: input, Output: input + ".results", Tier: cfg.Tier},
 		MaxConcurrency: cfg.Concurrency, CacheScheduleOff: cfg.ScheduleOff,
-		Test: runner.TestHooks{OneWorkerPerSlot: cfg.OneWorkerPerSlot},
+		Test: runner.TestHooks{OneWorkerPerSlot: cfg.OneWorkerPerSlot}, StreamAbove: streamAbove,
 	})
 	if err != nil {
 		return nil, err
@@ -245,10 +260,10 @@ func writeDocuments(path, model string, cfg CacheConfig) error {
 	for d := range cfg.Documents {
 		doc := document(d, cfg.DocTokens)
 		for q := range cfg.Questions {
-			fmt.Fprintf(w, `{"custom_id":"doc%04d-q%02d","params":{"model":%q,"max_tokens":64,"messages":[{"role":"user","content":[`+
+			fmt.Fprintf(w, `{"custom_id":"doc%04d-q%02d","params":{"model":%q,"max_tokens":%d,"messages":[{"role":"user","content":[`+
 				`{"type":"text","text":%q,"cache_control":{"type":"ephemeral"}},`+
 				`{"type":"text","text":"Question %d: what does section %d of the document say about item %d?"}]}]}}`+"\n",
-				d, q, model, doc, q, q+1, d*q)
+				d, q, model, max(64, 3*cfg.AnswerTokens), doc, q, q+1, d*q)
 		}
 	}
 	if err := w.Flush(); err != nil {

@@ -13,7 +13,7 @@ func newBenchCacheCmd(*globalFlags) *cobra.Command {
 	var cfg bench.CacheConfig
 	var catalogPath string
 	var fixed int
-	var slots bool
+	var slots, unstreamed bool
 	cmd := &cobra.Command{
 		Use:   "cache",
 		Short: "Prompt-cache scheduling of clade run against today's order at full concurrency",
@@ -24,7 +24,8 @@ fresh in-process emulator (latency on): with prompt-cache scheduling, and with i
 request in input order at --concurrency); with --fixed N, also with a fixed-concurrency
 client of N workers; with --one-worker-per-slot, also with scheduling but one job per
 slot of --concurrency (the questions waiting for their document's warming answer holding
-slots, as before they left them free). Report input cost, cache write and read
+slots, as before they left them free); with --unstreamed-warm, also with scheduling but no
+request streamed (the warming ones included, as before they were streamed). Report input cost, cache write and read
 tokens, the tokens that counted toward ITPM and wall time, and the ratios.
 The default size (200 × 10 × 6,000 at tier-2) takes about 11 minutes, 16 with --fixed 256
 and --one-worker-per-slot (most of it the run with scheduling off).`,
@@ -53,6 +54,10 @@ and --one-worker-per-slot (most of it the run with scheduling off).`,
 				runs = append(runs, cfg)
 				runs[len(runs)-1].OneWorkerPerSlot = true
 			}
+			if unstreamed {
+				runs = append(runs, cfg)
+				runs[len(runs)-1].StreamNever = true
+			}
 			res := make([]*bench.CacheResult, len(runs))
 			errs := make([]error, len(runs))
 			// One after the other: on a small machine, measurements at once take each
@@ -78,6 +83,8 @@ and --one-worker-per-slot (most of it the run with scheduling off).`,
 					name = fmt.Sprintf("clade run --cache-schedule=off (%d in flight)", r.Config.Concurrency)
 				case runs[i].OneWorkerPerSlot:
 					name = "clade run, scheduling on, one job per slot"
+				case runs[i].StreamNever:
+					name = "clade run, scheduling on, --stream-above never"
 				}
 				fmt.Fprintf(w, "| %s | %d | %d (%d) | $%.2f | %d | %d | %d | %d | %.0f | %s |\n",
 					name, r.Succeeded, r.Sent, r.RateLimited, r.InputCostUSD, r.Uncached, r.CacheWrite, r.CacheRead,
@@ -91,6 +98,8 @@ and --one-worker-per-slot (most of it the run with scheduling off).`,
 					what = "the fixed client"
 				case runs[i+1].OneWorkerPerSlot:
 					what = "one job per slot"
+				case runs[i+1].StreamNever:
+					what = "--stream-above never"
 				}
 				fmt.Fprintf(w, "\nagainst %s: input cost %.2f× lower, wall time %.2f× shorter, ITPM tokens %.2f× fewer\n",
 					what, n.InputCostUSD/s.InputCostUSD, n.Wall.Seconds()/s.Wall.Seconds(), float64(n.ITPMTokens)/float64(s.ITPMTokens))
@@ -107,6 +116,8 @@ and --one-worker-per-slot (most of it the run with scheduling off).`,
 	fl.IntVar(&cfg.Concurrency, "concurrency", 256, "the runner's most requests in flight")
 	fl.Float64Var(&cfg.LatencyScale, "latency-scale", 1, "the emulator's latency scale")
 	fl.IntVar(&fixed, "fixed", 0, "also measure a fixed-concurrency client of this many workers (retrying after retry-after until each succeeds)")
+	fl.BoolVar(&unstreamed, "unstreamed-warm", false, "also measure scheduling with no request streamed (--stream-above never), the warming ones included (a baseline)")
+	fl.Int64Var(&cfg.AnswerTokens, "answer-tokens", 20, "the answers' median length in tokens (max_tokens is 3 times it, at least 64)")
 	fl.BoolVar(&slots, "one-worker-per-slot", false, "also measure scheduling with one job per slot of --concurrency, the waiting ones included (a baseline)")
 	fl.StringVar(&catalogPath, "catalog", "", "YAML `PATH` laid over the embedded catalog")
 	return cmd

@@ -190,6 +190,9 @@ func (t *ticket) fresh(ctx context.Context) (bool, error) {
 	return true, nil
 }
 
+// warms reports whether the ticket's attempt warms its prefix.
+func (t *ticket) warms() bool { return t != nil && t.warmer }
+
 // trace returns ctx with a hook that marks the prefix warm at the answer's first
 // byte, for a warming attempt; ctx itself otherwise.
 func (t *ticket) trace(ctx context.Context) context.Context {

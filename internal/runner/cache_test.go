@@ -28,6 +28,7 @@ import (
 type seenRequest struct {
 	body              []byte
 	arrived, answered time.Time // answered: the response's first byte (WriteHeader)
+	ended             time.Time // the handler returned: the whole response written
 }
 
 // cacheRecorder is an http.Handler in front of the emulator that records every Messages
@@ -55,6 +56,9 @@ func (rc *cacheRecorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	rc.next.ServeHTTP(&cacheFirstByte{ResponseWriter: w, s: s, mu: &rc.mu}, r)
+	rc.mu.Lock()
+	s.ended = time.Now()
+	rc.mu.Unlock()
 	if rc.after != nil {
 		rc.after(body)
 	}
@@ -473,5 +477,67 @@ func TestCacheWaitingRequestsHoldNoBudget(t *testing.T) {
 	if err != nil || sum.Succeeded != int64(len(lines)) {
 		t.Fatalf("with a budget of $%.4f (the run costs $%.4f; %d jobs at once would hold $%.4f): Run = %+v, %v; want all %d succeeded",
 			budget, free.CostUSD, 4*concurrency, float64(4*concurrency)*worst, sum, err, len(lines))
+	}
+}
+
+// TestCacheWarmingRequestStreams: a warming request is sent as a stream, so its
+// prefix's other requests go once its answer starts (message_start), not after its
+// whole answer; they are sent as written (non-streaming, max_tokens below the
+// stream threshold) and read the cache. With --stream-above never, it is not
+// streamed and the others wait for its whole answer: the check can see the
+// difference.
+func TestCacheWarmingRequestStreams(t *testing.T) {
+	t.Parallel()
+	var lines []string
+	for q := range 4 {
+		lines = append(lines, strings.Replace(docLine(fmt.Sprintf("q%d", q), document(0), fmt.Sprintf("question %d?", q)), `"max_tokens":8`, `"max_tokens":600`, 1))
+	}
+	for _, never := range []bool{false, true} {
+		t.Run(fmt.Sprintf("stream never=%v", never), func(t *testing.T) {
+			t.Parallel()
+			// Sonnet 5 at scale 0.2: 140 ms to first token, then 400 tokens at 450 a second.
+			rc, client, st, dir := cacheSetup(t, emulator.Config{Tier: "tier-4", LatencyScale: 0.2, Output: emulator.OutputModel{MedianTokens: 400, Sigma: 0.01}})
+			cfg := runner.Config{Spec: lifecycle.Spec{Store: st, Client: client, Input: writeLines(t, dir, lines),
+				Output: filepath.Join(dir, "results.jsonl"), Tier: "tier-4"}, MaxConcurrency: 8}
+			if never {
+				cfg.StreamAbove = runner.StreamNever
+			}
+			sum, err := runner.Run(context.Background(), cfg)
+			if err != nil || sum.Succeeded != int64(len(lines)) || sum.Warmed != 1 {
+				t.Fatalf("Run = %+v, %v; want %d succeeded, 1 warming request", sum, err, len(lines))
+			}
+			seen := rc.all()
+			warm := seen[0]
+			for _, s := range seen {
+				if s.arrived.Before(warm.arrived) {
+					warm = s
+				}
+			}
+			streamed := func(s seenRequest) bool { return bytes.Contains(s.body, []byte(`"stream":true`)) }
+			early := 0 // the others sent before the warming answer ended
+			for _, s := range seen {
+				if s.arrived == warm.arrived {
+					continue
+				}
+				if streamed(s) {
+					t.Errorf("a request reading the cache was streamed: %s", s.body[len(s.body)-60:])
+				}
+				if s.arrived.Before(warm.ended) {
+					early++
+				}
+			}
+			for id, u := range usages(t, cfg.Output) {
+				if u.Write == 0 && u.Read == 0 {
+					t.Errorf("%s: usage %+v, want a cache write or read", id, u)
+				}
+			}
+			if !never && (!streamed(warm) || early != len(lines)-1) {
+				t.Errorf("warming request streamed %v; %d of the other %d sent before its answer ended (%v after it started); want it streamed and all of them",
+					streamed(warm), early, len(lines)-1, warm.ended.Sub(warm.arrived))
+			}
+			if never && (streamed(warm) || early != 0) {
+				t.Errorf("--stream-above never: warming request streamed %v, %d others sent before its answer ended; want neither", streamed(warm), early)
+			}
+		})
 	}
 }

@@ -37,11 +37,14 @@ func streamThreshold(v int64) (int64, error) {
 	return v, nil
 }
 
-// call sends one attempt, as a stream when max_tokens is above the threshold: a
-// streamed answer is assembled into the same Response, so nothing after it (usage,
-// admission, cost, the result line, retries) depends on how it travelled.
-func (r *run) call(ctx context.Context, params []byte, maxTokens int64) (*upstream.Response, error) {
-	if r.streamAbove >= 0 && maxTokens > r.streamAbove {
+// call sends one attempt, as a stream when max_tokens is above the threshold, or
+// when it warms a prompt-cache prefix (warms) and streams are not off: a stream's
+// first byte, which lets the prefix's other requests go, comes at the answer's
+// start, a whole response's only with its end. A streamed answer is assembled into
+// the same Response, so nothing after it (usage, admission, cost, the result line,
+// retries) depends on how it travelled.
+func (r *run) call(ctx context.Context, params []byte, maxTokens int64, warms bool) (*upstream.Response, error) {
+	if r.streamAbove >= 0 && (maxTokens > r.streamAbove || warms) {
 		return r.cfg.Client.MessagesStream(ctx, params)
 	}
 	return r.cfg.Client.Messages(ctx, params)

@@ -96,7 +96,7 @@ func (r *run) do(jobCtx context.Context, job *jobs.Job) (jobs.Result, error) {
 		// Once sent, a request finishes even when the run drains; only an abort
 		// (the job's own context) cuts it.
 		r.inFlight.Add(1)
-		resp, err := r.call(tk.trace(jobCtx), params, req.MaxTokens)
+		resp, err := r.call(tk.trace(jobCtx), params, req.MaxTokens, tk.warms())
 		r.inFlight.Add(-1)
 		tk.finish(err)
 		if err == nil {
