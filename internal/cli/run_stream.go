@@ -44,4 +44,5 @@ func (s streamAboveValue) Type() string { return "N" }
 
 // streamAboveUsage is the help of --stream-above.
 const streamAboveUsage = "send requests whose max_tokens is above `N` as streams (no 10-minute limit per call;\n" +
-	"the result is the same): 0 = 21333, the SDKs' rule; -1 or never = none; always = all"
+	"the result is the same), and every prompt-cache warming request: 0 = 21333, the SDKs' rule;\n" +
+	"-1 or never = none, warming requests included; always = all"
