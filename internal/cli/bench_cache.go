@@ -25,8 +25,9 @@ request in input order at --concurrency); with --fixed N, also with a fixed-conc
 client of N workers; with --one-worker-per-slot, also with scheduling but one job per
 slot of --concurrency (the questions waiting for their document's warming answer holding
 slots, as before they left them free); with --unstreamed-warm, also with scheduling but no
-request streamed (the warming ones included, as before they were streamed). Report input cost, cache write and read
-tokens, the tokens that counted toward ITPM and wall time, and the ratios.
+request streamed (the warming ones included, as before they were streamed). Report input
+cost, cache write and read tokens, the tokens that counted toward ITPM and wall time, and
+the ratios.
 The default size (200 × 10 × 6,000 at tier-2) takes about 11 minutes, 16 with --fixed 256
 and --one-worker-per-slot (most of it the run with scheduling off).`,
 		Example: `  clade bench cache
