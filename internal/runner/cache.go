@@ -95,7 +95,7 @@ type ticket struct {
 
 // acquire waits until an attempt on prefix p, sent to model, may go, and says how:
 // as the prefix's warming request, or as a read once it is warm (which the
-// ticket's fresh confirms once the attempt is admitted). It returns ctx's error if
+// ticket's fresh settles once the attempt is admitted). It returns ctx's error if
 // ctx ends while it waits.
 func (s *cacheSched) acquire(ctx context.Context, model string, p cacheprefix.Prefix) (*ticket, error) {
 	id := prefixID{key: p.Key, model: model}
@@ -156,15 +156,16 @@ func (s *cacheSched) acquire(ctx context.Context, model string, p cacheprefix.Pr
 	}
 }
 
-// fresh reports, once the ticket's attempt has been admitted, whether the ticket
-// still says how to send it, and counts a read sent. A read's prefix may have gone
-// cold (another attempt re-warms it) or close to its TTL while the attempt waited
-// for admission: it then asks acquire again. A read sent refreshes the prefix's
-// TTL from now (and, shared, in the store at most once per rewarmMargin). A
-// warming ticket is always fresh.
-func (t *ticket) fresh(ctx context.Context) (bool, error) {
+// fresh settles, once the ticket's attempt has been admitted, how it is sent, and
+// counts a read sent. A read sent refreshes the prefix's TTL from now (and, shared,
+// in the store at most once per rewarmMargin). A read whose prefix went cold or
+// close to its TTL while the attempt waited for admission (a long wait at a low
+// tier) is not sent back to wait as long again: it warms the prefix itself, as a
+// warming ticket from here on, or, when another attempt is warming it, goes as it
+// is (and may write the prefix too). A warming ticket stays one.
+func (t *ticket) fresh(ctx context.Context) error {
 	if t == nil || !t.read {
-		return true, nil
+		return nil
 	}
 	s := t.s
 	margin := rewarmMargin(t.ttl)
@@ -172,8 +173,22 @@ func (t *ticket) fresh(ctx context.Context) (bool, error) {
 	st := s.prefixes[t.id]
 	now := s.now()
 	if !st.warm || !now.Before(st.expires.Add(-margin)) {
+		if st.warming != nil { // another attempt warms it
+			s.mu.Unlock()
+			s.reads.Add(1)
+			return nil
+		}
+		rewarm := st.warm
+		st.warm = false
+		t.done = make(chan struct{})
+		st.warming = t.done
+		t.read, t.warmer = false, true
 		s.mu.Unlock()
-		return false, nil
+		if rewarm {
+			s.rewarmed.Add(1)
+		}
+		s.warmed.Add(1)
+		return nil
 	}
 	st.expires = now.Add(t.ttl)
 	refresh := s.shared != nil && now.Sub(st.refreshed) >= margin
@@ -181,13 +196,11 @@ func (t *ticket) fresh(ctx context.Context) (bool, error) {
 		st.refreshed = now
 	}
 	s.mu.Unlock()
-	if refresh {
-		if err := s.shared.refresh(ctx, t.id, t.ttl); err != nil {
-			return false, err
-		}
-	}
 	s.reads.Add(1)
-	return true, nil
+	if refresh {
+		return s.shared.refresh(ctx, t.id, t.ttl)
+	}
+	return nil
 }
 
 // warms reports whether the ticket's attempt warms its prefix.

@@ -14,7 +14,7 @@ import (
 // TestCacheSchedWarmWaitRewarm walks one prefix through the scheduler: the first
 // attempt warms it and the next waits until the warming answer starts, then reads;
 // idle for close to the TTL, the next attempt warms it again and the one after it
-// waits again; a read admitted after the TTL is stale; a warming attempt
+// waits again; a read admitted after the TTL warms it; a warming attempt
 // answered with an API error leaves it cold.
 func TestCacheSchedWarmWaitRewarm(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
@@ -45,8 +45,7 @@ func TestCacheSchedWarmWaitRewarm(t *testing.T) {
 		}
 		// mustFresh: a read ticket's attempt admitted and sent at once.
 		mustFresh := func(tk *ticket) bool {
-			ok, err := tk.fresh(ctx)
-			return ok && err == nil
+			return tk.fresh(ctx) == nil && tk.read
 		}
 		blockedThenRead := func(what string, warm *ticket) {
 			t.Helper()
@@ -80,14 +79,20 @@ func TestCacheSchedWarmWaitRewarm(t *testing.T) {
 		blockedThenRead("re-warm", again)
 		again.finish(nil)
 
-		// A read that waited for admission past the TTL is stale once admitted:
-		// its attempt asks again, and warms the prefix.
-		stale, _ := s.acquire(ctx, "m", p)
+		// Two reads that waited for admission past the TTL: the first admitted
+		// warms the prefix; the second, admitted while the first warms it, goes as
+		// a read all the same (neither goes back to wait for admission again).
+		staleA, _ := s.acquire(ctx, "m", p)
+		staleB, _ := s.acquire(ctx, "m", p)
 		now = now.Add(5 * time.Minute)
-		if ok, err := stale.fresh(ctx); !stale.read || ok || err != nil {
-			t.Fatalf("a read admitted 5 minutes after its ticket: %+v, fresh = %v, %v; want a stale read", stale, ok, err)
+		if err := staleA.fresh(ctx); err != nil || staleA.read || !staleA.warmer {
+			t.Fatalf("a read admitted 5 minutes after its ticket: %+v, %v; want it turned into the warming request", staleA, err)
 		}
-		mustWarm("after a stale read").finish(nil)
+		if err := staleB.fresh(ctx); err != nil || !staleB.read || staleB.warmer {
+			t.Fatalf("a second stale read, admitted while the first warms: %+v, %v; want it sent as a read", staleB, err)
+		}
+		blockedThenRead("after a stale read", staleA)
+		staleA.finish(nil)
 
 		now = now.Add(time.Hour) // cold
 		failed := mustWarm("cold")
@@ -96,8 +101,11 @@ func TestCacheSchedWarmWaitRewarm(t *testing.T) {
 		if got := s.warmed.Load(); got != 5 {
 			t.Errorf("warmed = %d, want 5 (first, re-warm, after the stale read, cold, after the failure)", got)
 		}
-		if got := s.reads.Load(); got != 3 {
-			t.Errorf("reads = %d, want 3 (the two that waited, the one after 4 idle minutes; not the stale one)", got)
+		if got := s.reads.Load(); got != 5 {
+			t.Errorf("reads = %d, want 5 (the two that waited, the one after 4 idle minutes, the second stale one, the one after it warmed)", got)
+		}
+		if got := s.rewarmed.Load(); got != 3 {
+			t.Errorf("rewarmed = %d, want 3 (idle close to its TTL, the stale read, an hour later)", got)
 		}
 	})
 }

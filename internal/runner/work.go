@@ -162,35 +162,30 @@ func (r *run) do(jobCtx context.Context, job *jobs.Job) (jobs.Result, error) {
 // admit waits until call, req sent to model, may go. A request with a cacheable
 // prefix first waits for the prefix's warming request to start answering, or
 // warms it (tk: its place in the prefix's schedule; nil without a prefix), and
-// reserves for a cache read when it is warm; then admission. A read whose prefix
-// went cold or close to its TTL while it waited for admission gives the admission
-// back and asks the schedule again.
+// reserves for a cache read when it is warm; then admission, after which the
+// ticket settles how it is sent (ticket.fresh: a read whose prefix went cold
+// while it waited warms it).
 func (r *run) admit(ctx context.Context, model *catalog.Model, req jobs.Request, call *admit.Call) (*ticket, *admit.Attempt, error) {
-	prefix, cached := r.cachePrefix(model, req.Cache)
-	for {
-		var tk *ticket
-		if cached {
-			var err error
-			if tk, err = r.sched.acquire(ctx, model.ID, prefix); err != nil {
-				return nil, nil, err
-			}
-			r.reserve(call, prefix, tk)
-		}
-		att, err := call.Admit(ctx)
-		if err != nil {
-			tk.finish(errNotSent)
+	var tk *ticket
+	if prefix, cached := r.cachePrefix(model, req.Cache); cached {
+		var err error
+		if tk, err = r.sched.acquire(ctx, model.ID, prefix); err != nil {
 			return nil, nil, err
 		}
-		ok, err := tk.fresh(ctx)
-		if ok {
-			return tk, att, nil
-		}
-		att.Cancel()
-		tk.finish(errNotSent)
+		r.reserve(call, prefix, tk)
+	}
+	att, err := call.Admit(ctx)
+	if err == nil {
+		err = tk.fresh(ctx)
 		if err != nil {
-			return nil, nil, err
+			att.Cancel()
 		}
 	}
+	if err != nil {
+		tk.finish(errNotSent)
+		return nil, nil, err
+	}
+	return tk, att, nil
 }
 
 // prepare makes the admission Call of req sent to m, from what the import read of it
