@@ -54,6 +54,9 @@ type CacheConfig struct {
 	// AnswerTokens is the answers' median length (the emulator's output model);
 	// each line's max_tokens is 3 times it, at least 64. Default 20.
 	AnswerTokens int64
+	// UnboundedWarmers lets any number of warming requests wait for admission
+	// (runner.TestHooks.UnboundedWarmers: a baseline).
+	UnboundedWarmers bool
 	// StreamNever sends no request as a stream (runner.StreamNever), the warming
 	// ones included (a baseline).
 	StreamNever bool
@@ -149,6 +152,8 @@ func MeasureCache(ctx context.Context, cfg CacheConfig) (*CacheResult, error) {
 		name = "slots"
 	case cfg.StreamNever:
 		name = "unstreamed"
+	case cfg.UnboundedWarmers:
+		name = "unbounded"
 	}
 	input := filepath.Join(dir, name+".jsonl")
 	if err := writeDocuments(input, model.ID, cfg); err != nil {
@@ -170,7 +175,7 @@ func MeasureCache(ctx context.Context, cfg CacheConfig) (*CacheResult, error) {
 	sum, err := runner.Run(ctx, runner.Config{
 		Spec:           lifecycle.Spec{Store: st, Client: client, Catalog: cfg.Catalog, Input: input, Output: input + ".results", Tier: cfg.Tier},
 		MaxConcurrency: cfg.Concurrency, CacheScheduleOff: cfg.ScheduleOff,
-		Test: runner.TestHooks{OneWorkerPerSlot: cfg.OneWorkerPerSlot}, StreamAbove: streamAbove,
+		Test: runner.TestHooks{OneWorkerPerSlot: cfg.OneWorkerPerSlot, UnboundedWarmers: cfg.UnboundedWarmers}, StreamAbove: streamAbove,
 	})
 	if err != nil {
 		return nil, err

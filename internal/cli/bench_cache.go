@@ -13,7 +13,7 @@ func newBenchCacheCmd(*globalFlags) *cobra.Command {
 	var cfg bench.CacheConfig
 	var catalogPath string
 	var fixed int
-	var slots, unstreamed bool
+	var slots, unstreamed, unbounded, noOff bool
 	cmd := &cobra.Command{
 		Use:   "cache",
 		Short: "Prompt-cache scheduling of clade run against today's order at full concurrency",
@@ -25,7 +25,9 @@ request in input order at --concurrency); with --fixed N, also with a fixed-conc
 client of N workers; with --one-worker-per-slot, also with scheduling but one job per
 slot of --concurrency (the questions waiting for their document's warming answer holding
 slots, as before they left them free); with --unstreamed-warm, also with scheduling but no
-request streamed (the warming ones included, as before they were streamed). Report input
+request streamed (the warming ones included, as before they were streamed); with
+--unbounded-warmers, also with scheduling but any number of warming requests waiting for
+admission; --no-schedule-off leaves out the run with scheduling off. Report input
 cost, cache write and read tokens, the tokens that counted toward ITPM and wall time, and
 the ratios.
 The default size (200 × 10 × 6,000 at tier-2) takes about 11 minutes, 16 with --fixed 256
@@ -45,8 +47,11 @@ and --one-worker-per-slot (most of it the run with scheduling off).`,
 				return usageErr("clade bench cache --model claude-sonnet-4-6", "--model: %v", err)
 			}
 			cfg.Catalog = cat
-			runs := []bench.CacheConfig{cfg, cfg}
-			runs[1].ScheduleOff = true
+			runs := []bench.CacheConfig{cfg}
+			if !noOff {
+				runs = append(runs, cfg)
+				runs[1].ScheduleOff = true
+			}
 			if fixed > 0 {
 				runs = append(runs, cfg)
 				runs[len(runs)-1].Fixed = fixed
@@ -58,6 +63,10 @@ and --one-worker-per-slot (most of it the run with scheduling off).`,
 			if unstreamed {
 				runs = append(runs, cfg)
 				runs[len(runs)-1].StreamNever = true
+			}
+			if unbounded {
+				runs = append(runs, cfg)
+				runs[len(runs)-1].UnboundedWarmers = true
 			}
 			res := make([]*bench.CacheResult, len(runs))
 			errs := make([]error, len(runs))
@@ -86,6 +95,8 @@ and --one-worker-per-slot (most of it the run with scheduling off).`,
 					name = "clade run, scheduling on, one job per slot"
 				case runs[i].StreamNever:
 					name = "clade run, scheduling on, --stream-above never"
+				case runs[i].UnboundedWarmers:
+					name = "clade run, scheduling on, warming requests waiting unbounded"
 				}
 				fmt.Fprintf(w, "| %s | %d | %d (%d) | $%.2f | %d | %d | %d | %d | %.0f | %s |\n",
 					name, r.Succeeded, r.Sent, r.RateLimited, r.InputCostUSD, r.Uncached, r.CacheWrite, r.CacheRead,
@@ -101,6 +112,8 @@ and --one-worker-per-slot (most of it the run with scheduling off).`,
 					what = "one job per slot"
 				case runs[i+1].StreamNever:
 					what = "--stream-above never"
+				case runs[i+1].UnboundedWarmers:
+					what = "warming requests waiting unbounded"
 				}
 				fmt.Fprintf(w, "\nagainst %s: input cost %.2f× lower, wall time %.2f× shorter, ITPM tokens %.2f× fewer\n",
 					what, n.InputCostUSD/s.InputCostUSD, n.Wall.Seconds()/s.Wall.Seconds(), float64(n.ITPMTokens)/float64(s.ITPMTokens))
@@ -117,6 +130,8 @@ and --one-worker-per-slot (most of it the run with scheduling off).`,
 	fl.IntVar(&cfg.Concurrency, "concurrency", 256, "the runner's most requests in flight")
 	fl.Float64Var(&cfg.LatencyScale, "latency-scale", 1, "the emulator's latency scale")
 	fl.IntVar(&fixed, "fixed", 0, "also measure a fixed-concurrency client of this many workers (retrying after retry-after until each succeeds)")
+	fl.BoolVar(&unbounded, "unbounded-warmers", false, "also measure scheduling with any number of warming requests waiting for admission (a baseline)")
+	fl.BoolVar(&noOff, "no-schedule-off", false, "leave out the run with scheduling off (long where ITPM binds)")
 	fl.BoolVar(&unstreamed, "unstreamed-warm", false, "also measure scheduling with no request streamed (--stream-above never), the warming ones included (a baseline)")
 	fl.Int64Var(&cfg.AnswerTokens, "answer-tokens", 20, "the answers' median length in tokens (max_tokens is 3 times it, at least 64)")
 	fl.BoolVar(&slots, "one-worker-per-slot", false, "also measure scheduling with one job per slot of --concurrency, the waiting ones included (a baseline)")

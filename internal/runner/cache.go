@@ -48,6 +48,10 @@ type cacheSched struct {
 	mu       sync.Mutex
 	prefixes map[prefixID]*prefixState
 
+	// warmers holds one token per warming ticket whose attempt is not yet admitted
+	// (maxWarmersWaiting); nil: no bound (TestHooks.UnboundedWarmers).
+	warmers chan struct{}
+
 	// warmed counts warming requests sent (a prefix's first, and re-warms);
 	// rewarmed the re-warms; reads the requests sent expecting a cache read.
 	warmed, rewarmed, reads atomic.Int64
@@ -72,8 +76,18 @@ type prefixState struct {
 	refreshed time.Time
 }
 
+// maxWarmersWaiting is how many warming requests may wait for admission at once.
+// A warming request waits for its whole prompt's ITPM, and admission is first in,
+// first out per class: the reads queued behind it (which take no ITPM) wait with
+// it. Where ITPM binds, a cold prefix's warming request waits in acquire instead
+// of in line ahead of the warm prefixes' reads, so these wait behind at most this
+// many warms, not behind every cold prefix the run's jobs hold, which with long
+// prompts could outlast the TTL the reads expect. Where ITPM does not bind, warms
+// are admitted at once and the bound does not hold them.
+const maxWarmersWaiting = 8
+
 func newCacheSched(now func() time.Time) *cacheSched {
-	return &cacheSched{now: now, prefixes: make(map[prefixID]*prefixState)}
+	return &cacheSched{now: now, prefixes: make(map[prefixID]*prefixState), warmers: make(chan struct{}, maxWarmersWaiting)}
 }
 
 // ticket is one attempt's place in its prefix's schedule.
@@ -87,6 +101,9 @@ type ticket struct {
 	warmer bool
 	done   chan struct{}
 	once   sync.Once
+	// waiting: a warming ticket holding a token of s.warmers until its attempt
+	// is admitted (or never sent).
+	waiting bool
 	// marked: started ran (the prefix was recorded warm, in the store too:
 	// mark, the store write in flight, which finish waits for).
 	marked bool
@@ -100,6 +117,13 @@ type ticket struct {
 func (s *cacheSched) acquire(ctx context.Context, model string, p cacheprefix.Prefix) (*ticket, error) {
 	id := prefixID{key: p.Key, model: model}
 	margin := rewarmMargin(p.TTL)
+	token := false // holding a token of s.warmers
+	unwait := func() {
+		if token {
+			<-s.warmers
+			token = false
+		}
+	}
 	for {
 		s.mu.Lock()
 		st := s.prefixes[id]
@@ -110,10 +134,12 @@ func (s *cacheSched) acquire(ctx context.Context, model string, p cacheprefix.Pr
 		now := s.now()
 		if st.warm && now.Before(st.expires.Add(-margin)) {
 			s.mu.Unlock()
-			return &ticket{s: s, id: id, ttl: p.TTL, read: true}, nil // fresh says again once admitted
+			unwait()
+			return &ticket{s: s, id: id, ttl: p.TTL, read: true}, nil // fresh settles it once admitted
 		}
 		if ch := st.warming; ch != nil {
 			s.mu.Unlock()
+			unwait()
 			select {
 			case <-ch:
 				continue
@@ -121,8 +147,25 @@ func (s *cacheSched) acquire(ctx context.Context, model string, p cacheprefix.Pr
 				return nil, ctx.Err()
 			}
 		}
-		// Cold, or idle for close to its TTL, here: this attempt warms it, or
-		// (shared) asks the store first, the others here waiting as for a warm-up.
+		// Cold, or idle for close to its TTL, here: this attempt warms it, once
+		// fewer than maxWarmersWaiting warming attempts wait for admission.
+		if !token && s.warmers != nil {
+			select {
+			case s.warmers <- struct{}{}:
+				token = true
+			default:
+				s.mu.Unlock()
+				select {
+				case s.warmers <- struct{}{}:
+					token = true
+					continue // look again: another attempt may have warmed it meanwhile
+				case <-ctx.Done():
+					return nil, ctx.Err()
+				}
+			}
+		}
+		// This attempt warms it, or (shared) asks the store first, the others here
+		// waiting as for a warm-up.
 		rewarm := st.warm
 		st.warm = false
 		done := make(chan struct{})
@@ -142,6 +185,7 @@ func (s *cacheSched) acquire(ctx context.Context, model string, p cacheprefix.Pr
 				st.warming = nil
 				close(done)
 				s.mu.Unlock()
+				unwait()
 				if err != nil {
 					return nil, err
 				}
@@ -152,7 +196,7 @@ func (s *cacheSched) acquire(ctx context.Context, model string, p cacheprefix.Pr
 			s.rewarmed.Add(1)
 		}
 		s.warmed.Add(1)
-		return &ticket{s: s, id: id, ttl: p.TTL, warmer: true, done: done}, nil
+		return &ticket{s: s, id: id, ttl: p.TTL, warmer: true, done: done, waiting: token}, nil
 	}
 }
 
@@ -203,6 +247,15 @@ func (t *ticket) fresh(ctx context.Context) error {
 	return nil
 }
 
+// admitted gives back the ticket's token of s.warmers once its attempt has been
+// admitted, or will not be sent (finish).
+func (t *ticket) admitted() {
+	if t != nil && t.waiting {
+		t.waiting = false
+		<-t.s.warmers
+	}
+}
+
 // warms reports whether the ticket's attempt warms its prefix.
 func (t *ticket) warms() bool { return t != nil && t.warmer }
 
@@ -241,6 +294,7 @@ func (t *ticket) finish(err error) {
 	if t == nil || !t.warmer {
 		return
 	}
+	t.admitted()
 	if err == nil {
 		t.started()
 		t.mark.wait()

@@ -110,6 +110,66 @@ func TestCacheSchedWarmWaitRewarm(t *testing.T) {
 	})
 }
 
+// TestCacheWarmersWaitingBounded: at most maxWarmersWaiting warming attempts wait
+// for admission at once; the next cold prefix's attempt waits in acquire until one
+// of them is admitted, while a warm prefix's reads and a warming prefix's followers
+// are not held by the bound.
+func TestCacheWarmersWaitingBounded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := newCacheSched(time.Now)
+		ctx := context.Background()
+		prefix := func(i int) cacheprefix.Prefix {
+			return cacheprefix.Prefix{Key: cacheprefix.Key{byte(i + 1)}, Tokens: 2000, TTL: 5 * time.Minute}
+		}
+		// Prefix 0 warm: its warming attempt admitted and answering.
+		w0, _ := s.acquire(ctx, "m", prefix(0))
+		w0.admitted()
+		w0.started()
+		var warmers []*ticket
+		for i := 1; i <= maxWarmersWaiting; i++ {
+			tk, err := s.acquire(ctx, "m", prefix(i))
+			if err != nil || !tk.warmer {
+				t.Fatalf("cold prefix %d: %+v, %v; want a warming ticket", i, tk, err)
+			}
+			warmers = append(warmers, tk)
+		}
+		next := make(chan *ticket, 1)
+		go func() {
+			tk, _ := s.acquire(ctx, "m", prefix(maxWarmersWaiting+1))
+			next <- tk
+		}()
+		synctest.Wait()
+		select {
+		case tk := <-next:
+			t.Fatalf("a warming ticket (%+v) with %d warming attempts already waiting for admission", tk, maxWarmersWaiting)
+		default:
+		}
+		if tk, err := s.acquire(ctx, "m", prefix(0)); err != nil || !tk.read {
+			t.Fatalf("a warm prefix's attempt while the bound is full: %+v, %v; want a read at once", tk, err)
+		}
+		follower := make(chan *ticket, 1)
+		go func() {
+			tk, _ := s.acquire(ctx, "m", prefix(1))
+			follower <- tk
+		}()
+		warmers[0].admitted()
+		synctest.Wait()
+		if tk := <-next; tk == nil || !tk.warmer {
+			t.Fatalf("once a warming attempt was admitted: %+v, want the next cold prefix's warming ticket", tk)
+		}
+		warmers[0].started()
+		synctest.Wait()
+		if tk := <-follower; tk == nil || !tk.read {
+			t.Fatalf("prefix 1's follower once its warming answer started: %+v, want a read", tk)
+		}
+		// A warming attempt never sent gives its place back too.
+		warmers[1].finish(errNotSent)
+		if tk, err := s.acquire(ctx, "m", prefix(maxWarmersWaiting+2)); err != nil || !tk.warmer {
+			t.Fatalf("after a warming attempt was not sent: %+v, %v; want a warming ticket at once", tk, err)
+		}
+	})
+}
+
 // TestProgressShowsCache: with prompt-cache tokens the block gets a cache row and
 // the line a cache part, within 80 columns; without, neither changes.
 func TestProgressShowsCache(t *testing.T) {

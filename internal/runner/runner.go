@@ -107,6 +107,9 @@ type TestHooks struct {
 	// OneWorkerPerSlot works MaxConcurrency jobs at once even with cacheable
 	// prefixes, as before cacheWorkers (a baseline).
 	OneWorkerPerSlot bool
+	// UnboundedWarmers lets any number of warming requests wait for admission,
+	// as before maxWarmersWaiting (a baseline).
+	UnboundedWarmers bool
 	// CachePoll and CacheClaimTimeout set how often a process waiting for
 	// another's warming request reads the store, and how long a warming claim
 	// lasts at most; defaults 100 ms and 2 minutes (cacheshare.go).
@@ -314,6 +317,9 @@ func newRun(cfg Config) (*run, error) {
 			now = time.Now
 		}
 		sched = newCacheSched(now)
+		if cfg.Test.UnboundedWarmers {
+			sched.warmers = nil
+		}
 	}
 	return &run{
 		sched:    sched,

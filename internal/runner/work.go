@@ -176,6 +176,7 @@ func (r *run) admit(ctx context.Context, model *catalog.Model, req jobs.Request,
 	}
 	att, err := call.Admit(ctx)
 	if err == nil {
+		tk.admitted()
 		err = tk.fresh(ctx)
 		if err != nil {
 			att.Cancel()
