@@ -7,6 +7,7 @@ import (
 
 	"github.com/clade-dev/clade/catalog"
 	"github.com/clade-dev/clade/internal/bench"
+	"github.com/clade-dev/clade/internal/runner"
 )
 
 func newBenchCacheCmd(*globalFlags) *cobra.Command {
@@ -46,38 +47,38 @@ and --one-worker-per-slot (most of it the run with scheduling off).`,
 			if _, err := cat.Resolve(cfg.Model); err != nil {
 				return usageErr("clade bench cache --model claude-sonnet-4-6", "--model: %v", err)
 			}
+			if cfg.Concurrency < 1 || cfg.Concurrency > runner.MaxConcurrency {
+				return usageErr("clade bench cache --concurrency 256", "--concurrency %d: want 1 to %d", cfg.Concurrency, runner.MaxConcurrency)
+			}
 			cfg.Catalog = cat
-			runs := []bench.CacheConfig{cfg}
-			if !noOff {
-				runs = append(runs, cfg)
-				runs[1].ScheduleOff = true
+			// The orders measured: the first is clade run's scheduling, each other
+			// a baseline its ratios are taken against.
+			type order struct {
+				name, against string
+				cfg           bench.CacheConfig
 			}
-			if fixed > 0 {
-				runs = append(runs, cfg)
-				runs[len(runs)-1].Fixed = fixed
+			orders := []order{{name: "clade run, scheduling on", cfg: cfg}}
+			add := func(on bool, name, against string, set func(*bench.CacheConfig)) {
+				if on {
+					c := cfg
+					set(&c)
+					orders = append(orders, order{name, against, c})
+				}
 			}
-			if slots {
-				runs = append(runs, cfg)
-				runs[len(runs)-1].OneWorkerPerSlot = true
-			}
-			if unstreamed {
-				runs = append(runs, cfg)
-				runs[len(runs)-1].StreamNever = true
-			}
-			if unbounded {
-				runs = append(runs, cfg)
-				runs[len(runs)-1].UnboundedWarmers = true
-			}
-			res := make([]*bench.CacheResult, len(runs))
-			errs := make([]error, len(runs))
+			add(!noOff, fmt.Sprintf("clade run --cache-schedule=off (%d in flight)", cfg.Concurrency), "--cache-schedule=off",
+				func(c *bench.CacheConfig) { c.ScheduleOff = true })
+			add(fixed > 0, fmt.Sprintf("fixed client, %d workers", fixed), "the fixed client", func(c *bench.CacheConfig) { c.Fixed = fixed })
+			add(slots, "clade run, scheduling on, one job per slot", "one job per slot", func(c *bench.CacheConfig) { c.OneWorkerPerSlot = true })
+			add(unstreamed, "clade run, scheduling on, --stream-above never", "--stream-above never", func(c *bench.CacheConfig) { c.StreamNever = true })
+			add(unbounded, "clade run, scheduling on, warming requests waiting unbounded", "warming requests waiting unbounded",
+				func(c *bench.CacheConfig) { c.UnboundedWarmers = true })
+			res := make([]*bench.CacheResult, len(orders))
 			// One after the other: on a small machine, measurements at once take each
 			// other's CPU, and wall time is one of the figures.
-			for i := range runs {
-				fmt.Fprintf(cmd.ErrOrStderr(), "measurement %d of %d: %d documents × %d questions …\n", i+1, len(runs), cfg.Documents, cfg.Questions)
-				res[i], errs[i] = bench.MeasureCache(cmd.Context(), runs[i])
-			}
-			for _, err := range errs {
-				if err != nil {
+			for i, o := range orders {
+				fmt.Fprintf(cmd.ErrOrStderr(), "measurement %d of %d: %d documents × %d questions …\n", i+1, len(orders), cfg.Documents, cfg.Questions)
+				var err error
+				if res[i], err = bench.MeasureCache(cmd.Context(), o.cfg); err != nil {
 					return failure("", err)
 				}
 			}
@@ -85,38 +86,14 @@ and --one-worker-per-slot (most of it the run with scheduling off).`,
 			fmt.Fprintf(w, "| order | succeeded | calls (429s) | input cost | uncached | cache write | cache read | ITPM tokens | ITPM/min | wall |\n")
 			fmt.Fprintf(w, "|---|---|---|---|---|---|---|---|---|---|\n")
 			for i, r := range res {
-				name := "clade run, scheduling on"
-				switch {
-				case runs[i].Fixed > 0:
-					name = fmt.Sprintf("fixed client, %d workers", runs[i].Fixed)
-				case runs[i].ScheduleOff:
-					name = fmt.Sprintf("clade run --cache-schedule=off (%d in flight)", r.Config.Concurrency)
-				case runs[i].OneWorkerPerSlot:
-					name = "clade run, scheduling on, one job per slot"
-				case runs[i].StreamNever:
-					name = "clade run, scheduling on, --stream-above never"
-				case runs[i].UnboundedWarmers:
-					name = "clade run, scheduling on, warming requests waiting unbounded"
-				}
 				fmt.Fprintf(w, "| %s | %d | %d (%d) | $%.2f | %d | %d | %d | %d | %.0f | %s |\n",
-					name, r.Succeeded, r.Sent, r.RateLimited, r.InputCostUSD, r.Uncached, r.CacheWrite, r.CacheRead,
+					orders[i].name, r.Succeeded, r.Sent, r.RateLimited, r.InputCostUSD, r.Uncached, r.CacheWrite, r.CacheRead,
 					r.ITPMTokens, r.ITPMPerMinute(), r.Wall.Round(100*1e6))
 			}
 			s := res[0]
 			for i, n := range res[1:] {
-				what := "--cache-schedule=off"
-				switch {
-				case runs[i+1].Fixed > 0:
-					what = "the fixed client"
-				case runs[i+1].OneWorkerPerSlot:
-					what = "one job per slot"
-				case runs[i+1].StreamNever:
-					what = "--stream-above never"
-				case runs[i+1].UnboundedWarmers:
-					what = "warming requests waiting unbounded"
-				}
 				fmt.Fprintf(w, "\nagainst %s: input cost %.2f× lower, wall time %.2f× shorter, ITPM tokens %.2f× fewer\n",
-					what, n.InputCostUSD/s.InputCostUSD, n.Wall.Seconds()/s.Wall.Seconds(), float64(n.ITPMTokens)/float64(s.ITPMTokens))
+					orders[i+1].against, n.InputCostUSD/s.InputCostUSD, n.Wall.Seconds()/s.Wall.Seconds(), float64(n.ITPMTokens)/float64(s.ITPMTokens))
 			}
 			return nil
 		},

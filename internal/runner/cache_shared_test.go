@@ -68,12 +68,7 @@ func TestCacheWarmthSharedByProcesses(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				var lines []string
-				for d := range docs {
-					for q := range questions {
-						lines = append(lines, docLine(fmt.Sprintf("d%d-q%d", d, q), document(d), fmt.Sprintf("question %d?", q)))
-					}
-				}
+				lines := docLines(docs, questions)
 				input := writeLines(t, t.TempDir(), lines)
 				ps := sharedProcs(t, em, dsn, procs)
 				sums := make([]*runner.Summary, procs)
@@ -165,12 +160,7 @@ func TestCacheClaimOfAStuckProcessTakenOver(t *testing.T) {
 	t.Parallel()
 	const docs, questions, timeout = 2, 4, 700 * time.Millisecond
 	rc, client, st, dir := cacheSetup(t, emulator.Config{Tier: "tier-4", LatencyScale: 0.1, Output: emulator.OutputModel{MedianTokens: 4}})
-	var lines []string
-	for d := range docs {
-		for q := range questions {
-			lines = append(lines, docLine(fmt.Sprintf("d%d-q%d", d, q), document(d), fmt.Sprintf("question %d?", q)))
-		}
-	}
+	lines := docLines(docs, questions)
 	input := writeLines(t, dir, lines)
 	ctx := context.Background()
 	run, _, err := st.Import(ctx, jobs.ImportOptions{Path: input})

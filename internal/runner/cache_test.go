@@ -129,6 +129,18 @@ func docLine(id, doc, q string) string {
 		`{"type":"text","text":"` + doc + `","cache_control":{"type":"ephemeral"}},{"type":"text","text":"` + q + `"}]}]}}`
 }
 
+// docLines is docs documents × questions lines, a document's lines in a row, the
+// line of question q about document d with custom_id "dD-qQ".
+func docLines(docs, questions int) []string {
+	var lines []string
+	for d := range docs {
+		for q := range questions {
+			lines = append(lines, docLine(fmt.Sprintf("d%d-q%d", d, q), document(d), fmt.Sprintf("question %d?", q)))
+		}
+	}
+	return lines
+}
+
 func writeLines(t *testing.T, dir string, lines []string) string {
 	t.Helper()
 	path := filepath.Join(dir, "input.jsonl")
@@ -174,12 +186,7 @@ func usages(t *testing.T, out string) map[string]cacheUsage {
 // followers at once, and they write: the check can see a violation.
 func TestCacheFollowersWaitForTheWarmingResponse(t *testing.T) {
 	t.Parallel()
-	var lines []string
-	for d := range 3 {
-		for q := range 6 {
-			lines = append(lines, docLine(fmt.Sprintf("d%d-q%d", d, q), document(d), fmt.Sprintf("question %d?", q)))
-		}
-	}
+	lines := docLines(3, 6)
 	for _, off := range []bool{false, true} {
 		t.Run(fmt.Sprintf("schedule off=%v", off), func(t *testing.T) {
 			t.Parallel()
@@ -367,12 +374,7 @@ func TestLinesWithoutCacheControlUnchanged(t *testing.T) {
 // see the difference.
 func TestCacheWaitingRequestsLeaveSlotsFree(t *testing.T) {
 	t.Parallel()
-	var lines []string
-	for d := range 3 {
-		for q := range 4 {
-			lines = append(lines, docLine(fmt.Sprintf("d%d-q%d", d, q), document(d), fmt.Sprintf("question %d?", q)))
-		}
-	}
+	lines := docLines(3, 4)
 	for _, oneEach := range []bool{false, true} {
 		t.Run(fmt.Sprintf("one worker per slot=%v", oneEach), func(t *testing.T) {
 			t.Parallel()
@@ -423,10 +425,7 @@ func TestCacheWaitingRequestsLeaveSlotsFree(t *testing.T) {
 func TestCacheRunAtHighConcurrency(t *testing.T) {
 	t.Parallel()
 	_, client, st, dir := cacheSetup(t, emulator.Config{Tier: "tier-4", Output: emulator.OutputModel{MedianTokens: 2}})
-	var lines []string
-	for q := range 4 {
-		lines = append(lines, docLine(fmt.Sprintf("q%d", q), document(0), fmt.Sprintf("question %d?", q)))
-	}
+	lines := docLines(1, 4)
 	spec := lifecycle.Spec{Store: st, Client: client, Input: writeLines(t, dir, lines), Output: filepath.Join(dir, "results.jsonl"), Tier: "tier-4"}
 	sum, err := runner.Run(context.Background(), runner.Config{Spec: spec, MaxConcurrency: runner.MaxConcurrency/2 + 1})
 	if err != nil || sum.Succeeded != int64(len(lines)) || sum.Warmed != 1 {
@@ -445,12 +444,7 @@ func TestCacheRunAtHighConcurrency(t *testing.T) {
 func TestCacheWaitingRequestsHoldNoBudget(t *testing.T) {
 	t.Parallel()
 	const concurrency = 2
-	var lines []string
-	for d := range 2 {
-		for q := range 6 {
-			lines = append(lines, docLine(fmt.Sprintf("d%d-q%d", d, q), document(d), fmt.Sprintf("question %d?", q)))
-		}
-	}
+	lines := docLines(2, 6)
 	run := func(budget float64) (*runner.Summary, error) {
 		// Sonnet 5's 700 ms to first token at scale 0.3: the questions wait 210 ms.
 		_, client, st, dir := cacheSetup(t, emulator.Config{Tier: "tier-4", LatencyScale: 0.3, Output: emulator.OutputModel{MedianTokens: 2}})
