@@ -11,7 +11,6 @@ import (
 
 	"github.com/clade-dev/clade/admit"
 	"github.com/clade-dev/clade/admit/admittest"
-	"github.com/redis/go-redis/v9"
 )
 
 // leaseBackend is a Redis backend with leases, its class "c" initialised with
@@ -207,38 +206,15 @@ func TestRedisReplayInsideSettleAndLease(t *testing.T) {
 	}
 }
 
-// gateEval counts the scripts a client runs and, while hold points to an open
-// channel, holds each until the channel is closed: Redis answering nothing.
-type gateEval struct {
-	n    *atomic.Int64
-	hold *atomic.Pointer[chan struct{}]
-}
-
-func (h gateEval) DialHook(next redis.DialHook) redis.DialHook { return next }
-func (h gateEval) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		if name := cmd.Name(); name == "evalsha" || name == "eval" {
-			h.n.Add(1)
-			if ch := h.hold.Load(); ch != nil {
-				<-*ch
-			}
-		}
-		return next(ctx, cmd)
-	}
-}
-func (h gateEval) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return next
-}
-
-// gatedLeaseBackend is leaseBackend with a gateEval hook: the returned hold
-// takes a channel whose closing lets the held round trips go.
+// gatedLeaseBackend is leaseBackend whose round trips can be held: the returned
+// hold takes a channel whose closing lets the held round trips go.
 func gatedLeaseBackend(t *testing.T, lease time.Duration, spec admit.Spec) (*admit.Redis, *atomic.Int64, *atomic.Pointer[chan struct{}]) {
 	t.Helper()
 	opts := redisOptions(t)
 	client := redisClient(t, opts)
 	var calls atomic.Int64
 	var hold atomic.Pointer[chan struct{}]
-	client.AddHook(gateEval{n: &calls, hold: &hold})
+	client.AddHook(countEval{n: &calls, hold: &hold})
 	rd := newRedis(t, admit.RedisConfig{Client: client, Prefix: testPrefix(t, opts), Clock: admit.ClockCaller, Lease: lease})
 	if err := rd.Init(context.Background(), "c", spec, admittest.T0); err != nil {
 		t.Fatal(err)

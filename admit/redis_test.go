@@ -626,7 +626,7 @@ func TestRedisConcurrentSettlesAgreeWithMemory(t *testing.T) {
 		}
 	}
 	var calls atomic.Int64
-	client.AddHook(countEval{&calls, 10 * time.Millisecond})
+	client.AddHook(countEval{n: &calls, delay: 10 * time.Millisecond})
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
@@ -644,23 +644,36 @@ func TestRedisConcurrentSettlesAgreeWithMemory(t *testing.T) {
 	}
 }
 
-// countEval counts the scripts a client runs. With a delay, each script also
-// takes that long, so that calls made "at once" by goroutines overlap a round
-// trip in flight however loaded the machine is (a round trip of 50 µs can end
-// before the next goroutine is scheduled, and then nothing is there to share).
+// countEval counts the scripts a client runs, one per round trip of the
+// backend's: an EVALSHA that a fresh Redis answers NOSCRIPT, which the client
+// sends again as EVAL, counts once. With a delay, each script also waits that
+// long first; while hold (if set) points to a channel, each waits until it is
+// closed: Redis answering nothing.
 type countEval struct {
 	n     *atomic.Int64
 	delay time.Duration
+	hold  *atomic.Pointer[chan struct{}]
 }
 
 func (h countEval) DialHook(next redis.DialHook) redis.DialHook { return next }
 func (h countEval) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		if name := cmd.Name(); name == "evalsha" || name == "eval" {
-			h.n.Add(1)
-			time.Sleep(h.delay)
+		name := cmd.Name()
+		if name != "evalsha" && name != "eval" {
+			return next(ctx, cmd)
 		}
-		return next(ctx, cmd)
+		h.n.Add(1)
+		time.Sleep(h.delay)
+		if h.hold != nil {
+			if ch := h.hold.Load(); ch != nil {
+				<-*ch
+			}
+		}
+		err := next(ctx, cmd)
+		if name == "evalsha" && redis.HasErrorPrefix(err, "NOSCRIPT") {
+			h.n.Add(-1) // sent again as EVAL, counted there
+		}
+		return err
 	}
 }
 func (h countEval) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
@@ -682,7 +695,7 @@ func TestRedisConcurrentSyncsApplyNewest(t *testing.T) {
 		t.Fatal(err)
 	}
 	var calls atomic.Int64
-	client.AddHook(countEval{&calls, 10 * time.Millisecond})
+	client.AddHook(countEval{n: &calls, delay: 10 * time.Millisecond})
 	const n = 100
 	// Report i, at t0 + i ms, says 90,000 - 100·i requests are left: the newest
 	// (i = n-1) says 80,100.
