@@ -204,9 +204,10 @@ func (s *cacheSched) acquire(ctx context.Context, model string, p cacheprefix.Pr
 // counts a read sent. A read sent refreshes the prefix's TTL from now (and, shared,
 // in the store at most once per rewarmMargin). A read whose prefix went cold or
 // close to its TTL while the attempt waited for admission (a long wait at a low
-// tier) is not sent back to wait as long again: it warms the prefix itself, as a
-// warming ticket from here on, or, when another attempt is warming it, goes as it
-// is (and may write the prefix too). A warming ticket stays one.
+// tier) is not sent back to wait for a read's admission again: it warms the
+// prefix itself, as a warming ticket from here on (shared, once it holds the
+// prefix's claim in the store), or, when another attempt or process is warming
+// it, goes as it is (and may write the prefix too). A warming ticket stays one.
 func (t *ticket) fresh(ctx context.Context) error {
 	if t == nil || !t.read {
 		return nil
@@ -224,10 +225,31 @@ func (t *ticket) fresh(ctx context.Context) error {
 		}
 		rewarm := st.warm
 		st.warm = false
-		t.done = make(chan struct{})
-		st.warming = t.done
-		t.read, t.warmer = false, true
+		done := make(chan struct{})
+		st.warming = done // this process's other attempts wait, as for a warm-up
 		s.mu.Unlock()
+		if s.shared != nil {
+			left, mine, err := s.shared.tryClaim(ctx, t.id, t.ttl)
+			if err != nil || !mine { // failed, or warm by another process, or being warmed by one
+				s.mu.Lock()
+				if left > margin {
+					st.warm, st.expires = true, now.Add(left)
+					if left >= t.ttl-margin {
+						st.refreshed = now
+					}
+				}
+				st.warming = nil
+				close(done)
+				s.mu.Unlock()
+				if err != nil {
+					return err
+				}
+				s.reads.Add(1)
+				return nil
+			}
+		}
+		t.done = done
+		t.read, t.warmer = false, true
 		if rewarm {
 			s.rewarmed.Add(1)
 		}
@@ -245,6 +267,26 @@ func (t *ticket) fresh(ctx context.Context) error {
 		return s.shared.refresh(ctx, t.id, t.ttl)
 	}
 	return nil
+}
+
+// settle runs fresh once the ticket's attempt att has been admitted, and returns
+// the attempt to send. A read turned into its prefix's warming request (the prefix
+// went cold while it waited) was admitted for a read, which takes no ITPM; as a
+// write it takes the whole prompt's, so it gives that admission back and waits
+// again for the whole prompt. As the warming request it cannot go cold while it
+// waits, so this happens once; the prefix's other attempts wait for it meanwhile.
+func (t *ticket) settle(ctx context.Context, call *admit.Call, att *admit.Attempt) (*admit.Attempt, error) {
+	wasRead := t != nil && t.read
+	if err := t.fresh(ctx); err != nil {
+		att.Cancel()
+		return nil, err
+	}
+	if !wasRead || !t.warmer {
+		return att, nil
+	}
+	att.Cancel()
+	call.ExpectCacheRead(0)
+	return call.Admit(ctx)
 }
 
 // admitted gives back the ticket's token of s.warmers once its attempt has been

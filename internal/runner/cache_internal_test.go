@@ -7,6 +7,8 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/clade-dev/clade/admit"
+	"github.com/clade-dev/clade/catalog"
 	"github.com/clade-dev/clade/internal/cacheprefix"
 	"github.com/clade-dev/clade/internal/upstream"
 )
@@ -108,6 +110,74 @@ func TestCacheSchedWarmWaitRewarm(t *testing.T) {
 			t.Errorf("rewarmed = %d, want 3 (idle close to its TTL, the stale read, an hour later)", got)
 		}
 	})
+}
+
+// TestCacheStaleReadAdmittedForTheWholePrompt: a read admitted for a cache read
+// (no ITPM for its prefix) whose prefix went cold while it waited becomes the
+// warming request and is admitted again for the whole prompt, its read admission
+// given back, so its write does not overshoot ITPM; a read still warm when
+// admitted keeps its admission.
+func TestCacheStaleReadAdmittedForTheWholePrompt(t *testing.T) {
+	ctx := context.Background()
+	lim, err := admit.New(admit.Config{Catalog: catalog.Default(), Tier: "tier-2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	s := newCacheSched(func() time.Time { return now })
+	const model = "claude-haiku-4-5"
+	p := cacheprefix.Prefix{Key: cacheprefix.Key{7}, Tokens: 6000, TTL: 5 * time.Minute}
+	whole := lim.Estimator().Input(model, 6100)
+	warm, err := s.acquire(ctx, model, p)
+	if err != nil || !warm.warmer {
+		t.Fatalf("acquire = %+v, %v; want a warming ticket", warm, err)
+	}
+	warm.finish(nil)
+
+	// admitted reserves for tk and admits its attempt, as run.admit does.
+	admitted := func(tk *ticket) (*admit.Call, *admit.Attempt) {
+		t.Helper()
+		call, ok := lim.PrepareFor(model, 100, 6100)
+		if !ok {
+			t.Fatalf("PrepareFor(%s) refused", model)
+		}
+		(&run{}).reserve(call, p, tk)
+		att, err := call.Admit(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return call, att
+	}
+	fresh, _ := s.acquire(ctx, model, p)
+	call, att := admitted(fresh)
+	if got := att.Cost().InputTokens; got >= whole/2 {
+		t.Fatalf("a read reserved %d input tokens of %d: want the prompt less its cached prefix", got, whole)
+	}
+	if got, err := fresh.settle(ctx, call, att); err != nil || got != att || !fresh.read {
+		t.Fatalf("settle of a read still warm = %p, %v (read %v); want its own admission, a read", got, err, fresh.read)
+	}
+	att.Cancel()
+
+	stale, _ := s.acquire(ctx, model, p)
+	call, att = admitted(stale)
+	read := att.Cost().InputTokens
+	now = now.Add(6 * time.Minute) // it waited past the TTL
+	got, err := stale.settle(ctx, call, att)
+	if err != nil || !stale.warmer {
+		t.Fatalf("settle of a read gone cold = %v (warmer %v); want it turned into the warming request", err, stale.warmer)
+	}
+	if got == att || got.Cost().InputTokens != whole {
+		t.Errorf("the warming request sent with %d input tokens reserved (as a read: %d); want the whole prompt's %d", got.Cost().InputTokens, read, whole)
+	}
+	snap, err := lim.Snapshot(ctx)
+	if err != nil || len(snap.Classes) != 1 {
+		t.Fatalf("Snapshot = %+v, %v; want one class", snap, err)
+	}
+	if in := snap.Classes[0].InFlight; in.InputTokens != whole || in.Requests != 1 {
+		t.Errorf("the limiter holds %+v in flight, want 1 request and %d input tokens: the read's admission given back, the write's held", in, whole)
+	}
+	got.Cancel()
+	stale.finish(errNotSent)
 }
 
 // TestCacheWarmersWaitingBounded: at most maxWarmersWaiting warming attempts wait

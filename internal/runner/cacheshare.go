@@ -94,22 +94,33 @@ func (sh *sharedWarmth) key(id prefixID) jobs.CachePrefix {
 // (> 0: read it), or 0 once this process holds its warming claim, waiting while
 // another live process holds it.
 func (sh *sharedWarmth) claim(ctx context.Context, id prefixID, p cacheprefix.Prefix) (time.Duration, error) {
-	key, margin := sh.key(id), rewarmMargin(p.TTL)
+	margin := rewarmMargin(p.TTL)
 	for {
-		w, err := sh.store.ClaimCacheWarm(ctx, key, sh.worker, margin, sh.timeout)
-		if err != nil {
-			return 0, err
+		left, mine, err := sh.tryClaim(ctx, id, p.TTL)
+		if err != nil || mine || left > 0 {
+			return left, err
 		}
-		if w.Mine {
-			return 0, nil
-		}
-		if w.WarmFor > margin {
-			return w.WarmFor, nil
-		}
-		if err := sh.await(ctx, key, margin); err != nil {
+		if err := sh.await(ctx, sh.key(id), margin); err != nil {
 			return 0, err
 		}
 	}
+}
+
+// tryClaim is one try of claim, without waiting: mine once this process holds
+// prefix id's warming claim; otherwise left, how long it stays warm when another
+// process warmed it (0 while another live process holds the claim).
+func (sh *sharedWarmth) tryClaim(ctx context.Context, id prefixID, ttl time.Duration) (left time.Duration, mine bool, err error) {
+	margin := rewarmMargin(ttl)
+	w, err := sh.store.ClaimCacheWarm(ctx, sh.key(id), sh.worker, margin, sh.timeout)
+	switch {
+	case err != nil:
+		return 0, false, err
+	case w.Mine:
+		return 0, true, nil
+	case w.WarmFor > margin:
+		return w.WarmFor, false, nil
+	}
+	return 0, false, nil
 }
 
 // await polls the store until prefix key is warm for more than margin, or no

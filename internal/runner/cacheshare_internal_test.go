@@ -65,3 +65,85 @@ func TestSharedWarmthFollowsTheWarmingAnswer(t *testing.T) {
 		}
 	}
 }
+
+// TestSharedStaleReadClaimsBeforeItWarms: a read admitted after its prefix went
+// cold in this process's view asks the store before it warms the prefix, without
+// waiting: warm there (another process re-warmed it), it goes as a read; cold
+// there, it takes the claim and warms it (the others see it claimed); claimed by
+// another live process, it goes as it is and does not warm it too.
+func TestSharedStaleReadClaimsBeforeItWarms(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st, err := jobs.Open(ctx, filepath.Join(t.TempDir(), "store.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var workers [2]string
+	for i := range workers {
+		w, err := st.Register(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Close()
+		workers[i] = w.ID()
+	}
+	me, other := workers[0], workers[1]
+	now := time.Now()
+	s := newCacheSched(func() time.Time { return now })
+	s.share(st, 1, me, 0, 0, nil)
+	p := cacheprefix.Prefix{Key: cacheprefix.Key{9}, Tokens: 2000, TTL: 5 * time.Minute}
+	key := jobs.CachePrefix{RunID: 1, Model: "m", Key: p.Key.String()}
+
+	// stale returns a read ticket on p whose prefix this process last saw warm
+	// 6 minutes before it was admitted.
+	stale := func(what string) *ticket {
+		t.Helper()
+		if _, err := st.ClaimCacheWarm(ctx, key, me, time.Minute, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.MarkCacheWarm(ctx, key, me, p.TTL); err != nil { // and its claim dropped
+			t.Fatal(err)
+		}
+		s.mu.Lock()
+		s.prefixes[prefixID{key: p.Key, model: "m"}] = &prefixState{warm: true, expires: now.Add(p.TTL)}
+		s.mu.Unlock()
+		tk, err := s.acquire(ctx, "m", p)
+		if err != nil || !tk.read {
+			t.Fatalf("%s: acquire = %+v, %v; want a read", what, tk, err)
+		}
+		now = now.Add(6 * time.Minute)
+		return tk
+	}
+
+	tk := stale("warm in the store")
+	if err := tk.fresh(ctx); err != nil || !tk.read || tk.warmer {
+		t.Fatalf("warm in the store: fresh = %v, ticket %+v; want a read", err, tk)
+	}
+
+	tk = stale("cold in the store")
+	if err := st.ColdCacheWarm(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	if err := tk.fresh(ctx); err != nil || !tk.warmer {
+		t.Fatalf("cold in the store: fresh = %v, ticket %+v; want the warming request", err, tk)
+	}
+	if c, err := st.CacheWarmState(ctx, key, other); err != nil || !c.Claimed {
+		t.Fatalf("cold in the store: CacheWarmState for another process = %+v, %v; want claimed by this one", c, err)
+	}
+	tk.finish(errNotSent)
+
+	tk = stale("claimed by another process")
+	if err := st.ColdCacheWarm(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	if w, err := st.ClaimCacheWarm(ctx, key, other, time.Minute, time.Minute); err != nil || !w.Mine {
+		t.Fatalf("ClaimCacheWarm for the other process = %+v, %v", w, err)
+	}
+	if err := tk.fresh(ctx); err != nil || !tk.read || tk.warmer {
+		t.Fatalf("claimed by another process: fresh = %v, ticket %+v; want it sent as a read, not warming", err, tk)
+	}
+	if got := s.warmed.Load(); got != 1 {
+		t.Errorf("warmed = %d, want 1 (cold in the store)", got)
+	}
+}

@@ -163,8 +163,8 @@ func (r *run) do(jobCtx context.Context, job *jobs.Job) (jobs.Result, error) {
 // prefix first waits for the prefix's warming request to start answering, or
 // warms it (tk: its place in the prefix's schedule; nil without a prefix), and
 // reserves for a cache read when it is warm; then admission, after which the
-// ticket settles how it is sent (ticket.fresh: a read whose prefix went cold
-// while it waited warms it).
+// ticket settles how it is sent (ticket.settle: a read whose prefix went cold
+// while it waited warms it, admitted again for the whole prompt).
 func (r *run) admit(ctx context.Context, model *catalog.Model, req jobs.Request, call *admit.Call) (*ticket, *admit.Attempt, error) {
 	var tk *ticket
 	if prefix, cached := r.cachePrefix(model, req.Cache); cached {
@@ -177,10 +177,7 @@ func (r *run) admit(ctx context.Context, model *catalog.Model, req jobs.Request,
 	att, err := call.Admit(ctx)
 	if err == nil {
 		tk.admitted()
-		err = tk.fresh(ctx)
-		if err != nil {
-			att.Cancel()
-		}
+		att, err = tk.settle(ctx, call, att)
 	}
 	if err != nil {
 		tk.finish(errNotSent)
