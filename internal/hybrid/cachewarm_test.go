@@ -108,11 +108,15 @@ func TestHybridCacheWarm(t *testing.T) {
 // the input).
 func TestHybridCacheWarmThenSpill(t *testing.T) {
 	t.Parallel()
-	// 1 request a second: the batch of 10 would take 10 s; the deadline is 8 s away.
-	e := setup(t, 0, emulator.Config{Tier: "tier-4", BatchProcessingRate: 1, ClockSpeed: 2})
+	// 1 request a second (0.5 of the emulator's clock at 2×): the batch of 10
+	// would take 10 s; the deadline is 14 s away, so the spill is due about 8 s
+	// in (the lead: 1.25 × realtime's 1.4 s, the slack's 3 s, 1 s of hand-over),
+	// which leaves the warm calls room on a loaded -race run (with the spill
+	// due 2 s in, they once were still queued when it came).
+	e := setup(t, 0, emulator.Config{Tier: "tier-4", BatchProcessingRate: 0.5, ClockSpeed: 2})
 	cacheInput(t, e)
 	var progress testkit.Buffer
-	deadline := time.Now().Add(8 * time.Second)
+	deadline := time.Now().Add(14 * time.Second)
 	cfg := e.config(deadline, &progress)
 	cfg.Slack = 3 * time.Second
 	cfg.Batch.CacheWarm = batch.CacheWarmRealtime
