@@ -273,8 +273,9 @@ func (t *ticket) fresh(ctx context.Context) error {
 // the attempt to send. A read turned into its prefix's warming request (the prefix
 // went cold while it waited) was admitted for a read, which takes no ITPM; as a
 // write it takes the whole prompt's, so it gives that admission back and waits
-// again for the whole prompt. As the warming request it cannot go cold while it
-// waits, so this happens once; the prefix's other attempts wait for it meanwhile.
+// again for the whole prompt (unless the read reserved it all: a class whose
+// cache reads count toward ITPM). As the warming request it cannot go cold while
+// it waits, so this happens once; the prefix's other attempts wait for it meanwhile.
 func (t *ticket) settle(ctx context.Context, call *admit.Call, att *admit.Attempt) (*admit.Attempt, error) {
 	wasRead := t != nil && t.read
 	if err := t.fresh(ctx); err != nil {
@@ -284,8 +285,11 @@ func (t *ticket) settle(ctx context.Context, call *admit.Call, att *admit.Attemp
 	if !wasRead || !t.warmer {
 		return att, nil
 	}
-	att.Cancel()
 	call.ExpectCacheRead(0)
+	if call.Need().InputTokens <= att.Cost().InputTokens {
+		return att, nil
+	}
+	att.Cancel()
 	return call.Admit(ctx)
 }
 

@@ -116,7 +116,8 @@ func TestCacheSchedWarmWaitRewarm(t *testing.T) {
 // (no ITPM for its prefix) whose prefix went cold while it waited becomes the
 // warming request and is admitted again for the whole prompt, its read admission
 // given back, so its write does not overshoot ITPM; a read still warm when
-// admitted keeps its admission.
+// admitted keeps its admission, and so does one gone cold on a class whose cache
+// reads count toward ITPM (it reserved the whole prompt already).
 func TestCacheStaleReadAdmittedForTheWholePrompt(t *testing.T) {
 	ctx := context.Background()
 	lim, err := admit.New(admit.Config{Catalog: catalog.Default(), Tier: "tier-2"})
@@ -177,6 +178,27 @@ func TestCacheStaleReadAdmittedForTheWholePrompt(t *testing.T) {
 		t.Errorf("the limiter holds %+v in flight, want 1 request and %d input tokens: the read's admission given back, the write's held", in, whole)
 	}
 	got.Cancel()
+	stale.finish(errNotSent)
+
+	// A class whose cache reads count toward ITPM reserved the whole prompt for
+	// the read: the attempt keeps its admission.
+	const legacy = "claude-3-haiku-20240307"
+	warm, _ = s.acquire(ctx, legacy, p)
+	warm.finish(nil)
+	stale, _ = s.acquire(ctx, legacy, p)
+	call, ok := lim.PrepareFor(legacy, 100, 6100)
+	if !ok {
+		t.Fatalf("PrepareFor(%s) refused", legacy)
+	}
+	(&run{}).reserve(call, p, stale)
+	if att, err = call.Admit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(6 * time.Minute)
+	if got, err := stale.settle(ctx, call, att); err != nil || got != att || !stale.warmer {
+		t.Errorf("settle of a read gone cold on %s = %p, %v (warmer %v); want its own admission (the whole prompt), warming", legacy, got, err, stale.warmer)
+	}
+	att.Cancel()
 	stale.finish(errNotSent)
 }
 
