@@ -174,17 +174,7 @@ func (s *cacheSched) acquire(ctx context.Context, model string, p cacheprefix.Pr
 		if s.shared != nil {
 			left, err := s.shared.claim(ctx, id, p)
 			if err != nil || left > 0 { // failed, or warm by another process
-				s.mu.Lock()
-				if err == nil {
-					now := s.now()
-					st.warm, st.expires = true, now.Add(left)
-					if left >= p.TTL-margin {
-						st.refreshed = now
-					}
-				}
-				st.warming = nil
-				close(done)
-				s.mu.Unlock()
+				s.notWarming(st, done, left, p.TTL)
 				unwait()
 				if err != nil {
 					return nil, err
@@ -198,6 +188,23 @@ func (s *cacheSched) acquire(ctx context.Context, model string, p cacheprefix.Pr
 		s.warmed.Add(1)
 		return &ticket{s: s, id: id, ttl: p.TTL, warmer: true, done: done, waiting: token}, nil
 	}
+}
+
+// notWarming ends the warming state (its channel done) that an attempt set on st
+// while it asked the store, which answered that this process does not warm the
+// prefix: warm for left when another process warmed it (0: not known warm).
+func (s *cacheSched) notWarming(st *prefixState, done chan struct{}, left, ttl time.Duration) {
+	s.mu.Lock()
+	if left > 0 {
+		now := s.now()
+		st.warm, st.expires = true, now.Add(left)
+		if left >= ttl-rewarmMargin(ttl) {
+			st.refreshed = now
+		}
+	}
+	st.warming = nil
+	close(done)
+	s.mu.Unlock()
 }
 
 // fresh settles, once the ticket's attempt has been admitted, how it is sent, and
@@ -231,16 +238,7 @@ func (t *ticket) fresh(ctx context.Context) error {
 		if s.shared != nil {
 			left, mine, err := s.shared.tryClaim(ctx, t.id, t.ttl)
 			if err != nil || !mine { // failed, or warm by another process, or being warmed by one
-				s.mu.Lock()
-				if left > margin {
-					st.warm, st.expires = true, now.Add(left)
-					if left >= t.ttl-margin {
-						st.refreshed = now
-					}
-				}
-				st.warming = nil
-				close(done)
-				s.mu.Unlock()
+				s.notWarming(st, done, left, t.ttl)
 				if err != nil {
 					return err
 				}

@@ -11,6 +11,28 @@ import (
 	"github.com/clade-dev/clade/internal/upstream"
 )
 
+// workerStore opens a SQLite store for the test with n workers registered in it,
+// and returns it with their IDs; both are closed when the test ends.
+func workerStore(t *testing.T, n int) (*jobs.Store, []string) {
+	t.Helper()
+	ctx := context.Background()
+	st, err := jobs.Open(ctx, filepath.Join(t.TempDir(), "store.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	ids := make([]string, n)
+	for i := range ids {
+		w, err := st.Register(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { w.Close() })
+		ids[i] = w.ID()
+	}
+	return st, ids
+}
+
 // TestSharedWarmthFollowsTheWarmingAnswer: through the store, a prefix one
 // process warms is warm for another from the warming answer's first byte; one
 // whose warming request was then answered with an API error (it wrote no cache) is
@@ -19,18 +41,9 @@ import (
 func TestSharedWarmthFollowsTheWarmingAnswer(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	st, err := jobs.Open(ctx, filepath.Join(t.TempDir(), "store.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	w, err := st.Register(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
+	st, workers := workerStore(t, 1)
 	s := newCacheSched(time.Now)
-	s.share(st, 1, w.ID(), 0, 0, nil)
+	s.share(st, 1, workers[0], 0, 0, nil)
 	const other = "another process"
 	for i, tc := range []struct {
 		name     string
@@ -74,20 +87,7 @@ func TestSharedWarmthFollowsTheWarmingAnswer(t *testing.T) {
 func TestSharedStaleReadClaimsBeforeItWarms(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	st, err := jobs.Open(ctx, filepath.Join(t.TempDir(), "store.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	var workers [2]string
-	for i := range workers {
-		w, err := st.Register(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer w.Close()
-		workers[i] = w.ID()
-	}
+	st, workers := workerStore(t, 2)
 	me, other := workers[0], workers[1]
 	now := time.Now()
 	s := newCacheSched(func() time.Time { return now })

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -67,21 +66,12 @@ func (s *slowMarks) ColdCacheWarm(ctx context.Context, p jobs.CachePrefix) error
 func TestSlowStoreMarkDoesNotDelayTheAnswer(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	st, err := jobs.Open(ctx, filepath.Join(t.TempDir(), "store.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	w, err := st.Register(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
+	st, workers := workerStore(t, 1)
 	slow := newSlowMarks(st)
 	released := sync.OnceFunc(func() { close(slow.release) })
 	defer released() // a failed test lets the write go too
 	s := newCacheSched(time.Now)
-	s.share(slow, 1, w.ID(), 0, 0, nil)
+	s.share(slow, 1, workers[0], 0, 0, nil)
 	p := cacheprefix.Prefix{Key: cacheprefix.Key{1}, Tokens: 2000, TTL: 5 * time.Minute}
 	tk, err := s.acquire(ctx, "m", p)
 	if err != nil || !tk.warmer {
