@@ -11,16 +11,17 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/clade-dev/clade/emulator"
 	"github.com/clade-dev/clade/internal/upstream"
 )
 
-// TODO(batch engine): the emulator's batch endpoints are stubs today (emulator/batch.go).
-// Once the batch engine lands, run these against emulator.StartTB with a fast clock and
-// keep this handler only for what the emulator cannot send (a dropped results body).
+// The batch control calls run against the emulator's Message Batches engine. This
+// handler stays for what the emulator does not send: a 1 MiB results line (its
+// answers are at most max_tokens long), a results body cut short, and one batch
+// object as the API documents it (every count, microsecond times) to parse.
 
 const batchJSON = `{"id":"msgbatch_01HkcTjaV5uDC8jWR4ZsDV8d","type":"message_batch","processing_status":"ended",` +
 	`"request_counts":{"processing":0,"succeeded":2,"errored":1,"canceled":0,"expired":1},` +
@@ -28,112 +29,171 @@ const batchJSON = `{"id":"msgbatch_01HkcTjaV5uDC8jWR4ZsDV8d","type":"message_bat
 	`"archived_at":null,"cancel_initiated_at":null,"results_url":"https://api.anthropic.com/v1/messages/batches/msgbatch_01HkcTjaV5uDC8jWR4ZsDV8d/results"}`
 
 type batchServer struct {
-	t        *testing.T
-	created  atomic.Value // []byte
-	results  string
-	dropAt   int // if > 0, the results body is cut after this many bytes
-	lastPath atomic.Value
+	t       *testing.T
+	results string
+	dropAt  int // if > 0, the results body is cut after this many bytes
 }
 
 func (s *batchServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	s.lastPath.Store(r.URL.RequestURI())
 	if r.Header.Get("x-api-key") != testKey || r.Header.Get("anthropic-version") == "" {
 		w.WriteHeader(401)
 		io.WriteString(w, `{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"},"request_id":"req_401"}`)
 		return
 	}
 	w.Header().Set("request-id", "req_batch")
-	w.Header().Set("Content-Type", "application/json")
-	switch {
-	case r.Method == "POST" && r.URL.Path == "/v1/messages/batches":
-		b, _ := io.ReadAll(r.Body)
-		s.created.Store(b)
-		io.WriteString(w, strings.Replace(batchJSON, `"ended"`, `"in_progress"`, 1))
-	case r.Method == "GET" && r.URL.Path == "/v1/messages/batches":
-		io.WriteString(w, `{"data":[`+batchJSON+`,`+strings.Replace(batchJSON, "msgbatch_01Hk", "msgbatch_02Hk", 1)+`],"has_more":true,"first_id":"msgbatch_01HkcTjaV5uDC8jWR4ZsDV8d","last_id":"msgbatch_02HkcTjaV5uDC8jWR4ZsDV8d"}`)
-	case r.Method == "GET" && r.URL.Path == "/v1/messages/batches/msgbatch_01HkcTjaV5uDC8jWR4ZsDV8d":
+	if r.Method == "GET" && r.URL.Path == "/v1/messages/batches/msgbatch_01HkcTjaV5uDC8jWR4ZsDV8d" {
+		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, batchJSON)
-	case r.Method == "POST" && r.URL.Path == "/v1/messages/batches/msgbatch_01HkcTjaV5uDC8jWR4ZsDV8d/cancel":
-		io.WriteString(w, strings.Replace(batchJSON, `"cancel_initiated_at":null`, `"cancel_initiated_at":"2026-11-26T12:10:00Z"`, 1))
-	case r.Method == "DELETE" && r.URL.Path == "/v1/messages/batches/msgbatch_01HkcTjaV5uDC8jWR4ZsDV8d":
-		io.WriteString(w, `{"id":"msgbatch_01HkcTjaV5uDC8jWR4ZsDV8d","type":"message_batch_deleted"}`)
-	case r.Method == "GET" && r.URL.Path == "/v1/messages/batches/msgbatch_01HkcTjaV5uDC8jWR4ZsDV8d/results":
-		if r.Header.Get("Accept") != "application/x-jsonl" {
-			s.t.Errorf("results Accept = %q", r.Header.Get("Accept"))
-		}
-		w.Header().Set("Content-Type", "application/x-jsonl")
-		if s.dropAt > 0 {
-			w.Header().Set("Content-Length", "100000000")
-			io.WriteString(w, s.results[:s.dropAt])
-			return // the server closes with the body short of its length
-		}
-		io.WriteString(w, s.results)
-	default:
+		return
+	}
+	if r.Method != "GET" || r.URL.Path != "/v1/messages/batches/msgbatch_01HkcTjaV5uDC8jWR4ZsDV8d/results" {
 		w.Header().Del("request-id") // the id then comes from the envelope
+		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(404)
 		io.WriteString(w, `{"type":"error","error":{"type":"not_found_error","message":"Not found"},"request_id":"req_404"}`)
+		return
 	}
+	if r.Header.Get("Accept") != "application/x-jsonl" {
+		s.t.Errorf("results Accept = %q", r.Header.Get("Accept"))
+	}
+	w.Header().Set("Content-Type", "application/x-jsonl")
+	if s.dropAt > 0 {
+		w.Header().Set("Content-Length", "100000000")
+		io.WriteString(w, s.results[:s.dropAt])
+		return // the server closes with the body short of its length
+	}
+	io.WriteString(w, s.results)
 }
 
-func TestBatchControl(t *testing.T) {
+// TestBatchParsed: a batch object with every count and the API's microsecond
+// times is read field by field.
+func TestBatchParsed(t *testing.T) {
 	t.Parallel()
-	bs := &batchServer{t: t}
-	srv := httptest.NewServer(bs)
+	srv := httptest.NewServer(&batchServer{t: t})
 	t.Cleanup(srv.Close)
-	c := newClient(t, srv.URL)
-	ctx := context.Background()
-	const id = "msgbatch_01HkcTjaV5uDC8jWR4ZsDV8d"
-
-	body := `{"requests":[{"custom_id":"a","params":` + params + `}]}`
-	b, err := c.CreateBatch(ctx, strings.NewReader(body))
-	if err != nil {
-		t.Fatalf("CreateBatch: %v", err)
-	}
-	if got, _ := bs.created.Load().([]byte); string(got) != body {
-		t.Errorf("create body on the wire = %q, want it unchanged", got)
-	}
-	if b.ID != id || b.ProcessingStatus != upstream.BatchInProgress || b.RequestID != "req_batch" || !bytes.Contains(b.Raw, []byte(id)) {
-		t.Errorf("CreateBatch = %+v", b)
-	}
-
-	b, err = c.GetBatch(ctx, id)
+	b, err := newClient(t, srv.URL).GetBatch(context.Background(), "msgbatch_01HkcTjaV5uDC8jWR4ZsDV8d")
 	if err != nil {
 		t.Fatalf("GetBatch: %v", err)
 	}
 	wantCreated := time.Date(2026, 11, 26, 12, 0, 0, 100435000, time.UTC)
 	if b.ProcessingStatus != upstream.BatchEnded || b.RequestCounts != (upstream.RequestCounts{Succeeded: 2, Errored: 1, Expired: 1}) ||
-		!b.CreatedAt.Equal(wantCreated) || !b.ExpiresAt.Equal(wantCreated.Add(24*time.Hour)) || b.EndedAt.IsZero() ||
-		!b.ArchivedAt.IsZero() || !b.CancelInitiatedAt.IsZero() || !strings.HasSuffix(b.ResultsURL, "/results") {
+		!b.CreatedAt.Equal(wantCreated) || !b.ExpiresAt.Equal(wantCreated.Add(24*time.Hour)) ||
+		!b.EndedAt.Equal(time.Date(2026, 11, 26, 12, 30, 0, 123456000, time.UTC)) || !b.ArchivedAt.IsZero() ||
+		!b.CancelInitiatedAt.IsZero() || !strings.HasSuffix(b.ResultsURL, "/results") || b.RequestID != "req_batch" {
 		t.Errorf("GetBatch = %+v", b)
 	}
+}
 
-	b, err = c.CancelBatch(ctx, id)
-	if err != nil || b.CancelInitiatedAt.IsZero() {
-		t.Errorf("CancelBatch = %+v, %v; want cancel_initiated_at set", b, err)
+// TestBatchControl drives the batch calls against the emulator: create (the body
+// sent as given), get as it processes and once ended (the fields parsed, the
+// errored line counted), results, cancel of a batch in progress and of an ended
+// one, delete, list with its paging, an unknown id (a Final 404 with its request
+// id), an empty id (refused before any call) and an id that is not one path
+// segment (escaped into one).
+func TestBatchControl(t *testing.T) {
+	t.Parallel()
+	em := startEmulator(t, emulator.Config{BatchProcessingRate: 1})
+	clock := em.Server.Clock()
+	var rec recorder
+	c := newClient(t, rec.start(t, em.URL))
+	ctx := context.Background()
+
+	// b's params lack max_tokens: the batch is created, the line ends errored.
+	const noMax = `{"messages":[{"role":"user","content":"Say hi"}],"model":"claude-haiku-4-5"}`
+	body := `{"requests":[{"custom_id":"a","params":` + params + `},{"custom_id":"b","params":` + noMax + `}]}`
+	b, err := c.CreateBatch(ctx, strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("CreateBatch: %v", err)
 	}
-	if err := c.DeleteBatch(ctx, id); err != nil {
-		t.Errorf("DeleteBatch: %v", err)
+	if got := string(rec.last(t).body); got != body {
+		t.Errorf("create body on the wire = %q, want it unchanged", got)
+	}
+	id := b.ID
+	if !strings.HasPrefix(id, "msgbatch_") || b.ProcessingStatus != upstream.BatchInProgress || !strings.HasPrefix(b.RequestID, "req_") ||
+		!bytes.Contains(b.Raw, []byte(id)) || b.RequestCounts != (upstream.RequestCounts{Processing: 2}) ||
+		!b.ExpiresAt.Equal(b.CreatedAt.Add(24*time.Hour)) || !b.EndedAt.IsZero() || b.ResultsURL != "" {
+		t.Errorf("CreateBatch = %+v, want in progress with 2 processing", b)
 	}
 
-	page, err := c.ListBatches(ctx, "msgbatch_00", 2)
+	clock.Advance(time.Minute) // 1 request a second: both processed
+	b, err = c.GetBatch(ctx, id)
+	if err != nil {
+		t.Fatalf("GetBatch: %v", err)
+	}
+	if b.ProcessingStatus != upstream.BatchEnded || b.RequestCounts != (upstream.RequestCounts{Succeeded: 1, Errored: 1}) ||
+		b.EndedAt.IsZero() || !b.EndedAt.After(b.CreatedAt) || !b.ArchivedAt.IsZero() || !b.CancelInitiatedAt.IsZero() ||
+		!strings.HasSuffix(b.ResultsURL, "/"+id+"/results") {
+		t.Errorf("GetBatch once processed = %+v, want ended, 1 succeeded and 1 errored, a results URL", b)
+	}
+	rr, err := c.Results(ctx, id)
+	if err != nil {
+		t.Fatalf("Results: %v", err)
+	}
+	var got []string
+	for rr.Next() {
+		got = append(got, rr.Result().CustomID+":"+rr.Result().Type)
+	}
+	if err := errors.Join(rr.Err(), rr.Close()); err != nil {
+		t.Fatalf("results: %v", err)
+	}
+	slices.Sort(got)
+	if strings.Join(got, " ") != "a:succeeded b:errored" || !strings.HasPrefix(rr.RequestID, "req_") {
+		t.Errorf("results = %v (request id %q), want a:succeeded b:errored", got, rr.RequestID)
+	}
+
+	// Cancelling an ended batch is the API's 400: Final, not retried.
+	_, err = c.CancelBatch(ctx, id)
+	var ae *upstream.APIError
+	if !errors.As(err, &ae) || ae.Status != 400 || upstream.Classify(err) != upstream.Final {
+		t.Errorf("CancelBatch(ended) = %v, want a Final 400", err)
+	}
+	more, err := c.CreateBatch(ctx, strings.NewReader(`{"requests":[{"custom_id":"c","params":`+params+`}]}`))
+	if err != nil {
+		t.Fatalf("CreateBatch: %v", err)
+	}
+	cb, err := c.CancelBatch(ctx, more.ID)
+	if err != nil || cb.ProcessingStatus != upstream.BatchCanceling || cb.CancelInitiatedAt.IsZero() {
+		t.Errorf("CancelBatch(in progress) = %+v, %v; want canceling, cancel_initiated_at set", cb, err)
+	}
+	third, err := c.CreateBatch(ctx, strings.NewReader(`{"requests":[{"custom_id":"d","params":`+params+`}]}`))
+	if err != nil {
+		t.Fatalf("CreateBatch: %v", err)
+	}
+
+	// Newest first: a page of 2 of the 3 batches, and the next page after it.
+	page, err := c.ListBatches(ctx, "", 2)
 	if err != nil {
 		t.Fatalf("ListBatches: %v", err)
 	}
-	if got := bs.lastPath.Load(); got != "/v1/messages/batches?after_id=msgbatch_00&limit=2" {
+	if got := rec.last(t).uri; got != "/v1/messages/batches?limit=2" {
 		t.Errorf("ListBatches path = %v", got)
 	}
-	if len(page.Data) != 2 || !page.HasMore || page.LastID != "msgbatch_02HkcTjaV5uDC8jWR4ZsDV8d" || page.Data[1].ID != page.LastID {
-		t.Errorf("ListBatches = %+v", page)
+	if len(page.Data) != 2 || !page.HasMore || page.Data[0].ID != third.ID || page.Data[1].ID != more.ID ||
+		page.FirstID != third.ID || page.LastID != more.ID {
+		t.Errorf("ListBatches(limit 2) = %+v, want the two newest and has_more", page)
+	}
+	page, err = c.ListBatches(ctx, page.LastID, 2)
+	if err != nil {
+		t.Fatalf("ListBatches: %v", err)
+	}
+	if got := rec.last(t).uri; got != "/v1/messages/batches?after_id="+more.ID+"&limit=2" {
+		t.Errorf("ListBatches path = %v", got)
+	}
+	if len(page.Data) != 1 || page.HasMore || page.Data[0].ID != id {
+		t.Errorf("ListBatches(after %s) = %+v, want the first batch alone", more.ID, page)
 	}
 	if _, err := c.ListBatches(ctx, "", 1001); err == nil {
 		t.Error("ListBatches(limit 1001) = nil error")
 	}
 
-	_, err = c.GetBatch(ctx, "msgbatch_nope")
-	var ae *upstream.APIError
-	if !errors.As(err, &ae) || ae.Status != 404 || ae.RequestID != "req_404" || upstream.Classify(err) != upstream.Final {
-		t.Errorf("GetBatch(unknown) = %v, want a Final 404 with its request id", err)
+	if err := c.DeleteBatch(ctx, id); err != nil {
+		t.Errorf("DeleteBatch: %v", err)
 	}
+	_, err = c.GetBatch(ctx, id)
+	if !errors.As(err, &ae) || ae.Status != 404 || !strings.HasPrefix(ae.RequestID, "req_") || upstream.Classify(err) != upstream.Final {
+		t.Errorf("GetBatch(deleted) = %v, want a Final 404 with its request id", err)
+	}
+	calls := len(rec.requests())
 	for name, f := range map[string]func() error{
 		"get":     func() error { _, err := c.GetBatch(ctx, ""); return err },
 		"cancel":  func() error { _, err := c.CancelBatch(ctx, ""); return err },
@@ -144,9 +204,14 @@ func TestBatchControl(t *testing.T) {
 			t.Errorf("%s with empty id: %v, want ErrEmptyBatchID", name, err)
 		}
 	}
+	if n := len(rec.requests()); n != calls {
+		t.Errorf("%d calls sent for empty ids, want none", n-calls)
+	}
 	// An id is one path segment, whatever it holds.
-	_, _ = c.GetBatch(ctx, "../../v1/models?x=1")
-	if got := bs.lastPath.Load(); got != "/v1/messages/batches/..%2F..%2Fv1%2Fmodels%3Fx=1" {
+	if _, err := c.GetBatch(ctx, "../../v1/models?x=1"); !errors.As(err, &ae) || ae.Status != 404 {
+		t.Errorf("GetBatch(odd id) = %v, want the API's 404", err)
+	}
+	if got := rec.last(t).uri; got != "/v1/messages/batches/..%2F..%2Fv1%2Fmodels%3Fx=1" {
 		t.Errorf("GetBatch path with odd id = %v, want it escaped into one segment", got)
 	}
 }
@@ -236,22 +301,12 @@ func TestResultsDownload(t *testing.T) {
 
 // TestCreateBatchSpooled sends a create body from a file through an
 // *io.SectionReader: it goes with its Content-Length (not chunked), and only the
-// section's bytes are sent.
+// section's bytes are sent; the emulator creates the batch.
 func TestCreateBatchSpooled(t *testing.T) {
 	t.Parallel()
-	type seen struct {
-		length  int64
-		chunked bool
-		body    string
-	}
-	got := make(chan seen, 1)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
-		got <- seen{r.ContentLength, slices.Contains(r.TransferEncoding, "chunked"), string(b)}
-		w.Header().Set("Content-Type", "application/json")
-		io.WriteString(w, strings.Replace(batchJSON, `"ended"`, `"in_progress"`, 1))
-	}))
-	t.Cleanup(srv.Close)
+	em := startEmulator(t, emulator.Config{})
+	var rec recorder
+	c := newClient(t, rec.start(t, em.URL))
 
 	body := `{"requests":[{"custom_id":"a","params":` + params + `}]}`
 	f, err := os.Create(filepath.Join(t.TempDir(), "body.json"))
@@ -263,11 +318,12 @@ func TestCreateBatchSpooled(t *testing.T) {
 	if _, err := f.WriteString(body + strings.Repeat("x", 100)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := newClient(t, srv.URL).CreateBatch(context.Background(), io.NewSectionReader(f, 0, int64(len(body)))); err != nil {
-		t.Fatalf("CreateBatch(section of a file) error = %v", err)
+	b, err := c.CreateBatch(context.Background(), io.NewSectionReader(f, 0, int64(len(body))))
+	if err != nil || b.RequestCounts.Processing+b.RequestCounts.Succeeded != 1 {
+		t.Fatalf("CreateBatch(section of a file) = %+v, %v; want a batch of 1", b, err)
 	}
-	s := <-got
-	if s.length != int64(len(body)) || s.chunked || s.body != body {
-		t.Errorf("CreateBatch(section of a file) sent Content-Length %d, chunked %v, body %q; want %d, false, %q", s.length, s.chunked, s.body, len(body), body)
+	s := rec.last(t)
+	if s.length != int64(len(body)) || string(s.body) != body {
+		t.Errorf("CreateBatch(section of a file) sent Content-Length %d (-1: chunked), body %q; want %d, %q", s.length, s.body, len(body), body)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -52,9 +53,33 @@ func startEmulator(t *testing.T, cfg emulator.Config) *emulator.Running {
 // recorder is a reverse proxy in front of the real emulator that keeps what the
 // client sent: the emulator stays the server, the proxy only watches the wire.
 type recorder struct {
-	mu      sync.Mutex
-	headers []http.Header
-	bodies  [][]byte
+	mu   sync.Mutex
+	seen []seenRequest
+}
+
+// seenRequest is one request as it reached the recorder.
+type seenRequest struct {
+	uri    string // path and query, as sent
+	header http.Header
+	body   []byte
+	length int64 // Content-Length; -1 when sent chunked
+}
+
+// requests returns the requests seen so far.
+func (rec *recorder) requests() []seenRequest {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	return slices.Clone(rec.seen)
+}
+
+// last returns the last request seen, failing the test if there is none.
+func (rec *recorder) last(t *testing.T) seenRequest {
+	t.Helper()
+	seen := rec.requests()
+	if len(seen) == 0 {
+		t.Fatal("no request reached the recorder")
+	}
+	return seen[len(seen)-1]
 }
 
 func (rec *recorder) start(t *testing.T, target string) string {
@@ -67,8 +92,7 @@ func (rec *recorder) start(t *testing.T, target string) string {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		rec.mu.Lock()
-		rec.headers = append(rec.headers, r.Header.Clone())
-		rec.bodies = append(rec.bodies, body)
+		rec.seen = append(rec.seen, seenRequest{uri: r.URL.RequestURI(), header: r.Header.Clone(), body: body, length: r.ContentLength})
 		rec.mu.Unlock()
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		proxy.ServeHTTP(w, r)
@@ -121,12 +145,11 @@ func TestMessagesSuccess(t *testing.T) {
 		t.Errorf("requests limit/remaining = %d/%d, want 1000/999 (start tier, one request)", rl.Requests.Limit, rl.Requests.Remaining)
 	}
 
-	rec.mu.Lock()
-	defer rec.mu.Unlock()
-	if len(rec.bodies) != 1 || string(rec.bodies[0]) != params {
-		t.Errorf("body on the wire = %q, want the params byte for byte", rec.bodies)
+	seen := rec.requests()
+	if len(seen) != 1 || string(seen[0].body) != params {
+		t.Fatalf("%d requests on the wire (last %q), want one with the params byte for byte", len(seen), rec.last(t).body)
 	}
-	h := rec.headers[0]
+	h := seen[0].header
 	for k, want := range map[string]string{
 		"X-Api-Key": testKey, "Anthropic-Version": "2023-06-01", "Content-Type": "application/json",
 		"Accept": "application/json", "Authorization": "",
@@ -145,7 +168,7 @@ func TestMessagesBearer2026(t *testing.T) {
 	if _, err := c.Messages(context.Background(), []byte(params)); err != nil {
 		t.Fatalf("Messages with Bearer: %v", err)
 	}
-	h := rec.headers[0]
+	h := rec.last(t).header
 	for k, want := range map[string]string{
 		"Authorization": "Bearer " + testKey, "Anthropic-Version": "2026-10-21", "X-Api-Key": "", "Anthropic-Beta": "a,b",
 	} {
