@@ -208,19 +208,19 @@ func TestRedisReplayInsideSettleAndLease(t *testing.T) {
 
 // gatedLeaseBackend is leaseBackend whose round trips can be held: the returned
 // hold takes a channel whose closing lets the held round trips go.
-func gatedLeaseBackend(t *testing.T, lease time.Duration, spec admit.Spec) (*admit.Redis, *atomic.Int64, *atomic.Pointer[chan struct{}]) {
+func gatedLeaseBackend(t *testing.T, lease time.Duration, spec admit.Spec) (rd *admit.Redis, calls, landed *atomic.Int64, hold *atomic.Pointer[chan struct{}]) {
 	t.Helper()
 	opts := redisOptions(t)
 	client := redisClient(t, opts)
-	var calls atomic.Int64
-	var hold atomic.Pointer[chan struct{}]
-	client.AddHook(countEval{n: &calls, hold: &hold})
-	rd := newRedis(t, admit.RedisConfig{Client: client, Prefix: testPrefix(t, opts), Clock: admit.ClockCaller, Lease: lease})
+	calls, landed, hold = new(atomic.Int64), new(atomic.Int64), new(atomic.Pointer[chan struct{}])
+	client.AddHook(countEval{n: calls, landed: landed, hold: hold})
+	rd = newRedis(t, admit.RedisConfig{Client: client, Prefix: testPrefix(t, opts), Clock: admit.ClockCaller, Lease: lease})
 	if err := rd.Init(context.Background(), "c", spec, admittest.T0); err != nil {
 		t.Fatal(err)
 	}
 	calls.Store(0)
-	return rd, &calls, &hold
+	landed.Store(0)
+	return rd, calls, landed, hold
 }
 
 // waitCalls waits (up to 10 s) until calls has reached n.
@@ -239,7 +239,7 @@ func TestRedisLeaseRenewedAhead(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	spec := admit.Spec{Limits: admit.Limits{RPM: 60000, ITPM: 60000000, OTPM: 6000000}, Burst: 1}
-	rd, calls, hold := gatedLeaseBackend(t, time.Minute, spec) // a long lease: no expiry, no renewal for age
+	rd, calls, _, hold := gatedLeaseBackend(t, time.Minute, spec) // a long lease: no expiry, no renewal for age
 	c := admit.Cost{Requests: 1, InputTokens: 10, OutputTokens: 10}
 	t0 := admittest.T0
 	reserve := func() error {
@@ -316,23 +316,46 @@ func TestRedisLeaseRenewedAhead(t *testing.T) {
 
 // TestRedisLeaseRenewedBeforeItExpires: a call that finds its lease with under
 // half its time left renews it in the background, so a call after the lease's
-// first expiry is still given from it, without a round trip.
+// first expiry is still given from it, while Redis answers nothing.
 func TestRedisLeaseRenewedBeforeItExpires(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	spec := admit.Spec{Limits: admit.Limits{RPM: 60000, ITPM: 60000000, OTPM: 6000000}, Burst: 1}
-	rd, calls, _ := gatedLeaseBackend(t, time.Minute, spec)
+	rd, calls, landed, hold := gatedLeaseBackend(t, time.Minute, spec)
 	c := admit.Cost{Requests: 1, InputTokens: 10, OutputTokens: 10}
 	t0 := admittest.T0
-	for i, at := range []time.Duration{0, 31 * time.Second, 70 * time.Second} {
-		if w, err := rd.Reserve(ctx, "c", c, t0.Add(at)); w != 0 || err != nil {
-			t.Fatalf("Reserve %d at +%v = %v, %v, want admitted at once", i, at, w, err)
+	reserve := func(at time.Duration) error {
+		w, err := rd.Reserve(ctx, "c", c, t0.Add(at))
+		if err == nil && w != 0 {
+			err = fmt.Errorf("Reserve at +%v = wait %v, want admitted at once", at, w)
 		}
-		if i == 1 {
-			waitCalls(calls, 2) // the renewal is on its way
+		return err
+	}
+	for _, at := range []time.Duration{0, 31 * time.Second} {
+		if err := reserve(at); err != nil {
+			t.Fatal(err)
 		}
 	}
+	waitCalls(landed, 2) // the lease, and its renewal started at +31s, have their answers
 	if n := calls.Load(); n != 2 {
-		t.Errorf("%d round trips, want 2 (the lease, its renewal at +31s): the call at +70s, after the lease's first minute, was not given from it", n)
+		t.Fatalf("%d round trips by +31s, want 2: the lease and its renewal (under half its time left)", n)
 	}
+	// Redis answers nothing from here: the call at +70s, after the lease's
+	// first minute, goes only if the renewed lease gives it.
+	gate := make(chan struct{})
+	hold.Store(&gate)
+	release := sync.OnceFunc(func() { hold.Store(nil); close(gate) })
+	t.Cleanup(release)
+	done := make(chan error, 1)
+	go func() { done <- reserve(70 * time.Second) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the call at +70s waited for Redis: the lease was not renewed before it expired")
+	}
+	release()
+	rd.ReturnLeases() // the +70s call's own renewal (its lease has under half its time left) lands, then all goes back
 }

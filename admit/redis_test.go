@@ -648,11 +648,12 @@ func TestRedisConcurrentSettlesAgreeWithMemory(t *testing.T) {
 // backend's: an EVALSHA that a fresh Redis answers NOSCRIPT, which the client
 // sends again as EVAL, counts once. With a delay, each script also waits that
 // long first; while hold (if set) points to a channel, each waits until it is
-// closed: Redis answering nothing.
+// closed: Redis answering nothing. Landed (if set) counts the scripts that
+// have had their answer.
 type countEval struct {
-	n     *atomic.Int64
-	delay time.Duration
-	hold  *atomic.Pointer[chan struct{}]
+	n, landed *atomic.Int64
+	delay     time.Duration
+	hold      *atomic.Pointer[chan struct{}]
 }
 
 func (h countEval) DialHook(next redis.DialHook) redis.DialHook { return next }
@@ -672,6 +673,8 @@ func (h countEval) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 		err := next(ctx, cmd)
 		if name == "evalsha" && redis.HasErrorPrefix(err, "NOSCRIPT") {
 			h.n.Add(-1) // sent again as EVAL, counted there
+		} else if h.landed != nil {
+			h.landed.Add(1)
 		}
 		return err
 	}
