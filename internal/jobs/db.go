@@ -34,6 +34,9 @@ type backend interface {
 	// reader is for long reads (export, status); on SQLite a separate read-only pool
 	// so that reads never wait for the single write connection.
 	reader() querier
+	// heartbeat is for the worker heartbeat: on SQLite a write connection of its
+	// own, so that a beat never queues behind this process's other writes.
+	heartbeat() querier
 	begin(ctx context.Context) (txn, error)
 	kind() string
 	// runOfJob is the SQL expression for the run id in river_job.args.

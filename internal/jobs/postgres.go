@@ -77,7 +77,11 @@ func (b *postgresBackend) requestOfJob() string {
 }
 func (b *postgresBackend) greatest() string { return "greatest" }
 func (b *postgresBackend) reader() querier  { return pgQuerier{b.pool} }
-func (b *postgresBackend) close() error     { b.pool.Close(); return nil }
+
+// heartbeat is the pool: it has connections enough that a beat does not wait
+// long for one.
+func (b *postgresBackend) heartbeat() querier { return pgQuerier{b.pool} }
+func (b *postgresBackend) close() error       { b.pool.Close(); return nil }
 
 func (b *postgresBackend) exec(ctx context.Context, q string, args ...any) (int64, error) {
 	return pgQuerier{b.pool}.exec(ctx, q, args...)

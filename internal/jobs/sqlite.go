@@ -33,6 +33,7 @@ const (
 type sqliteBackend struct {
 	db   *sql.DB // one connection: all writes, and River
 	ro   *sql.DB // read-only pool for long reads
+	beat *sql.DB // one connection: the worker heartbeat (see heartbeat)
 	path string
 }
 
@@ -86,7 +87,14 @@ func openSQLite(ctx context.Context, path string) (*sqliteBackend, error) {
 		return nil, err
 	}
 	ro.SetMaxOpenConns(sqliteReadConns)
-	return &sqliteBackend{db: db, ro: ro, path: path}, nil
+	beat, err := openSQLiteDB(sqliteDSN(path, false))
+	if err != nil {
+		ro.Close()
+		db.Close()
+		return nil, err
+	}
+	beat.SetMaxOpenConns(1)
+	return &sqliteBackend{db: db, ro: ro, beat: beat, path: path}, nil
 }
 
 func (b *sqliteBackend) kind() string     { return "sqlite" }
@@ -97,8 +105,17 @@ func (b *sqliteBackend) requestOfJob() string {
 func (b *sqliteBackend) greatest() string { return "max" }
 func (b *sqliteBackend) reader() querier  { return sqlQuerier{b.ro} }
 
+// heartbeat is a write connection of its own. On the one connection a beat
+// would wait for every statement queued before it, and longer: database/sql
+// hands a freed connection to a random waiter, so with hundreds of jobs writing
+// on a loaded host a beat could miss the worker's dead-after window and the
+// process count as lost while it works. On its own connection a beat waits only
+// for the write lock between two statements, as another process's would
+// (busy_timeout).
+func (b *sqliteBackend) heartbeat() querier { return sqlQuerier{b.beat} }
+
 func (b *sqliteBackend) close() error {
-	return errors.Join(b.ro.Close(), b.db.Close())
+	return errors.Join(b.beat.Close(), b.ro.Close(), b.db.Close())
 }
 
 func (b *sqliteBackend) exec(ctx context.Context, q string, args ...any) (int64, error) {

@@ -253,7 +253,7 @@ func (w *Worker) run(lastOK time.Time) {
 // is never made live again: its jobs may already run elsewhere).
 func (w *Worker) beat(ctx context.Context) (bool, error) {
 	d := w.s.dialect()
-	n, err := w.s.b.exec(ctx, `UPDATE clade_worker SET heartbeat_at = `+d.now+`
+	n, err := w.s.b.heartbeat().exec(ctx, `UPDATE clade_worker SET heartbeat_at = `+d.now+`
 		WHERE id = $1 AND dead_at IS NULL AND heartbeat_at + dead_after >= `+d.now, w.id)
 	return n == 1, err
 }

@@ -68,3 +68,14 @@ func (s *Store) MarkRunningBy(ctx context.Context, n int, id string) (int64, err
 	return s.b.exec(ctx, `UPDATE river_job SET state = 'running', attempt = attempt + 1, attempted_at = `+d.jobNow+`,
 		attempted_by = `+attemptedBy+` WHERE id IN (SELECT id FROM river_job WHERE kind = '`+JobKind+`' AND state = 'available' ORDER BY id LIMIT $2)`, id, n)
 }
+
+// HoldWriteConn takes the SQLite store's one write connection (no transaction,
+// no lock on the file) until release is called: every write of the store's
+// that is not on a connection of its own waits, as behind a queue of writes.
+func (s *Store) HoldWriteConn(ctx context.Context) (release func(), err error) {
+	conn, err := s.b.(*sqliteBackend).db.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return func() { conn.Close() }, nil
+}

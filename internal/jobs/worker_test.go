@@ -488,6 +488,36 @@ func TestWorkerLostSQLite(t *testing.T) {
 	expectStaysLost(t, ctx, s, w, beat)
 }
 
+// TestWorkerHeartbeatBesideQueuedWritesSQLite: the heartbeat of a worker on
+// SQLite does not wait for the store's one write connection. While that
+// connection stays taken (as when hundreds of the process's jobs queue their
+// writes on a loaded host) for longer than the dead-after window, the heartbeat
+// is still written, and the worker is not lost.
+func TestWorkerHeartbeatBesideQueuedWritesSQLite(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	path := jobstest.SQLite().NewDSN(t)
+	s := jobstest.Open(t, ctx, path)
+	w := register(t, ctx, s)
+	other := jobstest.Open(t, ctx, path) // reads the worker's row: s's reads of it would wait too
+	beat := waitHeartbeat(t, ctx, other, w, time.Time{}, testDeadAfter+testInterval)
+
+	release, err := s.HoldWriteConn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	held := time.Now()
+	beat = waitHeartbeat(t, ctx, other, w, beat, testDeadAfter)
+	select {
+	case <-w.Lost():
+		t.Fatalf("the worker was lost %s after its store's write connection was taken", time.Since(held).Round(time.Millisecond))
+	case <-time.After(time.Until(held.Add(testDeadAfter + 2*testInterval))):
+	}
+	waitHeartbeat(t, ctx, other, w, beat, testDeadAfter)
+}
+
 // TestWorkerLostPostgres: the worker's store reaches Postgres through a TCP
 // proxy. Its connections killed by the server (pg_terminate_backend) are a blip
 // it survives: the pool reconnects and the heartbeat goes on. A partition (the
