@@ -54,7 +54,9 @@
 // SQLite (modernc.org/sqlite, pure Go): WAL, synchronous=NORMAL, busy_timeout
 // 10 s, BEGIN IMMEDIATE, and one connection for all writes and River (River's
 // SQLite driver requires it); a second, read-only pool serves Export, status and
-// request loads, so reads never wait for the writer. Two measured departures
+// request loads, so reads never wait for the writer; the worker heartbeat
+// writes on a third connection of its own, so that it never queues behind the
+// process's other writes (it waits only for the file's write lock). Two measured departures
 // from plain River use, both on SQLite only: connections cache prepared
 // statements (River's driver sends every query as text and modernc re-parses it
 // each time; parsing was ~60% of completion CPU), and import enqueues jobs with
