@@ -355,22 +355,25 @@ func TestRedisRestartedEmptyBucketsStartEmpty(t *testing.T) {
 // so the API answers no 429 and the calls after the restart go at the limit's rate,
 // without the burst of a full bucket on top.
 //
-// Buckets of seconds keep it short: the limiter's holds 1 s of the limit (20
-// requests), the emulator's 1.5 s (30), so a recreated full bucket overshoots the
-// room the emulator has left (about 10) by about 10 calls, and the 10 between them
-// absorb calls that reach the emulator late under a loaded -race run.
+// Buckets of seconds keep it short: the limiter's holds 2 s of the limit (20
+// requests), the emulator's 3 s (30), so the emulator has about 10 of room left
+// when Redis restarts, and those 10 absorb calls that reach it late under a loaded
+// -race run. A recreated full bucket lets every caller waiting go at once (about
+// 10 more than the limit's rate: checked on the times calls leave admission), and
+// at a lower room, 429s. The limit is low (10 requests/s) so that the workers
+// outrun it on a loaded machine: the emulator's bucket drains only while they do.
 func TestRedisRestartedEmptyMidRunNo429s(t *testing.T) {
 	t.Parallel()
 	srv := startRedisServer(t)
 	const (
-		rpm     = 1200 // 20 requests/s
+		rpm     = 600 // 10 requests/s
 		perSec  = rpm / 60
-		limCap  = perSec // Burst 1/60: a second of the limit
+		limCap  = 2 * perSec // Burst 2/60: two seconds of the limit
 		workers = 64
 	)
 	cat := tierCatalog(t, "rpm", rpm, 100_000_000, 100_000_000)
 	reg := prometheus.NewRegistry()
-	em := emulator.StartTB(t, emulator.Config{Catalog: cat, Tier: "rpm", LatencyScale: 0.1, BurstFraction: 1.5 / 60, Registry: reg})
+	em := emulator.StartTB(t, emulator.Config{Catalog: cat, Tier: "rpm", LatencyScale: 0.1, BurstFraction: 3.0 / 60, Registry: reg})
 	p := &tap{h: em.Server}
 	hs := httptest.NewServer(p)
 	t.Cleanup(hs.Close)
@@ -380,7 +383,7 @@ func TestRedisRestartedEmptyMidRunNo429s(t *testing.T) {
 	var logs testkit.Buffer
 	be := newRedis(t, admit.RedisConfig{Client: rdb, Namespace: "org", RetryInterval: 50 * time.Millisecond, Timeout: 300 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
-	lim, err := admit.New(admit.Config{Catalog: cat, Tier: "rpm", Burst: 1.0 / 60, Backend: be})
+	lim, err := admit.New(admit.Config{Catalog: cat, Tier: "rpm", Burst: 2.0 / 60, Backend: be})
 	if err != nil {
 		t.Fatal(err)
 	}
