@@ -223,6 +223,32 @@ func gatedLeaseBackend(t *testing.T, lease time.Duration, spec admit.Spec) (rd *
 	return rd, calls, landed, hold
 }
 
+// holdRedis makes the scripts of gatedLeaseBackend's hold wait (Redis answering
+// nothing) until release is called, at the latest at cleanup.
+func holdRedis(t *testing.T, hold *atomic.Pointer[chan struct{}]) (release func()) {
+	gate := make(chan struct{})
+	hold.Store(&gate)
+	release = sync.OnceFunc(func() { hold.Store(nil); close(gate) })
+	t.Cleanup(release)
+	return release
+}
+
+// returnsSoon runs f and fails the test with why unless it returns, without an
+// error, within 10 s.
+func returnsSoon(t *testing.T, why string, f func() error) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- f() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal(why)
+	}
+}
+
 // waitCalls waits (up to 10 s) until calls has reached n.
 func waitCalls(calls *atomic.Int64, n int64) {
 	for deadline := time.Now().Add(10 * time.Second); calls.Load() < n && time.Now().Before(deadline); {
@@ -252,30 +278,15 @@ func TestRedisLeaseRenewedAhead(t *testing.T) {
 	if err := reserve(); err != nil { // takes a lease of 64 calls beside itself
 		t.Fatal(err)
 	}
-	gate := make(chan struct{})
-	hold.Store(&gate)
-	t.Cleanup(func() {
-		if hold.Swap(nil) != nil {
-			close(gate)
-		}
-	})
+	release := holdRedis(t, hold)
 	// The 64 calls the lease holds go while Redis answers nothing.
-	done := make(chan error, 1)
-	go func() {
+	returnsSoon(t, "calls given from the lease waited for Redis", func() error {
 		var err error
 		for i := 0; i < 64 && err == nil; i++ {
 			err = reserve()
 		}
-		done <- err
-	}()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("calls given from the lease waited for Redis")
-	}
+		return err
+	})
 	waitCalls(calls, 2)
 	if n := calls.Load(); n != 2 {
 		t.Fatalf("%d round trips after 65 calls with Redis held, want 2: the first call's and one renewal's, started when the lease fell under half", n)
@@ -291,8 +302,7 @@ func TestRedisLeaseRenewedAhead(t *testing.T) {
 	if n := calls.Load(); n != 2 {
 		t.Errorf("%d round trips, want 2: the call that found the lease spent made one of its own", n)
 	}
-	hold.Store(nil)
-	close(gate)
+	release()
 	select {
 	case err := <-next:
 		if err != nil {
@@ -342,20 +352,9 @@ func TestRedisLeaseRenewedBeforeItExpires(t *testing.T) {
 	}
 	// Redis answers nothing from here: the call at +70s, after the lease's
 	// first minute, goes only if the renewed lease gives it.
-	gate := make(chan struct{})
-	hold.Store(&gate)
-	release := sync.OnceFunc(func() { hold.Store(nil); close(gate) })
-	t.Cleanup(release)
-	done := make(chan error, 1)
-	go func() { done <- reserve(70 * time.Second) }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the call at +70s waited for Redis: the lease was not renewed before it expired")
-	}
+	release := holdRedis(t, hold)
+	returnsSoon(t, "the call at +70s waited for Redis: the lease was not renewed before it expired",
+		func() error { return reserve(70 * time.Second) })
 	release()
 	rd.ReturnLeases() // the +70s call's own renewal (its lease has under half its time left) lands, then all goes back
 }

@@ -454,6 +454,15 @@ func TestReleaseDeadTakesJobsOfUnregisteredClients(t *testing.T) {
 	}
 }
 
+// sqliteWorker opens a SQLite store of its own (at path) and registers a worker
+// of it with the tests' short heartbeat.
+func sqliteWorker(t *testing.T, ctx context.Context) (path string, s *jobs.Store, w *jobs.Worker) {
+	t.Helper()
+	path = jobstest.SQLite().NewDSN(t)
+	s = jobstest.Open(t, ctx, path)
+	return path, s, register(t, ctx, s)
+}
+
 // TestWorkerLostSQLite: another process holds the SQLite database's write lock
 // for longer than the worker's dead-after window, so its heartbeat cannot be
 // written: Lost fires once the window has passed since its last heartbeat, not
@@ -462,9 +471,7 @@ func TestWorkerLostSQLite(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	path := jobstest.SQLite().NewDSN(t)
-	s := jobstest.Open(t, ctx, path)
-	w := register(t, ctx, s)
+	path, s, w := sqliteWorker(t, ctx)
 	beat := waitHeartbeat(t, ctx, s, w, time.Time{}, testDeadAfter+testInterval)
 
 	db, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(1000)")
@@ -497,9 +504,7 @@ func TestWorkerHeartbeatBesideQueuedWritesSQLite(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	path := jobstest.SQLite().NewDSN(t)
-	s := jobstest.Open(t, ctx, path)
-	w := register(t, ctx, s)
+	path, s, w := sqliteWorker(t, ctx)
 	other := jobstest.Open(t, ctx, path) // reads the worker's row: s's reads of it would wait too
 	beat := waitHeartbeat(t, ctx, other, w, time.Time{}, testDeadAfter+testInterval)
 
