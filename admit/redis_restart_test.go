@@ -359,8 +359,8 @@ func TestRedisRestartedEmptyBucketsStartEmpty(t *testing.T) {
 // requests), the emulator's 3 s (30), so the emulator has about 10 of room left
 // when Redis restarts, and those 10 absorb calls that reach it late under a loaded
 // -race run. A recreated full bucket lets every caller waiting go at once (about
-// 10 more than the limit's rate: checked on the times calls leave admission), and
-// at a lower room, 429s. The limit is low (10 requests/s) so that the workers
+// 10 more than the limit's rate: checked on the times calls leave admission),
+// and, had the emulator less room left, draws 429s. The limit is low (10 requests/s) so that the workers
 // outrun it on a loaded machine: the emulator's bucket drains only while they do.
 func TestRedisRestartedEmptyMidRunNo429s(t *testing.T) {
 	t.Parallel()

@@ -56,12 +56,13 @@
 // SQLite driver requires it); a second, read-only pool serves Export, status and
 // request loads, so reads never wait for the writer; the worker heartbeat
 // writes on a third connection of its own, so that it never queues behind the
-// process's other writes (it waits only for the file's write lock). Two measured departures
-// from plain River use, both on SQLite only: connections cache prepared
-// statements (River's driver sends every query as text and modernc re-parses it
-// each time; parsing was ~60% of completion CPU), and import enqueues jobs with
-// one INSERT … SELECT from clade_request instead of InsertManyFastTx (46 → 9 µs
-// CPU per job; TestSQLiteJobRow checks the rows are the same).
+// process's other writes (it waits only for the file's write lock). Two
+// measured departures from plain River use, both on SQLite only: connections
+// cache prepared statements (River's driver sends every query as text and
+// modernc re-parses it each time; parsing was ~60% of completion CPU), and
+// import enqueues jobs with one INSERT … SELECT from clade_request instead of
+// InsertManyFastTx (46 → 9 µs CPU per job; TestSQLiteJobRow checks the rows
+// are the same).
 //
 // Postgres (pgx pool, 32 connections unless the DSN sets pool_max_conns):
 // several machines may work one store; jobs are enqueued with River's

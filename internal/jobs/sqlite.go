@@ -68,7 +68,8 @@ func openSQLiteDB(dsn string) (*sql.DB, error) {
 }
 
 func openSQLite(ctx context.Context, path string) (*sqliteBackend, error) {
-	db, err := openSQLiteDB(sqliteDSN(path, false))
+	writer := sqliteDSN(path, false)
+	db, err := openSQLiteDB(writer)
 	if err != nil {
 		return nil, err
 	}
@@ -87,7 +88,7 @@ func openSQLite(ctx context.Context, path string) (*sqliteBackend, error) {
 		return nil, err
 	}
 	ro.SetMaxOpenConns(sqliteReadConns)
-	beat, err := openSQLiteDB(sqliteDSN(path, false))
+	beat, err := openSQLiteDB(writer)
 	if err != nil {
 		ro.Close()
 		db.Close()
